@@ -1,0 +1,209 @@
+"""``edge-agent``: the command line for store devices and the technicians who tune them.
+
+edge-agent run --config FILE            the daemon
+edge-agent demo [--broker HOST:PORT]    a synthetic store day end to end
+edge-agent replay TRACE --config FILE   a recorded trace through the core, messages to a file
+edge-agent config check|show FILE       validate / print the effective configuration
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TextIO
+
+from edge_agent import __version__
+from edge_agent.const import EXIT_CONFIG
+from edge_agent.errors import BrokerRefused, ConfigError
+
+EXIT_USAGE = 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    _configure_logging(args.log_level)
+    try:
+        return args.handler(args)
+    except ConfigError as exc:
+        print(f"{exc.source}: invalid configuration", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return EXIT_CONFIG
+    except BrokerRefused as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="edge-agent", description="In-store BLE edge agent.")
+    parser.add_argument("--version", action="version", version=f"edge-agent {__version__}")
+    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="run the daemon")
+    run.add_argument("--config", type=Path, required=True)
+    run.add_argument("--trace", type=Path, help="also feed this recorded trace in real time")
+    run.set_defaults(handler=_cmd_run)
+
+    demo = commands.add_parser("demo", help="replay a synthetic store day through MQTT and show what HQ gets")
+    demo.add_argument("--broker", metavar="HOST:PORT", help="use this broker instead of the embedded one")
+    demo.add_argument("--config", type=Path, help="store configuration (default: the bundled demo store)")
+    demo.add_argument("--seed", type=int, default=7)
+    demo.add_argument("--shoppers", type=int, default=240)
+    demo.add_argument(
+        "--export", type=Path, metavar="DIR", help="write the day's trace and downlinks, then exit"
+    )
+    demo.set_defaults(handler=_cmd_demo)
+
+    replay = commands.add_parser("replay", help="run a recorded trace through the core, offline")
+    replay.add_argument("trace", type=Path)
+    replay.add_argument("--config", type=Path, required=True)
+    replay.add_argument("--output", default="-", help="JSON lines of {topic, payload}; '-' for stdout")
+    replay.add_argument("--downlink", action="append", default=[], metavar="KIND=FILE",
+                        help="apply these downlinks (JSON lines) before the trace; repeatable")  # fmt: skip
+    replay.add_argument(
+        "--speed", type=float, help="pace at N times real time (default: as fast as possible)"
+    )
+    replay.add_argument("--seed", default=None, help="seed for event ids (default: fixed, so output repeats)")
+    replay.set_defaults(handler=_cmd_replay)
+
+    config = commands.add_parser("config", help="check or show a configuration file")
+    config_commands = config.add_subparsers(dest="config_command", required=True)
+    check = config_commands.add_parser("check", help="exit 0 if FILE is valid, else list every problem")
+    check.add_argument("file", type=Path)
+    check.set_defaults(handler=_cmd_config_check)
+    show = config_commands.add_parser("show", help="print the effective configuration, secrets redacted")
+    show.add_argument("file", type=Path)
+    show.set_defaults(handler=_cmd_config_show)
+    return parser
+
+
+def _configure_logging(level: str) -> None:
+    # Under systemd the journal stamps time itself; elsewhere a timestamp helps.
+    under_journal = "JOURNAL_STREAM" in os.environ or "INVOCATION_ID" in os.environ
+    fmt = (
+        "%(levelname)s %(name)s: %(message)s"
+        if under_journal
+        else "%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    logging.basicConfig(level=level, format=fmt, stream=sys.stderr)
+
+
+def _cmd_config_check(args: argparse.Namespace) -> int:
+    from edge_agent.config import load_config  # noqa: PLC0415 - keep start-up of other commands lean
+
+    config = load_config(args.file)
+    print(f"{args.file}: valid (store {config.store.id}, {len(config.receivers)} receivers)")
+    return 0
+
+
+def _cmd_config_show(args: argparse.Namespace) -> int:
+    from edge_agent.config import load_config, render_toml  # noqa: PLC0415
+
+    sys.stdout.write(render_toml(load_config(args.file)))
+    return 0
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from edge_agent.config import load_config  # noqa: PLC0415
+    from edge_agent.service import Service  # noqa: PLC0415
+
+    service = Service(load_config(args.config))
+    if args.trace:
+        service.add_trace_source(args.trace)
+    return service.run_forever()
+
+
+def _cmd_replay(args: argparse.Namespace) -> int:
+    from edge_agent.config import load_config  # noqa: PLC0415
+    from edge_agent.replay import DEFAULT_SEED, read_downlink_file, replay  # noqa: PLC0415
+
+    config = load_config(args.config)
+    downlinks: list[tuple[str, bytes]] = []
+    for spec in args.downlink:
+        kind, sep, file = spec.partition("=")
+        if not sep or not kind or not file:
+            print(f"--downlink expects KIND=FILE, got {spec!r}", file=sys.stderr)
+            return EXIT_USAGE
+        try:
+            downlinks.extend((kind, payload) for payload in read_downlink_file(Path(file)))
+        except OSError as exc:
+            print(f"cannot read downlink file {file}: {exc.strerror}", file=sys.stderr)
+            return EXIT_USAGE
+    try:
+        trace = args.trace.open(encoding="utf-8", errors="replace")
+    except OSError as exc:
+        print(f"cannot read trace {args.trace}: {exc.strerror}", file=sys.stderr)
+        return EXIT_USAGE
+    with trace, _output(args.output) as out:
+        report = replay(
+            config, trace, out, downlinks=downlinks, speed=args.speed, seed=args.seed or DEFAULT_SEED
+        )
+    print(
+        f"replayed {report.sightings} sightings, wrote {report.messages} messages, "
+        f"{len(report.problems)} bad trace lines skipped, downlinks applied {report.downlinks_applied} "
+        f"rejected {report.downlinks_rejected}",
+        file=sys.stderr,
+    )
+    return 0
+
+
+class _output:  # noqa: N801 - used as a context manager like open()
+    def __init__(self, target: str) -> None:
+        self._target = target
+        self._file: TextIO | None = None
+
+    def __enter__(self) -> TextIO:
+        if self._target == "-":
+            return sys.stdout
+        self._file = Path(self._target).open("w", encoding="utf-8")
+        return self._file
+
+    def __exit__(self, *exc: object) -> None:
+        if self._file is not None:
+            self._file.close()
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from rich.console import Console  # noqa: PLC0415
+
+    from edge_agent.demo import print_summary, run_demo  # noqa: PLC0415
+
+    console = Console()
+    if args.export:
+        return _export_demo_day(args)
+    try:
+        result = run_demo(args.broker, args.config, seed=args.seed, shoppers=args.shoppers, console=console)
+    except RuntimeError as exc:
+        console.print(f"[red]demo failed:[/red] {exc}")
+        return 1
+    print_summary(result, console)
+    return 0 if result.published > 0 and result.lost == 0 else 1
+
+
+def _export_demo_day(args: argparse.Namespace) -> int:
+    from edge_agent.storeday import generate  # noqa: PLC0415
+    from edge_agent.trace import format_trace_line  # noqa: PLC0415
+
+    out: Path = args.export
+    out.mkdir(parents=True, exist_ok=True)
+    day = generate(seed=args.seed, shoppers=args.shoppers)
+    with (out / "trace.jsonl").open("w", encoding="utf-8") as trace:
+        trace.write(f"# edge-agent demo store day, seed {args.seed}, {args.shoppers} shoppers\n")
+        for sighting in day.sightings:
+            trace.write(format_trace_line(sighting) + "\n")
+    for kind, payload in day.downlinks:
+        (out / f"{kind}.jsonl").write_bytes(payload + b"\n")
+    print(f"wrote {len(day.sightings)} sightings and {len(day.downlinks)} downlinks to {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

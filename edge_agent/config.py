@@ -1,0 +1,367 @@
+"""TOML configuration loaded into strict pydantic models.
+
+Technicians edit this file on site, often over a slow SSH session, so every problem is
+reported at once, named by its TOML key path (``mqtt.port``, ``receivers[1].zone``), and an
+unknown key is an error: a typo must never silently fall back to a default.
+
+Any key can be overridden from the environment as ``EDGE_AGENT_<SECTION>__<KEY>`` (for example
+``EDGE_AGENT_MQTT__PASSWORD``), which is how secrets stay out of the file.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+import tomllib
+import types
+import typing
+import zoneinfo
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, ValidationError
+
+from edge_agent.const import MAX_INFLIGHT_WINDOW
+from edge_agent.errors import ConfigError, ConfigProblem
+
+ENV_PREFIX = "EDGE_AGENT_"
+ENV_NESTING = "__"
+
+
+def _between(low: float, high: float) -> AfterValidator:
+    """A range check whose message reads the same for every key (``must be between ...``)."""
+
+    def check(value: float) -> float:
+        if not low <= value <= high:
+            raise ValueError(f"must be between {low} and {high}, got {value}")
+        return value
+
+    return AfterValidator(check)
+
+
+def _check_timezone(name: str) -> str:
+    try:
+        zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(f"unknown IANA time zone {name!r}") from exc
+    return name
+
+
+# Identifiers end up inside MQTT topics, where '/', '+' and '#' would change the topic's meaning.
+Identifier = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
+Port = Annotated[int, _between(1, 65535)]
+Seconds = Annotated[float, _between(0.001, 7 * 86400)]
+Dbm = Annotated[int, _between(-127, 20)]
+
+
+class Section(BaseModel):
+    """Base of every section: unknown keys are errors and values are immutable once loaded."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class StoreSettings(Section):
+    id: Identifier
+    timezone: Annotated[str, AfterValidator(_check_timezone)] = "UTC"
+
+
+class ZoneSettings(Section):
+    id: Identifier
+    name: str = ""
+
+
+class ReceiverSettings(Section):
+    id: Identifier
+    zone: Identifier
+    adapter: Annotated[str, Field(pattern=r"^hci[0-9]+$")] | None = None
+
+
+class BeaconSettings(Section):
+    """A fixed store beacon: sighted to locate things, never counted as a visitor."""
+
+    id: Annotated[str, Field(min_length=1)]
+    name: str = ""
+
+
+class TlsSettings(Section):
+    enabled: bool = False
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+
+
+class MqttSettings(Section):
+    host: str = "127.0.0.1"
+    port: Port = 1883
+    # amqtt (the demo's embedded broker) speaks only 3.1.1; production brokers speak 5.
+    protocol: Literal["3.1.1", "5"] = "5"
+    client_id: str | None = None
+    topic_prefix: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$")] = "retail/v1"
+    username: str | None = None
+    password: SecretStr | None = None
+    keepalive_s: Annotated[int, _between(5, 3600)] = 30
+    # How long the broker keeps our session (subscriptions, queued downlinks) while we are away.
+    session_expiry_s: Annotated[int, _between(0, 30 * 86400)] = 7 * 86400
+    inflight_window: Annotated[int, _between(1, MAX_INFLIGHT_WINDOW)] = 100
+    reconnect_min_s: Annotated[float, _between(0.05, 600)] = 1.0
+    reconnect_max_s: Annotated[float, _between(0.05, 3600)] = 60.0
+    tls: TlsSettings = TlsSettings()
+
+
+class StorageSettings(Section):
+    path: Path = Path("/var/lib/edge-agent/agent.db")
+    # Sightings are processed and their events committed in groups: one fsync per group.
+    group_max_events: Annotated[int, _between(1, 100_000)] = 500
+    group_max_delay_s: Annotated[float, _between(0.001, 10)] = 0.2
+
+
+class IdentitySettings(Section):
+    # Eddystone-EID rotation exponent K: tokens rotate every 2**K seconds (10 -> 17 minutes).
+    rotation_exponent: Annotated[int, _between(0, 15)] = 10
+    # Neighbouring windows accepted either side of the current one, for phone clock skew.
+    skew_windows: Annotated[int, _between(0, 3)] = 1
+
+
+class PresenceSettings(Section):
+    # Weaker sightings are people walking past the shop window, not visitors.
+    entry_rssi_dbm: Dbm = -85
+    absence_timeout_s: Seconds = 120.0
+
+
+class FootfallSettings(Section):
+    interval_s: Seconds = 900.0
+
+
+class ClickAndCollectSettings(Section):
+    enabled: bool = True
+    staff_alerts: bool = True
+    # A "your order is ready at counter B" message sent after the shopper left helps nobody.
+    notification_ttl_s: Seconds = 600.0
+
+
+class RulesSettings(Section):
+    click_and_collect: ClickAndCollectSettings = ClickAndCollectSettings()
+
+
+class SchedulerSettings(Section):
+    tick_interval_s: Seconds = 1.0
+    heartbeat_interval_s: Seconds = 60.0
+
+
+class AgentConfig(Section):
+    store: StoreSettings
+    zones: list[ZoneSettings] = []
+    receivers: list[ReceiverSettings] = []
+    beacons: list[BeaconSettings] = []
+    mqtt: MqttSettings = MqttSettings()
+    storage: StorageSettings = StorageSettings()
+    identity: IdentitySettings = IdentitySettings()
+    presence: PresenceSettings = PresenceSettings()
+    footfall: FootfallSettings = FootfallSettings()
+    rules: RulesSettings = RulesSettings()
+    scheduler: SchedulerSettings = SchedulerSettings()
+
+    @property
+    def client_id(self) -> str:
+        return self.mqtt.client_id or f"edge-agent-{self.store.id}"
+
+
+# ---------------------------------------------------------------------------- loading
+
+
+def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> AgentConfig:
+    """Read, overlay the environment, validate; raise ConfigError listing every problem."""
+    source = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(source, [ConfigProblem("", f"cannot read {source}: {exc.strerror}")]) from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(source, [ConfigProblem("", f"{source} is not UTF-8 text")]) from exc
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(source, [ConfigProblem("", f"TOML syntax error: {exc}")]) from exc
+    return config_from_mapping(data, source, os.environ if environ is None else environ)
+
+
+def config_from_mapping(
+    data: dict[str, Any], source: str = "<config>", environ: Mapping[str, str] | None = None
+) -> AgentConfig:
+    merged = _overlay_environment(data, environ or {})
+    try:
+        config = AgentConfig.model_validate(merged)
+    except ValidationError as exc:
+        raise ConfigError(source, [_describe(error) for error in exc.errors()]) from None
+    problems = list(_cross_check(config))
+    if problems:
+        raise ConfigError(source, problems)
+    return config
+
+
+def _overlay_environment(data: dict[str, Any], environ: Mapping[str, str]) -> dict[str, Any]:
+    merged = _deep_copy(data)
+    for name, value in sorted(environ.items()):
+        if not name.startswith(ENV_PREFIX) or ENV_NESTING not in name:
+            continue
+        path = name[len(ENV_PREFIX) :].lower().split(ENV_NESTING)
+        node = merged
+        for part in path[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                break
+            node = child
+        else:
+            node[path[-1]] = value
+    return merged
+
+
+def _deep_copy(data: Any) -> Any:
+    if isinstance(data, dict):
+        return {k: _deep_copy(v) for k, v in data.items()}
+    if isinstance(data, list):
+        return [_deep_copy(v) for v in data]
+    return data
+
+
+def _cross_check(config: AgentConfig) -> Iterable[ConfigProblem]:
+    """Rules spanning sections, which pydantic's per-field validation cannot see."""
+    for section, items in (
+        ("zones", config.zones),
+        ("receivers", config.receivers),
+        ("beacons", config.beacons),
+    ):
+        seen: set[str] = set()
+        for index, item in enumerate(items):
+            if item.id in seen:
+                yield ConfigProblem(f"{section}[{index}].id", f"duplicate id {item.id!r}")
+            seen.add(item.id)
+    zone_ids = {zone.id for zone in config.zones}
+    for index, receiver in enumerate(config.receivers):
+        if receiver.zone not in zone_ids:
+            known = ", ".join(sorted(zone_ids)) or "none defined"
+            yield ConfigProblem(
+                f"receivers[{index}].zone", f"unknown zone {receiver.zone!r} (zones: {known})"
+            )
+    mqtt = config.mqtt
+    if mqtt.reconnect_max_s < mqtt.reconnect_min_s:
+        yield ConfigProblem("mqtt.reconnect_max_s", "must not be smaller than mqtt.reconnect_min_s")
+    if mqtt.tls.enabled and mqtt.tls.ca_file is None:
+        yield ConfigProblem("mqtt.tls.ca_file", "required when mqtt.tls.enabled is true")
+    if (mqtt.tls.cert_file is None) != (mqtt.tls.key_file is None):
+        yield ConfigProblem("mqtt.tls.key_file", "cert_file and key_file must be given together")
+    if mqtt.password is not None and mqtt.username is None:
+        yield ConfigProblem("mqtt.username", "required when mqtt.password is set")
+
+
+# ---------------------------------------------------------------------------- error messages
+
+
+def _key_path(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _describe(error: Mapping[str, Any]) -> ConfigProblem:
+    loc = tuple(error["loc"])
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        reason = "unknown key"
+        known = _known_keys(loc[:-1])
+        close = difflib.get_close_matches(str(loc[-1]), known, n=1)
+        if close:
+            reason += f" (did you mean {close[0]!r}?)"
+        return ConfigProblem(_key_path(loc), reason)
+    if kind == "missing":
+        return ConfigProblem(_key_path(loc), "required key is missing")
+    message = str(error["msg"])
+    if kind == "value_error":
+        return ConfigProblem(_key_path(loc), message.removeprefix("Value error, "))
+    if kind == "string_pattern_mismatch" and "pattern" in error.get("ctx", {}):
+        message = f"must match {error['ctx']['pattern']}"
+    reason = message[:1].lower() + message[1:]
+    if "input" in error and not isinstance(error["input"], dict | list):
+        reason += f", got {error['input']!r}"
+    return ConfigProblem(_key_path(loc), reason)
+
+
+def _known_keys(loc: tuple[int | str, ...]) -> list[str]:
+    """Field names of the model found at ``loc``, for 'did you mean' suggestions."""
+    model: Any = AgentConfig
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        field = model.model_fields.get(part) if isinstance(model, type) else None
+        if field is None:
+            return []
+        model = _model_in(field.annotation)
+    return list(model.model_fields) if isinstance(model, type) and issubclass(model, BaseModel) else []
+
+
+def _model_in(annotation: Any) -> Any:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    origin = typing.get_origin(annotation)
+    if origin in (list, typing.Union, types.UnionType, Annotated):
+        for arg in typing.get_args(annotation):
+            found = _model_in(arg)
+            if found is not None:
+                return found
+    return None
+
+
+# ---------------------------------------------------------------------------- showing
+
+
+def render_toml(config: AgentConfig) -> str:
+    """The effective configuration as TOML, secrets replaced by asterisks."""
+    data = config.model_dump(mode="json", exclude_none=True)
+    lines: list[str] = []
+    _emit_table(lines, [], data)
+    return "\n".join(lines).strip() + "\n"
+
+
+_BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
+
+
+def _emit_table(lines: list[str], path: list[str], table: dict[str, Any]) -> None:
+    scalars = {k: v for k, v in table.items() if not _is_table(v) and not _is_table_array(v)}
+    if path and scalars:
+        lines.append(f"\n[{'.'.join(path)}]")
+    for key, value in scalars.items():
+        lines.append(f"{_toml_key(key)} = {_toml_value(value)}")
+    for key, value in table.items():
+        if _is_table(value):
+            _emit_table(lines, [*path, _toml_key(key)], value)
+        elif _is_table_array(value):
+            for item in value:
+                lines.append(f"\n[[{'.'.join([*path, _toml_key(key)])}]]")
+                for item_key, item_value in item.items():
+                    lines.append(f"{_toml_key(item_key)} = {_toml_value(item_value)}")
+
+
+def _is_table(value: Any) -> bool:
+    return isinstance(value, dict)
+
+
+def _is_table_array(value: Any) -> bool:
+    return isinstance(value, list) and bool(value) and all(isinstance(v, dict) for v in value)
+
+
+def _toml_key(key: str) -> str:
+    return key if _BARE_KEY.match(key) else _toml_value(key)
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    escaped = str(value).replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{escaped}"'

@@ -1,0 +1,32 @@
+"""Numbers that encode a decision, each with the reason it has that value."""
+
+from __future__ import annotations
+
+from typing import Final
+
+# Exit status for an invalid configuration: sysexits' EX_CONFIG. systemd's
+# RestartPreventExitStatus uses it so a broken file does not restart-loop the unit.
+EXIT_CONFIG: Final = 78
+
+# Bluetooth SIG company identifier of Apple, the carrier of iBeacon frames.
+COMPANY_APPLE: Final = 0x004C
+
+# 16-bit service UUID of Eddystone, expanded to the 128-bit form bleak reports.
+EDDYSTONE_SERVICE_UUID: Final = "0000feaa-0000-1000-8000-00805f9b34fb"
+
+# paho's message ids wrap at 65,535 and silently overwrite older in-flight messages.
+# The uplink keeps far fewer in flight; SQLite, not paho, is the queue.
+MAX_INFLIGHT_WINDOW: Final = 1000
+
+# Outbox priorities: lower is sent first. Notifications help a shopper only while they
+# are in the store; visits and orders are business records; telemetry can wait or go.
+PRIORITY_NOTIFICATION: Final = 0
+PRIORITY_TRANSACTIONAL: Final = 1
+PRIORITY_TELEMETRY: Final = 2
+
+# A downlink larger than this is refused before parsing: real registries arrive in batches,
+# and an unbounded payload is the cheapest way to exhaust a store box's memory.
+MAX_DOWNLINK_BYTES: Final = 1_048_576
+
+# Rejected payloads are echoed to HQ in part only, enough to find the message in their logs.
+ERROR_EXCERPT_CHARS: Final = 200

@@ -1,0 +1,198 @@
+"""The store's pure core: sightings and downlinks in, messages out, time as an argument.
+
+No sockets, files, threads or wall clock here. Production and replay drive the same object;
+only where sightings come from and what ``now`` is differ, which is why a store day replays
+in seconds and deterministically.
+"""
+
+from __future__ import annotations
+
+import zoneinfo
+from collections import Counter
+from collections.abc import Iterable
+from datetime import datetime
+
+from edge_agent.config import AgentConfig
+from edge_agent.downlinks import CustomersDownlink, Downlink, OrdersDownlink
+from edge_agent.events import FootfallMessage, Message, VisitMessage, utc
+from edge_agent.frames import AltBeacon, EddystoneEid, EddystoneUid, IBeacon, decode_sighting
+from edge_agent.identity import AnonymousHasher, Customer, TokenResolver
+from edge_agent.ids import EventIdFactory
+from edge_agent.journey import ClickAndCollect, Order
+from edge_agent.presence import Subject, VisitEnded, VisitTracker
+from edge_agent.sighting import Sighting
+
+# Footfall catches up at most this many empty intervals after a long pause (a day of 15 min).
+MAX_CATCH_UP_INTERVALS = 96
+
+
+class StoreCore:
+    def __init__(self, config: AgentConfig, ids: EventIdFactory) -> None:
+        self._config = config
+        self._store_id = config.store.id
+        self._tz = zoneinfo.ZoneInfo(config.store.timezone)
+        self._ids = ids
+        self._fixed_beacons = {beacon.id for beacon in config.beacons}
+        self._resolver = TokenResolver(config.identity.rotation_exponent, config.identity.skew_windows)
+        self._hasher = AnonymousHasher(ids.random)
+        self._tracker = VisitTracker(config.presence.entry_rssi_dbm, config.presence.absence_timeout_s)
+        self._click_and_collect = ClickAndCollect(config.rules.click_and_collect, self._store_id, ids)
+        self.customers: dict[str, Customer] = {}
+        self.registry_version: int | None = None
+        self.orders: dict[str, Order] = {}
+        self.counters: Counter[str] = Counter()
+        self._interval_s = config.footfall.interval_s
+        self._interval_start: float | None = None
+        self._entries = self._exits = self._recognised = 0
+
+    # ------------------------------------------------------------------ state from HQ
+
+    @property
+    def open_visits(self) -> int:
+        return len(self._tracker.open_visits)
+
+    def load(self, customers: Iterable[Customer], orders: Iterable[Order], version: int | None) -> None:
+        """Restore what the state store kept across a restart."""
+        for customer in customers:
+            self._set_customer(customer)
+        for order in orders:
+            self.orders[order.order_id] = order
+        self.registry_version = version
+
+    def apply(self, downlink: Downlink) -> None:
+        if isinstance(downlink, CustomersDownlink):
+            self._apply_customers(downlink)
+        elif isinstance(downlink, OrdersDownlink):
+            for record in downlink.orders:
+                self.orders[record.order_id] = Order(
+                    record.order_id, record.customer_id, record.status, record.pickup_point
+                )
+                if record.status != "ready":
+                    self._click_and_collect.forget_order(record.order_id)
+
+    def _apply_customers(self, downlink: CustomersDownlink) -> None:
+        if downlink.full:
+            for customer_id in list(self.customers):
+                self._remove_customer(customer_id)
+        for customer_id in downlink.delete:
+            self._remove_customer(customer_id)
+        for record in downlink.upsert:
+            self._set_customer(
+                Customer(
+                    record.customer_id, record.identity_key, record.consent.service, record.consent.marketing
+                )
+            )
+        if downlink.version is not None:
+            self.registry_version = downlink.version
+
+    def _set_customer(self, customer: Customer) -> None:
+        self.customers[customer.customer_id] = customer
+        if customer.resolvable:
+            self._resolver.set(customer.customer_id, customer.identity_key)
+        else:
+            # Consent withdrawn: unrecognisable from now on, and the open visit is dropped.
+            self._resolver.remove(customer.customer_id)
+            self._tracker.forget(Subject("customer", customer.customer_id))
+
+    def _remove_customer(self, customer_id: str) -> None:
+        self.customers.pop(customer_id, None)
+        self._resolver.remove(customer_id)
+        self._tracker.forget(Subject("customer", customer_id))
+
+    # ------------------------------------------------------------------ radio
+
+    def observe(self, sighting: Sighting) -> list[Message]:
+        self.counters["sightings"] += 1
+        now = sighting.ts
+        self._start_footfall(now)
+        subject = self._subject(sighting, now)
+        if subject is None:
+            return []
+        started = self._tracker.observe(subject, sighting.receiver, sighting.rssi, now, self._ids.new)
+        if started is None:
+            return []
+        self._entries += 1
+        if subject.kind != "customer":
+            return []
+        self._recognised += 1
+        visit = started.visit
+        messages: list[Message] = [
+            VisitMessage(
+                event_id=self._ids.new(now), store_id=self._store_id, ts=utc(now),
+                visit_id=visit.visit_id, customer_id=subject.id, phase="started",
+                started_at=utc(visit.started_at), entry_receiver=visit.entry_receiver,
+                receivers=[visit.entry_receiver],
+            )
+        ]  # fmt: skip
+        customer = self.customers[subject.id]
+        orders = [o for o in self.orders.values() if o.customer_id == subject.id]
+        messages.extend(self._click_and_collect.on_visit_started(visit, customer, orders, now))
+        return messages
+
+    def _subject(self, sighting: Sighting, now: float) -> Subject | None:
+        frames = decode_sighting(sighting)
+        for frame in frames:
+            if isinstance(frame, EddystoneEid):
+                customer_id = self._resolver.resolve(frame.eid, now)
+                if customer_id is not None:
+                    self.counters["resolved"] += 1
+                    return Subject("customer", customer_id)
+                self.counters["unresolved_tokens"] += 1
+                return Subject("anonymous", self._hasher.pseudonym(self._local_day(now), b"eid:" + frame.eid))
+            if isinstance(frame, IBeacon | EddystoneUid | AltBeacon):
+                key = "fixed_beacon" if frame.identifier in self._fixed_beacons else "unknown_beacon"
+                self.counters[key] += 1
+                return None
+        if frames:  # URL / TLM only: beacon telemetry, not a visitor
+            self.counters["beacon_telemetry"] += 1
+            return None
+        material = b"addr:" + sighting.address.upper().encode()
+        return Subject("anonymous", self._hasher.pseudonym(self._local_day(now), material))
+
+    def _local_day(self, now: float) -> int:
+        return datetime.fromtimestamp(now, self._tz).toordinal()
+
+    # ------------------------------------------------------------------ time
+
+    def tick(self, now: float) -> list[Message]:
+        """Close visits gone silent and footfall intervals that have ended."""
+        self._start_footfall(now)
+        messages: list[Message] = []
+        for ended in self._tracker.expire(now):
+            self._exits += 1
+            if ended.visit.subject.kind == "customer":
+                messages.append(self._visit_ended(ended, now))
+        messages.extend(self._close_footfall(now))
+        return messages
+
+    def _visit_ended(self, ended: VisitEnded, now: float) -> VisitMessage:
+        visit = ended.visit
+        return VisitMessage(
+            event_id=self._ids.new(now), store_id=self._store_id, ts=utc(now),
+            visit_id=visit.visit_id, customer_id=visit.subject.id, phase="ended",
+            started_at=utc(visit.started_at), ended_at=utc(visit.last_seen),
+            duration_s=round(visit.last_seen - visit.started_at, 3),
+            entry_receiver=visit.entry_receiver, receivers=sorted(visit.receivers),
+        )  # fmt: skip
+
+    def _start_footfall(self, now: float) -> None:
+        if self._interval_start is None:
+            self._interval_start = now - now % self._interval_s
+
+    def _close_footfall(self, now: float) -> list[Message]:
+        messages: list[Message] = []
+        assert self._interval_start is not None
+        while now >= self._interval_start + self._interval_s:
+            end = self._interval_start + self._interval_s
+            if len(messages) < MAX_CATCH_UP_INTERVALS:
+                messages.append(
+                    FootfallMessage(
+                        event_id=self._ids.new(end), store_id=self._store_id, ts=utc(end),
+                        interval_start=utc(self._interval_start), interval_end=utc(end),
+                        entries=self._entries, exits=self._exits, occupancy=self.open_visits,
+                        customers_recognised=self._recognised,
+                    )
+                )  # fmt: skip
+            self._entries = self._exits = self._recognised = 0
+            self._interval_start = end
+        return messages

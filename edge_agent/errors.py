@@ -1,0 +1,47 @@
+"""The agent's own exceptions, so callers catch one family instead of library internals.
+
+EdgeAgentError
+├── ConfigError          a TOML file or environment override is invalid (lists every problem)
+├── DownlinkRejected     a message from HQ failed validation; answered on the errors topic
+└── BrokerRefused        the broker refused the connection for a reason retrying cannot fix
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class EdgeAgentError(Exception):
+    """Base of every error the agent raises on purpose."""
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigProblem:
+    """One thing wrong with a configuration, named by its TOML key path."""
+
+    key: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.key}: {self.reason}" if self.key else self.reason
+
+
+class ConfigError(EdgeAgentError):
+    """Raised with every problem found, so a technician fixes a file in one pass."""
+
+    def __init__(self, source: str, problems: list[ConfigProblem]) -> None:
+        self.source = source
+        self.problems = problems
+        super().__init__("\n".join(str(p) for p in problems))
+
+
+class DownlinkRejected(EdgeAgentError):
+    """A downlink that will not be applied; ``reason`` is sent back to HQ verbatim."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(reason)
+
+
+class BrokerRefused(EdgeAgentError):
+    """The broker said no in a way that reconnecting will not change (bad protocol, credentials)."""

@@ -1,0 +1,114 @@
+"""Versioned wire messages the agent publishes (DESIGN §5). Pydantic models at the edge.
+
+Every message is JSON with ``schema``, ``event_id`` (a ULID, HQ deduplicates on it),
+``store_id`` and ``ts`` (RFC 3339 UTC) followed by its body. A class's ``stream`` names the
+topic below the store root and ``priority`` its place in the outbox queue.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from edge_agent.const import PRIORITY_NOTIFICATION, PRIORITY_TELEMETRY, PRIORITY_TRANSACTIONAL
+
+
+def utc(ts: float) -> datetime:
+    return datetime.fromtimestamp(ts, tz=UTC)
+
+
+class Message(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, serialize_by_alias=True)
+
+    stream: ClassVar[str]
+    priority: ClassVar[int] = PRIORITY_TRANSACTIONAL
+    retain: ClassVar[bool] = False
+
+    schema_name: str = Field(alias="schema")
+    event_id: str
+    store_id: str
+    ts: datetime
+
+    @property
+    def expires_at(self) -> float | None:
+        return None
+
+    def to_json(self) -> bytes:
+        return self.model_dump_json().encode()
+
+
+class VisitMessage(Message):
+    stream: ClassVar[str] = "events/visit"
+    schema_name: Literal["visit.v1"] = Field("visit.v1", alias="schema")
+    visit_id: str
+    customer_id: str
+    phase: Literal["started", "ended"]
+    started_at: datetime
+    ended_at: datetime | None = None
+    duration_s: float | None = None
+    entry_receiver: str
+    receivers: list[str] = []
+
+
+class FootfallMessage(Message):
+    stream: ClassVar[str] = "events/footfall"
+    priority: ClassVar[int] = PRIORITY_TELEMETRY
+    schema_name: Literal["footfall.v1"] = Field("footfall.v1", alias="schema")
+    interval_start: datetime
+    interval_end: datetime
+    entries: Annotated[int, Field(ge=0)]
+    exits: Annotated[int, Field(ge=0)]
+    occupancy: Annotated[int, Field(ge=0)]
+    customers_recognised: Annotated[int, Field(ge=0)]
+
+
+class NotificationMessage(Message):
+    stream: ClassVar[str] = "notifications"
+    priority: ClassVar[int] = PRIORITY_NOTIFICATION
+    schema_name: Literal["notification.v1"] = Field("notification.v1", alias="schema")
+    audience: Literal["customer", "staff"]
+    customer_id: str
+    visit_id: str
+    template: str
+    language: str
+    text: str
+    data: dict[str, str] = {}
+    expires: datetime
+
+    @property
+    def expires_at(self) -> float | None:
+        return self.expires.timestamp()
+
+
+class ErrorMessage(Message):
+    stream: ClassVar[str] = "errors"
+    schema_name: Literal["error.v1"] = Field("error.v1", alias="schema")
+    topic: str
+    kind: str | None
+    message_id: str | None
+    reason: str
+    # The payload is identified, never echoed: a customers downlink carries identity keys.
+    payload_sha256: str
+    payload_bytes: int
+
+
+class StatusMessage(Message):
+    stream: ClassVar[str] = "status"
+    retain: ClassVar[bool] = True
+    schema_name: Literal["status.v1"] = Field("status.v1", alias="schema")
+    state: Literal["online", "offline"]
+    agent_version: str
+    queue_depth: int | None = None
+    open_visits: int | None = None
+    registry_size: int | None = None
+
+
+UPLINK_MESSAGES: tuple[type[Message], ...] = (
+    VisitMessage,
+    FootfallMessage,
+    NotificationMessage,
+    ErrorMessage,
+    StatusMessage,
+)

@@ -1,0 +1,307 @@
+"""The MQTT link to HQ: uplink from the outbox, downlinks in, birth and last will.
+
+Threads and who owns what:
+- paho's network thread runs the callbacks. They only record what happened (a PUBACK, a
+  connection change, a downlink) and wake the sender; they never publish or touch SQLite,
+  which sidesteps paho's known callback deadlocks and its mid/PUBACK races.
+- the sender thread owns publishing. It keeps at most ``inflight_window`` outbox rows
+  unacknowledged (far below paho's 65,535 message ids, which wrap and silently overwrite),
+  deletes a row only after a PUBACK whose reason code is success, and backs off a row the
+  broker refused. paho resends unacknowledged messages itself after a reconnect.
+- downlinks are handed to the owner's callback with their message id; the owner calls
+  ``ack_downlink`` once the effect is committed (paho's manual_ack), so the broker redelivers
+  anything a crash interrupted.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import ssl
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+
+from edge_agent.config import AgentConfig
+from edge_agent.errors import BrokerRefused
+from edge_agent.outbox import Outbox
+from edge_agent.topics import Topics
+
+_LOGGER = logging.getLogger(__name__)
+
+# A refused row waits 2**attempts seconds, capped, before it is offered to the broker again.
+REFUSED_BACKOFF_CAP_S = 60.0
+# Refusals that no reconnect can fix: a misconfiguration to report, not to retry forever.
+_FATAL_CONNACK_WORDS = ("protocol", "not authorized", "bad user name", "banned", "client identifier")
+
+
+@dataclass(frozen=True, slots=True)
+class DownlinkDelivery:
+    topic: str
+    payload: bytes
+    mid: int
+    qos: int
+
+
+@dataclass(slots=True)
+class LinkStats:
+    published: int = 0
+    acknowledged: int = 0
+    refused: int = 0
+    connects: int = 0
+    disconnects: int = 0
+
+
+class MqttLink:
+    def __init__(
+        self,
+        config: AgentConfig,
+        outbox: Outbox,
+        *,
+        on_downlink: Callable[[DownlinkDelivery], None],
+        status_payload: Callable[[str], bytes],
+    ) -> None:
+        self._settings = config.mqtt
+        self._topics = Topics(config.mqtt.topic_prefix, config.store.id)
+        self._outbox = outbox
+        self._on_downlink = on_downlink
+        self._status_payload = status_payload
+        self.stats = LinkStats()
+        self.refusal: BrokerRefused | None = None
+        self._connected = threading.Event()
+        self._subscribed = threading.Event()
+        self._subscribe_mids: set[int] = set()
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._acks: collections.deque[tuple[int, bool, str]] = collections.deque()
+        self._need_birth = False
+        self._pending_status: bytes | None = None
+        self._inflight: dict[int, tuple[int, float]] = {}  # mid -> (outbox row id, sent at)
+        self._retry_at: dict[int, tuple[float, int]] = {}  # row id -> (monotonic time, attempts)
+        self.last_progress = time.monotonic()
+        self._client = self._make_client(config.client_id)
+        self._sender = threading.Thread(target=self._run_sender, name="edge-agent-sender", daemon=True)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def _make_client(self, client_id: str) -> mqtt.Client:
+        settings = self._settings
+        v5 = settings.protocol == "5"
+        client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2,
+            client_id=client_id,
+            protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
+            clean_session=None if v5 else False,
+            manual_ack=True,
+        )
+        if settings.username:
+            password = settings.password.get_secret_value() if settings.password else None
+            client.username_pw_set(settings.username, password)
+        if settings.tls.enabled:
+            client.tls_set(
+                ca_certs=str(settings.tls.ca_file),
+                certfile=str(settings.tls.cert_file) if settings.tls.cert_file else None,
+                keyfile=str(settings.tls.key_file) if settings.tls.key_file else None,
+                tls_version=ssl.PROTOCOL_TLS_CLIENT,
+            )
+        client.will_set(self._topics.status, self._status_payload("offline"), qos=1, retain=True)
+        client.reconnect_delay_set(settings.reconnect_min_s, settings.reconnect_max_s)  # type: ignore[arg-type]
+        client.max_inflight_messages_set(settings.inflight_window)
+        client.on_connect = self._handle_connect
+        client.on_disconnect = self._handle_disconnect
+        client.on_publish = self._handle_publish
+        client.on_message = self._handle_message
+        client.on_subscribe = self._handle_subscribe
+        return client
+
+    def start(self) -> None:
+        settings = self._settings
+        properties = None
+        if settings.protocol == "5":
+            properties = Properties(PacketTypes.CONNECT)
+            properties.SessionExpiryInterval = settings.session_expiry_s
+        self._client.connect_async(
+            settings.host,
+            settings.port,
+            keepalive=settings.keepalive_s,
+            clean_start=False if settings.protocol == "5" else mqtt.MQTT_CLEAN_START_FIRST_ONLY,
+            properties=properties,
+        )
+        self._client.loop_start()
+        self._sender.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Commit outstanding PUBACKs, publish 'offline' and disconnect cleanly (no last will)."""
+        deadline = time.monotonic() + timeout
+        self._stopping.set()
+        self._wake.set()
+        self._sender.join(max(0.1, deadline - time.monotonic()))
+        while self._inflight and self._connected.is_set() and time.monotonic() < deadline:
+            self._process_acks()
+            time.sleep(0.01)
+        self._process_acks()
+        if self._connected.is_set():
+            info = self._client.publish(
+                self._topics.status, self._status_payload("offline"), qos=1, retain=True
+            )
+            info.wait_for_publish(max(0.1, deadline - time.monotonic()))
+        self._client.disconnect()
+        self._client.loop_stop()
+
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set()
+
+    @property
+    def inflight(self) -> int:
+        return len(self._inflight)
+
+    def wait_connected(self, timeout: float) -> bool:
+        """Wait until connected and subscribed to downlinks (so nothing HQ sends next is missed).
+
+        Raises BrokerRefused at once if the broker refused in a way retrying cannot fix.
+        """
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.refusal is not None:
+                raise self.refusal
+            if self._connected.is_set() and self._subscribed.wait(0.05):
+                return True
+            self._connected.wait(0.05)
+        return False
+
+    def wake(self) -> None:
+        """New rows are in the outbox (or a periodic nudge): let the sender look."""
+        self._wake.set()
+
+    def publish_status(self) -> None:
+        """Refresh the retained status (heartbeat); sent by the sender thread when connected."""
+        self._pending_status = self._status_payload("online")
+        self._wake.set()
+
+    def ack_downlink(self, mid: int, qos: int) -> None:
+        if qos > 0:
+            self._client.ack(mid, qos)
+
+    # ------------------------------------------------------------------ paho callbacks (paho's thread)
+
+    def _handle_connect(self, client, userdata, flags, reason_code: ReasonCode, properties) -> None:
+        if reason_code.is_failure:
+            text = str(reason_code)
+            _LOGGER.error("broker refused connection: %s", text)
+            if any(word in text.lower() for word in _FATAL_CONNACK_WORDS):
+                self.refusal = BrokerRefused(
+                    f"broker {self._settings.host}:{self._settings.port} refused the connection: {text}"
+                    + (" (check mqtt.protocol)" if "protocol" in text.lower() else "")
+                )
+            return
+        self.stats.connects += 1
+        _LOGGER.info("connected to broker host=%s port=%s", self._settings.host, self._settings.port)
+        self._need_birth = True
+        self._connected.set()
+        self._wake.set()
+
+    def _handle_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
+        if self._connected.is_set():
+            self.stats.disconnects += 1
+            _LOGGER.warning("disconnected from broker reason=%s", reason_code)
+        self._connected.clear()
+        self._subscribed.clear()
+
+    def _handle_publish(self, client, userdata, mid: int, reason_code: ReasonCode, properties) -> None:
+        # MQTT v5: a PUBACK can carry a failure (not authorised, quota exceeded); paho forgets
+        # the message either way, so success must be checked here, not assumed.
+        self._acks.append((mid, not reason_code.is_failure, str(reason_code)))
+        self._wake.set()
+
+    def _handle_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:  # noqa: ANN001
+        failed = [str(code) for code in reason_codes if code.is_failure]
+        if failed:
+            _LOGGER.error("broker refused a downlink subscription: %s", ", ".join(failed))
+            return
+        self._subscribe_mids.discard(mid)
+        if not self._subscribe_mids:
+            self._subscribed.set()
+
+    def _handle_message(self, client, userdata, message: mqtt.MQTTMessage) -> None:
+        self._on_downlink(DownlinkDelivery(message.topic, bytes(message.payload), message.mid, message.qos))
+
+    # ------------------------------------------------------------------ sender thread
+
+    def _run_sender(self) -> None:
+        while not self._stopping.is_set():
+            self._wake.wait(0.25)
+            self._wake.clear()
+            self.last_progress = time.monotonic()
+            try:
+                self._process_acks()
+                if self._connected.is_set() and not self._stopping.is_set():
+                    self._send_control()
+                    self._release_stuck()
+                    self._fill_window()
+            except Exception:  # the sender must outlive any one bad row or SQLite hiccup
+                _LOGGER.exception("sender loop error")
+                time.sleep(0.5)
+
+    def _send_control(self) -> None:
+        if self._need_birth:
+            self._need_birth = False
+            filters = [(topic_filter, 1) for topic_filter in self._topics.downlink_filters]
+            result, mid = self._client.subscribe(filters)
+            if result == mqtt.MQTT_ERR_SUCCESS:
+                self._subscribe_mids.add(mid)
+            self._pending_status = self._status_payload("online")
+        status, self._pending_status = self._pending_status, None
+        if status is not None:
+            self._client.publish(self._topics.status, status, qos=1, retain=True)
+
+    def _process_acks(self) -> None:
+        delivered: list[int] = []
+        refused: list[int] = []
+        now = time.monotonic()
+        while self._acks:
+            mid, success, reason = self._acks.popleft()
+            entry = self._inflight.pop(mid, None)
+            if entry is None:
+                continue  # status messages are not outbox rows
+            row_id = entry[0]
+            if success:
+                delivered.append(row_id)
+                self._retry_at.pop(row_id, None)
+            else:
+                refused.append(row_id)
+                attempts = self._retry_at.get(row_id, (0.0, 0))[1] + 1
+                self._retry_at[row_id] = (now + min(REFUSED_BACKOFF_CAP_S, 2.0**attempts), attempts)
+                _LOGGER.warning("broker refused a publish reason=%s attempts=%d", reason, attempts)
+        self._outbox.acknowledge(delivered)
+        self._outbox.record_failure(refused)
+        self.stats.acknowledged += len(delivered)
+        self.stats.refused += len(refused)
+
+    def _release_stuck(self) -> None:
+        """Rows unacknowledged for two keepalives on a live connection are offered again."""
+        limit = time.monotonic() - 2 * self._settings.keepalive_s
+        for mid in [m for m, (_, sent) in self._inflight.items() if sent < limit]:
+            del self._inflight[mid]
+
+    def _fill_window(self) -> None:
+        free = self._settings.inflight_window - len(self._inflight)
+        if free <= 0:
+            return
+        now = time.monotonic()
+        skip = {row_id for row_id, _ in self._inflight.values()}
+        skip.update(row_id for row_id, (when, _) in self._retry_at.items() if when > now)
+        for row in self._outbox.due(free, skip):
+            info = self._client.publish(row.topic, row.payload, qos=1, retain=row.retain)
+            if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
+                _LOGGER.warning("publish not queued by paho rc=%s", info.rc)
+                return
+            # NO_CONN still queues a QoS 1 message in paho, which sends it on reconnect.
+            self._inflight[info.mid] = (row.id, now)
+            self.stats.published += 1

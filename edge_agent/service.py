@@ -1,0 +1,187 @@
+"""``edge-agent run``: the daemon. Wires sources, pipeline, link and scheduler together.
+
+One main thread owns the pipeline (and so the core and SQLite writes); everything else talks
+to it through one queue: sources put sightings, the link puts downlinks, the scheduler puts
+ticks. Sightings are committed in groups (``storage.group_max_events`` or
+``storage.group_max_delay_s``), so a power cut loses at most the group not yet committed and
+never a message already acted on.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from edge_agent.config import AgentConfig
+from edge_agent.ids import EventIdFactory
+from edge_agent.link import DownlinkDelivery, MqttLink
+from edge_agent.pipeline import Pipeline
+from edge_agent.sighting import Sighting
+from edge_agent.storage import Database
+from edge_agent.trace import TraceProblem, read_trace
+
+_LOGGER = logging.getLogger(__name__)
+
+
+class _Tick:
+    """Scheduler marker: time has passed, close what is due."""
+
+
+_TICK = _Tick()
+_STOP = object()
+WorkItem = Sighting | DownlinkDelivery | _Tick | object
+
+
+class Service:
+    def __init__(self, config: AgentConfig, clock: Callable[[], float] = time.time) -> None:
+        self.config = config
+        self.clock = clock
+        self.database = Database(config.storage.path)
+        self.pipeline = Pipeline(config, self.database, EventIdFactory())
+        self._work: queue.Queue[WorkItem] = queue.Queue()
+        self.link = MqttLink(
+            config,
+            self.pipeline.outbox,
+            on_downlink=self._work.put,
+            status_payload=lambda state: self.pipeline.status(state, self.clock()).to_json(),
+        )
+        self._scheduler = BackgroundScheduler(timezone="UTC")
+        self._stopped = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._sources: list[threading.Thread] = []
+
+    # ------------------------------------------------------------------ inputs
+
+    def submit(self, sighting: Sighting) -> None:
+        """Hand a sighting to the main loop; safe from any thread."""
+        self._work.put(sighting)
+
+    def add_trace_source(self, path: Path) -> None:
+        """Feed a recorded trace in real time, re-stamped to now (soak tests, site trials)."""
+        thread = threading.Thread(target=self._play_trace, args=(path,), name="edge-agent-trace", daemon=True)
+        self._sources.append(thread)
+
+    def _play_trace(self, path: Path) -> None:
+        with path.open(encoding="utf-8") as lines:
+            offset: float | None = None
+            for item in read_trace(lines):
+                if self._stopped.is_set():
+                    return
+                if isinstance(item, TraceProblem):
+                    _LOGGER.warning("trace %s: %s, skipped", path, item)
+                    continue
+                if offset is None:
+                    offset = self.clock() - item.ts
+                delay = item.ts + offset - self.clock()
+                if delay > 0 and self._stopped.wait(delay):
+                    return
+                self.submit(_restamp(item, item.ts + offset))
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> None:
+        scheduling = self.config.scheduler
+        self._scheduler.add_job(
+            lambda: self._work.put(_TICK), "interval", seconds=scheduling.tick_interval_s,
+            id="tick", coalesce=True, max_instances=1,
+        )  # fmt: skip
+        self._scheduler.add_job(
+            self.link.publish_status, "interval", seconds=scheduling.heartbeat_interval_s,
+            id="heartbeat", coalesce=True, max_instances=1,
+        )  # fmt: skip
+        # The sender wakes on every commit; this nudge only bounds retry latency after a refusal.
+        self._scheduler.add_job(self.link.wake, "interval", seconds=1.0, id="drain", coalesce=True)
+        self.link.start()
+        self._scheduler.start()
+        self._thread = threading.Thread(target=self._main_loop, name="edge-agent-main", daemon=True)
+        self._thread.start()
+        for source in self._sources:
+            source.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Finish the current group, commit pending PUBACKs, disconnect cleanly, close SQLite."""
+        if self._stopped.is_set():
+            return
+        deadline = time.monotonic() + timeout
+        self._stopped.set()
+        self._scheduler.shutdown(wait=False)
+        self._work.put(_STOP)
+        if self._thread is not None:
+            self._thread.join(max(0.1, deadline - time.monotonic()))
+        self.link.stop(max(0.1, deadline - time.monotonic()))
+        self.database.close()
+
+    def run_forever(self) -> int:
+        """Run until SIGTERM or SIGINT; the daemon's entry point."""
+        done = threading.Event()
+
+        def request_stop(signum: int, frame: object) -> None:
+            _LOGGER.info("signal %s received, stopping", signal.Signals(signum).name)
+            done.set()
+
+        signal.signal(signal.SIGTERM, request_stop)
+        signal.signal(signal.SIGINT, request_stop)
+        self.start()
+        _LOGGER.info("edge-agent running store=%s", self.config.store.id)
+        exit_code = 0
+        while not done.wait(0.5):
+            if self.link.refusal is not None:
+                _LOGGER.error("%s", self.link.refusal)
+                exit_code = 1
+                break
+        self.stop()
+        return exit_code
+
+    # ------------------------------------------------------------------ main loop
+
+    def _main_loop(self) -> None:
+        group_max = self.config.storage.group_max_events
+        group_delay = self.config.storage.group_max_delay_s
+        batch: list[Sighting] = []
+        while True:
+            try:
+                item = self._work.get(timeout=group_delay if batch else 0.5)
+            except queue.Empty:
+                self._flush(batch)
+                continue
+            if isinstance(item, Sighting):
+                batch.append(item)
+                if len(batch) < group_max:
+                    continue
+            self._flush(batch)
+            if item is _STOP:
+                return
+            try:
+                self._handle(item)
+            except Exception:  # one bad item must not stop the store
+                _LOGGER.exception("main loop failed on %s", type(item).__name__)
+
+    def _handle(self, item: WorkItem) -> None:
+        if isinstance(item, DownlinkDelivery):
+            self.pipeline.downlink(item.topic, item.payload, self.clock())
+            self.link.ack_downlink(item.mid, item.qos)  # only now: the effect is committed
+            self.link.wake()
+        elif item is _TICK and self.pipeline.tick(self.clock()):
+            self.link.wake()
+
+    def _flush(self, batch: list[Sighting]) -> None:
+        if not batch:
+            return
+        try:
+            self.pipeline.process(batch)
+        except Exception:
+            _LOGGER.exception("could not commit a group of %d sightings", len(batch))
+        batch.clear()
+        self.link.wake()
+
+
+def _restamp(sighting: Sighting, ts: float) -> Sighting:
+    return replace(sighting, ts=ts)

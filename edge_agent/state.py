@@ -1,0 +1,71 @@
+"""What HQ told this store (customer registry, orders), kept in SQLite across restarts.
+
+Written in the same transaction as the messages the change causes, so after a power cut either
+both are there or neither is; the link acknowledges a downlink to the broker only after that
+commit, so the broker redelivers anything we had not made durable.
+"""
+
+from __future__ import annotations
+
+from edge_agent.downlinks import CustomersDownlink, Downlink, OrdersDownlink
+from edge_agent.identity import Customer
+from edge_agent.journey import Order
+from edge_agent.storage import Database
+
+
+class StateStore:
+    def __init__(self, database: Database) -> None:
+        self._database = database
+        db = database.db
+        db["customers"].create(
+            {"customer_id": str, "identity_key": bytes, "consent_service": int, "consent_marketing": int},
+            pk="customer_id", if_not_exists=True,
+        )  # fmt: skip
+        db["orders"].create(
+            {"order_id": str, "customer_id": str, "status": str, "pickup_point": str},
+            pk="order_id", if_not_exists=True,
+        )  # fmt: skip
+        db["meta"].create({"key": str, "value": str}, pk="key", if_not_exists=True)
+
+    def apply(self, downlink: Downlink) -> None:
+        """Persist a validated downlink; call inside the transaction that enqueues its effects."""
+        with self._database.transaction() as conn:
+            if isinstance(downlink, CustomersDownlink):
+                if downlink.full:
+                    conn.execute("DELETE FROM customers")
+                conn.executemany(
+                    "DELETE FROM customers WHERE customer_id = ?", [(c,) for c in downlink.delete]
+                )
+                conn.executemany(
+                    "INSERT OR REPLACE INTO customers VALUES (?,?,?,?)",
+                    [
+                        (r.customer_id, r.identity_key, int(r.consent.service), int(r.consent.marketing))
+                        for r in downlink.upsert
+                    ],
+                )
+                if downlink.version is not None:
+                    conn.execute(
+                        "INSERT OR REPLACE INTO meta VALUES ('registry_version', ?)", (str(downlink.version),)
+                    )
+            elif isinstance(downlink, OrdersDownlink):
+                conn.executemany(
+                    "INSERT OR REPLACE INTO orders VALUES (?,?,?,?)",
+                    [(o.order_id, o.customer_id, o.status, o.pickup_point) for o in downlink.orders],
+                )
+
+    def customers(self) -> list[Customer]:
+        with self._database.lock:
+            rows = self._database.db.conn.execute("SELECT * FROM customers").fetchall()
+        return [Customer(r[0], bytes(r[1]), bool(r[2]), bool(r[3])) for r in rows]
+
+    def orders(self) -> list[Order]:
+        with self._database.lock:
+            rows = self._database.db.conn.execute("SELECT * FROM orders").fetchall()
+        return [Order(*r) for r in rows]
+
+    def registry_version(self) -> int | None:
+        with self._database.lock:
+            row = self._database.db.conn.execute(
+                "SELECT value FROM meta WHERE key='registry_version'"
+            ).fetchone()
+        return int(row[0]) if row else None

@@ -1,0 +1,40 @@
+"""The MQTT topic contract (DESIGN §5), built and parsed in one place."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+DOWNLINK_KINDS = ("customers", "orders", "lists", "planogram", "receipts", "commands")
+
+
+@dataclass(frozen=True, slots=True)
+class Topics:
+    prefix: str
+    store_id: str
+
+    @property
+    def store_root(self) -> str:
+        return f"{self.prefix}/stores/{self.store_id}"
+
+    def uplink(self, stream: str) -> str:
+        """``stream`` is ``events/<kind>``, ``notifications``, ``status`` or ``errors``."""
+        return f"{self.store_root}/{stream}"
+
+    @property
+    def status(self) -> str:
+        return self.uplink("status")
+
+    @property
+    def downlink_filters(self) -> tuple[str, str]:
+        return f"{self.store_root}/in/+", f"{self.prefix}/fleet/in/+"
+
+    def downlink(self, kind: str, fleet: bool = False) -> str:
+        return f"{self.prefix}/fleet/in/{kind}" if fleet else f"{self.store_root}/in/{kind}"
+
+    def downlink_kind(self, topic: str) -> str | None:
+        """The kind named by a downlink topic of this store or the fleet, else None."""
+        for root in (f"{self.store_root}/in/", f"{self.prefix}/fleet/in/"):
+            if topic.startswith(root):
+                kind = topic[len(root) :]
+                return kind if kind and "/" not in kind else None
+        return None
