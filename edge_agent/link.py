@@ -39,6 +39,11 @@ _LOGGER = logging.getLogger(__name__)
 REFUSED_BACKOFF_CAP_S = 60.0
 # Refusals that no reconnect can fix: a misconfiguration to report, not to retry forever.
 _FATAL_CONNACK_WORDS = ("protocol", "not authorized", "bad user name", "banned", "client identifier")
+# A broker that does not speak our protocol version may drop the connection instead of
+# refusing it in a CONNACK (amqtt does for MQTT 5): this many drops in a row say so.
+EARLY_CLOSES_BEFORE_REFUSAL = 3
+# ... or say nothing at all (amqtt, MQTT 5 with a last will): no CONNACK this long is reported.
+CONNACK_TIMEOUT_S = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +79,8 @@ class MqttLink:
         self._status_payload = status_payload
         self.stats = LinkStats()
         self.refusal: BrokerRefused | None = None
+        self._early_closes = 0
+        self._attempt_started: float | None = None  # monotonic time of the CONNECT awaiting CONNACK
         self._connected = threading.Event()
         self._subscribed = threading.Event()
         self._subscribe_mids: set[int] = set()
@@ -118,6 +125,8 @@ class MqttLink:
         client.on_publish = self._handle_publish
         client.on_message = self._handle_message
         client.on_subscribe = self._handle_subscribe
+        client.on_pre_connect = self._handle_pre_connect
+        client.on_connect_fail = self._handle_connect_fail
         return client
 
     def start(self) -> None:
@@ -191,7 +200,14 @@ class MqttLink:
 
     # ------------------------------------------------------------------ paho callbacks (paho's thread)
 
+    def _handle_pre_connect(self, client, userdata) -> None:
+        self._attempt_started = time.monotonic()
+
+    def _handle_connect_fail(self, client, userdata) -> None:
+        self._attempt_started = None  # nobody listening: the broker is down, not refusing us
+
     def _handle_connect(self, client, userdata, flags, reason_code: ReasonCode, properties) -> None:
+        self._attempt_started = None
         if reason_code.is_failure:
             text = str(reason_code)
             _LOGGER.error("broker refused connection: %s", text)
@@ -202,6 +218,8 @@ class MqttLink:
                 )
             return
         self.stats.connects += 1
+        self._early_closes = 0
+        self.refusal = None
         _LOGGER.info("connected to broker host=%s port=%s", self._settings.host, self._settings.port)
         self._need_birth = True
         self._connected.set()
@@ -211,6 +229,13 @@ class MqttLink:
         if self._connected.is_set():
             self.stats.disconnects += 1
             _LOGGER.warning("disconnected from broker reason=%s", reason_code)
+        elif self._attempt_started is not None and not self._stopping.is_set():
+            self._attempt_started = None
+            self._early_closes += 1
+            if self._early_closes == EARLY_CLOSES_BEFORE_REFUSAL:
+                self._report_silent_refusal(
+                    f"closed the connection {self._early_closes} times before answering"
+                )
         self._connected.clear()
         self._subscribed.clear()
 
@@ -220,7 +245,14 @@ class MqttLink:
         self._acks.append((mid, not reason_code.is_failure, str(reason_code)))
         self._wake.set()
 
-    def _handle_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:  # noqa: ANN001
+    def _report_silent_refusal(self, what: str) -> None:
+        self.refusal = BrokerRefused(
+            f"broker {self._settings.host}:{self._settings.port} {what} CONNECT: it may not speak MQTT "
+            f"{self._settings.protocol} (check mqtt.protocol) or may reject this client"
+        )
+        _LOGGER.error("%s", self.refusal)
+
+    def _handle_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
         failed = [str(code) for code in reason_codes if code.is_failure]
         if failed:
             _LOGGER.error("broker refused a downlink subscription: %s", ", ".join(failed))
@@ -240,6 +272,7 @@ class MqttLink:
             self._wake.clear()
             self.last_progress = time.monotonic()
             try:
+                self._check_connack_timeout()
                 self._process_acks()
                 if self._connected.is_set() and not self._stopping.is_set():
                     self._send_control()
@@ -248,6 +281,11 @@ class MqttLink:
             except Exception:  # the sender must outlive any one bad row or SQLite hiccup
                 _LOGGER.exception("sender loop error")
                 time.sleep(0.5)
+
+    def _check_connack_timeout(self) -> None:
+        started = self._attempt_started
+        if started is not None and self.refusal is None and time.monotonic() - started > CONNACK_TIMEOUT_S:
+            self._report_silent_refusal(f"has not answered in {CONNACK_TIMEOUT_S:.0f} s to")
 
     def _send_control(self) -> None:
         if self._need_birth:

@@ -131,14 +131,11 @@ class Service:
         signal.signal(signal.SIGINT, request_stop)
         self.start()
         _LOGGER.info("edge-agent running store=%s", self.config.store.id)
-        exit_code = 0
-        while not done.wait(0.5):
-            if self.link.refusal is not None:
-                _LOGGER.error("%s", self.link.refusal)
-                exit_code = 1
-                break
+        # A refused connection is logged by the link and retried at the capped backoff: the
+        # broker may be fixed without touching the store, and every event stays in SQLite.
+        done.wait()
         self.stop()
-        return exit_code
+        return 0
 
     # ------------------------------------------------------------------ main loop
 
