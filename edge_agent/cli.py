@@ -57,6 +57,7 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--config", type=Path, help="store configuration (default: the bundled demo store)")
     demo.add_argument("--seed", type=int, default=7)
     demo.add_argument("--shoppers", type=int, default=240)
+    demo.add_argument("--hours", type=int, default=12, help="opening hours of the synthetic day (2..14)")
     demo.add_argument(
         "--export", type=Path, metavar="DIR", help="write the day's trace and downlinks, then exit"
     )
@@ -94,6 +95,8 @@ def _configure_logging(level: str) -> None:
         else "%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     logging.basicConfig(level=level, format=fmt, stream=sys.stderr)
+    # APScheduler logs every job run at INFO: with a 1 s tick that would drown the journal.
+    logging.getLogger("apscheduler").setLevel(max(logging.WARNING, logging.getLevelName(level)))
 
 
 def _cmd_config_check(args: argparse.Namespace) -> int:
@@ -177,10 +180,20 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from edge_agent.demo import print_summary, run_demo  # noqa: PLC0415
 
     console = Console()
+    if not 2 <= args.hours <= 14:
+        print("--hours must be between 2 and 14", file=sys.stderr)
+        return EXIT_USAGE
     if args.export:
         return _export_demo_day(args)
     try:
-        result = run_demo(args.broker, args.config, seed=args.seed, shoppers=args.shoppers, console=console)
+        result = run_demo(
+            args.broker,
+            args.config,
+            seed=args.seed,
+            shoppers=args.shoppers,
+            console=console,
+            hours=args.hours,
+        )
     except RuntimeError as exc:
         console.print(f"[red]demo failed:[/red] {exc}")
         return 1
@@ -194,9 +207,18 @@ def _export_demo_day(args: argparse.Namespace) -> int:
 
     out: Path = args.export
     out.mkdir(parents=True, exist_ok=True)
-    day = generate(seed=args.seed, shoppers=args.shoppers)
+    day = generate(
+        seed=args.seed,
+        shoppers=args.shoppers,
+        app_customers=max(1, args.shoppers // 8),
+        open_hours=(9, 9 + args.hours),
+    )
     with (out / "trace.jsonl").open("w", encoding="utf-8") as trace:
-        trace.write(f"# edge-agent demo store day, seed {args.seed}, {args.shoppers} shoppers\n")
+        trace.write(
+            f"# edge-agent synthetic store day: seed {args.seed}, {args.shoppers} shoppers, {args.hours} h\n"
+            f"# made by: edge-agent demo --export DIR --seed {args.seed} --shoppers {args.shoppers} "
+            f"--hours {args.hours}\n"
+        )
         for sighting in day.sightings:
             trace.write(format_trace_line(sighting) + "\n")
     for kind, payload in day.downlinks:

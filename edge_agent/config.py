@@ -1,7 +1,8 @@
 """TOML configuration loaded into strict pydantic models.
 
-Technicians edit this file on site, often over a slow SSH session, so every problem is
-reported at once, named by its TOML key path (``mqtt.port``, ``receivers[1].zone``), and an
+Technicians edit this file on site, often over a slow SSH session, so every field problem is
+reported at once (cross-references, such as a receiver naming an unknown zone, are checked
+once the fields are valid), named by its TOML key path (``mqtt.port``, ``receivers[1].zone``), and an
 unknown key is an error: a typo must never silently fall back to a default.
 
 Any key can be overridden from the environment as ``EDGE_AGENT_<SECTION>__<KEY>`` (for example

@@ -107,6 +107,7 @@ def run_demo(
     seed: int = 7,
     shoppers: int = 240,
     console: Console | None = None,
+    hours: int = 12,
 ) -> DemoResult:
     console = console or Console()
     config = load_config(config_path) if config_path else demo_config()
@@ -124,7 +125,7 @@ def run_demo(
             mqtt_settings = config.mqtt.model_copy(update={"host": host, "port": port})
             storage = config.storage.model_copy(update={"path": Path(workdir) / "agent.db"})
             config = config.model_copy(update={"mqtt": mqtt_settings, "storage": storage})
-            result = _run(config, host, port, seed, shoppers, console)
+            result = _run(config, host, port, (seed, shoppers, hours), console)
     finally:
         if embedded is not None:
             embedded.stop()
@@ -132,8 +133,12 @@ def run_demo(
     return result
 
 
-def _run(config: AgentConfig, host: str, port: int, seed: int, shoppers: int, console: Console) -> DemoResult:
+def _run(
+    config: AgentConfig, host: str, port: int, day_shape: tuple[int, int, int], console: Console
+) -> DemoResult:
+    seed, shoppers, hours = day_shape
     day = generate(seed=seed, timezone=config.store.timezone, shoppers=shoppers,
+                   app_customers=max(1, shoppers // 8), open_hours=(9, 9 + hours),
                    rotation_exponent=config.identity.rotation_exponent)  # fmt: skip
     agent = _DemoAgent(config, day.sightings[0].ts)
     hq = HqObserver(host, port, config.mqtt.topic_prefix, config.mqtt.protocol)

@@ -1,14 +1,14 @@
 """Sortable unique event ids (ULID: 48-bit millisecond time + 80 random bits, Crockford base32).
 
 HQ deduplicates on ``event_id`` and sorts by it, so ids must be unique and time-ordered. The
-randomness is injected: production reads ``os.urandom``, replay uses a seeded stream so the
+randomness is injected: production uses ``secrets.token_bytes``, replay uses a seeded stream so the
 same trace always yields the same ids (deterministic replays diff cleanly).
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
+import secrets
 from collections.abc import Callable
 
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
@@ -34,7 +34,7 @@ def ulid_time_ms(ulid: str) -> int:
 class EventIdFactory:
     """Makes ids for events stamped with the (possibly simulated) time they happened."""
 
-    def __init__(self, random_bytes: Callable[[int], bytes] = os.urandom) -> None:
+    def __init__(self, random_bytes: Callable[[int], bytes] = secrets.token_bytes) -> None:
         self._random_bytes = random_bytes
 
     @classmethod
