@@ -1,0 +1,207 @@
+"""Shared fixtures: a real mosquitto on a free loopback port, an HQ-side subscriber, configs.
+
+No test sleeps to synchronise: ``wait_for`` polls a condition until a deadline and fails with
+a message saying what never happened.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from edge_agent.config import AgentConfig, config_from_mapping
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def wait_for(condition: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
+    """Poll ``condition`` until it returns something truthy; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.01)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Mosquitto:
+    """A mosquitto process on 127.0.0.1 that tests can stop and restart on the same port."""
+
+    def __init__(self, workdir: Path, persistence: bool = False) -> None:
+        self.host = "127.0.0.1"
+        self.port = free_port()
+        self.workdir = workdir
+        self.config_path = workdir / "mosquitto.conf"
+        lines = [
+            f"listener {self.port} 127.0.0.1",
+            "allow_anonymous true",
+            # The default (1000) silently drops QoS 1 messages for a slow subscriber: the
+            # broker, not the agent, would lose data and the test would blame the agent.
+            "max_queued_messages 0",
+            "max_inflight_messages 0",
+            f"persistence {'true' if persistence else 'false'}",
+            f"persistence_location {workdir}/",
+            # Started as root, mosquitto drops to user 'mosquitto', which cannot write the
+            # persistence file in the test's directory: stay the user that started it.
+            *(["user root"] if os.geteuid() == 0 else []),
+            "log_type error",
+            "log_type warning",
+        ]
+        self.config_path.write_text("\n".join(lines) + "\n")
+        self.log = workdir / "mosquitto.log"
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Mosquitto:
+        binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+        with self.log.open("ab") as log:
+            self._process = subprocess.Popen([binary, "-c", str(self.config_path)], stdout=log, stderr=log)
+        wait_for(self._accepting, 10, f"mosquitto on port {self.port}")
+        return self
+
+    def _accepting(self) -> bool:
+        if self._process is not None and self._process.poll() is not None:
+            pytest.fail(f"mosquitto exited: {self.log.read_text()}")
+        try:
+            with socket.create_connection((self.host, self.port), timeout=0.2):
+                return True
+        except OSError:
+            return False
+
+    def stop(self) -> None:
+        if self._process is not None and self._process.poll() is None:
+            self._process.terminate()
+            self._process.wait(10)
+        self._process = None
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+@pytest.fixture
+def mosquitto_factory(tmp_path: Path) -> Iterator[Callable[..., Mosquitto]]:
+    """Make (not start) brokers; each is stopped at the end of the test."""
+    if shutil.which("mosquitto") is None and not Path("/usr/sbin/mosquitto").exists():
+        pytest.fail("mosquitto is not installed: run `make test`, which installs it")
+    made: list[Mosquitto] = []
+
+    def make(persistence: bool = False) -> Mosquitto:
+        workdir = tmp_path / f"broker{len(made)}"
+        workdir.mkdir()
+        broker = Mosquitto(workdir, persistence)
+        made.append(broker)
+        return broker
+
+    yield make
+    for broker in made:
+        broker.stop()
+
+
+@pytest.fixture
+def mosquitto(mosquitto_factory: Callable[..., Mosquitto]) -> Mosquitto:
+    return mosquitto_factory().start()
+
+
+class Subscriber:
+    """HQ's side of the wire: collects every message on a topic filter, decoded."""
+
+    def __init__(
+        self, broker: Mosquitto, topic_filter: str, client_id: str = "hq-test", persistent: bool = False
+    ) -> None:
+        """``persistent``: a session the broker keeps (and queues for) while we are away, as HQ has."""
+        self.messages: list[tuple[str, dict[str, Any]]] = []
+        self._lock = threading.Lock()
+        subscribed = threading.Event()
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+        self.client.on_message = self._on_message
+        self.client.on_subscribe = lambda *args: subscribed.set()
+        self.client.reconnect_delay_set(0.1, 0.5)  # type: ignore[arg-type]
+        properties = None
+        if persistent:
+            properties = Properties(PacketTypes.CONNECT)
+            properties.SessionExpiryInterval = 3600
+        self.client.connect(broker.host, broker.port, clean_start=not persistent, properties=properties)
+        self.client.subscribe(topic_filter, qos=1)
+        self.client.loop_start()
+        wait_for(subscribed.is_set, 10, "SUBACK")
+
+    def _on_message(self, client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
+        # Never raise here: paho 2 lets a callback exception end its network thread.
+        try:
+            payload = json.loads(message.payload)
+        except ValueError:
+            payload = {"undecodable": message.payload.hex()}
+        with self._lock:
+            self.messages.append((message.topic, payload))
+
+    def event_ids(self, suffix: str = "") -> list[str]:
+        with self._lock:
+            return [p["event_id"] for t, p in self.messages if t.endswith(suffix) and "event_id" in p]
+
+    def on(self, suffix: str) -> list[dict[str, Any]]:
+        with self._lock:
+            return [payload for topic, payload in self.messages if topic.endswith(suffix)]
+
+    def publish(self, topic: str, payload: bytes) -> None:
+        self.client.publish(topic, payload, qos=1).wait_for_publish(10)
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+@pytest.fixture
+def subscriber_factory() -> Iterator[Callable[..., Subscriber]]:
+    made: list[Subscriber] = []
+
+    def make(
+        broker: Mosquitto,
+        topic_filter: str = "retail/v1/stores/+/+/#",
+        client_id: str = "hq-test",
+        persistent: bool = False,
+    ) -> Subscriber:
+        sub = Subscriber(broker, topic_filter, client_id, persistent)
+        made.append(sub)
+        return sub
+
+    yield make
+    for sub in made:
+        sub.close()
+
+
+def make_config(tmp_path: Path, broker: Mosquitto | None = None, **sections: dict[str, Any]) -> AgentConfig:
+    """A small valid store configuration; ``sections`` override whole TOML tables' keys."""
+    data: dict[str, Any] = {
+        "store": {"id": "s1", "timezone": "Europe/Rome"},
+        "zones": [{"id": "entrance"}, {"id": "counter"}],
+        "receivers": [{"id": "entrance", "zone": "entrance"}, {"id": "counter", "zone": "counter"}],
+        "mqtt": {"reconnect_min_s": 0.1, "reconnect_max_s": 0.5, "keepalive_s": 5},
+        "storage": {"path": str(tmp_path / "agent.db"), "group_max_delay_s": 0.02},
+        "scheduler": {"tick_interval_s": 0.1},
+    }
+    if broker is not None:
+        data["mqtt"].update(host=broker.host, port=broker.port)
+    for name, values in sections.items():
+        data.setdefault(name, {}).update(values)
+    return config_from_mapping(data)

@@ -1,0 +1,115 @@
+"""Configuration: what a technician sees when a file is right, wrong, or overridden."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from edge_agent.config import load_config, render_toml
+from edge_agent.const import EXIT_CONFIG
+from edge_agent.errors import ConfigError
+from tests.conftest import REPO
+
+
+def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "edge_agent", *args],
+        check=False,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+
+
+def test_example_config_is_valid() -> None:
+    result = _cli("config", "check", str(REPO / "config" / "example.toml"))
+    assert result.returncode == 0, result.stderr
+    assert "valid" in result.stdout
+
+
+def test_bad_port_and_misspelt_key_are_both_named(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[store]\nid = "s1"\n[mqtt]\nport = 70000\nhots = "broker"\n')
+    result = _cli("config", "check", str(bad))
+    assert result.returncode == EXIT_CONFIG
+    assert "mqtt.port: must be between 1 and 65535, got 70000" in result.stderr
+    assert "mqtt.hots: unknown key (did you mean 'host'?)" in result.stderr
+
+
+def test_problems_in_lists_name_the_index(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text(
+        '[store]\nid = "s1"\n[[zones]]\nid = "a"\n'
+        '[[receivers]]\nid = "r1"\nzone = "a"\n[[receivers]]\nid = "r2"\nzone = "a"\nadapter = "usb0"\n'
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_config(bad)
+    assert [p.key for p in caught.value.problems] == ["receivers[1].adapter"]
+
+
+def test_receiver_in_unknown_zone_is_rejected(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[store]\nid = "s1"\n[[zones]]\nid = "a"\n[[receivers]]\nid = "r"\nzone = "b"\n')
+    with pytest.raises(ConfigError) as caught:
+        load_config(bad)
+    assert str(caught.value.problems[0]) == "receivers[0].zone: unknown zone 'b' (zones: a)"
+
+
+def test_missing_store_id_and_toml_syntax_errors_are_clear(tmp_path: Path) -> None:
+    missing = tmp_path / "missing.toml"
+    missing.write_text("[mqtt]\nport = 1883\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(missing)
+    assert str(caught.value.problems[0]) == "store: required key is missing"
+    broken = tmp_path / "broken.toml"
+    broken.write_text("[store\nid = 1\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(broken)
+    assert "TOML syntax error" in str(caught.value)
+
+
+def test_unknown_time_zone_is_named(tmp_path: Path) -> None:
+    bad = tmp_path / "tz.toml"
+    bad.write_text('[store]\nid = "s1"\ntimezone = "Europe/Atlantis"\n')
+    with pytest.raises(ConfigError) as caught:
+        load_config(bad)
+    assert str(caught.value.problems[0]) == "store.timezone: unknown IANA time zone 'Europe/Atlantis'"
+
+
+def test_secret_from_environment_is_used_and_never_shown(tmp_path: Path) -> None:
+    env = {"EDGE_AGENT_MQTT__USERNAME": "store-42", "EDGE_AGENT_MQTT__PASSWORD": "hunter2-secret"}
+    config = load_config(REPO / "config" / "example.toml", environ=env)
+    assert config.mqtt.password is not None
+    assert config.mqtt.password.get_secret_value() == "hunter2-secret"
+    shown = render_toml(config)
+    assert "hunter2-secret" not in shown
+    assert 'username = "store-42"' in shown
+
+
+def test_environment_typo_is_an_error_too() -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config(REPO / "config" / "example.toml", environ={"EDGE_AGENT_MQTT__PASWORD": "x"})
+    assert "mqtt.pasword: unknown key (did you mean 'password'?)" in str(caught.value)
+
+
+def test_environment_value_is_validated_like_the_file() -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config(REPO / "config" / "example.toml", environ={"EDGE_AGENT_MQTT__PORT": "0"})
+    assert "mqtt.port: must be between 1 and 65535, got 0" in str(caught.value)
+
+
+def test_config_show_round_trips_to_the_same_configuration(tmp_path: Path) -> None:
+    config = load_config(REPO / "config" / "example.toml")
+    shown = tmp_path / "shown.toml"
+    shown.write_text(render_toml(config))
+    assert load_config(shown) == config
+
+
+def test_bundled_demo_config_is_valid() -> None:
+    from edge_agent.demo import demo_config
+
+    assert demo_config().mqtt.protocol == "3.1.1"

@@ -1,0 +1,54 @@
+"""``edge-agent demo``: the README's first command, end to end through a broker."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import Mosquitto
+
+
+def _demo(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "edge_agent", "demo", "--shoppers", "48", "--hours", "4", *args],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={"COLUMNS": "120", "PATH": "/usr/bin:/bin"},
+    )
+
+
+def _figure(output: str, name: str) -> int:
+    match = re.search(rf"{re.escape(name)}\s*│\s*(\d+)", output)
+    assert match, f"{name!r} missing from the summary:\n{output}"
+    return int(match.group(1))
+
+
+def test_demo_on_the_embedded_broker_publishes_and_leaves_nothing_behind() -> None:
+    result = _demo()
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert _figure(result.stdout, "messages published (PUBACK received)") > 0
+    assert _figure(result.stdout, "messages left in the outbox") == 0
+    assert _figure(result.stdout, "customer visits recognised") > 0
+    assert _figure(result.stdout, "notifications to customers") > 0
+    assert "example customer notification" in result.stdout
+
+
+@pytest.mark.mqtt
+def test_demo_against_a_real_broker(mosquitto: Mosquitto) -> None:
+    result = _demo("--broker", mosquitto.address)
+    assert result.returncode == 0, result.stdout + result.stderr
+    published = _figure(result.stdout, "messages published (PUBACK received)")
+    received = sum(int(n) for n in re.findall(r"received on …/\S+\s*│\s*(\d+)", result.stdout))
+    assert published > 0
+    assert received >= published  # HQ saw every acknowledged event (plus retained status)
+
+
+def test_demo_rejects_an_impossible_day() -> None:
+    result = _demo("--hours", "30")
+    assert result.returncode == 2
+    assert "--hours must be between 2 and 14" in result.stderr

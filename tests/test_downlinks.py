@@ -1,0 +1,75 @@
+"""Downlinks from HQ: anything that is not a valid message is rejected with a reason, never raised."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from edge_agent.downlinks import CustomersDownlink, parse_downlink
+from edge_agent.errors import DownlinkRejected
+from tests.helpers import KEYS, customers_downlink
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=5) | st.dictionaries(st.text(max_size=15), inner, max_size=5),
+    max_leaves=30,
+)
+
+
+def test_valid_customers_downlink() -> None:
+    parsed = parse_downlink("customers", customers_downlink(("c1", True, False)))
+    assert isinstance(parsed, CustomersDownlink)
+    assert parsed.upsert[0].identity_key == KEYS["c1"]
+
+
+@pytest.mark.parametrize(
+    ("kind", "payload", "reason"),
+    [
+        ("customers", b"{nope", "payload is not JSON"),
+        ("customers", b"\xff\xfe", "payload is not UTF-8"),
+        ("customers", b"[1, 2]", "payload must be a JSON object"),
+        ("weather", b"{}", "unknown kind 'weather'"),
+        ("planogram", b"{}", "kind 'planogram' is not supported by this agent version"),
+        ("orders", json.dumps({"schema": "customers.v1", "message_id": "m"}).encode(), "schema"),
+        ("customers", b" " * 1_048_577, "exceeds the 1048576-byte limit"),
+    ],
+)
+def test_rejections_say_why(kind: str, payload: bytes, reason: str) -> None:
+    with pytest.raises(DownlinkRejected) as caught:
+        parse_downlink(kind, payload)
+    assert reason in caught.value.reason
+
+
+def test_short_identity_key_is_rejected_without_echoing_it() -> None:
+    payload = customers_downlink(("c1", True, False)).replace(KEYS["c1"].hex().encode(), b"0101deadbeef")
+    with pytest.raises(DownlinkRejected) as caught:
+        parse_downlink("customers", payload)
+    assert "upsert[0].identity_key: must be 16 bytes" in caught.value.reason
+    assert "deadbeef" not in caught.value.reason
+
+
+def _parsed_or_rejected_with_reason(kind: str, payload: bytes) -> None:
+    reason = None
+    try:
+        parse_downlink(kind, payload)
+    except DownlinkRejected as exc:
+        reason = exc.reason
+    assert reason is None or reason.strip()
+
+
+@given(st.sampled_from(["customers", "orders", "lists", "bogus"]), st.binary(max_size=200))
+def test_random_bytes_are_rejected_or_parsed_never_crash(kind: str, payload: bytes) -> None:
+    _parsed_or_rejected_with_reason(kind, payload)
+
+
+@given(st.sampled_from(["customers", "orders"]), json_values)
+def test_random_json_is_rejected_or_parsed_never_crash(kind: str, value: object) -> None:
+    _parsed_or_rejected_with_reason(kind, json.dumps(value).encode())
+
+
+def test_deeply_nested_json_is_rejected() -> None:
+    with pytest.raises(DownlinkRejected):
+        parse_downlink("orders", b"[" * 100_000 + b"]" * 100_000)

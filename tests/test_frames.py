@@ -1,0 +1,143 @@
+"""Beacon frame decoders: right values from well-formed frames, a reason (never a crash) otherwise.
+
+Frames are laid out byte by byte from the public specifications: Apple's iBeacon layout as
+published in the Proximity Beacon Specification (prefix 02 15, UUID, major, minor, power), the
+AltBeacon specification (altbeacon/spec: BE AC, 20-byte id, reference RSSI, reserved) and the
+Eddystone protocol specification (google/eddystone: eddystone-uid, -url, -tlm, -eid pages).
+The iBeacon UUID is Apple's AirLocate sample UUID.
+"""
+
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from edge_agent.const import COMPANY_APPLE, EDDYSTONE_SERVICE_UUID
+from edge_agent.frames import (
+    AltBeacon,
+    EddystoneEid,
+    EddystoneTlm,
+    EddystoneUid,
+    EddystoneUrl,
+    IBeacon,
+    NotThisFrame,
+    decode_advertisement,
+    decode_altbeacon,
+    decode_eddystone,
+    decode_ibeacon,
+    encode_eddystone_eid,
+    encode_eddystone_uid,
+    encode_ibeacon,
+)
+
+AIRLOCATE = bytes.fromhex("0215e2c56db5dffb48d2b060d0f5a71096e000010002c5")
+
+
+def test_ibeacon_fields() -> None:
+    frame = decode_ibeacon(COMPANY_APPLE, AIRLOCATE)
+    assert frame == IBeacon("e2c56db5-dffb-48d2-b060-d0f5a71096e0", 1, 2, -59)
+    assert frame.identifier == "ibeacon:e2c56db5-dffb-48d2-b060-d0f5a71096e0:1:2"
+
+
+def test_ibeacon_from_another_company_or_truncated_is_not_an_ibeacon() -> None:
+    assert isinstance(decode_ibeacon(0x0059, AIRLOCATE), NotThisFrame)
+    truncated = decode_ibeacon(COMPANY_APPLE, AIRLOCATE[:-1])
+    assert truncated == NotThisFrame("iBeacon must be 23 bytes, got 22")
+
+
+def test_altbeacon_fields() -> None:
+    data = bytes.fromhex("beac" + "00112233445566778899aabbccddeeff00010002" + "c5" + "00")
+    assert decode_altbeacon(0x0118, data) == AltBeacon(
+        0x0118, bytes.fromhex("00112233445566778899aabbccddeeff00010002"), -59, 0
+    )
+
+
+def test_eddystone_uid_with_and_without_reserved_bytes() -> None:
+    body = bytes.fromhex("00e78b15a6b5a56e54d0c3f1000000000001")
+    expected = EddystoneUid(-25, bytes.fromhex("8b15a6b5a56e54d0c3f1"), bytes.fromhex("000000000001"))
+    assert decode_eddystone(body) == expected
+    assert decode_eddystone(body + b"\x00\x00") == expected
+
+
+def test_eddystone_url_expands_scheme_and_suffix() -> None:
+    # Scheme 0x03 is https://, expansion 0x08 is .org, 0x07 is .com (eddystone-url specification).
+    body = bytes([0x10, 0xEB, 0x03]) + b"goo" + bytes([0x08]) + b"/S6zT6P"
+    assert decode_eddystone(body) == EddystoneUrl(-21, "https://goo.org/S6zT6P")
+    assert decode_eddystone(bytes([0x10, 0xEB, 0x00]) + b"example" + bytes([0x07])) == EddystoneUrl(
+        -21, "http://www.example.com"
+    )
+
+
+def test_eddystone_url_rejects_reserved_bytes_and_schemes() -> None:
+    assert isinstance(decode_eddystone(bytes([0x10, 0, 0x04]) + b"a"), NotThisFrame)
+    assert isinstance(decode_eddystone(bytes([0x10, 0, 0x02, 0x0E])), NotThisFrame)
+
+
+def test_eddystone_tlm_fixed_point_temperature_and_counters() -> None:
+    # 3000 mV, 23.5 C (0x1780 in 8.8), 1000 advertisements, 360.0 s uptime (3600 x 0.1 s).
+    body = bytes.fromhex("20000bb81780000003e800000e10")
+    assert decode_eddystone(body) == EddystoneTlm(3000, 23.5, 1000, 360.0)
+    negative = bytes.fromhex("20000000ff800000000000000000")
+    assert decode_eddystone(negative) == EddystoneTlm(None, -0.5, 0, 0.0)
+    unsupported = bytes.fromhex("20000bb880000000000000000000")
+    assert decode_eddystone(unsupported).temperature_c is None
+
+
+def test_encrypted_tlm_is_declined_with_a_reason() -> None:
+    assert decode_eddystone(bytes.fromhex("2001") + bytes(16)) == NotThisFrame(
+        "Eddystone-TLM version 0x01 (encrypted) is not decoded"
+    )
+
+
+def test_eddystone_eid() -> None:
+    assert decode_eddystone(bytes.fromhex("30ec0102030405060708")) == EddystoneEid(
+        -20, bytes.fromhex("0102030405060708")
+    )
+
+
+def test_advertisement_with_several_frames_yields_them_all() -> None:
+    frames = decode_advertisement(
+        {COMPANY_APPLE: AIRLOCATE}, {EDDYSTONE_SERVICE_UUID: bytes.fromhex("30ec0102030405060708")}
+    )
+    assert [type(f) for f in frames] == [IBeacon, EddystoneEid]
+
+
+@given(st.integers(0, 0xFFFF), st.binary(max_size=40))
+def test_random_manufacturer_data_never_raises(company: int, data: bytes) -> None:
+    assert isinstance(decode_ibeacon(company, data), IBeacon | NotThisFrame)
+    assert isinstance(decode_altbeacon(company, data), AltBeacon | NotThisFrame)
+
+
+@given(st.binary(max_size=40))
+def test_random_service_data_never_raises(data: bytes) -> None:
+    decode_eddystone(data)
+
+
+@given(
+    st.dictionaries(st.integers(0, 0xFFFF), st.binary(max_size=30), max_size=4),
+    st.dictionaries(
+        st.sampled_from([EDDYSTONE_SERVICE_UUID, "0000fd6f-0000-1000-8000-00805f9b34fb"]),
+        st.binary(max_size=30),
+        max_size=2,
+    ),
+)
+def test_random_bleak_shaped_advertisements_never_raise(manufacturer: dict, service: dict) -> None:
+    decode_advertisement(manufacturer, service)
+
+
+@given(st.uuids(), st.integers(0, 0xFFFF), st.integers(0, 0xFFFF), st.integers(-128, 127))
+def test_ibeacon_round_trip(uuid, major: int, minor: int, power: int) -> None:
+    frame = IBeacon(str(uuid), major, minor, power)
+    assert decode_ibeacon(*encode_ibeacon(frame)) == frame
+
+
+@given(st.integers(-128, 127), st.binary(min_size=10, max_size=10), st.binary(min_size=6, max_size=6))
+def test_eddystone_uid_round_trip(power: int, namespace: bytes, instance: bytes) -> None:
+    frame = EddystoneUid(power, namespace, instance)
+    assert decode_eddystone(encode_eddystone_uid(frame)) == frame
+
+
+@given(st.integers(-128, 127), st.binary(min_size=8, max_size=8))
+def test_eddystone_eid_round_trip(power: int, eid: bytes) -> None:
+    frame = EddystoneEid(power, eid)
+    assert decode_eddystone(encode_eddystone_eid(frame)) == frame

@@ -1,0 +1,120 @@
+"""The core through the pipeline: who is recognised, what HQ is told, what is kept in SQLite."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from edge_agent.ids import EventIdFactory
+from edge_agent.pipeline import Pipeline
+from edge_agent.storage import Database
+from tests.conftest import make_config
+from tests.helpers import KEYS, app_sighting, customers_downlink, orders_downlink, phone_sighting
+
+T0 = 1_764_000_000.0  # 2025-11-24 16:00 UTC
+
+
+def _pipeline(tmp_path: Path, **sections: dict) -> Pipeline:
+    config = make_config(tmp_path, **sections)
+    return Pipeline(config, Database(config.storage.path), EventIdFactory.seeded("test"))
+
+
+def _queued(pipeline: Pipeline, schema: str) -> list[dict]:
+    return [p for p in pipeline.outbox.peek_payloads() if p["schema"] == schema]
+
+
+def test_customer_with_ready_order_gets_one_customer_and_one_staff_notification(tmp_path: Path) -> None:
+    pipeline = _pipeline(tmp_path)
+    pipeline.downlink("retail/v1/stores/s1/in/customers", customers_downlink(("c1", True, False)), T0)
+    pipeline.downlink("retail/v1/stores/s1/in/orders", orders_downlink(("O-1", "c1", "ready")), T0)
+    pipeline.process([app_sighting("c1", T0 + t) for t in range(0, 60, 5)])
+    notifications = _queued(pipeline, "notification.v1")
+    assert sorted(n["audience"] for n in notifications) == ["customer", "staff"]
+    assert all(n["data"]["order_id"] == "O-1" for n in notifications)
+    assert "Counter B" in notifications[0]["text"]
+    visits = _queued(pipeline, "visit.v1")
+    assert [v["phase"] for v in visits] == ["started"]
+    assert visits[0]["customer_id"] == "c1"
+
+
+def test_customer_without_consent_is_never_recognised(tmp_path: Path) -> None:
+    pipeline = _pipeline(tmp_path)
+    pipeline.downlink("retail/v1/stores/s1/in/customers", customers_downlink(("c2", False, False)), T0)
+    pipeline.downlink("retail/v1/stores/s1/in/orders", orders_downlink(("O-2", "c2", "ready")), T0)
+    pipeline.process([app_sighting("c2", T0)])
+    assert _queued(pipeline, "visit.v1") == []
+    assert _queued(pipeline, "notification.v1") == []
+    assert pipeline.core.counters["unresolved_tokens"] == 1
+
+
+def test_visit_end_is_reported_after_the_absence_timeout(tmp_path: Path) -> None:
+    pipeline = _pipeline(tmp_path, presence={"absence_timeout_s": 60})
+    pipeline.downlink("retail/v1/stores/s1/in/customers", customers_downlink(("c1", True, True)), T0)
+    pipeline.process([app_sighting("c1", T0), app_sighting("c1", T0 + 30, receiver="counter")])
+    pipeline.tick(T0 + 80)
+    assert [v["phase"] for v in _queued(pipeline, "visit.v1")] == ["started"]
+    pipeline.tick(T0 + 91)
+    ended = _queued(pipeline, "visit.v1")[-1]
+    assert ended["phase"] == "ended"
+    assert ended["duration_s"] == 30.0
+    assert ended["receivers"] == ["counter", "entrance"]
+
+
+def test_anonymous_shoppers_are_counted_in_footfall_and_never_named(tmp_path: Path) -> None:
+    pipeline = _pipeline(tmp_path, footfall={"interval_s": 900})
+    start = T0 - T0 % 900
+    pipeline.process([phone_sighting(f"4A:00:00:00:00:{i:02X}", start + i) for i in range(12)])
+    pipeline.tick(start + 900)
+    footfall = _queued(pipeline, "footfall.v1")
+    assert len(footfall) == 1
+    assert footfall[0]["entries"] == 12
+    assert footfall[0]["customers_recognised"] == 0
+    raw = Path(pipeline.database.path).read_bytes() + Path(str(pipeline.database.path) + "-wal").read_bytes()
+    assert b"4A:00:00:00:00" not in raw
+    assert "4A:00" not in json.dumps(pipeline.outbox.peek_payloads())
+
+
+def test_fixed_store_beacons_are_not_visitors(tmp_path: Path) -> None:
+    from edge_agent.frames import IBeacon, encode_ibeacon
+    from edge_agent.sighting import Sighting
+
+    beacon = IBeacon("e2c56db5-dffb-48d2-b060-d0f5a71096e0", 1, 2, -59)
+    pipeline = _pipeline(tmp_path)
+    pipeline.process(
+        [Sighting(T0, "entrance", "C0:FF:EE:00:00:01", -50, manufacturer_data=dict([encode_ibeacon(beacon)]))]
+    )
+    assert pipeline.core.open_visits == 0
+
+
+def test_registry_and_orders_survive_a_restart(tmp_path: Path) -> None:
+    pipeline = _pipeline(tmp_path)
+    pipeline.downlink("retail/v1/stores/s1/in/customers", customers_downlink(("c1", True, False)), T0)
+    pipeline.downlink("retail/v1/stores/s1/in/orders", orders_downlink(("O-1", "c1", "ready")), T0)
+    pipeline.database.close()
+    restarted = _pipeline(tmp_path)
+    assert set(restarted.core.customers) == {"c1"}
+    restarted.process([app_sighting("c1", T0 + 10)])
+    assert len(_queued(restarted, "notification.v1")) == 2
+
+
+def test_rejected_downlink_is_answered_without_echoing_identity_keys(tmp_path: Path) -> None:
+    pipeline = _pipeline(tmp_path)
+    payload = customers_downlink(("c1", True, False)).replace(b'"service": true', b'"service": "maybe"')
+    assert pipeline.downlink("retail/v1/stores/s1/in/customers", payload, T0) is False
+    [error] = _queued(pipeline, "error.v1")
+    assert error["kind"] == "customers"
+    assert error["message_id"] == "reg-1"
+    assert "upsert[0].consent.service" in error["reason"]
+    assert KEYS["c1"].hex() not in json.dumps(error)
+    assert pipeline.core.customers == {}
+
+
+def test_full_registry_resync_replaces_everyone(tmp_path: Path) -> None:
+    pipeline = _pipeline(tmp_path)
+    pipeline.downlink("retail/v1/stores/s1/in/customers", customers_downlink(("c1", True, False)), T0)
+    resync = json.loads(customers_downlink(("c2", True, False), message_id="reg-2"))
+    resync.update(full=True, version=7)
+    pipeline.downlink("retail/v1/fleet/in/customers", json.dumps(resync).encode(), T0)
+    assert set(pipeline.core.customers) == {"c2"}
+    assert pipeline.state.registry_version() == 7
+    assert {c.customer_id for c in pipeline.state.customers()} == {"c2"}
