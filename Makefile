@@ -1,0 +1,17 @@
+# The README's two commands are `make demo` and `make test`; each installs what it needs.
+.PHONY: demo test bench lint clean
+
+demo:
+	./scripts/demo.sh
+
+test:
+	./scripts/test.sh
+
+bench:
+	./scripts/bench.sh
+
+lint:
+	.venv/bin/ruff check . && .venv/bin/ruff format --check .
+
+clean:
+	rm -rf .venv .pytest_cache .ruff_cache .hypothesis build *.egg-info benchmarks/results
