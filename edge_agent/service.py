@@ -143,16 +143,23 @@ class Service:
         group_max = self.config.storage.group_max_events
         group_delay = self.config.storage.group_max_delay_s
         batch: list[Sighting] = []
+        batch_deadline = 0.0
         while True:
+            timeout = max(0.0, batch_deadline - time.monotonic()) if batch else 0.5
             try:
-                item = self._work.get(timeout=group_delay if batch else 0.5)
+                item = self._work.get(timeout=timeout)
             except queue.Empty:
                 self._flush(batch)
                 continue
             if isinstance(item, Sighting):
+                if not batch:
+                    batch_deadline = time.monotonic() + group_delay
                 batch.append(item)
-                if len(batch) < group_max:
+                # A group closes when full or old, so a steady trickle never waits for 'full'.
+                if len(batch) < group_max and time.monotonic() < batch_deadline:
                     continue
+                self._flush(batch)
+                continue
             self._flush(batch)
             if item is _STOP:
                 return
