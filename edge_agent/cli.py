@@ -26,7 +26,7 @@ EXIT_USAGE = 2
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    _configure_logging(args.log_level)
+    _configure_logging(args.log_level or ("INFO" if args.command == "run" else "WARNING"))
     try:
         return args.handler(args)
     except ConfigError as exc:
@@ -44,7 +44,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="edge-agent", description="In-store BLE edge agent.")
     parser.add_argument("--version", action="version", version=f"edge-agent {__version__}")
-    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    parser.add_argument(
+        "--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="default: INFO for run (the journal wants it), WARNING for interactive commands",
+    )  # fmt: skip
     commands = parser.add_subparsers(dest="command", required=True)
 
     run = commands.add_parser("run", help="run the daemon")

@@ -220,7 +220,7 @@ class _DemoAgent:
     def deliver(self, hq: HqObserver, progress: Progress) -> None:
         """Wait (bounded) until the outbox is empty and HQ has seen every acknowledged event."""
         stats = self.link.stats
-        task = progress.add_task("delivered to HQ", total=stats.acknowledged + self.pipeline.outbox.depth())
+        task = progress.add_task("delivered to HQ", total=self.pipeline.outbox.enqueued)
         deadline = time.monotonic() + DELIVERY_DEADLINE_S
         while time.monotonic() < deadline:
             self.link.wake()

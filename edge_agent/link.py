@@ -228,7 +228,10 @@ class MqttLink:
     def _handle_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         if self._connected.is_set():
             self.stats.disconnects += 1
-            _LOGGER.warning("disconnected from broker reason=%s", reason_code)
+            if self._stopping.is_set():
+                _LOGGER.info("disconnected from broker on stop")
+            else:
+                _LOGGER.warning("disconnected from broker reason=%s", reason_code)
         elif self._attempt_started is not None and not self._stopping.is_set():
             self._attempt_started = None
             self._early_closes += 1

@@ -29,6 +29,7 @@ class Outbox:
     def __init__(self, database: Database, topics: Topics) -> None:
         self._database = database
         self._topics = topics
+        self.enqueued = 0  # messages added since this process opened the outbox
         database.db["outbox"].create(
             {
                 "id": int, "topic": str, "payload": bytes, "priority": int, "retain": int,
@@ -53,6 +54,7 @@ class Outbox:
                 "VALUES (?,?,?,?,?,?)",
                 rows,
             )
+        self.enqueued += len(rows)
 
     def due(self, limit: int, skip: Iterable[int] = ()) -> list[OutboxRow]:
         """The next ``limit`` rows to send, most urgent first, ignoring those already in flight."""
