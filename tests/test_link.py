@@ -36,6 +36,21 @@ def services() -> Iterator[Callable[[AgentConfig], Service]]:
         service.stop(timeout=5)
 
 
+@pytest.fixture
+def connected(
+    tmp_path: Path,
+    mosquitto: Mosquitto,
+    subscriber_factory: Callable[..., Subscriber],
+    services: Callable[[AgentConfig], Service],
+) -> tuple[Service, Subscriber]:
+    """A running agent connected to mosquitto, and HQ subscribed to everything it publishes."""
+    hq = subscriber_factory(mosquitto)
+    service = services(make_config(tmp_path, mosquitto))
+    service.start()
+    assert service.link.wait_connected(10)
+    return service, hq
+
+
 def _register(service: Service, customers: dict[str, bytes]) -> None:
     payload = customers_downlink(*((c, True, False) for c in customers))
     assert service.pipeline.downlink("retail/v1/stores/s1/in/customers", payload, time.time())
@@ -99,15 +114,9 @@ def test_broker_stopped_mid_stream_and_restarted_loses_no_event(
 
 
 def test_a_hundred_malformed_downlinks_each_get_an_error_and_the_agent_keeps_publishing(
-    tmp_path: Path,
-    mosquitto: Mosquitto,
-    subscriber_factory: Callable[..., Subscriber],
-    services: Callable[[AgentConfig], Service],
+    connected: tuple[Service, Subscriber],
 ) -> None:
-    hq = subscriber_factory(mosquitto)
-    service = services(make_config(tmp_path, mosquitto))
-    service.start()
-    assert service.link.wait_connected(10)
+    service, hq = connected
     root = "retail/v1/stores/s1/in"
     malformed: list[tuple[str, bytes]] = []
     for i in range(100):
@@ -145,9 +154,7 @@ def test_a_hundred_malformed_downlinks_each_get_an_error_and_the_agent_keeps_pub
 
 
 def test_birth_is_retained_online_and_a_clean_stop_leaves_offline(
-    tmp_path: Path,
-    mosquitto: Mosquitto,
-    subscriber_factory: Callable[..., Subscriber],
+    tmp_path: Path, mosquitto: Mosquitto, subscriber_factory: Callable[..., Subscriber]
 ) -> None:
     service = Service(make_config(tmp_path, mosquitto))
     service.start()
@@ -162,22 +169,49 @@ def test_birth_is_retained_online_and_a_clean_stop_leaves_offline(
     assert after.on("/status")[-1]["state"] == "offline"
 
 
-def test_downlink_is_acknowledged_only_after_it_is_applied(
-    tmp_path: Path,
-    mosquitto: Mosquitto,
-    subscriber_factory: Callable[..., Subscriber],
-    services: Callable[[AgentConfig], Service],
+def test_downlink_received_but_not_yet_applied_is_redelivered_after_a_crash(
+    tmp_path: Path, mosquitto: Mosquitto, subscriber_factory: Callable[..., Subscriber]
 ) -> None:
     hq = subscriber_factory(mosquitto)
-    service = services(make_config(tmp_path, mosquitto))
-    service.start()
-    assert service.link.wait_connected(10)
+    config = make_config(tmp_path, mosquitto)
+    crashed = Service(config)
+    crashed.link.start()  # the link only: downlinks arrive but the main loop never applies them
+    assert crashed.link.wait_connected(10)
+    many_customers(3)
+    hq.publish(
+        "retail/v1/fleet/in/customers", customers_downlink(*((f"m{i:05d}", True, True) for i in range(3)))
+    )
+    wait_for(lambda: not crashed._work.empty(), 10, "the downlink to reach the agent")
+    _die_like_a_killed_process(crashed)
+
+    restarted = Service(config)  # same client id, persistent session: the broker still owes it
+    restarted.start()
+    try:
+        wait_for(lambda: len(restarted.pipeline.core.customers) == 3, 15, "the redelivered registry")
+        assert len(restarted.pipeline.state.customers()) == 3
+    finally:
+        restarted.stop(5)
+
+
+def _die_like_a_killed_process(service: Service) -> None:
+    """Stop every thread and drop the socket: no PUBACK for the downlink, no DISCONNECT sent."""
+    link = service.link
+    link._stopping.set()
+    link._wake.set()
+    link._sender.join(5)
+    link._client._sock_close()
+    link._client.loop_stop()
+    service.database.close()
+
+
+def test_downlink_is_applied_and_kept(connected: tuple[Service, Subscriber]) -> None:
+    service, hq = connected
     many_customers(3)
     hq.publish(
         "retail/v1/fleet/in/customers", customers_downlink(*((f"m{i:05d}", True, True) for i in range(3)))
     )
     wait_for(lambda: len(service.pipeline.core.customers) == 3, 10, "registry of 3")
-    assert len(service.pipeline.state.customers()) == 3
+    assert {c.customer_id for c in service.pipeline.state.customers()} == {"m00000", "m00001", "m00002"}
 
 
 def test_broker_refusing_our_credentials_is_reported_at_once(
