@@ -159,7 +159,10 @@ class MqttLink:
             info = self._client.publish(
                 self._topics.status, self._status_payload("offline"), qos=1, retain=True
             )
-            info.wait_for_publish(max(0.1, deadline - time.monotonic()))
+            try:
+                info.wait_for_publish(max(0.1, deadline - time.monotonic()))
+            except (RuntimeError, ValueError):
+                _LOGGER.warning("offline status not confirmed before disconnect")
         self._client.disconnect()
         self._client.loop_stop()
 
@@ -293,6 +296,10 @@ class MqttLink:
     def _send_control(self) -> None:
         if self._need_birth:
             self._need_birth = False
+            # paho resends what was in flight when the connection dropped; their ack clocks
+            # restart now, or _release_stuck would send them a second time after an outage.
+            now = time.monotonic()
+            self._inflight = {mid: (row_id, now) for mid, (row_id, _) in self._inflight.items()}
             filters = [(topic_filter, 1) for topic_filter in self._topics.downlink_filters]
             result, mid = self._client.subscribe(filters)
             if result == mqtt.MQTT_ERR_SUCCESS:
