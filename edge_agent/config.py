@@ -118,6 +118,21 @@ class StorageSettings(Section):
     group_max_delay_s: Annotated[float, _between(0.001, 10)] = 0.2
 
 
+class BleSettings(Section):
+    """Local Bluetooth adapters (receivers with an ``adapter``) scanned with bleak/BlueZ."""
+
+    # Passive scanning (BlueZ advertisement monitor) sends no scan requests and saves power,
+    # but hears only frames matching its patterns (Apple and Eddystone); active hears all.
+    mode: Literal["active", "passive"] = "active"
+    # A store adapter hears several advertisements a second; this long without one means
+    # BlueZ or the adapter stopped delivering (bleak does not say so), so the scan restarts.
+    watchdog_s: Seconds = 30.0
+    restart_backoff_min_s: Annotated[float, _between(0.05, 600)] = 1.0
+    restart_backoff_max_s: Annotated[float, _between(0.05, 3600)] = 60.0
+    # RSSI-only updates of one device pass at most this often; payload changes always pass.
+    throttle_s: Annotated[float, _between(0, 60)] = 1.0
+
+
 class IdentitySettings(Section):
     # Eddystone-EID rotation exponent K: tokens rotate every 2**K seconds (10 -> 17 minutes).
     rotation_exponent: Annotated[int, _between(0, 15)] = 10
@@ -158,6 +173,7 @@ class AgentConfig(Section):
     beacons: list[BeaconSettings] = []
     mqtt: MqttSettings = MqttSettings()
     storage: StorageSettings = StorageSettings()
+    ble: BleSettings = BleSettings()
     identity: IdentitySettings = IdentitySettings()
     presence: PresenceSettings = PresenceSettings()
     footfall: FootfallSettings = FootfallSettings()
@@ -253,6 +269,8 @@ def _cross_check(config: AgentConfig) -> Iterable[ConfigProblem]:
         yield ConfigProblem("mqtt.tls.ca_file", "required when mqtt.tls.enabled is true")
     if (mqtt.tls.cert_file is None) != (mqtt.tls.key_file is None):
         yield ConfigProblem("mqtt.tls.key_file", "cert_file and key_file must be given together")
+    if config.ble.restart_backoff_max_s < config.ble.restart_backoff_min_s:
+        yield ConfigProblem("ble.restart_backoff_max_s", "must not be smaller than ble.restart_backoff_min_s")
     if mqtt.password is not None and mqtt.username is None:
         yield ConfigProblem("mqtt.username", "required when mqtt.password is set")
 

@@ -1,10 +1,10 @@
 """``edge-agent run``: the daemon. Wires sources, pipeline, link and scheduler together.
 
 One main thread owns the pipeline (and so the core and SQLite writes); everything else talks
-to it through one queue: sources put sightings, the link puts downlinks, the scheduler puts
-ticks. Sightings are committed in groups (``storage.group_max_events`` or
-``storage.group_max_delay_s``), so a power cut loses at most the group not yet committed and
-never a message already acted on.
+to it through one queue: sources put sightings (one bleak scanner per receiver that names a
+local ``adapter``, plus ``--trace``), the link puts downlinks, the scheduler puts ticks.
+Sightings are committed in groups (``storage.group_max_events`` or ``storage.group_max_delay_s``),
+so a power cut loses at most the group not yet committed and never a message already acted on.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from edge_agent.ids import EventIdFactory
 from edge_agent.link import DownlinkDelivery, MqttLink
 from edge_agent.pipeline import Pipeline
 from edge_agent.sighting import Sighting
+from edge_agent.sources.ble import BleRuntime, BleScanner
 from edge_agent.storage import Database
 from edge_agent.trace import TraceProblem, read_trace
 
@@ -53,6 +54,12 @@ class Service:
             on_downlink=self._work.put,
             status_payload=lambda state: self.pipeline.status(state, self.clock()).to_json(),
         )
+        scanners = [
+            BleScanner(receiver.id, receiver.adapter, self.submit, config.ble, clock)
+            for receiver in config.receivers
+            if receiver.adapter
+        ]
+        self.ble = BleRuntime(scanners) if scanners else None
         self._scheduler = BackgroundScheduler(timezone="UTC")
         self._stopped = threading.Event()
         self._thread: threading.Thread | None = None
@@ -105,6 +112,8 @@ class Service:
         self._thread.start()
         for source in self._sources:
             source.start()
+        if self.ble is not None:
+            self.ble.start()
 
     def stop(self, timeout: float = 10.0) -> None:
         """Finish the current group, commit pending PUBACKs, disconnect cleanly, close SQLite."""
@@ -112,6 +121,8 @@ class Service:
             return
         deadline = time.monotonic() + timeout
         self._stopped.set()
+        if self.ble is not None:
+            self.ble.stop(max(0.1, deadline - time.monotonic()))
         self._scheduler.shutdown(wait=False)
         self._work.put(_STOP)
         if self._thread is not None:

@@ -3,11 +3,24 @@
 # then lint and run the whole suite. Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if ! command -v mosquitto >/dev/null 2>&1 && [ ! -x /usr/sbin/mosquitto ]; then
+# mosquitto: the real broker the MQTT tests start. dbus: the private bus for the fake BlueZ.
+# libdbus-1-dev, libglib2.0-dev, pkg-config: dbus-python (python-dbusmock's binding) has no wheel.
+missing=()
+{ command -v mosquitto || [ -x /usr/sbin/mosquitto ]; } >/dev/null 2>&1 || missing+=(mosquitto)
+command -v dbus-daemon >/dev/null 2>&1 || missing+=(dbus)
+command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
+if command -v pkg-config >/dev/null 2>&1; then
+  pkg-config --exists dbus-1 || missing+=(libdbus-1-dev)
+  pkg-config --exists glib-2.0 || missing+=(libglib2.0-dev)
+else
+  missing+=(libdbus-1-dev libglib2.0-dev)
+fi
+if [ "${#missing[@]}" -gt 0 ]; then
   SUDO=""
   if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+  echo "installing from Debian: ${missing[*]}"
   $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq mosquitto >/dev/null
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 source scripts/venv.sh '.[test]'
 .venv/bin/ruff check .

@@ -1,0 +1,1 @@
+"""Where sightings come from: local adapters (bleak), remote receivers (MQTT), traces."""

@@ -1,0 +1,132 @@
+"""The bleak scanner adapter against a fake BlueZ on a private D-Bus (real bleak, real dbus-daemon)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from edge_agent.config import BleSettings, config_from_mapping
+from edge_agent.const import EDDYSTONE_SERVICE_UUID
+from edge_agent.frames import EddystoneEid, IBeacon, decode_sighting
+from edge_agent.service import Service
+from edge_agent.sighting import Sighting
+from edge_agent.sources.ble import BleRuntime, BleScanner
+from tests.conftest import wait_for
+from tests.fakebluez.fixture import FakeBluez, fake_bluez
+from tests.helpers import app_sighting, customers_downlink
+
+pytestmark = pytest.mark.ble
+
+AIRLOCATE = bytes.fromhex("0215e2c56db5dffb48d2b060d0f5a71096e000010002c5")
+EID_FRAME = bytes.fromhex("30ec0102030405060708")
+PHONE = "5A:11:22:33:44:55"
+
+
+@pytest.fixture
+def bluez() -> Iterator[FakeBluez]:
+    with fake_bluez() as handle:
+        yield handle
+
+
+def _scan(settings: BleSettings) -> tuple[BleRuntime, BleScanner, list[Sighting]]:
+    sightings: list[Sighting] = []
+    scanner = BleScanner("entrance", "hci0", sightings.append, settings)
+    runtime = BleRuntime([scanner])
+    runtime.start()
+    wait_for(lambda: scanner.health.running, 10, "the scan to start")
+    return runtime, scanner, sightings
+
+
+def test_sightings_carry_rssi_and_advertisement_data(bluez: FakeBluez) -> None:
+    runtime, _, sightings = _scan(BleSettings(throttle_s=0))
+    try:
+        bluez.add_advertiser(PHONE, rssi=-70, uuids=[EDDYSTONE_SERVICE_UUID])
+        bluez.advertise(PHONE, -52, manufacturer={0x004C: AIRLOCATE})
+        first = wait_for(lambda: [s for s in sightings if s.rssi == -52], 10, "the iBeacon advertisement")[0]
+        assert first.receiver == "entrance"
+        assert first.address == PHONE
+        assert first.manufacturer_data == {0x004C: AIRLOCATE}
+        assert decode_sighting(first) == [IBeacon("e2c56db5-dffb-48d2-b060-d0f5a71096e0", 1, 2, -59)]
+
+        bluez.advertise(PHONE, -48, service={EDDYSTONE_SERVICE_UUID: EID_FRAME})
+        eid = wait_for(
+            lambda: [s for s in sightings if s.rssi == -48], 10, "the Eddystone-EID advertisement"
+        )[0]
+        assert eid.service_data[EDDYSTONE_SERVICE_UUID] == EID_FRAME
+        assert EddystoneEid(-20, bytes.fromhex("0102030405060708")) in decode_sighting(eid)
+    finally:
+        runtime.stop()
+
+
+def test_rssi_only_updates_are_throttled_but_new_payloads_always_pass(bluez: FakeBluez) -> None:
+    runtime, scanner, sightings = _scan(BleSettings(throttle_s=60))
+    try:
+        bluez.add_advertiser(PHONE, rssi=-70, manufacturer={0x004C: AIRLOCATE})
+        wait_for(lambda: sightings, 10, "the first advertisement")
+        for rssi in range(-60, -40):
+            bluez.advertise(PHONE, rssi)  # same payload, new RSSI: a storm with no news
+        bluez.advertise(PHONE, -40, service={EDDYSTONE_SERVICE_UUID: EID_FRAME})
+        wait_for(
+            lambda: any(EDDYSTONE_SERVICE_UUID in s.service_data for s in sightings), 10, "the new payload"
+        )
+        wait_for(lambda: scanner.health.advertisements >= 21, 10, "every update to reach the scanner")
+        assert len(sightings) == 2
+    finally:
+        runtime.stop()
+
+
+def test_scanning_recovers_by_itself_when_the_adapter_disappears_and_returns(bluez: FakeBluez) -> None:
+    settings = BleSettings(watchdog_s=0.5, restart_backoff_min_s=0.1, restart_backoff_max_s=0.4, throttle_s=0)
+    runtime, scanner, sightings = _scan(settings)
+    try:
+        bluez.add_advertiser(PHONE, rssi=-70)
+        bluez.advertise(PHONE, -61)
+        wait_for(lambda: sightings, 10, "a sighting before the outage")
+
+        bluez.remove_adapter()  # the USB dongle is pulled: bleak itself says nothing
+        wait_for(lambda: scanner.health.watchdog_restarts >= 1, 10, "the watchdog to notice the silence")
+        wait_for(lambda: scanner.health.errors >= 1, 10, "a failed restart while the adapter is gone")
+
+        bluez.add_adapter()  # plugged back in
+        bluez.add_advertiser(PHONE, rssi=-70)
+        wait_for(lambda: scanner.health.running and scanner.health.starts >= 2, 15, "the scan to restart")
+        before = len(sightings)
+        bluez.advertise(PHONE, -44)
+        wait_for(lambda: [s for s in sightings[before:] if s.rssi == -44], 10, "a sighting after the outage")
+    finally:
+        runtime.stop()
+
+
+def test_daemon_turns_a_customers_advertisement_into_a_visit(bluez: FakeBluez, tmp_path: Path) -> None:
+    config = config_from_mapping(
+        {
+            "store": {"id": "s1"},
+            "zones": [{"id": "entrance"}],
+            "receivers": [{"id": "entrance", "zone": "entrance", "adapter": "hci0"}],
+            "mqtt": {"port": 9, "reconnect_min_s": 5, "reconnect_max_s": 5},  # no broker: events wait
+            "storage": {"path": str(tmp_path / "agent.db"), "group_max_delay_s": 0.02},
+        }
+    )
+    service = Service(config)
+    service.pipeline.downlink(
+        "retail/v1/stores/s1/in/customers", customers_downlink(("c1", True, False)), time.time()
+    )
+    service.start()
+    try:
+        wait_for(
+            lambda: service.ble is not None and service.ble.scanners[0].health.running, 10, "the scanner"
+        )
+        token_frame = app_sighting("c1", time.time()).service_data
+        bluez.add_advertiser(PHONE, rssi=-70)
+        bluez.advertise(PHONE, -55, service=token_frame)
+        visits = wait_for(
+            lambda: [p for p in service.pipeline.outbox.peek_payloads() if p["schema"] == "visit.v1"],
+            10, "a visit in the outbox",
+        )  # fmt: skip
+        assert visits[0]["customer_id"] == "c1"
+        assert visits[0]["entry_receiver"] == "entrance"
+    finally:
+        service.stop(5)
