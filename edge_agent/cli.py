@@ -78,6 +78,14 @@ def _parser() -> argparse.ArgumentParser:
     replay.add_argument("--seed", default=None, help="seed for event ids (default: fixed, so output repeats)")
     replay.set_defaults(handler=_cmd_replay)
 
+    scan = commands.add_parser("scan", help="live table of what the local adapters hear")
+    scan.add_argument("--config", type=Path, help="scan the receivers with an adapter in this file")
+    scan.add_argument("--adapter", action="append", default=[], metavar="hciN", help="scan this adapter")
+    scan.add_argument("--duration", type=float, help="stop after this many seconds (default: Ctrl-C)")
+    scan.add_argument("--record", type=Path, metavar="FILE", help="write what is heard as a trace")
+    scan.add_argument("--throttle", type=float, help="seconds between RSSI-only updates of one device")
+    scan.set_defaults(handler=_cmd_scan)
+
     config = commands.add_parser("config", help="check or show a configuration file")
     config_commands = config.add_subparsers(dest="config_command", required=True)
     check = config_commands.add_parser("check", help="exit 0 if FILE is valid, else list every problem")
@@ -125,6 +133,36 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if args.trace:
         service.add_trace_source(args.trace)
     return service.run_forever()
+
+
+def _cmd_scan(args: argparse.Namespace) -> int:
+    from rich.console import Console  # noqa: PLC0415
+
+    from edge_agent.config import BleSettings, load_config  # noqa: PLC0415
+    from edge_agent.scan import run_scan  # noqa: PLC0415
+
+    settings = BleSettings()
+    receivers: list[tuple[str, str]] = []
+    if args.config:
+        config = load_config(args.config)
+        settings = config.ble
+        receivers = [(r.id, r.adapter) for r in config.receivers if r.adapter]
+    receivers += [(adapter, adapter) for adapter in args.adapter]
+    if not receivers:
+        print(
+            "nothing to scan: give --adapter hciN, or --config with a receiver that has an adapter",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    if args.throttle is not None:
+        settings = settings.model_copy(update={"throttle_s": args.throttle})
+    view = run_scan(receivers, settings, Console(), duration=args.duration, record=args.record)
+    if args.record:
+        print(
+            f"recorded {sum(r.sightings for r in view.rows.values())} sightings to {args.record}",
+            file=sys.stderr,
+        )
+    return 0
 
 
 def _cmd_replay(args: argparse.Namespace) -> int:

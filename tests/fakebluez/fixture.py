@@ -51,6 +51,16 @@ class FakeBluez:
         """A new advertisement from ``address``: what BlueZ reports as a PropertiesChanged."""
         self._mock.Advertise(adapter, address, rssi, _manufacturer(manufacturer), _service(service))
 
+    def discovering(self, adapter: str = "hci0") -> bool:
+        """Whether some client (bleak, here) has discovery running on the adapter."""
+        try:
+            props = dbus.Interface(
+                self._bus.get_object("org.bluez", f"/org/bluez/{adapter}"), dbus.PROPERTIES_IFACE
+            )
+            return bool(props.Get("org.bluez.Adapter1", "Discovering"))
+        except dbus.exceptions.DBusException:
+            return False
+
     def add_characteristic(self, address: str, service_uuid: str, char_uuid: str, value: bytes) -> None:
         self._mock.AddGattCharacteristic("hci0", address, service_uuid, char_uuid, dbus.ByteArray(value))
 

@@ -1,0 +1,101 @@
+"""``edge-agent scan --record`` against the fake BlueZ, then ``replay`` of what it recorded."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from edge_agent.const import EDDYSTONE_SERVICE_UUID
+from edge_agent.frames import EddystoneTlm, IBeacon, decode_sighting
+from edge_agent.scanview import ScanView
+from edge_agent.sighting import Sighting
+from edge_agent.trace import TraceProblem, read_trace
+from tests.conftest import wait_for
+from tests.fakebluez.fixture import FakeBluez, fake_bluez
+from tests.helpers import app_sighting, customers_downlink
+
+AIRLOCATE = bytes.fromhex("0215e2c56db5dffb48d2b060d0f5a71096e000010002c5")
+TLM = bytes.fromhex("20000bb81780000003e800000e10")
+PHONE, BEACON = "5A:11:22:33:44:55", "C0:FF:EE:00:00:01"
+
+
+@pytest.fixture
+def bluez() -> Iterator[FakeBluez]:
+    with fake_bluez() as handle:
+        yield handle
+
+
+@pytest.mark.ble
+def test_recorded_scan_replays_to_the_same_sightings(bluez: FakeBluez, tmp_path: Path) -> None:
+    record = tmp_path / "store.jsonl"
+    scan = subprocess.Popen(
+        [sys.executable, "-m", "edge_agent", "scan", "--adapter", "hci0", "--duration", "6",
+         "--throttle", "0", "--record", str(record)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        wait_for(bluez.discovering, 15, "the scan to start discovery")
+        bluez.add_advertiser(BEACON, rssi=-80, manufacturer={0x004C: AIRLOCATE})
+        bluez.add_advertiser(PHONE, rssi=-80)
+        token = app_sighting("c1", time.time()).service_data
+        for rssi in (-60, -58, -56):
+            bluez.advertise(PHONE, rssi, service=token)
+        bluez.advertise(BEACON, -50, service={EDDYSTONE_SERVICE_UUID: TLM})
+        wait_for(lambda: record.exists() and "-50" in record.read_text(), 10, "the recording to catch up")
+    finally:
+        _, stderr = scan.communicate(timeout=30)
+    assert scan.returncode == 0, stderr
+
+    recorded = [s for s in read_trace(record.read_text().splitlines()) if isinstance(s, Sighting)]
+    assert not [p for p in read_trace(record.read_text().splitlines()) if isinstance(p, TraceProblem)]
+    phone = [s for s in recorded if s.address == PHONE and s.service_data]
+    assert [s.rssi for s in phone] == [-60, -58, -56]
+    assert all(s.receiver == "hci0" for s in recorded)
+    beacon = [s for s in recorded if s.address == BEACON][-1]
+    assert IBeacon("e2c56db5-dffb-48d2-b060-d0f5a71096e0", 1, 2, -59) in decode_sighting(beacon)
+    assert EddystoneTlm(3000, 23.5, 1000, 360.0) in decode_sighting(beacon)
+
+    config = tmp_path / "agent.toml"
+    config.write_text(
+        '[store]\nid = "s1"\n[[zones]]\nid = "e"\n[[receivers]]\nid = "hci0"\nzone = "e"\nadapter = "hci0"\n'
+    )
+    customers = tmp_path / "customers.jsonl"
+    customers.write_bytes(customers_downlink(("c1", True, False)) + b"\n")
+    replay = subprocess.run(
+        [sys.executable, "-m", "edge_agent", "replay", str(record), "--config", str(config),
+         "--downlink", f"customers={customers}", "--output", "-"],
+        check=False, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert replay.returncode == 0, replay.stderr
+    assert f"replayed {len(recorded)} sightings" in replay.stderr
+    assert '"customer_id":"c1","phase":"started"' in replay.stdout
+
+
+def test_scan_view_smooths_rssi_estimates_distance_and_shows_battery() -> None:
+    view = ScanView()
+    beacon = {0x004C: AIRLOCATE}
+    for ts, rssi in ((1.0, -59), (2.0, -69), (3.0, -69)):
+        view.add(Sighting(ts, "entrance", BEACON, rssi, manufacturer_data=beacon))
+    view.add(Sighting(4.0, "entrance", BEACON, -69, service_data={EDDYSTONE_SERVICE_UUID: TLM}))
+    [row] = view.ordered()
+    assert row.kind == "iBeacon"
+    assert row.identity.endswith("1/2")
+    assert -69 < row.smoothed < -59  # smoothed, not the raw last value
+    assert row.distance_m is not None
+    assert 1.0 < row.distance_m < 3.0  # ~8 dB below the 1 m power at path-loss exponent 2.5
+    assert row.details["battery"] == "3000 mV"
+    assert row.sightings == 4
+
+
+def test_scan_needs_something_to_scan() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "edge_agent", "scan", "--duration", "1"],
+        check=False, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "nothing to scan" in result.stderr
