@@ -15,7 +15,15 @@ from datetime import datetime
 from edge_agent.config import AgentConfig
 from edge_agent.downlinks import CustomersDownlink, Downlink, OrdersDownlink
 from edge_agent.events import FootfallMessage, Message, VisitMessage, utc
-from edge_agent.frames import AltBeacon, EddystoneEid, EddystoneUid, IBeacon, decode_sighting
+from edge_agent.frames import (
+    AltBeacon,
+    EddystoneEid,
+    EddystoneTlm,
+    EddystoneUid,
+    EddystoneUrl,
+    IBeacon,
+    decode_sighting,
+)
 from edge_agent.identity import AnonymousHasher, Customer, TokenResolver
 from edge_agent.ids import EventIdFactory
 from edge_agent.journey import ClickAndCollect, Order
@@ -143,8 +151,8 @@ class StoreCore:
                 key = "fixed_beacon" if frame.identifier in self._fixed_beacons else "unknown_beacon"
                 self.counters[key] += 1
                 return None
-        if frames:  # URL / TLM only: beacon telemetry, not a visitor
-            self.counters["beacon_telemetry"] += 1
+        if frames and all(isinstance(f, EddystoneUrl | EddystoneTlm) for f in frames):
+            self.counters["beacon_telemetry"] += 1  # a beacon's telemetry, not a visitor
             return None
         material = b"addr:" + sighting.address.upper().encode()
         return Subject("anonymous", self._hasher.pseudonym(self._local_day(now), material))

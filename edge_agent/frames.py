@@ -9,6 +9,11 @@ Formats (byte layouts from the public specifications):
 - AltBeacon: any company's manufacturer data ``BE AC | id(20) | ref rssi(1) | reserved(1)``.
 - Eddystone (service 0xFEAA): UID ``00``, URL ``10``, TLM ``20``, EID ``30`` frames, as in
   github.com/google/eddystone (protocol-specification.md and each frame's page).
+- Apple's "overflow area": Apple manufacturer data ``01 | 128-bit mask``. A backgrounded iOS app
+  cannot advertise its service UUID; iOS sets one bit of this mask per advertised service
+  instead (the UUID-to-bit hash is Apple's and unpublished, so the app's bit is configured,
+  found from a capture). Bits are numbered from 0, the most significant bit of the first mask
+  byte, to 127. Layout as published by D. G. Young, "Hacking the Overflow Area" (2020).
 """
 
 from __future__ import annotations
@@ -84,10 +89,20 @@ class EddystoneEid:
     eid: bytes
 
 
-Frame = IBeacon | AltBeacon | EddystoneUid | EddystoneUrl | EddystoneTlm | EddystoneEid
+@dataclass(frozen=True, slots=True)
+class AppleOverflow:
+    mask: bytes  # 16 bytes
+
+    def has_bit(self, bit: int) -> bool:
+        return 0 <= bit < 128 and bool(self.mask[bit // 8] & (0x80 >> (bit % 8)))
+
+
+Frame = IBeacon | AltBeacon | EddystoneUid | EddystoneUrl | EddystoneTlm | EddystoneEid | AppleOverflow
 
 IBEACON_PREFIX: Final = b"\x02\x15"
 IBEACON_LENGTH: Final = 23
+APPLE_OVERFLOW_TYPE: Final = 0x01
+APPLE_OVERFLOW_LENGTH: Final = 17
 ALTBEACON_PREFIX: Final = b"\xbe\xac"
 ALTBEACON_LENGTH: Final = 24
 
@@ -124,6 +139,16 @@ def decode_ibeacon(company_id: int, data: bytes) -> IBeacon | NotThisFrame:
         minor=int.from_bytes(data[20:22], "big"),
         measured_power=_signed(data[22]),
     )
+
+
+def decode_apple_overflow(company_id: int, data: bytes) -> AppleOverflow | NotThisFrame:
+    if company_id != COMPANY_APPLE:
+        return NotThisFrame("not Apple manufacturer data")
+    if data[:1] != bytes([APPLE_OVERFLOW_TYPE]):
+        return NotThisFrame("not an Apple overflow area (type 01)")
+    if len(data) != APPLE_OVERFLOW_LENGTH:
+        return NotThisFrame(f"Apple overflow area must be {APPLE_OVERFLOW_LENGTH} bytes, got {len(data)}")
+    return AppleOverflow(bytes(data[1:]))
 
 
 def decode_altbeacon(company_id: int, data: bytes) -> AltBeacon | NotThisFrame:
@@ -211,7 +236,8 @@ def decode_advertisement(
     """Every frame an advertisement carries (a beacon may interleave several)."""
     frames: list[Frame] = []
     for company_id, data in manufacturer_data.items():
-        for decoded in (decode_ibeacon(company_id, data), decode_altbeacon(company_id, data)):
+        decoders = (decode_ibeacon, decode_altbeacon, decode_apple_overflow)
+        for decoded in (decode(company_id, data) for decode in decoders):
             if not isinstance(decoded, NotThisFrame):
                 frames.append(decoded)
     eddystone = service_data.get(EDDYSTONE_SERVICE_UUID)
@@ -247,3 +273,50 @@ def encode_eddystone_uid(frame: EddystoneUid) -> bytes:
 
 def encode_eddystone_eid(frame: EddystoneEid) -> bytes:
     return bytes([EDDYSTONE_EID, frame.tx_power & 0xFF]) + frame.eid
+
+
+def encode_altbeacon(frame: AltBeacon) -> tuple[int, bytes]:
+    body = ALTBEACON_PREFIX + frame.beacon_id + bytes([frame.reference_rssi & 0xFF, frame.reserved])
+    return frame.company_id, body
+
+
+def encode_eddystone_url(frame: EddystoneUrl) -> bytes:
+    """Shortest encoding: the longest scheme prefix, then expansions wherever they match."""
+    scheme = max(
+        (i for i, prefix in enumerate(URL_SCHEMES) if frame.url.startswith(prefix)),
+        key=lambda i: len(URL_SCHEMES[i]),
+    )
+    rest = frame.url[len(URL_SCHEMES[scheme]) :]
+    encoded = bytearray()
+    while rest:
+        for code, expansion in sorted(enumerate(URL_EXPANSIONS), key=lambda e: -len(e[1])):
+            if rest.startswith(expansion):
+                encoded.append(code)
+                rest = rest[len(expansion) :]
+                break
+        else:
+            encoded.append(ord(rest[0]))
+            rest = rest[1:]
+    return bytes([EDDYSTONE_URL, frame.tx_power & 0xFF, scheme]) + bytes(encoded)
+
+
+def encode_eddystone_tlm(frame: EddystoneTlm) -> bytes:
+    temperature = (
+        TLM_TEMPERATURE_UNSUPPORTED
+        if frame.temperature_c is None
+        else round(frame.temperature_c * 256) & 0xFFFF
+    )
+    return (
+        bytes([EDDYSTONE_TLM, 0x00])
+        + (frame.battery_mv or 0).to_bytes(2, "big")
+        + temperature.to_bytes(2, "big")
+        + frame.advertising_count.to_bytes(4, "big")
+        + round(frame.uptime_s * 10).to_bytes(4, "big")
+    )
+
+
+def encode_apple_overflow(bits: list[int]) -> tuple[int, bytes]:
+    mask = bytearray(16)
+    for bit in bits:
+        mask[bit // 8] |= 0x80 >> (bit % 8)
+    return COMPANY_APPLE, bytes([APPLE_OVERFLOW_TYPE]) + bytes(mask)

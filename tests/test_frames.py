@@ -4,7 +4,10 @@ Frames are laid out byte by byte from the public specifications: Apple's iBeacon
 published in the Proximity Beacon Specification (prefix 02 15, UUID, major, minor, power), the
 AltBeacon specification (altbeacon/spec: BE AC, 20-byte id, reference RSSI, reserved) and the
 Eddystone protocol specification (google/eddystone: eddystone-uid, -url, -tlm, -eid pages).
-The iBeacon UUID is Apple's AirLocate sample UUID.
+The iBeacon UUID is Apple's AirLocate sample UUID. Eddystone-URL's example URL and TX power
+examples are the ones on github.com/google/eddystone eddystone-url/README.md. Apple overflow-area
+captures: D. G. Young, "Hacking the Overflow Area" (davidgyoungtech.com, 2020-05-07), and an
+HCI capture posted in answer to "BLE advertising of UUID from background iOS app".
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from hypothesis import strategies as st
 from edge_agent.const import COMPANY_APPLE, EDDYSTONE_SERVICE_UUID
 from edge_agent.frames import (
     AltBeacon,
+    AppleOverflow,
     EddystoneEid,
     EddystoneTlm,
     EddystoneUid,
@@ -23,10 +27,15 @@ from edge_agent.frames import (
     NotThisFrame,
     decode_advertisement,
     decode_altbeacon,
+    decode_apple_overflow,
     decode_eddystone,
     decode_ibeacon,
+    encode_altbeacon,
+    encode_apple_overflow,
     encode_eddystone_eid,
+    encode_eddystone_tlm,
     encode_eddystone_uid,
+    encode_eddystone_url,
     encode_ibeacon,
 )
 
@@ -141,3 +150,75 @@ def test_eddystone_uid_round_trip(power: int, namespace: bytes, instance: bytes)
 def test_eddystone_eid_round_trip(power: int, eid: bytes) -> None:
     frame = EddystoneEid(power, eid)
     assert decode_eddystone(encode_eddystone_eid(frame)) == frame
+
+
+def test_eddystone_url_specification_example() -> None:
+    # "https://goo.gl/S6zT6P" with TX power 0xEE, which the specification reads as -18 dBm.
+    body = bytes([0x10, 0xEE, 0x03]) + b"goo.gl/S6zT6P"
+    assert decode_eddystone(body) == EddystoneUrl(-18, "https://goo.gl/S6zT6P")
+    assert decode_eddystone(bytes([0x10, 0x12, 0x03]) + b"goo.gl/Aq18zF") == EddystoneUrl(
+        18, "https://goo.gl/Aq18zF"
+    )
+
+
+def test_apple_overflow_area_published_captures() -> None:
+    # Young (2020): service 00000000-0000-0000-0000-000000000039 from a backgrounded app.
+    young = bytes.fromhex("0100000000000000000000000000000080")
+    frame = decode_apple_overflow(0x004C, young)
+    assert isinstance(frame, AppleOverflow)
+    assert [bit for bit in range(128) if frame.has_bit(bit)] == [120]
+    # HCI capture "... 14 FF 4C 00 01 00 00 00 00 00 00 00 02 00 ..." for service 3333.
+    hci = bytes.fromhex("0100000000000000020000000000000000")
+    assert [bit for bit in range(128) if decode_apple_overflow(0x004C, hci).has_bit(bit)] == [62]
+
+
+def test_overflow_area_is_recognised_in_a_whole_advertisement() -> None:
+    company, data = encode_apple_overflow([62])
+    [frame] = decode_advertisement({company: data}, {})
+    assert isinstance(frame, AppleOverflow)
+    assert frame.has_bit(62)
+    assert not frame.has_bit(61)
+    assert decode_apple_overflow(0x004C, data[:-1]) == NotThisFrame(
+        "Apple overflow area must be 17 bytes, got 16"
+    )
+
+
+@given(
+    st.integers(0, 0xFFFF), st.binary(min_size=20, max_size=20), st.integers(-128, 127), st.integers(0, 255)
+)
+def test_altbeacon_round_trip(company: int, beacon_id: bytes, rssi: int, reserved: int) -> None:
+    frame = AltBeacon(company, beacon_id, rssi, reserved)
+    assert decode_altbeacon(*encode_altbeacon(frame)) == frame
+
+
+url_text = st.text(alphabet=st.characters(min_codepoint=0x21, max_codepoint=0x7E), max_size=30)
+
+
+@given(
+    st.sampled_from(["http://www.", "https://www.", "http://", "https://"]), url_text, st.integers(-100, 20)
+)
+def test_eddystone_url_round_trip(scheme: str, rest: str, power: int) -> None:
+    frame = EddystoneUrl(power, scheme + rest)
+    encoded = encode_eddystone_url(frame)
+    if len(encoded) - 3 <= 17:  # longer URLs do not fit a frame, by specification
+        assert decode_eddystone(encoded) == frame
+
+
+@given(
+    st.none() | st.integers(1, 0xFFFF),
+    st.none() | st.integers(-0x8000 + 1, 0x7FFF).map(lambda raw: raw / 256),
+    st.integers(0, 2**32 - 1),
+    st.integers(0, 2**32 - 1).map(lambda tenths: tenths / 10),
+)
+def test_eddystone_tlm_round_trip(
+    battery: int | None, temperature: float | None, count: int, uptime: float
+) -> None:
+    frame = EddystoneTlm(battery, temperature, count, uptime)
+    assert decode_eddystone(encode_eddystone_tlm(frame)) == frame
+
+
+@given(st.sets(st.integers(0, 127), max_size=5))
+def test_apple_overflow_round_trip(bits: set[int]) -> None:
+    frame = decode_apple_overflow(*encode_apple_overflow(sorted(bits)))
+    assert isinstance(frame, AppleOverflow)
+    assert {bit for bit in range(128) if frame.has_bit(bit)} == bits

@@ -118,3 +118,13 @@ def test_full_registry_resync_replaces_everyone(tmp_path: Path) -> None:
     assert set(pipeline.core.customers) == {"c2"}
     assert pipeline.state.registry_version() == 7
     assert {c.customer_id for c in pipeline.state.customers()} == {"c2"}
+
+
+def test_an_iphone_showing_only_the_overflow_area_is_still_a_visitor(tmp_path: Path) -> None:
+    from edge_agent.frames import encode_apple_overflow
+    from edge_agent.sighting import Sighting
+
+    pipeline = _pipeline(tmp_path)
+    company, data = encode_apple_overflow([62])
+    pipeline.process([Sighting(T0, "entrance", "6B:00:00:00:00:01", -60, manufacturer_data={company: data})])
+    assert pipeline.core.open_visits == 1
