@@ -133,6 +133,16 @@ class BleSettings(Section):
     throttle_s: Annotated[float, _between(0, 60)] = 1.0
 
 
+class RemoteSettings(Section):
+    """Receivers on the store's MQTT (ESP32 nodes); the receiver id is the topic's last level."""
+
+    # {mqtt.topic_prefix}/stores/{store.id}/sightings/{receiver}: one trace line or an array.
+    generic: bool = True
+    # ESPresense nodes: {espresense_prefix}/devices/{id}/{room}, the room being the receiver id.
+    espresense: bool = False
+    espresense_prefix: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$")] = "espresense"
+
+
 class IdentitySettings(Section):
     # Eddystone-EID rotation exponent K: tokens rotate every 2**K seconds (10 -> 17 minutes).
     rotation_exponent: Annotated[int, _between(0, 15)] = 10
@@ -174,6 +184,7 @@ class AgentConfig(Section):
     mqtt: MqttSettings = MqttSettings()
     storage: StorageSettings = StorageSettings()
     ble: BleSettings = BleSettings()
+    remote: RemoteSettings = RemoteSettings()
     identity: IdentitySettings = IdentitySettings()
     presence: PresenceSettings = PresenceSettings()
     footfall: FootfallSettings = FootfallSettings()

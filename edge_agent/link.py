@@ -71,12 +71,18 @@ class MqttLink:
         *,
         on_downlink: Callable[[DownlinkDelivery], None],
         status_payload: Callable[[str], bytes],
+        sighting_filters: tuple[str, ...] = (),
+        on_sighting_message: Callable[[str, bytes], None] | None = None,
     ) -> None:
+        """``sighting_filters`` are subscribed at QoS 0 and go to ``on_sighting_message``:
+        sightings are perishable, so they are neither acknowledged nor queued for us."""
         self._settings = config.mqtt
         self._topics = Topics(config.mqtt.topic_prefix, config.store.id)
         self._outbox = outbox
         self._on_downlink = on_downlink
         self._status_payload = status_payload
+        self._sighting_filters = sighting_filters
+        self._on_sighting_message = on_sighting_message
         self.stats = LinkStats()
         self.refusal: BrokerRefused | None = None
         self._early_closes = 0
@@ -268,6 +274,9 @@ class MqttLink:
             self._subscribed.set()
 
     def _handle_message(self, client, userdata, message: mqtt.MQTTMessage) -> None:
+        if self._on_sighting_message is not None and self._topics.downlink_kind(message.topic) is None:
+            self._on_sighting_message(message.topic, bytes(message.payload))
+            return
         self._on_downlink(DownlinkDelivery(message.topic, bytes(message.payload), message.mid, message.qos))
 
     # ------------------------------------------------------------------ sender thread
@@ -301,6 +310,7 @@ class MqttLink:
             now = time.monotonic()
             self._inflight = {mid: (row_id, now) for mid, (row_id, _) in self._inflight.items()}
             filters = [(topic_filter, 1) for topic_filter in self._topics.downlink_filters]
+            filters += [(topic_filter, 0) for topic_filter in self._sighting_filters]
             result, mid = self._client.subscribe(filters)
             if result == mqtt.MQTT_ERR_SUCCESS:
                 self._subscribe_mids.add(mid)

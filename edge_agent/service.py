@@ -2,7 +2,8 @@
 
 One main thread owns the pipeline (and so the core and SQLite writes); everything else talks
 to it through one queue: sources put sightings (one bleak scanner per receiver that names a
-local ``adapter``, plus ``--trace``), the link puts downlinks, the scheduler puts ticks.
+local ``adapter``, remote receivers on MQTT, ``--trace``), the link puts downlinks, the
+scheduler puts ticks.
 Sightings are committed in groups (``storage.group_max_events`` or ``storage.group_max_delay_s``),
 so a power cut loses at most the group not yet committed and never a message already acted on.
 """
@@ -26,6 +27,7 @@ from edge_agent.link import DownlinkDelivery, MqttLink
 from edge_agent.pipeline import Pipeline
 from edge_agent.sighting import Sighting
 from edge_agent.sources.ble import BleRuntime, BleScanner
+from edge_agent.sources.remote import RemoteReceivers
 from edge_agent.storage import Database
 from edge_agent.trace import TraceProblem, read_trace
 
@@ -48,11 +50,14 @@ class Service:
         self.database = Database(config.storage.path)
         self.pipeline = Pipeline(config, self.database, EventIdFactory())
         self._work: queue.Queue[WorkItem] = queue.Queue()
+        self.remote = RemoteReceivers(config, self.submit, clock)
         self.link = MqttLink(
             config,
             self.pipeline.outbox,
             on_downlink=self._work.put,
             status_payload=lambda state: self.pipeline.status(state, self.clock()).to_json(),
+            sighting_filters=self.remote.topic_filters,
+            on_sighting_message=self.remote.handle if self.remote.topic_filters else None,
         )
         scanners = [
             BleScanner(receiver.id, receiver.adapter, self.submit, config.ble, clock)

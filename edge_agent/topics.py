@@ -28,6 +28,15 @@ class Topics:
     def downlink_filters(self) -> tuple[str, str]:
         return f"{self.store_root}/in/+", f"{self.prefix}/fleet/in/+"
 
+    def sightings(self, receiver: str = "+") -> str:
+        """Where remote receivers publish sightings in the generic format."""
+        return f"{self.store_root}/sightings/{receiver}"
+
+    def sightings_receiver(self, topic: str) -> str | None:
+        root = f"{self.store_root}/sightings/"
+        receiver = topic[len(root) :] if topic.startswith(root) else ""
+        return receiver if receiver and "/" not in receiver else None
+
     def downlink(self, kind: str, fleet: bool = False) -> str:
         return f"{self.prefix}/fleet/in/{kind}" if fleet else f"{self.store_root}/in/{kind}"
 
