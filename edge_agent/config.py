@@ -133,6 +133,25 @@ class BleSettings(Section):
     throttle_s: Annotated[float, _between(0, 60)] = 1.0
 
 
+class GattSettings(Section):
+    """Reading the app's token over GATT from iPhones whose app runs in the background.
+
+    Off until ``overflow_bit`` is set: the bit iOS sets in Apple's overflow area for the app's
+    service UUID (Apple does not publish the hash; read it from a capture of the app).
+    """
+
+    overflow_bit: Annotated[int, _between(0, 127)] | None = None
+    service_uuid: str = "6e40a000-b5a3-f393-e0a9-e50e24dcca9e"
+    token_uuid: str = "6e40a001-b5a3-f393-e0a9-e50e24dcca9e"
+    # Each connection takes the radio away from scanning; two at a time keeps sightings flowing.
+    max_connections: Annotated[int, _between(1, 8)] = 2
+    connect_timeout_s: Annotated[float, _between(1, 60)] = 10.0
+    retry_min_s: Annotated[float, _between(0.05, 3600)] = 5.0
+    retry_max_s: Annotated[float, _between(0.05, 86400)] = 300.0
+    # iOS rotates its address about every 15 minutes; a token is kept no longer than that.
+    cache_s: Seconds = 900.0
+
+
 class RemoteSettings(Section):
     """Receivers on the store's MQTT (ESP32 nodes); the receiver id is the topic's last level."""
 
@@ -184,6 +203,7 @@ class AgentConfig(Section):
     mqtt: MqttSettings = MqttSettings()
     storage: StorageSettings = StorageSettings()
     ble: BleSettings = BleSettings()
+    gatt: GattSettings = GattSettings()
     remote: RemoteSettings = RemoteSettings()
     identity: IdentitySettings = IdentitySettings()
     presence: PresenceSettings = PresenceSettings()

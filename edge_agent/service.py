@@ -60,7 +60,7 @@ class Service:
             on_sighting_message=self.remote.handle if self.remote.topic_filters else None,
         )
         scanners = [
-            BleScanner(receiver.id, receiver.adapter, self.submit, config.ble, clock)
+            BleScanner(receiver.id, receiver.adapter, self.submit, config.ble, clock, config.gatt)
             for receiver in config.receivers
             if receiver.adapter
         ]

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from edge_agent.config import BleSettings, config_from_mapping
+from edge_agent.config import BleSettings, GattSettings, config_from_mapping
 from edge_agent.const import EDDYSTONE_SERVICE_UUID
-from edge_agent.frames import EddystoneEid, IBeacon, decode_sighting
+from edge_agent.frames import EddystoneEid, IBeacon, decode_sighting, encode_apple_overflow
 from edge_agent.service import Service
 from edge_agent.sighting import Sighting
 from edge_agent.sources.ble import BleRuntime, BleScanner
@@ -130,3 +130,47 @@ def test_daemon_turns_a_customers_advertisement_into_a_visit(bluez: FakeBluez, t
         assert visits[0]["entry_receiver"] == "entrance"
     finally:
         service.stop(5)
+
+
+IPHONE, BROKEN = "6A:00:00:00:00:01", "6A:00:00:00:00:02"
+APP_BIT = 62
+GATT = GattSettings(overflow_bit=APP_BIT, retry_min_s=60, retry_max_s=60, connect_timeout_s=5)
+
+
+def test_token_is_read_over_gatt_from_a_backgrounded_iphone(bluez: FakeBluez) -> None:
+    sightings: list[Sighting] = []
+    scanner = BleScanner("entrance", "hci0", sightings.append, BleSettings(throttle_s=0), gatt=GATT)
+    runtime = BleRuntime([scanner])
+    runtime.start()
+    try:
+        wait_for(lambda: scanner.health.running, 10, "the scan to start")
+        company, overflow = encode_apple_overflow([APP_BIT])
+        token = decode_sighting(app_sighting("c1", time.time()))[0].eid
+        bluez.add_advertiser(IPHONE, rssi=-70, manufacturer={company: overflow})
+        bluez.add_characteristic(IPHONE, GATT.service_uuid, GATT.token_uuid, token)
+        bluez.advertise(IPHONE, -61, manufacturer={company: overflow})
+
+        assert scanner.tokens is not None
+        wait_for(lambda: scanner.tokens.health.reads == 1, 15, "the token read over GATT")
+        bluez.advertise(IPHONE, -59, manufacturer={company: overflow})
+        with_token = wait_for(
+            lambda: [s for s in sightings if EDDYSTONE_SERVICE_UUID in s.service_data],
+            10,
+            "a sighting with the token",
+        )[0]
+        assert EddystoneEid(0, token) in decode_sighting(with_token)
+        assert with_token.rssi == -59
+
+        # A phone whose read fails: counted, backed off, and the scan goes on.
+        bluez.add_advertiser(BROKEN, rssi=-70, manufacturer={company: overflow})  # no GATT service
+        bluez.advertise(BROKEN, -62, manufacturer={company: overflow})
+        wait_for(lambda: scanner.tokens.health.failures == 1, 15, "the failed read")
+        for rssi in (-63, -64):
+            bluez.advertise(BROKEN, rssi, manufacturer={company: overflow})
+        wait_for(
+            lambda: [s for s in sightings if s.address == BROKEN and s.rssi == -64], 10, "scanning after it"
+        )
+        assert scanner.tokens.health.failures == 1  # backing off: no second attempt yet
+        assert scanner.tokens.health.most_connected <= GATT.max_connections
+    finally:
+        runtime.stop()

@@ -25,8 +25,11 @@ from bleak.backends.device import BLEDevice
 from bleak.backends.scanner import AdvertisementData
 from bleak.exc import BleakError
 
-from edge_agent.config import BleSettings
+from edge_agent.config import BleSettings, GattSettings
+from edge_agent.const import COMPANY_APPLE, EDDYSTONE_SERVICE_UUID
+from edge_agent.frames import AppleOverflow, EddystoneEid, decode_apple_overflow, encode_eddystone_eid
 from edge_agent.sighting import Sighting
+from edge_agent.sources.gatt import TokenReader
 from edge_agent.throttle import SightingThrottle
 
 _LOGGER = logging.getLogger(__name__)
@@ -63,6 +66,7 @@ class BleScanner:
         emit: Callable[[Sighting], None],
         settings: BleSettings,
         clock: Callable[[], float] = time.time,
+        gatt: GattSettings | None = None,
     ) -> None:
         self._receiver = receiver
         self._adapter = adapter
@@ -72,12 +76,21 @@ class BleScanner:
         self._throttle = SightingThrottle(settings.throttle_s)
         self._heard = time.monotonic()
         self.health = ScannerHealth(receiver, adapter)
+        self._app_bit = gatt.overflow_bit if gatt is not None else None
+        self.tokens = TokenReader(gatt, clock) if gatt is not None and self._app_bit is not None else None
 
     def _on_advertisement(self, device: BLEDevice, advertisement: AdvertisementData) -> None:
         self._heard = time.monotonic()
         self.health.advertisements += 1
         now = self._clock()
         self.health.last_advertisement = now
+        service_data = {uuid.lower(): bytes(data) for uuid, data in advertisement.service_data.items()}
+        if self.tokens is not None and self._shows_app_in_background(advertisement.manufacturer_data):
+            token = self.tokens.cached_token(device.address)
+            if token is not None:
+                service_data[EDDYSTONE_SERVICE_UUID] = encode_eddystone_eid(EddystoneEid(0, token))
+            elif self.tokens.should_read(device.address):
+                self.tokens.start_read(device)
         sighting = Sighting(
             ts=now,
             receiver=self._receiver,
@@ -85,13 +98,20 @@ class BleScanner:
             rssi=advertisement.rssi,
             tx_power=advertisement.tx_power,
             manufacturer_data=dict(advertisement.manufacturer_data),
-            service_data={uuid.lower(): bytes(data) for uuid, data in advertisement.service_data.items()},
+            service_data=service_data,
             service_uuids=tuple(uuid.lower() for uuid in advertisement.service_uuids),
             name=advertisement.local_name,
         )
         if self._throttle.admit(sighting):
             self.health.sightings += 1
             self._emit(sighting)
+
+    def _shows_app_in_background(self, manufacturer_data: dict[int, bytes]) -> bool:
+        data = manufacturer_data.get(COMPANY_APPLE)
+        if data is None or self._app_bit is None:
+            return False
+        overflow = decode_apple_overflow(COMPANY_APPLE, data)
+        return isinstance(overflow, AppleOverflow) and overflow.has_bit(self._app_bit)
 
     def _make_scanner(self) -> BleakScanner:
         bluez: dict = {"adapter": self._adapter}
