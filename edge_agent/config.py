@@ -86,6 +86,15 @@ class BeaconSettings(Section):
     name: str = ""
 
 
+class BeaconHealthSettings(Section):
+    # A fixed beacon advertises several times a second: ten silent minutes means it is dead,
+    # moved or blocked, not unlucky.
+    missing_after_s: Seconds = 600.0
+    # CR2032/CR2477 cells fall off a cliff below about 2.5 V; replace before the beacon goes.
+    low_battery_mv: Annotated[int, _between(1000, 4000)] = 2500
+    summary_interval_s: Seconds = 3600.0
+
+
 class TlsSettings(Section):
     enabled: bool = False
     ca_file: Path | None = None
@@ -200,6 +209,7 @@ class AgentConfig(Section):
     zones: list[ZoneSettings] = []
     receivers: list[ReceiverSettings] = []
     beacons: list[BeaconSettings] = []
+    beacon_health: BeaconHealthSettings = BeaconHealthSettings()
     mqtt: MqttSettings = MqttSettings()
     storage: StorageSettings = StorageSettings()
     ble: BleSettings = BleSettings()

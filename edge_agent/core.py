@@ -12,6 +12,7 @@ from collections import Counter
 from collections.abc import Iterable
 from datetime import datetime
 
+from edge_agent.beacons import BeaconFleet
 from edge_agent.config import AgentConfig
 from edge_agent.downlinks import CustomersDownlink, Downlink, OrdersDownlink
 from edge_agent.events import FootfallMessage, Message, VisitMessage, utc
@@ -21,6 +22,7 @@ from edge_agent.frames import (
     EddystoneTlm,
     EddystoneUid,
     EddystoneUrl,
+    Frame,
     IBeacon,
     decode_sighting,
 )
@@ -40,7 +42,7 @@ class StoreCore:
         self._store_id = config.store.id
         self._tz = zoneinfo.ZoneInfo(config.store.timezone)
         self._ids = ids
-        self._fixed_beacons = {beacon.id for beacon in config.beacons}
+        self._fleet = BeaconFleet(config.beacons, config.beacon_health, self._store_id, ids)
         self._resolver = TokenResolver(config.identity.rotation_exponent, config.identity.skew_windows)
         self._hasher = AnonymousHasher(ids.random)
         self._tracker = VisitTracker(config.presence.entry_rssi_dbm, config.presence.absence_timeout_s)
@@ -113,18 +115,21 @@ class StoreCore:
         self.counters["sightings"] += 1
         now = sighting.ts
         self._start_footfall(now)
-        subject = self._subject(sighting, now)
+        frames = decode_sighting(sighting)
+        beacon_messages = self._fleet_observe(sighting, frames)
+        subject = self._subject(sighting, frames, now)
         if subject is None:
-            return []
+            return beacon_messages
         started = self._tracker.observe(subject, sighting.receiver, sighting.rssi, now, self._ids.new)
         if started is None:
-            return []
+            return beacon_messages
         self._entries += 1
         if subject.kind != "customer":
-            return []
+            return beacon_messages
         self._recognised += 1
         visit = started.visit
         messages: list[Message] = [
+            *beacon_messages,
             VisitMessage(
                 event_id=self._ids.new(now), store_id=self._store_id, ts=utc(now),
                 visit_id=visit.visit_id, customer_id=subject.id, phase="started",
@@ -137,8 +142,18 @@ class StoreCore:
         messages.extend(self._click_and_collect.on_visit_started(visit, customer, orders, now))
         return messages
 
-    def _subject(self, sighting: Sighting, now: float) -> Subject | None:
-        frames = decode_sighting(sighting)
+    def _fleet_observe(self, sighting: Sighting, frames: list[Frame]) -> list[Message]:
+        messages: list[Message] = []
+        for frame in frames:
+            if isinstance(frame, IBeacon | EddystoneUid | AltBeacon) and frame.identifier in self._fleet:
+                messages += self._fleet.seen(
+                    frame.identifier, sighting.address, sighting.receiver, sighting.ts
+                )
+            elif isinstance(frame, EddystoneTlm):
+                messages += self._fleet.telemetry(sighting.address, frame, sighting.ts)
+        return messages
+
+    def _subject(self, sighting: Sighting, frames: list[Frame], now: float) -> Subject | None:
         for frame in frames:
             if isinstance(frame, EddystoneEid):
                 customer_id = self._resolver.resolve(frame.eid, now)
@@ -148,7 +163,7 @@ class StoreCore:
                 self.counters["unresolved_tokens"] += 1
                 return Subject("anonymous", self._hasher.pseudonym(self._local_day(now), b"eid:" + frame.eid))
             if isinstance(frame, IBeacon | EddystoneUid | AltBeacon):
-                key = "fixed_beacon" if frame.identifier in self._fixed_beacons else "unknown_beacon"
+                key = "fixed_beacon" if frame.identifier in self._fleet else "unknown_beacon"
                 self.counters[key] += 1
                 return None
         if frames and all(isinstance(f, EddystoneUrl | EddystoneTlm) for f in frames):
@@ -171,6 +186,7 @@ class StoreCore:
             if ended.visit.subject.kind == "customer":
                 messages.append(self._visit_ended(ended, now))
         messages.extend(self._close_footfall(now))
+        messages.extend(self._fleet.tick(now))
         return messages
 
     def _visit_ended(self, ended: VisitEnded, now: float) -> VisitMessage:

@@ -82,6 +82,45 @@ class NotificationMessage(Message):
         return self.expires.timestamp()
 
 
+class BeaconMessage(Message):
+    """A fixed store beacon went missing, came back, or reported a low battery."""
+
+    stream: ClassVar[str] = "events/beacon"
+    priority: ClassVar[int] = PRIORITY_TELEMETRY
+    schema_name: Literal["beacon.v1"] = Field("beacon.v1", alias="schema")
+    beacon_id: str
+    name: str
+    state: Literal["missing", "returned", "low_battery"]
+    last_seen: datetime | None = None
+    last_receiver: str | None = None
+    battery_mv: int | None = None
+    temperature_c: float | None = None
+
+
+class BeaconStatus(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    beacon_id: str
+    name: str
+    state: Literal["present", "missing", "never_seen"]
+    last_seen: datetime | None = None
+    last_receiver: str | None = None
+    battery_mv: int | None = None
+    temperature_c: float | None = None
+
+
+class BeaconFleetMessage(Message):
+    """Periodic summary of every configured beacon, so HQ sees a silent fleet too."""
+
+    stream: ClassVar[str] = "events/beacon_fleet"
+    priority: ClassVar[int] = PRIORITY_TELEMETRY
+    schema_name: Literal["beacon_fleet.v1"] = Field("beacon_fleet.v1", alias="schema")
+    present: int
+    missing: int
+    low_battery: int
+    beacons: list[BeaconStatus]
+
+
 class ErrorMessage(Message):
     stream: ClassVar[str] = "errors"
     schema_name: Literal["error.v1"] = Field("error.v1", alias="schema")
@@ -108,6 +147,8 @@ class StatusMessage(Message):
 UPLINK_MESSAGES: tuple[type[Message], ...] = (
     VisitMessage,
     FootfallMessage,
+    BeaconMessage,
+    BeaconFleetMessage,
     NotificationMessage,
     ErrorMessage,
     StatusMessage,
