@@ -122,6 +122,12 @@ URL_MAX_ENCODED: Final = 17
 TLM_TEMPERATURE_UNSUPPORTED: Final = 0x8000
 
 
+def _uuid_text(raw: bytes) -> str:
+    # The canonical 8-4-4-4-12 form, built from hex: uuid.UUID() costs more than the whole frame.
+    h = raw.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
 def _signed(byte: int) -> int:
     return byte - 256 if byte > 127 else byte
 
@@ -134,7 +140,7 @@ def decode_ibeacon(company_id: int, data: bytes) -> IBeacon | NotThisFrame:
     if len(data) != IBEACON_LENGTH:
         return NotThisFrame(f"iBeacon must be {IBEACON_LENGTH} bytes, got {len(data)}")
     return IBeacon(
-        uuid=str(uuid.UUID(bytes=bytes(data[2:18]))),
+        uuid=_uuid_text(data[2:18]),
         major=int.from_bytes(data[18:20], "big"),
         minor=int.from_bytes(data[20:22], "big"),
         measured_power=_signed(data[22]),
@@ -236,10 +242,16 @@ def decode_advertisement(
     """Every frame an advertisement carries (a beacon may interleave several)."""
     frames: list[Frame] = []
     for company_id, data in manufacturer_data.items():
-        decoders = (decode_ibeacon, decode_altbeacon, decode_apple_overflow)
-        for decoded in (decode(company_id, data) for decode in decoders):
-            if not isinstance(decoded, NotThisFrame):
-                frames.append(decoded)
+        # Dispatch on the leading bytes: only a decoder that can succeed is called (hot path).
+        decoded: Frame | NotThisFrame | None = None
+        if data[:2] == ALTBEACON_PREFIX:
+            decoded = decode_altbeacon(company_id, data)
+        elif company_id == COMPANY_APPLE and data[:2] == IBEACON_PREFIX:
+            decoded = decode_ibeacon(company_id, data)
+        elif company_id == COMPANY_APPLE and data[:1] == b"\x01":
+            decoded = decode_apple_overflow(company_id, data)
+        if decoded is not None and not isinstance(decoded, NotThisFrame):
+            frames.append(decoded)
     eddystone = service_data.get(EDDYSTONE_SERVICE_UUID)
     if eddystone is not None:
         decoded = decode_eddystone(eddystone)

@@ -40,9 +40,12 @@ def _scan(settings: BleSettings) -> tuple[BleRuntime, BleScanner, list[Sighting]
     return runtime, scanner, sightings
 
 
-def test_sightings_carry_rssi_and_advertisement_data(bluez: FakeBluez) -> None:
-    runtime, _, sightings = _scan(BleSettings(throttle_s=0))
+@pytest.mark.parametrize("mode", ["active", "passive"])
+def test_sightings_carry_rssi_and_advertisement_data(bluez: FakeBluez, mode: str) -> None:
+    runtime, _, sightings = _scan(BleSettings(throttle_s=0, mode=mode))
     try:
+        # Passive scanning uses an advertisement monitor: no active discovery, no scan requests.
+        assert bluez.discovering() is (mode == "active")
         bluez.add_advertiser(PHONE, rssi=-70, uuids=[EDDYSTONE_SERVICE_UUID])
         bluez.advertise(PHONE, -52, manufacturer={0x004C: AIRLOCATE})
         first = wait_for(lambda: [s for s in sightings if s.rssi == -52], 10, "the iBeacon advertisement")[0]
