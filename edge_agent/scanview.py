@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 from edge_agent.frames import (
     AltBeacon,
+    AppleOverflow,
     EddystoneEid,
     EddystoneTlm,
     EddystoneUid,
@@ -87,6 +88,10 @@ def _describe(row: DeviceRow, frame: Frame) -> int | None:
         case EddystoneUrl():
             row.details["url"] = frame.url
             return frame.tx_power - EDDYSTONE_0M_TO_1M_DB
+        case AppleOverflow():
+            # How a technician finds the app's gatt.overflow_bit: the bit its iPhones show.
+            bits = [bit for bit in range(128) if frame.has_bit(bit)]
+            row.kind, row.identity = "iOS background", "overflow bits " + ",".join(map(str, bits))
         case EddystoneTlm():
             if frame.battery_mv is not None:
                 row.details["battery"] = f"{frame.battery_mv} mV"

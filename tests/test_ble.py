@@ -103,6 +103,27 @@ def test_scanning_recovers_by_itself_when_the_adapter_disappears_and_returns(blu
         runtime.stop()
 
 
+@pytest.mark.parametrize("error", ["org.bluez.Error.InProgress", "org.bluez.Error.NotReady"])
+def test_bluez_refusing_to_scan_is_retried_with_backoff_and_counted(bluez: FakeBluez, error: str) -> None:
+    bluez.fail_discovery(error)
+    sightings: list[Sighting] = []
+    settings = BleSettings(restart_backoff_min_s=0.05, restart_backoff_max_s=0.2, throttle_s=0)
+    scanner = BleScanner("entrance", "hci0", sightings.append, settings)
+    runtime = BleRuntime([scanner])
+    runtime.start()
+    try:
+        wait_for(lambda: scanner.health.errors >= 3, 10, "repeated refusals")
+        assert not scanner.health.running
+        assert error.rsplit(".", 1)[-1] in scanner.health.last_error
+        bluez.restore_discovery()
+        wait_for(lambda: scanner.health.running, 10, "the scan to start once BlueZ allows it")
+        bluez.add_advertiser(PHONE, rssi=-70)
+        bluez.advertise(PHONE, -57)
+        wait_for(lambda: [s for s in sightings if s.rssi == -57], 10, "sightings after the refusals")
+    finally:
+        runtime.stop()
+
+
 def test_daemon_turns_a_customers_advertisement_into_a_visit(bluez: FakeBluez, tmp_path: Path) -> None:
     config = config_from_mapping(
         {

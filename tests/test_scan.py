@@ -99,3 +99,13 @@ def test_scan_needs_something_to_scan() -> None:
     )  # fmt: skip
     assert result.returncode == 2
     assert "nothing to scan" in result.stderr
+
+
+def test_scan_view_shows_the_overflow_bits_a_technician_needs_for_gatt() -> None:
+    from edge_agent.frames import encode_apple_overflow
+
+    view = ScanView()
+    company, data = encode_apple_overflow([62, 120])
+    view.add(Sighting(1.0, "entrance", PHONE, -60, manufacturer_data={company: data}))
+    [row] = view.ordered()
+    assert (row.kind, row.identity) == ("iOS background", "overflow bits 62,120")

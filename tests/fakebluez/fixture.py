@@ -51,6 +51,12 @@ class FakeBluez:
         """A new advertisement from ``address``: what BlueZ reports as a PropertiesChanged."""
         self._mock.Advertise(adapter, address, rssi, _manufacturer(manufacturer), _service(service))
 
+    def fail_discovery(self, error_name: str, adapter: str = "hci0") -> None:
+        self._mock.FailDiscovery(adapter, error_name)
+
+    def restore_discovery(self, adapter: str = "hci0") -> None:
+        self._mock.RestoreDiscovery(adapter)
+
     def discovering(self, adapter: str = "hci0") -> bool:
         """Whether some client (bleak, here) has discovery running on the adapter."""
         try:

@@ -34,7 +34,26 @@ def load(mock, parameters):
             ("Advertise", "ssna{qay}a{say}", "", _advertise),
             ("AddGattCharacteristic", "ssssay", "s", _add_characteristic),
             ("RemoveAdvertiser", "ss", "", _remove_advertiser),
+            ("FailDiscovery", "ss", "", _fail_discovery),
+            ("RestoreDiscovery", "s", "", _restore_discovery),
         ],
+    )
+
+
+def _fail_discovery(self, adapter, error_name):
+    """StartDiscovery on ``adapter`` fails with ``error_name`` (InProgress, NotReady) until restored."""
+
+    def refuse(adapter_object):
+        raise dbus.exceptions.DBusException("refused by the test", name=str(error_name))
+
+    mockobject.objects[f"/org/bluez/{adapter}"].AddMethods(
+        bluez5.ADAPTER_IFACE, [("StartDiscovery", "", "", refuse)]
+    )
+
+
+def _restore_discovery(self, adapter):
+    mockobject.objects[f"/org/bluez/{adapter}"].AddMethods(
+        bluez5.ADAPTER_IFACE, [("StartDiscovery", "", "", bluez5.StartDiscovery)]
     )
 
 
