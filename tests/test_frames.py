@@ -2,8 +2,9 @@
 
 Frames are laid out byte by byte from the public specifications: Apple's iBeacon layout as
 published in the Proximity Beacon Specification (prefix 02 15, UUID, major, minor, power), the
-AltBeacon specification (altbeacon/spec: BE AC, 20-byte id, reference RSSI, reserved) and the
-Eddystone protocol specification (google/eddystone: eddystone-uid, -url, -tlm, -eid pages).
+AltBeacon specification's field table (github.com/AltBeacon/spec README: AD length 0x1B, type
+0xFF, company id, BE AC, 20-byte id, reference RSSI, reserved) and the Eddystone protocol
+specification (github.com/google/eddystone: eddystone-uid, -url, -tlm, -eid pages).
 The iBeacon UUID is Apple's AirLocate sample UUID. Eddystone-URL's example URL and TX power
 examples are the ones on github.com/google/eddystone eddystone-url/README.md. Apple overflow-area
 captures: D. G. Young, "Hacking the Overflow Area" (davidgyoungtech.com, 2020-05-07), and an
@@ -55,10 +56,15 @@ def test_ibeacon_from_another_company_or_truncated_is_not_an_ibeacon() -> None:
 
 
 def test_altbeacon_fields() -> None:
-    data = bytes.fromhex("beac" + "00112233445566778899aabbccddeeff00010002" + "c5" + "00")
-    assert decode_altbeacon(0x0118, data) == AltBeacon(
-        0x0118, bytes.fromhex("00112233445566778899aabbccddeeff00010002"), -59, 0
-    )
+    # Laid out from the AltBeacon spec's field table, AD header included: length 0x1B, type 0xFF,
+    # company 0x0118 (Radius Networks) little-endian, code BE AC, a 20-byte id (the Android
+    # Beacon Library reference app's 2f234454-... with 1 and 2 appended), reference RSSI, reserved.
+    structure = bytes.fromhex("1bff1801beac2f234454cf6d4a0fadf2f4911ba9ffa600010002c500")
+    assert structure[0] == len(structure) - 1
+    company = int.from_bytes(structure[2:4], "little")
+    frame = decode_altbeacon(company, structure[4:])
+    assert frame == AltBeacon(0x0118, bytes.fromhex("2f234454cf6d4a0fadf2f4911ba9ffa600010002"), -59, 0)
+    assert frame.identifier == "altbeacon:2f234454cf6d4a0fadf2f4911ba9ffa600010002"
 
 
 def test_eddystone_uid_with_and_without_reserved_bytes() -> None:
