@@ -123,12 +123,11 @@ class BeaconFleet:
             temperature_c=beacon.temperature_c,
         )
 
-    def _event(self, beacon: _Beacon, state: str, now: float) -> BeaconMessage:
-        status = self._status(beacon)
+    def _event(self, beacon: _Beacon, event: str, now: float) -> BeaconMessage:
         return BeaconMessage(
             event_id=self._ids.new(now),
             store_id=self._store_id,
             ts=utc(now),
-            state=state,
-            **status.model_dump(exclude={"state"}),
+            event=event,
+            beacon=self._status(beacon),
         )

@@ -82,21 +82,6 @@ class NotificationMessage(Message):
         return self.expires.timestamp()
 
 
-class BeaconMessage(Message):
-    """A fixed store beacon went missing, came back, or reported a low battery."""
-
-    stream: ClassVar[str] = "events/beacon"
-    priority: ClassVar[int] = PRIORITY_TELEMETRY
-    schema_name: Literal["beacon.v1"] = Field("beacon.v1", alias="schema")
-    beacon_id: str
-    name: str
-    state: Literal["missing", "returned", "low_battery"]
-    last_seen: datetime | None = None
-    last_receiver: str | None = None
-    battery_mv: int | None = None
-    temperature_c: float | None = None
-
-
 class BeaconStatus(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -107,6 +92,16 @@ class BeaconStatus(BaseModel):
     last_receiver: str | None = None
     battery_mv: int | None = None
     temperature_c: float | None = None
+
+
+class BeaconMessage(Message):
+    """A fixed store beacon went missing, came back, or reported a low battery."""
+
+    stream: ClassVar[str] = "events/beacon"
+    priority: ClassVar[int] = PRIORITY_TELEMETRY
+    schema_name: Literal["beacon.v1"] = Field("beacon.v1", alias="schema")
+    event: Literal["missing", "returned", "low_battery"]
+    beacon: BeaconStatus
 
 
 class BeaconFleetMessage(Message):

@@ -29,7 +29,7 @@ def _fleet() -> BeaconFleet:
 
 
 def _states(messages: list) -> list[tuple[str, str]]:
-    return [(m.name, m.state) for m in messages if isinstance(m, BeaconMessage)]
+    return [(m.beacon.name, m.event) for m in messages if isinstance(m, BeaconMessage)]
 
 
 def test_a_silent_beacon_goes_missing_once_and_returns() -> None:
@@ -41,8 +41,9 @@ def test_a_silent_beacon_goes_missing_once_and_returns() -> None:
     assert _states(fleet.tick(610.5)) == [("door", "missing")]  # 600.5 s after it was last heard
     assert _states(fleet.tick(900.0)) == []  # reported once, not every tick
     [returned] = fleet.seen(DOOR.identifier, "C0:00:00:00:00:01", "entrance", 901.0)
-    assert returned.state == "returned"
-    assert returned.last_receiver == "entrance"
+    assert returned.event == "returned"
+    assert returned.beacon.state == "present"
+    assert returned.beacon.last_receiver == "entrance"
 
 
 def test_low_battery_alerts_once_with_hysteresis() -> None:
@@ -91,6 +92,9 @@ def test_pipeline_reports_beacon_health_and_never_counts_beacons_as_visitors(tmp
     pipeline.process([Sighting(2.0, "entrance", address, -50, service_data={EDDYSTONE_SERVICE_UUID: tlm})])
     pipeline.tick(100.0)
     events = [p for p in pipeline.outbox.peek_payloads() if p["schema"] == "beacon.v1"]
-    assert [(e["state"], e["battery_mv"]) for e in events] == [("low_battery", 2300), ("missing", 2300)]
+    assert [(e["event"], e["beacon"]["battery_mv"]) for e in events] == [
+        ("low_battery", 2300),
+        ("missing", 2300),
+    ]
     assert pipeline.outbox.due(10)[0].topic.endswith("/events/beacon")
     assert pipeline.core.open_visits == 0
