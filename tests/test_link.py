@@ -109,8 +109,10 @@ def test_broker_stopped_mid_stream_and_restarted_loses_no_event(
     wait_for(lambda: len(set(hq.event_ids("/events/visit"))) == 600, 30, "all 600 events at HQ")
     wait_for(lambda: service.pipeline.outbox.depth() == 0, 10, "the outbox to drain")
     assert service.link.stats.disconnects >= 1
-    ids = hq.event_ids("/events/visit")
-    assert len(ids) - len(set(ids)) <= service.config.mqtt.inflight_window  # only in-flight ones resent
+    # The agent published each event once, plus at most the rows in flight at the fault (paho's
+    # own DUP resends are not new publishes). Duplicates HQ sees beyond that are the broker
+    # redelivering to HQ's session, which is the broker's business and HQ deduplicates.
+    assert 600 <= service.link.stats.published <= 600 + service.config.mqtt.inflight_window
 
 
 def test_a_hundred_malformed_downlinks_each_get_an_error_and_the_agent_keeps_publishing(
