@@ -103,6 +103,20 @@ def test_scanning_recovers_by_itself_when_the_adapter_disappears_and_returns(blu
         runtime.stop()
 
 
+def test_passive_mode_falls_back_to_active_where_the_adapter_cannot_scan_passively() -> None:
+    with fake_bluez(passive_capable=False) as bluez:
+        runtime, scanner, sightings = _scan(BleSettings(mode="passive", throttle_s=0))
+        try:
+            assert scanner.health.mode == "active"
+            assert scanner.health.errors == 1
+            assert bluez.discovering()
+            bluez.add_advertiser(PHONE, rssi=-70)
+            bluez.advertise(PHONE, -53, manufacturer={0x004C: AIRLOCATE})
+            wait_for(lambda: [s for s in sightings if s.rssi == -53], 10, "sightings in the fallback mode")
+        finally:
+            runtime.stop()
+
+
 @pytest.mark.parametrize("error", ["org.bluez.Error.InProgress", "org.bluez.Error.NotReady"])
 def test_bluez_refusing_to_scan_is_retried_with_backoff_and_counted(bluez: FakeBluez, error: str) -> None:
     bluez.fail_discovery(error)

@@ -23,7 +23,7 @@ from bleak.args.bluez import OrPattern
 from bleak.assigned_numbers import AdvertisementDataType
 from bleak.backends.device import BLEDevice
 from bleak.backends.scanner import AdvertisementData
-from bleak.exc import BleakError
+from bleak.exc import BleakDBusError, BleakError
 
 from edge_agent.config import BleSettings, GattSettings
 from edge_agent.const import COMPANY_APPLE, EDDYSTONE_SERVICE_UUID
@@ -40,6 +40,15 @@ _PASSIVE_PATTERNS = (
     OrPattern(0, AdvertisementDataType.MANUFACTURER_SPECIFIC_DATA, b"\x4c\x00"),
     OrPattern(0, AdvertisementDataType.SERVICE_DATA_UUID16, b"\xaa\xfe"),
 )
+# What BlueZ answers when the adapter (or a BlueZ without experimental features) offers no
+# advertisement monitor: passive scanning is impossible there, so the scanner goes active.
+_NO_PASSIVE_ERRORS = frozenset(
+    {
+        "org.freedesktop.DBus.Error.UnknownMethod",
+        "org.freedesktop.DBus.Error.UnknownInterface",
+        "org.bluez.Error.NotSupported",
+    }
+)
 # How often the watchdog looks; well below any sensible watchdog_s.
 _WATCHDOG_CHECK_S = 0.1
 
@@ -48,6 +57,7 @@ _WATCHDOG_CHECK_S = 0.1
 class ScannerHealth:
     receiver: str
     adapter: str
+    mode: str = "active"
     running: bool = False
     advertisements: int = 0
     sightings: int = 0
@@ -75,7 +85,8 @@ class BleScanner:
         self._clock = clock
         self._throttle = SightingThrottle(settings.throttle_s)
         self._heard = time.monotonic()
-        self.health = ScannerHealth(receiver, adapter)
+        self.health = ScannerHealth(receiver, adapter, settings.mode)
+        self._mode = settings.mode
         self._app_bit = gatt.overflow_bit if gatt is not None else None
         self.tokens = TokenReader(gatt, clock) if gatt is not None and self._app_bit is not None else None
 
@@ -115,9 +126,9 @@ class BleScanner:
 
     def _make_scanner(self) -> BleakScanner:
         bluez: dict = {"adapter": self._adapter}
-        if self._settings.mode == "passive":
+        if self._mode == "passive":
             bluez["or_patterns"] = list(_PASSIVE_PATTERNS)
-        return BleakScanner(self._on_advertisement, scanning_mode=self._settings.mode, bluez=bluez)
+        return BleakScanner(self._on_advertisement, scanning_mode=self._mode, bluez=bluez)
 
     async def run(self, stopping: asyncio.Event) -> None:
         """Scan until ``stopping`` is set, restarting on silence or errors."""
@@ -128,15 +139,19 @@ class BleScanner:
                 await scanner.start()
             except (BleakError, OSError, EOFError) as exc:
                 self._record_error("start", exc)
+                if self._mode == "passive" and _passive_unsupported(exc):
+                    _LOGGER.warning(
+                        "adapter %s cannot scan passively (%s): scanning actively", self._adapter, exc
+                    )
+                    self._mode = self.health.mode = "active"
+                    continue
                 await _wait(stopping, backoff)
                 backoff = min(backoff * 2, self._settings.restart_backoff_max_s)
                 continue
             self.health.starts += 1
             self.health.running = True
             self._heard = time.monotonic()
-            _LOGGER.info(
-                "scanning receiver=%s adapter=%s mode=%s", self._receiver, self._adapter, self._settings.mode
-            )
+            _LOGGER.info("scanning receiver=%s adapter=%s mode=%s", self._receiver, self._adapter, self._mode)
             await self._watch(stopping)
             self.health.running = False
             try:
@@ -165,6 +180,13 @@ class BleScanner:
         _LOGGER.warning(
             "scanner %s failed receiver=%s adapter=%s: %s", during, self._receiver, self._adapter, exc
         )
+
+
+def _passive_unsupported(exc: BaseException) -> bool:
+    if isinstance(exc, BleakDBusError):
+        return exc.dbus_error in _NO_PASSIVE_ERRORS
+    # bleak turns BlueZ's UnknownMethod for RegisterMonitor into this plain BleakError.
+    return isinstance(exc, BleakError) and str(exc).startswith("passive scanning on Linux requires")
 
 
 async def _wait(event: asyncio.Event, timeout: float) -> None:

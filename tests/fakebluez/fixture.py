@@ -85,10 +85,13 @@ def _service(data: Mapping[str, bytes] | None) -> dbus.Dictionary:
 
 
 @contextmanager
-def fake_bluez() -> Iterator[FakeBluez]:
+def fake_bluez(passive_capable: bool = True) -> Iterator[FakeBluez]:
+    """``passive_capable=False``: adapters without BlueZ's advertisement-monitor API."""
     saved = os.environ.get("DBUS_SYSTEM_BUS_ADDRESS")
     with PrivateDBus(BusType.SYSTEM) as bus:  # sets DBUS_SYSTEM_BUS_ADDRESS, which bleak honours
-        mock = SpawnedMock.spawn_with_template(TEMPLATE, bustype=BusType.SYSTEM)
+        mock = SpawnedMock.spawn_with_template(
+            TEMPLATE, {"enable_monitor_api": passive_capable}, bustype=BusType.SYSTEM
+        )
         handle = FakeBluez(os.environ["DBUS_SYSTEM_BUS_ADDRESS"])
         try:
             handle.add_adapter()
