@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from edge_agent.identity import AnonymousHasher, TokenResolver, eid_token, temporary_key
 
 KEY = bytes.fromhex("e2c56db5dffb48d2b060d0f5a71096e0")
@@ -57,3 +60,43 @@ def test_anonymous_pseudonyms_are_stable_within_a_day_and_change_across_days() -
     first = hasher.pseudonym(739_000, b"addr:AA")
     assert hasher.pseudonym(739_000, b"addr:AA") == first
     assert hasher.pseudonym(739_001, b"addr:AA") != first
+
+
+# The Eddystone project's reference computation, transliterated line by line to Python 3 from
+# GetAndPrintEid() in github.com/google/eddystone eddystone-eid/tools/eidtools.py (the repository
+# publishes the algorithm as this tool, not as fixed vectors). Kept deliberately literal: byte
+# arithmetic by division, as the reference does it, so it shares no code with ours.
+def _reference_eid(ik: bytes, scaler: int, beacon_time_seconds: int) -> bytes:
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+    def aes_ecb(key: bytes, data: bytes) -> bytes:
+        encryptor = Cipher(algorithms.AES(key), modes.ECB()).encryptor()
+        return encryptor.update(data) + encryptor.finalize()
+
+    tkdata = (
+        b"\x00" * 11 + b"\xff" + b"\x00" * 2
+        + bytes([(beacon_time_seconds // (2**24)) % 256])
+        + bytes([(beacon_time_seconds // (2**16)) % 256])
+    )  # fmt: skip
+    tk = aes_ecb(ik, tkdata)
+    beacon_time_seconds = (beacon_time_seconds // 2**scaler) * (2**scaler)
+    eiddata = (
+        b"\x00" * 11 + bytes([scaler])
+        + bytes([(beacon_time_seconds // (2**24)) % 256])
+        + bytes([(beacon_time_seconds // (2**16)) % 256])
+        + bytes([(beacon_time_seconds // (2**8)) % 256])
+        + bytes([(beacon_time_seconds // (2**0)) % 256])
+    )  # fmt: skip
+    return aes_ecb(tk, eiddata)[:8]
+
+
+@given(st.binary(min_size=16, max_size=16), st.integers(0, 15), st.integers(0, 2**32 - 1))
+def test_tokens_match_the_eddystone_reference_computation(ik: bytes, k: int, time_s: int) -> None:
+    assert eid_token(ik, k, time_s) == _reference_eid(ik, k, time_s)
+
+
+@given(st.binary(min_size=16, max_size=16), st.integers(0, 15), st.integers(2**16, 2**32 - 2**16))
+def test_resolver_tables_hold_the_reference_tokens(ik: bytes, k: int, time_s: int) -> None:
+    resolver = TokenResolver(rotation_exponent=k, skew_windows=1)
+    resolver.set("alice", ik)
+    assert resolver.resolve(_reference_eid(ik, k, time_s), float(time_s)) == "alice"
