@@ -97,7 +97,8 @@ class MqttLink:
         self._pending_status: bytes | None = None
         self._inflight: dict[int, tuple[int, float]] = {}  # mid -> (outbox row id, sent at)
         self._retry_at: dict[int, tuple[float, int]] = {}  # row id -> (monotonic time, attempts)
-        self.last_progress = time.monotonic()
+        self.last_progress = time.monotonic()  # the sender thread's last loop
+        self.network_progress = time.monotonic()  # paho's network loop: last packet or attempt
         self._client = self._make_client(config.client_id)
         self._sender = threading.Thread(target=self._run_sender, name="edge-agent-sender", daemon=True)
 
@@ -133,6 +134,9 @@ class MqttLink:
         client.on_subscribe = self._handle_subscribe
         client.on_pre_connect = self._handle_pre_connect
         client.on_connect_fail = self._handle_connect_fail
+        # paho reports every packet it sends or receives (PINGREQ/PINGRESP included) here: the
+        # public sign that its network loop is alive, even on an idle connection.
+        client.on_log = self._handle_log
         return client
 
     def start(self) -> None:
@@ -209,11 +213,15 @@ class MqttLink:
 
     # ------------------------------------------------------------------ paho callbacks (paho's thread)
 
+    def _handle_log(self, client, userdata, level, message) -> None:
+        self.network_progress = time.monotonic()
+
     def _handle_pre_connect(self, client, userdata) -> None:
-        self._attempt_started = time.monotonic()
+        self._attempt_started = self.network_progress = time.monotonic()
 
     def _handle_connect_fail(self, client, userdata) -> None:
         self._attempt_started = None  # nobody listening: the broker is down, not refusing us
+        self.network_progress = time.monotonic()
 
     def _handle_connect(self, client, userdata, flags, reason_code: ReasonCode, properties) -> None:
         self._attempt_started = None

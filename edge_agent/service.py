@@ -24,7 +24,9 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from edge_agent.config import AgentConfig
 from edge_agent.ids import EventIdFactory
 from edge_agent.link import DownlinkDelivery, MqttLink
+from edge_agent.liveness import Liveness
 from edge_agent.pipeline import Pipeline
+from edge_agent.sdnotify import SystemdNotifier
 from edge_agent.sighting import Sighting
 from edge_agent.sources.ble import BleRuntime, BleScanner
 from edge_agent.sources.remote import RemoteReceivers
@@ -66,6 +68,9 @@ class Service:
         ]
         self.ble = BleRuntime(scanners) if scanners else None
         self._scheduler = BackgroundScheduler(timezone="UTC")
+        self.notifier = SystemdNotifier()
+        self.liveness = Liveness()
+        self._stalled: list[str] = []
         self._stopped = threading.Event()
         self._thread: threading.Thread | None = None
         self._sources: list[threading.Thread] = []
@@ -102,9 +107,19 @@ class Service:
     def start(self) -> None:
         scheduling = self.config.scheduler
         self._scheduler.add_job(
-            lambda: self._work.put(_TICK), "interval", seconds=scheduling.tick_interval_s,
-            id="tick", coalesce=True, max_instances=1,
-        )  # fmt: skip
+            self._tick,
+            "interval",
+            seconds=scheduling.tick_interval_s,
+            id="tick",
+            coalesce=True,
+            max_instances=1,
+        )
+        if self.notifier.watchdog_s is not None:
+            # Ping at half the interval systemd allows, as sd_watchdog_enabled(3) advises.
+            self._scheduler.add_job(
+                self._watchdog, "interval", seconds=self.notifier.watchdog_s / 2, id="watchdog", coalesce=True
+            )
+
         self._scheduler.add_job(
             self.link.publish_status, "interval", seconds=scheduling.heartbeat_interval_s,
             id="heartbeat", coalesce=True, max_instances=1,
@@ -119,6 +134,8 @@ class Service:
             source.start()
         if self.ble is not None:
             self.ble.start()
+        # Ready means: configuration valid, database open, every thread started.
+        self.notifier.ready(self.status_line())
 
     def stop(self, timeout: float = 10.0) -> None:
         """Finish the current group, commit pending PUBACKs, disconnect cleanly, close SQLite."""
@@ -126,6 +143,7 @@ class Service:
             return
         deadline = time.monotonic() + timeout
         self._stopped.set()
+        self.notifier.stopping()
         if self.ble is not None:
             self.ble.stop(max(0.1, deadline - time.monotonic()))
         self._scheduler.shutdown(wait=False)
@@ -153,6 +171,47 @@ class Service:
         self.stop()
         return 0
 
+    # ------------------------------------------------------------------ supervision
+
+    def _tick(self) -> None:
+        self.liveness.beat("scheduler", time.monotonic())
+        self._work.put(_TICK)
+
+    def stall_limits(self) -> dict[str, float]:
+        """How long each part may go without progress before the watchdog stops pinging.
+
+        The main loop wakes every 0.5 s, the sender every 0.25 s and the tick job every
+        ``tick_interval_s``; the MQTT loop shows life by a PINGRESP every keepalive or a
+        reconnect attempt at least every ``reconnect_max_s``.
+        """
+        base = max(self.notifier.watchdog_s or 30.0, 5.0, 3 * self.config.scheduler.tick_interval_s)
+        mqtt = self.config.mqtt
+        return {
+            "main": base,
+            "sender": base,
+            "scheduler": base,
+            "mqtt": max(base, 2 * mqtt.keepalive_s, 2 * mqtt.reconnect_max_s),
+        }
+
+    def _watchdog(self) -> None:
+        self.liveness.beat("sender", self.link.last_progress)
+        self.liveness.beat("mqtt", self.link.network_progress)
+        stalled = self.liveness.stalled(time.monotonic(), self.stall_limits())
+        if stalled != self._stalled:
+            if stalled:
+                _LOGGER.error(
+                    "no progress from %s: withholding the systemd watchdog ping", ", ".join(stalled)
+                )
+            self._stalled = stalled
+        if not stalled:
+            self.notifier.notify(watchdog="1", status=self.status_line())
+
+    def status_line(self) -> str:
+        link = "up" if self.link.connected else "down"
+        return (
+            f"queue={self.pipeline.outbox.depth()} link={link} open_visits={self.pipeline.core.open_visits}"
+        )
+
     # ------------------------------------------------------------------ main loop
 
     def _main_loop(self) -> None:
@@ -161,6 +220,7 @@ class Service:
         batch: list[Sighting] = []
         batch_deadline = 0.0
         while True:
+            self.liveness.beat("main", time.monotonic())
             timeout = max(0.0, batch_deadline - time.monotonic()) if batch else 0.5
             try:
                 item = self._work.get(timeout=timeout)
