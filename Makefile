@@ -1,5 +1,5 @@
 # The README's two commands are `make demo` and `make test`; each installs what it needs.
-.PHONY: demo test bench lint clean
+.PHONY: demo test bench install lint clean
 
 demo:
 	./scripts/demo.sh
@@ -9,6 +9,9 @@ test:
 
 bench:
 	./scripts/bench.sh
+
+install:
+	./scripts/install.sh
 
 lint:
 	.venv/bin/ruff check . && .venv/bin/ruff format --check .

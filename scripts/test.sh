@@ -4,10 +4,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # mosquitto: the real broker the MQTT tests start. dbus: the private bus for the fake BlueZ.
+# systemd: systemd-analyze, which checks the unit (no running systemd needed).
 # libdbus-1-dev, libglib2.0-dev, pkg-config: dbus-python (python-dbusmock's binding) has no wheel.
 missing=()
 { command -v mosquitto || [ -x /usr/sbin/mosquitto ]; } >/dev/null 2>&1 || missing+=(mosquitto)
 command -v dbus-daemon >/dev/null 2>&1 || missing+=(dbus)
+command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
 command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
 if command -v pkg-config >/dev/null 2>&1; then
   pkg-config --exists dbus-1 || missing+=(libdbus-1-dev)
