@@ -47,6 +47,15 @@ class BeaconFleet:
         self._watch_since: float | None = None
         self._next_summary: float | None = None
 
+    def retune(self, beacons: list[BeaconSettings], settings: BeaconHealthSettings) -> None:
+        """A new beacon list and thresholds; beacons that stay keep their state."""
+        self._settings = settings
+        kept = self._beacons
+        self._beacons = {b.id: kept.get(b.id) or _Beacon(b.id, b.name) for b in beacons}
+        for beacon in beacons:
+            self._beacons[beacon.id].name = beacon.name
+        self._by_address = {a: b for a, b in self._by_address.items() if b in self._beacons}
+
     def __contains__(self, beacon_id: str) -> bool:
         return beacon_id in self._beacons
 

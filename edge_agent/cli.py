@@ -129,7 +129,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from edge_agent.config import load_config  # noqa: PLC0415
     from edge_agent.service import Service  # noqa: PLC0415
 
-    service = Service(load_config(args.config))
+    service = Service(load_config(args.config), config_path=args.config)
     if args.trace:
         service.add_trace_source(args.trace)
     return service.run_forever()

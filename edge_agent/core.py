@@ -55,6 +55,23 @@ class StoreCore:
         self._interval_start: float | None = None
         self._entries = self._exits = self._recognised = 0
 
+    def reconfigure(self, config: AgentConfig) -> None:
+        """Apply a reloaded configuration without losing open visits, registry or orders.
+
+        The caller keeps ``store`` unchanged (ids and time zone are part of every message).
+        """
+        self._config = config
+        self._tracker.retune(config.presence.entry_rssi_dbm, config.presence.absence_timeout_s)
+        self._click_and_collect.retune(config.rules.click_and_collect)
+        self._fleet.retune(config.beacons, config.beacon_health)
+        self._interval_s = config.footfall.interval_s  # the open interval ends at its start + the new length
+        identity = config.identity
+        resolver = TokenResolver(identity.rotation_exponent, identity.skew_windows)
+        for customer in self.customers.values():
+            if customer.resolvable:
+                resolver.set(customer.customer_id, customer.identity_key)
+        self._resolver = resolver
+
     # ------------------------------------------------------------------ state from HQ
 
     @property

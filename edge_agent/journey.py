@@ -57,6 +57,9 @@ class ClickAndCollect:
                 )  # fmt: skip
         return messages
 
+    def retune(self, settings: ClickAndCollectSettings) -> None:
+        self._settings = settings
+
     def forget_order(self, order_id: str) -> None:
         self._announced.discard(order_id)
 

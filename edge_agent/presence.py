@@ -50,6 +50,13 @@ class VisitTracker:
         # (deadline, subject kind, subject id): one entry per open visit.
         self._deadlines: list[tuple[float, str, str]] = []
 
+    def retune(self, entry_rssi_dbm: int, absence_timeout_s: float) -> None:
+        """New thresholds for what comes next; open visits stay open (deadlines re-checked lazily)."""
+        self._entry_rssi = entry_rssi_dbm
+        self._timeout = absence_timeout_s
+        self._deadlines = [(v.last_seen + absence_timeout_s, s.kind, s.id) for s, v in self._open.items()]
+        heapq.heapify(self._deadlines)
+
     @property
     def open_visits(self) -> dict[Subject, OpenVisit]:
         return self._open

@@ -21,7 +21,8 @@ from pathlib import Path
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from edge_agent.config import AgentConfig
+from edge_agent.config import AgentConfig, load_config
+from edge_agent.errors import ConfigError
 from edge_agent.ids import EventIdFactory
 from edge_agent.link import DownlinkDelivery, MqttLink
 from edge_agent.liveness import Liveness
@@ -42,12 +43,20 @@ class _Tick:
 
 _TICK = _Tick()
 _STOP = object()
+_RELOAD = object()
+# Sections a running daemon cannot swap in place: ids and time zone are in every message, the
+# database is open, and the MQTT link and scanners are built from these. A reload keeps their
+# running values and says that a restart is needed.
+RESTART_SECTIONS = ("store", "storage", "mqtt", "remote", "receivers", "ble", "gatt")
 WorkItem = Sighting | DownlinkDelivery | _Tick | object
 
 
 class Service:
-    def __init__(self, config: AgentConfig, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, config: AgentConfig, clock: Callable[[], float] = time.time, config_path: Path | None = None
+    ) -> None:
         self.config = config
+        self.config_path = config_path
         self.clock = clock
         self.database = Database(config.storage.path)
         self.pipeline = Pipeline(config, self.database, EventIdFactory())
@@ -163,6 +172,7 @@ class Service:
 
         signal.signal(signal.SIGTERM, request_stop)
         signal.signal(signal.SIGINT, request_stop)
+        signal.signal(signal.SIGHUP, lambda signum, frame: self.request_reload())
         self.start()
         _LOGGER.info("edge-agent running store=%s", self.config.store.id)
         # A refused connection is logged by the link and retried at the capped backoff: the
@@ -170,6 +180,47 @@ class Service:
         done.wait()
         self.stop()
         return 0
+
+    # ------------------------------------------------------------------ reload
+
+    def request_reload(self) -> None:
+        """Ask the main loop to reload the TOML (what SIGHUP does); safe from any thread."""
+        self._work.put(_RELOAD)
+
+    def reload(self) -> bool:
+        """Re-read the configuration file: apply it if valid, keep the running one if not.
+
+        Runs on the main loop, which owns the core, so no sighting is processed half-way; the
+        outbox, open visits, registry and orders are untouched either way.
+        """
+        if self.config_path is None:
+            _LOGGER.warning("reload requested but the daemon was not started from a file")
+            return False
+        self.notifier.notify(reloading="1", status="reloading configuration")
+        try:
+            new = load_config(self.config_path)
+        except ConfigError as exc:
+            for problem in exc.problems:
+                _LOGGER.error("config reload rejected, keeping the running configuration: %s", problem)
+            self.notifier.notify(ready="1", status=self.status_line())
+            return False
+        pending = [name for name in RESTART_SECTIONS if getattr(new, name) != getattr(self.config, name)]
+        for name in pending:
+            _LOGGER.warning("config reload: [%s] changed and takes effect at the next restart", name)
+        effective = new.model_copy(update={name: getattr(self.config, name) for name in pending})
+        self.pipeline.core.reconfigure(effective)
+        self.pipeline.config = effective
+        if effective.scheduler != self.config.scheduler:
+            self._scheduler.reschedule_job(
+                "tick", trigger="interval", seconds=effective.scheduler.tick_interval_s
+            )
+            self._scheduler.reschedule_job(
+                "heartbeat", trigger="interval", seconds=effective.scheduler.heartbeat_interval_s
+            )
+        self.config = effective
+        _LOGGER.info("configuration reloaded from %s", self.config_path)
+        self.notifier.notify(ready="1", status=self.status_line())
+        return True
 
     # ------------------------------------------------------------------ supervision
 
@@ -251,6 +302,8 @@ class Service:
             self.link.wake()
         elif item is _TICK and self.pipeline.tick(self.clock()):
             self.link.wake()
+        elif item is _RELOAD:
+            self.reload()
 
     def _flush(self, batch: list[Sighting]) -> None:
         if not batch:
