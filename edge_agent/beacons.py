@@ -56,6 +56,9 @@ class BeaconFleet:
             self._beacons[beacon.id].name = beacon.name
         self._by_address = {a: b for a, b in self._by_address.items() if b in self._beacons}
 
+    def missing(self) -> list[str]:
+        return sorted(b.beacon_id for b in self._beacons.values() if b.missing)
+
     def __contains__(self, beacon_id: str) -> bool:
         return beacon_id in self._beacons
 

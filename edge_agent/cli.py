@@ -86,6 +86,11 @@ def _parser() -> argparse.ArgumentParser:
     scan.add_argument("--throttle", type=float, help="seconds between RSSI-only updates of one device")
     scan.set_defaults(handler=_cmd_scan)
 
+    status = commands.add_parser("status", help="queue, link, registry and scanners of the local agent")
+    status.add_argument("--config", type=Path, required=True)
+    status.add_argument("--json", action="store_true", help="print JSON for scripts and monitoring")
+    status.set_defaults(handler=_cmd_status)
+
     config = commands.add_parser("config", help="check or show a configuration file")
     config_commands = config.add_subparsers(dest="config_command", required=True)
     check = config_commands.add_parser("check", help="exit 0 if FILE is valid, else list every problem")
@@ -163,6 +168,57 @@ def _cmd_scan(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     return 0
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    import json  # noqa: PLC0415
+    import time  # noqa: PLC0415
+
+    from edge_agent import __version__  # noqa: PLC0415
+    from edge_agent.config import load_config  # noqa: PLC0415
+    from edge_agent.statusview import StatusUnavailable, read_status  # noqa: PLC0415
+
+    config = load_config(args.config)
+    now = time.time()
+    try:
+        status = read_status(config.storage.path, now)
+    except StatusUnavailable as exc:
+        print(str(exc), file=sys.stderr)
+        return 1
+    snapshot = status.pop("snapshot")
+    heartbeat_age = _age(snapshot.get("ts"), now)
+    status |= {
+        "agent_version": snapshot.get("agent_version", __version__),
+        "last_heartbeat_s": heartbeat_age,
+        # Three missed heartbeats: the daemon is stopped or stuck.
+        "daemon": "unknown" if heartbeat_age is None
+        else ("running" if heartbeat_age <= 3 * config.scheduler.heartbeat_interval_s else "not reporting"),
+        "link": snapshot.get("link", "unknown"),
+        "last_sync_s": _age(snapshot.get("last_sync"), now),
+        "open_visits": snapshot.get("open_visits"),
+        "missing_beacons": snapshot.get("missing_beacons", []),
+        "scanners": snapshot.get("scanners", []),
+    }  # fmt: skip
+    if args.json:
+        print(json.dumps(status, indent=2))
+        return 0
+    for key in ("daemon", "agent_version", "link", "last_sync_s", "last_heartbeat_s", "queue_depth",
+                "queue_by_priority", "oldest_queued_s", "open_visits", "registry_size", "registry_version",
+                "missing_beacons"):  # fmt: skip
+        print(f"{key:<18} {status[key]}")
+    for scanner in status["scanners"]:
+        state = "running" if scanner["running"] else "DOWN"
+        print(
+            f"scanner {scanner['receiver']}/{scanner['adapter']}: {state}, mode {scanner['mode']}, "
+            f"{scanner['watchdog_restarts']} restarts, {scanner['errors']} errors"
+        )
+    return 0
+
+
+def _age(iso: str | None, now: float) -> float | None:
+    from datetime import datetime  # noqa: PLC0415
+
+    return None if not iso else round(now - datetime.fromisoformat(iso).timestamp(), 1)
 
 
 def _cmd_replay(args: argparse.Namespace) -> int:

@@ -23,6 +23,11 @@ MAX_INFLIGHT_WINDOW: Final = 1000
 PRIORITY_NOTIFICATION: Final = 0
 PRIORITY_TRANSACTIONAL: Final = 1
 PRIORITY_TELEMETRY: Final = 2
+PRIORITY_NAMES: Final = {
+    PRIORITY_NOTIFICATION: "notification",
+    PRIORITY_TRANSACTIONAL: "transactional",
+    PRIORITY_TELEMETRY: "telemetry",
+}
 
 # A downlink larger than this is refused before parsing: real registries arrive in batches,
 # and an unbounded payload is the cheapest way to exhaust a store box's memory.

@@ -75,6 +75,10 @@ class StoreCore:
     # ------------------------------------------------------------------ state from HQ
 
     @property
+    def missing_beacons(self) -> list[str]:
+        return self._fleet.missing()
+
+    @property
     def open_visits(self) -> int:
         return len(self._tracker.open_visits)
 

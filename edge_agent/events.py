@@ -128,6 +128,18 @@ class ErrorMessage(Message):
     payload_bytes: int
 
 
+class ScannerStatus(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    receiver: str
+    adapter: str
+    mode: str
+    running: bool
+    last_advertisement: datetime | None
+    watchdog_restarts: int
+    errors: int
+
+
 class StatusMessage(Message):
     stream: ClassVar[str] = "status"
     retain: ClassVar[bool] = True
@@ -135,8 +147,14 @@ class StatusMessage(Message):
     state: Literal["online", "offline"]
     agent_version: str
     queue_depth: int | None = None
+    queue_by_priority: dict[str, int] | None = None  # "notification" | "transactional" | "telemetry"
+    oldest_queued_s: float | None = None
+    last_sync: datetime | None = None
     open_visits: int | None = None
     registry_size: int | None = None
+    registry_version: int | None = None
+    missing_beacons: list[str] | None = None
+    scanners: list[ScannerStatus] | None = None
 
 
 UPLINK_MESSAGES: tuple[type[Message], ...] = (

@@ -61,6 +61,7 @@ class LinkStats:
     refused: int = 0
     connects: int = 0
     disconnects: int = 0
+    last_sync: float | None = None  # wall-clock time of the last PUBACK that deleted a row
 
 
 class MqttLink:
@@ -202,9 +203,9 @@ class MqttLink:
         """New rows are in the outbox (or a periodic nudge): let the sender look."""
         self._wake.set()
 
-    def publish_status(self) -> None:
+    def publish_status(self, payload: bytes | None = None) -> None:
         """Refresh the retained status (heartbeat); sent by the sender thread when connected."""
-        self._pending_status = self._status_payload("online")
+        self._pending_status = payload if payload is not None else self._status_payload("online")
         self._wake.set()
 
     def ack_downlink(self, mid: int, qos: int) -> None:
@@ -347,6 +348,8 @@ class MqttLink:
                 _LOGGER.warning("broker refused a publish reason=%s attempts=%d", reason, attempts)
         self._outbox.acknowledge(delivered)
         self._outbox.record_failure(refused)
+        if delivered:
+            self.stats.last_sync = time.time()
         self.stats.acknowledged += len(delivered)
         self.stats.refused += len(refused)
 

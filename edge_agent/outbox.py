@@ -93,6 +93,11 @@ class Outbox:
             ).fetchall()
         return dict(rows)
 
+    def oldest_created(self) -> float | None:
+        """When the oldest queued message was enqueued (its age says how far behind HQ is)."""
+        with self._database.lock:
+            return self._database.db.conn.execute("SELECT min(created) FROM outbox").fetchone()[0]
+
     def peek_payloads(self) -> list[dict]:
         """Every queued payload, decoded (status view and tests)."""
         with self._database.lock:

@@ -11,9 +11,11 @@ import hashlib
 import logging
 from collections import Counter
 from collections.abc import Sequence
+from typing import Any
 
 from edge_agent import __version__
 from edge_agent.config import AgentConfig
+from edge_agent.const import PRIORITY_NAMES
 from edge_agent.core import StoreCore
 from edge_agent.downlinks import message_id_of, parse_downlink
 from edge_agent.errors import DownlinkRejected
@@ -92,14 +94,27 @@ class Pipeline:
         )
         self.outbox.add([error], now)
 
-    def status(self, state: str, now: float) -> StatusMessage:
+    def status(self, state: str, now: float, **figures: Any) -> StatusMessage:
+        """Birth, heartbeat or goodbye; an 'online' one carries the local figures."""
+        if state != "online":
+            return StatusMessage(
+                event_id=self.ids.new(now), store_id=self.config.store.id, ts=utc(now),
+                state=state, agent_version=__version__,
+            )  # fmt: skip
+        by_priority = self.outbox.depth_by_priority()
+        oldest = self.outbox.oldest_created()
         return StatusMessage(
             event_id=self.ids.new(now),
             store_id=self.config.store.id,
             ts=utc(now),
             state=state,
             agent_version=__version__,
-            queue_depth=self.outbox.depth() if state == "online" else None,
-            open_visits=self.core.open_visits if state == "online" else None,
-            registry_size=len(self.core.customers) if state == "online" else None,
+            queue_depth=sum(by_priority.values()),
+            queue_by_priority={PRIORITY_NAMES.get(p, str(p)): n for p, n in sorted(by_priority.items())},
+            oldest_queued_s=None if oldest is None else round(max(0.0, now - oldest), 3),
+            open_visits=self.core.open_visits,
+            registry_size=len(self.core.customers),
+            registry_version=self.core.registry_version,
+            missing_beacons=self.core.missing_beacons,
+            **figures,
         )

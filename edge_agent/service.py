@@ -10,6 +10,7 @@ so a power cut loses at most the group not yet committed and never a message alr
 
 from __future__ import annotations
 
+import json
 import logging
 import queue
 import signal
@@ -23,13 +24,14 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 from edge_agent.config import AgentConfig, load_config
 from edge_agent.errors import ConfigError
+from edge_agent.events import ScannerStatus, StatusMessage, utc
 from edge_agent.ids import EventIdFactory
 from edge_agent.link import DownlinkDelivery, MqttLink
 from edge_agent.liveness import Liveness
 from edge_agent.pipeline import Pipeline
 from edge_agent.sdnotify import SystemdNotifier
 from edge_agent.sighting import Sighting
-from edge_agent.sources.ble import BleRuntime, BleScanner
+from edge_agent.sources.ble import BleRuntime, BleScanner, ScannerHealth
 from edge_agent.sources.remote import RemoteReceivers
 from edge_agent.storage import Database
 from edge_agent.trace import TraceProblem, read_trace
@@ -66,7 +68,7 @@ class Service:
             config,
             self.pipeline.outbox,
             on_downlink=self._work.put,
-            status_payload=lambda state: self.pipeline.status(state, self.clock()).to_json(),
+            status_payload=lambda state: self.status_message(state).to_json(),
             sighting_filters=self.remote.topic_filters,
             on_sighting_message=self.remote.handle if self.remote.topic_filters else None,
         )
@@ -130,9 +132,10 @@ class Service:
             )
 
         self._scheduler.add_job(
-            self.link.publish_status, "interval", seconds=scheduling.heartbeat_interval_s,
+            self._heartbeat, "interval", seconds=scheduling.heartbeat_interval_s,
             id="heartbeat", coalesce=True, max_instances=1,
         )  # fmt: skip
+
         # The sender wakes on every commit; this nudge only bounds retry latency after a refusal.
         self._scheduler.add_job(self.link.wake, "interval", seconds=1.0, id="drain", coalesce=True)
         self.link.start()
@@ -143,6 +146,7 @@ class Service:
             source.start()
         if self.ble is not None:
             self.ble.start()
+        self._heartbeat()
         # Ready means: configuration valid, database open, every thread started.
         self.notifier.ready(self.status_line())
 
@@ -257,6 +261,29 @@ class Service:
         if not stalled:
             self.notifier.notify(watchdog="1", status=self.status_line())
 
+    def status_message(self, state: str) -> StatusMessage:
+        if state != "online":  # the last will is built before anything else exists; it needs no figures
+            return self.pipeline.status(state, self.clock())
+        last_sync = self.link.stats.last_sync
+        scanners = self.ble.scanners if self.ble is not None else []
+        return self.pipeline.status(
+            state,
+            self.clock(),
+            last_sync=None if last_sync is None else utc(last_sync),
+            scanners=[_scanner_status(scanner.health) for scanner in scanners],
+        )
+
+    def _heartbeat(self) -> None:
+        """Tell HQ (retained status) and leave the same figures for `edge-agent status`."""
+        message = self.status_message("online")
+        payload = message.to_json()
+        snapshot = {**message.model_dump(mode="json"), "link": "up" if self.link.connected else "down"}
+        try:
+            self.pipeline.state.put_meta("status", json.dumps(snapshot))
+        except Exception:  # a full disk must not stop the heartbeat to HQ
+            _LOGGER.exception("could not store the status snapshot")
+        self.link.publish_status(payload)
+
     def status_line(self) -> str:
         link = "up" if self.link.connected else "down"
         return (
@@ -318,3 +345,15 @@ class Service:
 
 def _restamp(sighting: Sighting, ts: float) -> Sighting:
     return replace(sighting, ts=ts)
+
+
+def _scanner_status(health: ScannerHealth) -> ScannerStatus:
+    return ScannerStatus(
+        receiver=health.receiver,
+        adapter=health.adapter,
+        mode=health.mode,
+        running=health.running,
+        last_advertisement=None if health.last_advertisement is None else utc(health.last_advertisement),
+        watchdog_restarts=health.watchdog_restarts,
+        errors=health.errors,
+    )

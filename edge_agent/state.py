@@ -63,6 +63,10 @@ class StateStore:
             rows = self._database.db.conn.execute("SELECT * FROM orders").fetchall()
         return [Order(*r) for r in rows]
 
+    def put_meta(self, key: str, value: str) -> None:
+        with self._database.transaction() as conn:
+            conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+
     def registry_version(self) -> int | None:
         with self._database.lock:
             row = self._database.db.conn.execute(

@@ -1,0 +1,78 @@
+"""``edge-agent status`` beside a running daemon, and the heartbeat HQ gets with the same figures."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from edge_agent.config import load_config
+from edge_agent.service import Service
+from tests.conftest import Mosquitto, Subscriber, wait_for
+from tests.helpers import app_sighting, customers_downlink
+
+
+def _status(config_file: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "edge_agent", "status", "--config", str(config_file), *extra],
+        check=False, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+
+
+@pytest.mark.mqtt
+def test_status_reads_the_running_daemons_figures(
+    tmp_path: Path, mosquitto: Mosquitto, subscriber_factory: Callable[..., Subscriber]
+) -> None:
+    hq = subscriber_factory(mosquitto)
+    config_file = tmp_path / "agent.toml"
+    config_file.write_text(
+        f'[store]\nid = "s1"\n[mqtt]\nport = {mosquitto.port}\n[storage]\npath = "{tmp_path / "agent.db"}"\n'
+        '[scheduler]\nheartbeat_interval_s = 0.3\n[[zones]]\nid = "e"\n[[receivers]]\nid = "e"\nzone = "e"\n'
+    )
+    service = Service(load_config(config_file), config_path=config_file)
+    registry = customers_downlink(("c1", True, False)).replace(b'"upsert"', b'"version": 7, "upsert"')
+    service.pipeline.downlink("retail/v1/stores/s1/in/customers", registry, time.time())
+    service.start()
+    try:
+        assert service.link.wait_connected(10)
+        service.submit(app_sighting("c1", time.time()))
+        wait_for(lambda: hq.on("/events/visit"), 10, "the visit at HQ")
+        beat = wait_for(
+            lambda: [s for s in hq.on("/status") if s["state"] == "online" and s.get("open_visits") == 1],
+            10, "a heartbeat after the visit",
+        )[-1]  # fmt: skip
+        assert beat["registry_size"] == 1
+        assert beat["registry_version"] == 7
+        assert beat["queue_by_priority"] is not None
+        assert beat["last_sync"] is not None
+
+        status = json.loads(_status(config_file, "--json").stdout)
+        assert status["daemon"] == "running"
+        assert status["link"] == "up"
+        assert status["registry_size"] == 1
+        assert status["registry_version"] == 7
+        assert status["queue_depth"] == sum(status["queue_by_priority"].values())
+        assert status["last_sync_s"] is not None
+        text = _status(config_file).stdout
+        assert "link               up" in text
+    finally:
+        service.stop(5)
+    # Stopped: the snapshot ages and status says the daemon is not reporting.
+    wait_for(
+        lambda: json.loads(_status(config_file, "--json").stdout)["daemon"] == "not reporting",
+        10,
+        "staleness",
+    )
+
+
+def test_status_without_a_database_says_so(tmp_path: Path) -> None:
+    config_file = tmp_path / "agent.toml"
+    config_file.write_text(f'[store]\nid = "s1"\n[storage]\npath = "{tmp_path / "none.db"}"\n')
+    result = _status(config_file)
+    assert result.returncode == 1
+    assert "no agent database" in result.stderr
