@@ -130,12 +130,10 @@ class Service:
             self._scheduler.add_job(
                 self._watchdog, "interval", seconds=self.notifier.watchdog_s / 2, id="watchdog", coalesce=True
             )
-
         self._scheduler.add_job(
             self._heartbeat, "interval", seconds=scheduling.heartbeat_interval_s,
             id="heartbeat", coalesce=True, max_instances=1,
         )  # fmt: skip
-
         # The sender wakes on every commit; this nudge only bounds retry latency after a refusal.
         self._scheduler.add_job(self.link.wake, "interval", seconds=1.0, id="drain", coalesce=True)
         self.link.start()
