@@ -8,17 +8,9 @@ from pathlib import Path
 import pytest
 
 CORE = [
-    "frames",
-    "identity",
-    "presence",
-    "journey",
-    "events",
-    "ids",
-    "core",
-    "sighting",
-    "downlinks",
-    "topics",
-]
+    "frames", "identity", "presence", "journey", "events", "ids", "core", "sighting", "downlinks", "topics",
+    "beacons", "throttle", "remote", "scanview", "liveness",
+]  # fmt: skip
 FORBIDDEN = {
     "socket",
     "sqlite3",
