@@ -38,11 +38,11 @@ MAX_CATCH_UP_INTERVALS = 96
 
 class StoreCore:
     def __init__(self, config: AgentConfig, ids: EventIdFactory) -> None:
-        self._config = config
         self._store_id = config.store.id
         self._tz = zoneinfo.ZoneInfo(config.store.timezone)
         self._ids = ids
         self._fleet = BeaconFleet(config.beacons, config.beacon_health, self._store_id, ids)
+        self._identity = config.identity
         self._resolver = TokenResolver(config.identity.rotation_exponent, config.identity.skew_windows)
         self._hasher = AnonymousHasher(ids.random)
         self._tracker = VisitTracker(config.presence.entry_rssi_dbm, config.presence.absence_timeout_s)
@@ -60,17 +60,18 @@ class StoreCore:
 
         The caller keeps ``store`` unchanged (ids and time zone are part of every message).
         """
-        self._config = config
         self._tracker.retune(config.presence.entry_rssi_dbm, config.presence.absence_timeout_s)
         self._click_and_collect.retune(config.rules.click_and_collect)
         self._fleet.retune(config.beacons, config.beacon_health)
         self._interval_s = config.footfall.interval_s  # the open interval ends at its start + the new length
-        identity = config.identity
-        resolver = TokenResolver(identity.rotation_exponent, identity.skew_windows)
-        for customer in self.customers.values():
-            if customer.resolvable:
-                resolver.set(customer.customer_id, customer.identity_key)
-        self._resolver = resolver
+        if config.identity != self._identity:
+            # New token parameters invalidate every precomputed window: rebuild, but only then,
+            # since a rebuild recomputes every registered customer's tokens.
+            self._identity = identity = config.identity
+            self._resolver = TokenResolver(identity.rotation_exponent, identity.skew_windows)
+            for customer in self.customers.values():
+                if customer.resolvable:
+                    self._resolver.set(customer.customer_id, customer.identity_key)
 
     # ------------------------------------------------------------------ state from HQ
 

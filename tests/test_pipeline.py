@@ -128,3 +128,18 @@ def test_an_iphone_showing_only_the_overflow_area_is_still_a_visitor(tmp_path: P
     company, data = encode_apple_overflow([62])
     pipeline.process([Sighting(T0, "entrance", "6B:00:00:00:00:01", -60, manufacturer_data={company: data})])
     assert pipeline.core.open_visits == 1
+
+
+def test_reconfigure_rebuilds_token_tables_only_when_identity_settings_change(tmp_path: Path) -> None:
+    pipeline = _pipeline(tmp_path)
+    pipeline.downlink("retail/v1/stores/s1/in/customers", customers_downlink(("c1", True, False)), T0)
+    core = pipeline.core
+    resolver = core._resolver
+    presence = pipeline.config.presence.model_copy(update={"absence_timeout_s": 30.0})
+    core.reconfigure(pipeline.config.model_copy(update={"presence": presence}))
+    assert core._resolver is resolver  # same identity settings: every precomputed window kept
+
+    identity = pipeline.config.identity.model_copy(update={"rotation_exponent": 8})
+    core.reconfigure(pipeline.config.model_copy(update={"identity": identity}))
+    pipeline.process([app_sighting("c1", T0 + 5, k=8)])
+    assert [v["customer_id"] for v in _queued(pipeline, "visit.v1")] == ["c1"]
