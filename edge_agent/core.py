@@ -26,7 +26,7 @@ from edge_agent.frames import (
     IBeacon,
     decode_sighting,
 )
-from edge_agent.identity import AnonymousHasher, Customer, TokenResolver
+from edge_agent.identity import AnonymousHasher, Customer, Registry, TokenResolver
 from edge_agent.ids import EventIdFactory
 from edge_agent.journey import ClickAndCollect, Order
 from edge_agent.presence import Subject, VisitEnded, VisitTracker
@@ -47,7 +47,6 @@ class StoreCore:
         self._hasher = AnonymousHasher(ids.random)
         self._tracker = VisitTracker(config.presence.entry_rssi_dbm, config.presence.absence_timeout_s)
         self._click_and_collect = ClickAndCollect(config.rules.click_and_collect, self._store_id, ids)
-        self.customers: dict[str, Customer] = {}
         self.registry_version: int | None = None
         self.orders: dict[str, Order] = {}
         self.counters: Counter[str] = Counter()
@@ -68,12 +67,13 @@ class StoreCore:
             # New token parameters invalidate every precomputed window: rebuild, but only then,
             # since a rebuild recomputes every registered customer's tokens.
             self._identity = identity = config.identity
-            self._resolver = TokenResolver(identity.rotation_exponent, identity.skew_windows)
-            for customer in self.customers.values():
-                if customer.resolvable:
-                    self._resolver.set(customer.customer_id, customer.identity_key)
+            self._resolver = TokenResolver(identity.rotation_exponent, identity.skew_windows, self.customers)
 
     # ------------------------------------------------------------------ state from HQ
+
+    @property
+    def customers(self) -> Registry:
+        return self._resolver.registry
 
     @property
     def missing_beacons(self) -> list[str]:
@@ -104,8 +104,9 @@ class StoreCore:
 
     def _apply_customers(self, downlink: CustomersDownlink) -> None:
         if downlink.full:
-            for customer_id in list(self.customers):
-                self._remove_customer(customer_id)
+            for customer_id in self.customers:
+                self._tracker.forget(Subject("customer", customer_id))
+            self._resolver.clear()
         for customer_id in downlink.delete:
             self._remove_customer(customer_id)
         for record in downlink.upsert:
@@ -118,16 +119,12 @@ class StoreCore:
             self.registry_version = downlink.version
 
     def _set_customer(self, customer: Customer) -> None:
-        self.customers[customer.customer_id] = customer
-        if customer.resolvable:
-            self._resolver.set(customer.customer_id, customer.identity_key)
-        else:
+        self._resolver.put(customer)
+        if not customer.resolvable:
             # Consent withdrawn: unrecognisable from now on, and the open visit is dropped.
-            self._resolver.remove(customer.customer_id)
             self._tracker.forget(Subject("customer", customer.customer_id))
 
     def _remove_customer(self, customer_id: str) -> None:
-        self.customers.pop(customer_id, None)
         self._resolver.remove(customer_id)
         self._tracker.forget(Subject("customer", customer_id))
 
@@ -159,7 +156,8 @@ class StoreCore:
                 receivers=[visit.entry_receiver],
             )
         ]  # fmt: skip
-        customer = self.customers[subject.id]
+        customer = self.customers.get(subject.id)
+        assert customer is not None  # resolved a moment ago
         orders = [o for o in self.orders.values() if o.customer_id == subject.id]
         messages.extend(self._click_and_collect.on_visit_started(visit, customer, orders, now))
         return messages

@@ -7,6 +7,8 @@ commit, so the broker redelivers anything we had not made durable.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from edge_agent.downlinks import CustomersDownlink, Downlink, OrdersDownlink
 from edge_agent.identity import Customer
 from edge_agent.journey import Order
@@ -53,10 +55,20 @@ class StateStore:
                     [(o.order_id, o.customer_id, o.status, o.pickup_point) for o in downlink.orders],
                 )
 
-    def customers(self) -> list[Customer]:
-        with self._database.lock:
-            rows = self._database.db.conn.execute("SELECT * FROM customers").fetchall()
-        return [Customer(r[0], bytes(r[1]), bool(r[2]), bool(r[3])) for r in rows]
+    def customers(self, batch: int = 10_000) -> Iterator[Customer]:
+        """Every stored customer, read in batches: a million rows never sit in memory at once."""
+        last = ""
+        while True:
+            with self._database.lock:
+                rows = self._database.db.conn.execute(
+                    "SELECT * FROM customers WHERE customer_id > ? ORDER BY customer_id LIMIT ?",
+                    (last, batch),
+                ).fetchall()
+            for row in rows:
+                yield Customer(row[0], bytes(row[1]), bool(row[2]), bool(row[3]))
+            if len(rows) < batch:
+                return
+            last = rows[-1][0]
 
     def orders(self) -> list[Order]:
         with self._database.lock:

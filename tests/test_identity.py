@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
+import random
+
 from hypothesis import given
 from hypothesis import strategies as st
 
-from edge_agent.identity import AnonymousHasher, TokenResolver, eid_token, temporary_key
+from edge_agent.aes import BACKEND, encrypt_block, encrypt_many
+from edge_agent.identity import (
+    AnonymousHasher,
+    Customer,
+    TokenResolver,
+    TokenTable,
+    eid_token,
+    temporary_key,
+)
 
 KEY = bytes.fromhex("e2c56db5dffb48d2b060d0f5a71096e0")
 K = 10
@@ -28,7 +38,7 @@ def test_temporary_key_changes_only_every_65536_seconds() -> None:
 
 def test_resolver_tolerates_one_window_of_skew_but_not_two() -> None:
     resolver = TokenResolver(rotation_exponent=K, skew_windows=1)
-    resolver.set("alice", KEY)
+    resolver.put(Customer("alice", KEY, consent_service=True))
     window = 2**K
     assert resolver.resolve(eid_token(KEY, K, NOW), NOW) == "alice"
     assert resolver.resolve(eid_token(KEY, K, NOW - window), NOW) == "alice"
@@ -39,7 +49,7 @@ def test_resolver_tolerates_one_window_of_skew_but_not_two() -> None:
 
 def test_removed_customer_no_longer_resolves() -> None:
     resolver = TokenResolver(rotation_exponent=K, skew_windows=1)
-    resolver.set("alice", KEY)
+    resolver.put(Customer("alice", KEY, consent_service=True))
     token = eid_token(KEY, K, NOW)
     assert resolver.resolve(token, NOW) == "alice"
     resolver.remove("alice")
@@ -50,7 +60,7 @@ def test_removed_customer_no_longer_resolves() -> None:
 def test_customer_added_after_tables_exist_resolves_at_once() -> None:
     resolver = TokenResolver(rotation_exponent=K, skew_windows=1)
     resolver.advance(NOW)
-    resolver.set("bob", KEY)
+    resolver.put(Customer("bob", KEY, consent_service=True))
     assert resolver.resolve(eid_token(KEY, K, NOW), NOW) == "bob"
 
 
@@ -98,5 +108,69 @@ def test_tokens_match_the_eddystone_reference_computation(ik: bytes, k: int, tim
 @given(st.binary(min_size=16, max_size=16), st.integers(0, 15), st.integers(2**16, 2**32 - 2**16))
 def test_resolver_tables_hold_the_reference_tokens(ik: bytes, k: int, time_s: int) -> None:
     resolver = TokenResolver(rotation_exponent=k, skew_windows=1)
-    resolver.set("alice", ik)
+    resolver.put(Customer("alice", ik, consent_service=True))
     assert resolver.resolve(_reference_eid(ik, k, time_s), float(time_s)) == "alice"
+
+
+@given(st.lists(st.binary(min_size=16, max_size=16), max_size=20), st.binary(min_size=16, max_size=16))
+def test_batch_aes_matches_the_reference_cipher(keys: list[bytes], block: bytes) -> None:
+    assert encrypt_many(b"".join(keys), block) == b"".join(encrypt_block(k, block) for k in keys)
+
+
+def test_the_fast_aes_path_is_in_use_on_this_machine() -> None:
+    # Debian ships libcrypto 3; if this fails the agent still works, ~5x slower to rebuild tables.
+    assert BACKEND == "openssl-ctypes"
+
+
+def test_table_survives_churn_like_a_dict() -> None:
+    table = TokenTable()
+    expected: dict[int, int] = {}
+    rng = random.Random(3)
+    for step in range(20_000):
+        number = rng.getrandbits(64)
+        if expected and step % 3 == 0:
+            gone = rng.choice(list(expected))
+            table.discard(gone, expected.pop(gone))
+        else:
+            table.add(number, step)
+            expected[number] = step
+    assert len(table) == len(expected)
+    assert all(table.get(n) == s for n, s in expected.items())
+    assert table.get(rng.getrandbits(64)) is None
+
+
+def test_registry_changes_patch_live_tables_exactly_as_a_rebuild_would() -> None:
+    keys = {f"c{i}": bytes([i]) * 16 for i in range(1, 40)}
+    patched = TokenResolver(rotation_exponent=K, skew_windows=1)
+    patched.advance(NOW)
+    for customer_id, key in keys.items():
+        patched.put(Customer(customer_id, key, consent_service=True))
+    for gone in ("c3", "c7", "c11"):
+        patched.remove(gone)
+    patched.put(Customer("c5", keys["c5"]))  # consent withdrawn: stays registered, not resolvable
+    patched.put(Customer("c40", bytes([40]) * 16, consent_marketing=True))  # reuses a freed slot
+    rebuilt = TokenResolver(rotation_exponent=K, skew_windows=1)
+    for customer_id in patched.registry:
+        customer = patched.registry.get(customer_id)
+        assert customer is not None
+        rebuilt.put(customer)
+    for customer_id in [*keys, "c40"]:
+        key = keys.get(customer_id, bytes([40]) * 16)
+        for offset in (-(2**K), 0, 2**K):
+            token = eid_token(key, K, NOW + offset)
+            assert patched.resolve(token, NOW) == rebuilt.resolve(token, NOW)
+    assert patched.resolve(eid_token(keys["c1"], K, NOW), NOW) == "c1"
+    assert patched.resolve(eid_token(keys["c5"], K, NOW), NOW) is None
+    assert patched.resolve(eid_token(keys["c7"], K, NOW), NOW) is None
+    assert patched.resolve(eid_token(bytes([40]) * 16, K, NOW), NOW) == "c40"
+    assert len(patched) == len(keys) - 3 + 1
+
+
+def test_rotation_builds_one_new_window_and_keys_never_appear_in_reprs() -> None:
+    resolver = TokenResolver(rotation_exponent=K, skew_windows=1)
+    resolver.put(Customer("alice", KEY, consent_service=True))
+    resolver.advance(NOW)
+    assert resolver.windows_built == 3
+    resolver.advance(NOW + 2**K)
+    assert resolver.windows_built == 4
+    assert KEY.hex() not in repr(resolver.registry.get("alice"))
