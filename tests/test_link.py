@@ -190,7 +190,7 @@ def test_downlink_received_but_not_yet_applied_is_redelivered_after_a_crash(
     restarted.start()
     try:
         wait_for(lambda: len(restarted.pipeline.core.customers) == 3, 15, "the redelivered registry")
-        assert len(restarted.pipeline.state.customers()) == 3
+        assert len(list(restarted.pipeline.state.customers())) == 3
     finally:
         restarted.stop(5)
 
