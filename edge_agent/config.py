@@ -66,17 +66,34 @@ class Section(BaseModel):
 class StoreSettings(Section):
     id: Identifier
     timezone: Annotated[str, AfterValidator(_check_timezone)] = "UTC"
+    # Where shoppers come in; the simulator starts and ends every walk there.
+    entrance_zone: Identifier | None = None
+
+
+Point = tuple[float, float]
 
 
 class ZoneSettings(Section):
     id: Identifier
     name: str = ""
+    # Zones a shopper can walk to directly. Symmetric: listing it on one side is enough. With no
+    # adjacency anywhere in the file every zone counts as adjacent to every other.
+    adjacent: list[Identifier] = []
+    # Time in the zone after which a recognised shopper counts as dwelling (default presence.dwell_s).
+    dwell_s: Seconds | None = None
+    # Floor outline in metres, corners in order; used by the simulator and its ground truth.
+    polygon: list[Point] = []
 
 
 class ReceiverSettings(Section):
     id: Identifier
     zone: Identifier
     adapter: Annotated[str, Field(pattern=r"^hci[0-9]+$")] | None = None
+    # Where it hangs, in the zones' coordinates (metres); the simulator needs it.
+    position: Point | None = None
+    # RSSI this receiver reports for a typical phone 1 m away: calibrates receivers whose
+    # antennas and enclosures differ, so zone choice compares distances, not raw dBm.
+    measured_power_dbm: Dbm = -59
 
 
 class BeaconSettings(Section):
@@ -182,10 +199,27 @@ class PresenceSettings(Section):
     # Weaker sightings are people walking past the shop window, not visitors.
     entry_rssi_dbm: Dbm = -85
     absence_timeout_s: Seconds = 120.0
+    # RSSI smoothing per (shopper, receiver): "kalman" (default, best zone accuracy on the
+    # simulator, see README), "median" over filter_window_s, or "none".
+    filter: Literal["kalman", "median", "none"] = "kalman"
+    filter_window_s: Seconds = 6.0
+    # Kalman: how fast the true level may drift (dB^2 per second) and the radio's noise (dB^2).
+    kalman_process_noise: Annotated[float, _between(0.001, 1000)] = 4.0
+    kalman_measurement_noise: Annotated[float, _between(0.001, 1000)] = 25.0
+    # Log-distance path loss exponent: 2 in free space, 2-3 in an open shop floor.
+    path_loss_exponent: Annotated[float, _between(1.0, 6.0)] = 2.2
+    # A new zone must beat the current one by this margin for this long before the shopper moves.
+    zone_margin_db: Annotated[float, _between(0.0, 30.0)] = 3.0
+    zone_min_s: Annotated[float, _between(0.0, 600.0)] = 3.0
+    # A receiver that has not heard the shopper for this long no longer votes on the zone.
+    stale_s: Seconds = 8.0
+    dwell_s: Seconds = 60.0
 
 
 class FootfallSettings(Section):
     interval_s: Seconds = 900.0
+    # Occupancy counts devices heard this recently; see README "Footfall" for why it is short.
+    occupancy_window_s: Seconds = 30.0
 
 
 class ClickAndCollectSettings(Section):
@@ -296,13 +330,7 @@ def _cross_check(config: AgentConfig) -> Iterable[ConfigProblem]:
             if item.id in seen:
                 yield ConfigProblem(f"{section}[{index}].id", f"duplicate id {item.id!r}")
             seen.add(item.id)
-    zone_ids = {zone.id for zone in config.zones}
-    for index, receiver in enumerate(config.receivers):
-        if receiver.zone not in zone_ids:
-            known = ", ".join(sorted(zone_ids)) or "none defined"
-            yield ConfigProblem(
-                f"receivers[{index}].zone", f"unknown zone {receiver.zone!r} (zones: {known})"
-            )
+    yield from _check_layout(config)
     mqtt = config.mqtt
     if mqtt.reconnect_max_s < mqtt.reconnect_min_s:
         yield ConfigProblem("mqtt.reconnect_max_s", "must not be smaller than mqtt.reconnect_min_s")
@@ -314,6 +342,27 @@ def _cross_check(config: AgentConfig) -> Iterable[ConfigProblem]:
         yield ConfigProblem("ble.restart_backoff_max_s", "must not be smaller than ble.restart_backoff_min_s")
     if mqtt.password is not None and mqtt.username is None:
         yield ConfigProblem("mqtt.username", "required when mqtt.password is set")
+
+
+def _check_layout(config: AgentConfig) -> Iterable[ConfigProblem]:
+    """Receivers, zones and the entrance must name zones that exist."""
+    zone_ids = {zone.id for zone in config.zones}
+    for index, receiver in enumerate(config.receivers):
+        if receiver.zone not in zone_ids:
+            known = ", ".join(sorted(zone_ids)) or "none defined"
+            yield ConfigProblem(
+                f"receivers[{index}].zone", f"unknown zone {receiver.zone!r} (zones: {known})"
+            )
+    for index, zone in enumerate(config.zones):
+        for position, neighbour in enumerate(zone.adjacent):
+            if neighbour not in zone_ids or neighbour == zone.id:
+                yield ConfigProblem(
+                    f"zones[{index}].adjacent[{position}]", f"not another zone of this store: {neighbour!r}"
+                )
+        if zone.polygon and len(zone.polygon) < 3:
+            yield ConfigProblem(f"zones[{index}].polygon", "needs at least three corners")
+    if config.store.entrance_zone is not None and config.store.entrance_zone not in zone_ids:
+        yield ConfigProblem("store.entrance_zone", f"unknown zone {config.store.entrance_zone!r}")
 
 
 # ---------------------------------------------------------------------------- error messages

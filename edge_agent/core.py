@@ -11,11 +11,20 @@ import zoneinfo
 from collections import Counter
 from collections.abc import Iterable
 from datetime import datetime
+from typing import Any
 
 from edge_agent.beacons import BeaconFleet
 from edge_agent.config import AgentConfig
 from edge_agent.downlinks import CustomersDownlink, Downlink, OrdersDownlink
-from edge_agent.events import FootfallMessage, Message, VisitMessage, utc
+from edge_agent.events import (
+    DwellMessage,
+    FootfallMessage,
+    Message,
+    VisitMessage,
+    ZoneInterval,
+    ZoneMessage,
+    utc,
+)
 from edge_agent.frames import (
     AltBeacon,
     EddystoneEid,
@@ -29,7 +38,16 @@ from edge_agent.frames import (
 from edge_agent.identity import AnonymousHasher, Customer, Registry, TokenResolver
 from edge_agent.ids import EventIdFactory
 from edge_agent.journey import ClickAndCollect, Order
-from edge_agent.presence import Subject, VisitEnded, VisitTracker
+from edge_agent.layout import StoreLayout
+from edge_agent.presence import (
+    OpenVisit,
+    PresenceEvent,
+    Subject,
+    VisitEnded,
+    VisitStarted,
+    VisitTracker,
+    ZoneEntered,
+)
 from edge_agent.sighting import Sighting
 
 # Footfall catches up at most this many empty intervals after a long pause (a day of 15 min).
@@ -45,11 +63,17 @@ class StoreCore:
         self._identity = config.identity
         self._resolver = TokenResolver(config.identity.rotation_exponent, config.identity.skew_windows)
         self._hasher = AnonymousHasher(ids.random)
-        self._tracker = VisitTracker(config.presence.entry_rssi_dbm, config.presence.absence_timeout_s)
+        self._layout = StoreLayout.from_config(config)
+        self._tracker = VisitTracker(config.presence, self._layout)
+        self._entrance_receivers = self._receivers_in(config.store.entrance_zone)
+        self._occupancy_window_s = config.footfall.occupancy_window_s
         self._click_and_collect = ClickAndCollect(config.rules.click_and_collect, self._store_id, ids)
         self.registry_version: int | None = None
         self.orders: dict[str, Order] = {}
         self.counters: Counter[str] = Counter()
+        # Set when a recognised customer's open visit changed shape (started, moved, ended,
+        # erased); the pipeline then saves the open visits with the messages that announce it.
+        self.visits_changed = False
         self._interval_s = config.footfall.interval_s
         self._interval_start: float | None = None
         self._entries = self._exits = self._recognised = 0
@@ -59,7 +83,10 @@ class StoreCore:
 
         The caller keeps ``store`` unchanged (ids and time zone are part of every message).
         """
-        self._tracker.retune(config.presence.entry_rssi_dbm, config.presence.absence_timeout_s)
+        self._layout = StoreLayout.from_config(config)
+        self._tracker.retune(config.presence, self._layout)
+        self._entrance_receivers = self._receivers_in(config.store.entrance_zone)
+        self._occupancy_window_s = config.footfall.occupancy_window_s
         self._click_and_collect.retune(config.rules.click_and_collect)
         self._fleet.retune(config.beacons, config.beacon_health)
         self._interval_s = config.footfall.interval_s  # the open interval ends at its start + the new length
@@ -82,6 +109,34 @@ class StoreCore:
     @property
     def open_visits(self) -> int:
         return len(self._tracker.open_visits)
+
+    def occupancy(self, now: float) -> int:
+        """People in the store now: subjects heard in the last ``footfall.occupancy_window_s``.
+
+        Counting open visits instead would count a phone twice for the whole absence timeout
+        after it rotates its address; a short window bounds that double count to seconds.
+        """
+        since = now - self._occupancy_window_s
+        return sum(1 for visit in self._tracker.open_visits.values() if visit.last_seen >= since)
+
+    def _receivers_in(self, zone: str | None) -> frozenset[str]:
+        if zone is None:
+            return frozenset()
+        return frozenset(r for r, z in self._layout.zone_of_receiver.items() if z == zone)
+
+    def open_visit_records(self) -> list[dict[str, object]]:
+        """Recognised customers' open visits, to keep across a restart.
+
+        Anonymous ones are not kept: their pseudonyms' salt lives only in memory, so after a
+        restart nobody could be matched to them anyway.
+        """
+        return [v.to_record() for s, v in self._tracker.open_visits.items() if s.kind == "customer"]
+
+    def restore_visits(self, records: Iterable[dict[str, Any]]) -> None:
+        for record in records:
+            visit = OpenVisit.from_record(record)
+            if visit.subject.kind == "customer" and visit.subject.id in self.customers:
+                self._tracker.restore(visit)
 
     def load(self, customers: Iterable[Customer], orders: Iterable[Order], version: int | None) -> None:
         """Restore what the state store kept across a restart."""
@@ -106,6 +161,7 @@ class StoreCore:
         if downlink.full:
             for customer_id in self.customers:
                 self._tracker.forget(Subject("customer", customer_id))
+            self.visits_changed = True
             self._resolver.clear()
         for customer_id in downlink.delete:
             self._remove_customer(customer_id)
@@ -123,10 +179,12 @@ class StoreCore:
         if not customer.resolvable:
             # Consent withdrawn: unrecognisable from now on, and the open visit is dropped.
             self._tracker.forget(Subject("customer", customer.customer_id))
+            self.visits_changed = True
 
     def _remove_customer(self, customer_id: str) -> None:
         self._resolver.remove(customer_id)
         self._tracker.forget(Subject("customer", customer_id))
+        self.visits_changed = True
 
     # ------------------------------------------------------------------ radio
 
@@ -139,28 +197,67 @@ class StoreCore:
         subject = self._subject(sighting, frames, now)
         if subject is None:
             return beacon_messages
-        started = self._tracker.observe(subject, sighting.receiver, sighting.rssi, now, self._ids.new)
-        if started is None:
+        recognised = subject.kind == "customer"
+        events = self._tracker.observe(
+            subject, sighting.receiver, sighting.rssi, now, self._ids.new, locate=recognised
+        )
+        if not events:
             return beacon_messages
-        self._entries += 1
-        if subject.kind != "customer":
-            return beacon_messages
-        self._recognised += 1
-        visit = started.visit
-        messages: list[Message] = [
-            *beacon_messages,
-            VisitMessage(
+        messages = beacon_messages
+        for event in events:
+            messages.extend(self._presence_messages(event, now))
+        return messages
+
+    def _presence_messages(self, event: PresenceEvent, now: float) -> list[Message]:
+        """Wire messages for a presence event; anonymous visitors only move the counters."""
+        visit = event.visit
+        recognised = visit.subject.kind == "customer"
+        self.visits_changed |= recognised
+        if isinstance(event, VisitStarted):
+            if (
+                not recognised
+                and self._entrance_receivers
+                and visit.entry_receiver not in self._entrance_receivers
+            ):
+                # A pseudonym first heard deep in the store is a phone that rotated its address,
+                # not a new shopper (README, "Footfall"): not an entry.
+                self.counters["rotations_not_counted"] += 1
+                return []
+            self._entries += 1
+            if not recognised:
+                return []
+            self._recognised += 1
+            started = VisitMessage(
                 event_id=self._ids.new(now), store_id=self._store_id, ts=utc(now),
-                visit_id=visit.visit_id, customer_id=subject.id, phase="started",
+                visit_id=visit.visit_id, customer_id=visit.subject.id, phase="started",
                 started_at=utc(visit.started_at), entry_receiver=visit.entry_receiver,
                 receivers=[visit.entry_receiver],
+            )  # fmt: skip
+            customer = self.customers.get(visit.subject.id)
+            assert customer is not None  # resolved a moment ago
+            orders = [o for o in self.orders.values() if o.customer_id == visit.subject.id]
+            return [started, *self._click_and_collect.on_visit_started(visit, customer, orders, now)]
+        if isinstance(event, VisitEnded):
+            self._exits += 1
+            return [self._visit_ended(event, now)] if recognised else []
+        if not recognised:
+            return []
+        if isinstance(event, ZoneEntered):
+            return [
+                ZoneMessage(
+                    event_id=self._ids.new(now), store_id=self._store_id, ts=utc(now),
+                    visit_id=visit.visit_id, customer_id=visit.subject.id, zone=event.stay.zone,
+                    from_zone=event.previous, entered_at=utc(event.stay.entered_at),
+                    distance_m=None if event.distance_m is None else round(event.distance_m, 2),
+                )
+            ]  # fmt: skip
+        return [
+            DwellMessage(
+                event_id=self._ids.new(now), store_id=self._store_id, ts=utc(now),
+                visit_id=visit.visit_id, customer_id=visit.subject.id, zone=event.stay.zone,
+                entered_at=utc(event.stay.entered_at), dwell_s=round(event.ts - event.stay.entered_at, 3),
             )
         ]  # fmt: skip
-        customer = self.customers.get(subject.id)
-        assert customer is not None  # resolved a moment ago
-        orders = [o for o in self.orders.values() if o.customer_id == subject.id]
-        messages.extend(self._click_and_collect.on_visit_started(visit, customer, orders, now))
-        return messages
 
     def _fleet_observe(self, sighting: Sighting, frames: list[Frame]) -> list[Message]:
         messages: list[Message] = []
@@ -201,22 +298,28 @@ class StoreCore:
         """Close visits gone silent and footfall intervals that have ended."""
         self._start_footfall(now)
         messages: list[Message] = []
-        for ended in self._tracker.expire(now):
-            self._exits += 1
-            if ended.visit.subject.kind == "customer":
-                messages.append(self._visit_ended(ended, now))
+        for event in self._tracker.expire(now):
+            messages.extend(self._presence_messages(event, now))
         messages.extend(self._close_footfall(now))
         messages.extend(self._fleet.tick(now))
         return messages
 
     def _visit_ended(self, ended: VisitEnded, now: float) -> VisitMessage:
         visit = ended.visit
+        path = [
+            ZoneInterval(
+                zone=stay.zone, entered_at=utc(stay.entered_at),
+                exited_at=utc(stay.exited_at or visit.last_seen),
+                dwell_s=round(stay.duration(visit.last_seen), 3),
+            )
+            for stay in visit.path
+        ]  # fmt: skip
         return VisitMessage(
             event_id=self._ids.new(now), store_id=self._store_id, ts=utc(now),
             visit_id=visit.visit_id, customer_id=visit.subject.id, phase="ended",
             started_at=utc(visit.started_at), ended_at=utc(visit.last_seen),
             duration_s=round(visit.last_seen - visit.started_at, 3),
-            entry_receiver=visit.entry_receiver, receivers=sorted(visit.receivers),
+            entry_receiver=visit.entry_receiver, receivers=sorted(visit.receivers), path=path,
         )  # fmt: skip
 
     def _start_footfall(self, now: float) -> None:
@@ -233,7 +336,7 @@ class StoreCore:
                     FootfallMessage(
                         event_id=self._ids.new(end), store_id=self._store_id, ts=utc(end),
                         interval_start=utc(self._interval_start), interval_end=utc(end),
-                        entries=self._entries, exits=self._exits, occupancy=self.open_visits,
+                        entries=self._entries, exits=self._exits, occupancy=self.occupancy(end),
                         customers_recognised=self._recognised,
                     )
                 )  # fmt: skip

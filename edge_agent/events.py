@@ -39,7 +39,20 @@ class Message(BaseModel):
         return self.model_dump_json().encode()
 
 
+class ZoneInterval(BaseModel):
+    """One leg of a journey: a zone, when the shopper entered and left it, and the time spent."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    zone: str
+    entered_at: datetime
+    exited_at: datetime
+    dwell_s: Annotated[float, Field(ge=0)]
+
+
 class VisitMessage(Message):
+    """A recognised customer's visit; at its end, the journey summary (``path``)."""
+
     stream: ClassVar[str] = "events/visit"
     schema_name: Literal["visit.v1"] = Field("visit.v1", alias="schema")
     visit_id: str
@@ -50,6 +63,33 @@ class VisitMessage(Message):
     duration_s: float | None = None
     entry_receiver: str
     receivers: list[str] = []
+    path: list[ZoneInterval] = []
+
+
+class ZoneMessage(Message):
+    """A recognised customer moved into a zone (dated from when the zone took the lead)."""
+
+    stream: ClassVar[str] = "events/zone"
+    schema_name: Literal["zone.v1"] = Field("zone.v1", alias="schema")
+    visit_id: str
+    customer_id: str
+    zone: str
+    from_zone: str | None
+    entered_at: datetime
+    # Estimated distance to the closest receiver in the zone (log-distance model), metres.
+    distance_m: float | None = None
+
+
+class DwellMessage(Message):
+    """A recognised customer has stayed in a zone for the zone's dwell threshold."""
+
+    stream: ClassVar[str] = "events/dwell"
+    schema_name: Literal["dwell.v1"] = Field("dwell.v1", alias="schema")
+    visit_id: str
+    customer_id: str
+    zone: str
+    entered_at: datetime
+    dwell_s: Annotated[float, Field(ge=0)]
 
 
 class FootfallMessage(Message):

@@ -29,6 +29,9 @@ from edge_agent.topics import Topics
 
 _LOGGER = logging.getLogger(__name__)
 
+# How stale a kept open visit's last sighting may get.
+VISIT_SNAPSHOT_S = 30.0
+
 
 class Pipeline:
     def __init__(self, config: AgentConfig, database: Database, ids: EventIdFactory) -> None:
@@ -40,7 +43,9 @@ class Pipeline:
         self.state = StateStore(database)
         self.core = StoreCore(config, ids)
         self.core.load(self.state.customers(), self.state.orders(), self.state.registry_version())
+        self.core.restore_visits(self.state.open_visits())
         self.counters: Counter[str] = Counter()
+        self._visits_saved_at: float | None = None
 
     def process(self, sightings: Sequence[Sighting]) -> int:
         """Run a group of sightings through the core and commit what they caused at once."""
@@ -52,13 +57,31 @@ class Pipeline:
                 self.counters["sighting_errors"] += 1
                 _LOGGER.exception("sighting from receiver=%s failed in the core", sighting.receiver)
         if sightings:
-            self.outbox.add(messages, now=sightings[-1].ts)
+            now = sightings[-1].ts
+            with self.database.transaction():
+                self.outbox.add(messages, now)
+                self._keep_open_visits(now)
         return len(messages)
 
     def tick(self, now: float) -> int:
         messages = self.core.tick(now)
-        self.outbox.add(messages, now)
+        with self.database.transaction():
+            self.outbox.add(messages, now)
+            self._keep_open_visits(now)
         return len(messages)
+
+    def _keep_open_visits(self, now: float) -> None:
+        """Save recognised customers' open visits when they change, and their last sighting
+        every ``VISIT_SNAPSHOT_S``: a restart then continues the same visit and journey (or ends
+        it at its real last sighting), losing at most that much of its tail."""
+        stale = self._visits_saved_at is None or now - self._visits_saved_at >= VISIT_SNAPSHOT_S
+        if not self.core.visits_changed and not stale:
+            return
+        records = self.core.open_visit_records()
+        if self.core.visits_changed or records:
+            self.state.save_open_visits(records)
+        self.core.visits_changed = False
+        self._visits_saved_at = now
 
     def downlink(self, topic: str, payload: bytes, now: float) -> bool:
         """Validate and apply one downlink, or answer HQ on the errors topic. Never raises."""
@@ -72,7 +95,8 @@ class Pipeline:
             return False
         with self.database.transaction():
             self.state.apply(downlink)
-        self.core.apply(downlink)
+            self.core.apply(downlink)
+            self._keep_open_visits(now)
         self.counters["downlinks_applied"] += 1
         _LOGGER.info("downlink applied kind=%s message_id=%s", kind, downlink.message_id)
         return True

@@ -7,7 +7,9 @@ commit, so the broker redelivers anything we had not made durable.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import json
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 from edge_agent.downlinks import CustomersDownlink, Downlink, OrdersDownlink
 from edge_agent.identity import Customer
@@ -28,6 +30,10 @@ class StateStore:
             pk="order_id", if_not_exists=True,
         )  # fmt: skip
         db["meta"].create({"key": str, "value": str}, pk="key", if_not_exists=True)
+        # Recognised customers' open visits (journey so far), so a restart does not split a visit.
+        db["open_visits"].create(
+            {"visit_id": str, "customer_id": str, "record": str}, pk="visit_id", if_not_exists=True
+        )
 
     def apply(self, downlink: Downlink) -> None:
         """Persist a validated downlink; call inside the transaction that enqueues its effects."""
@@ -74,6 +80,20 @@ class StateStore:
         with self._database.lock:
             rows = self._database.db.conn.execute("SELECT * FROM orders").fetchall()
         return [Order(*r) for r in rows]
+
+    def save_open_visits(self, records: Sequence[dict[str, Any]]) -> None:
+        """Replace the kept open visits (a few dozen rows at most: recognised customers only)."""
+        with self._database.transaction() as conn:
+            conn.execute("DELETE FROM open_visits")
+            conn.executemany(
+                "INSERT INTO open_visits VALUES (?,?,?)",
+                [(r["visit_id"], r["subject"], json.dumps(r, separators=(",", ":"))) for r in records],
+            )
+
+    def open_visits(self) -> list[dict[str, Any]]:
+        with self._database.lock:
+            rows = self._database.db.conn.execute("SELECT record FROM open_visits").fetchall()
+        return [json.loads(row[0]) for row in rows]
 
     def put_meta(self, key: str, value: str) -> None:
         with self._database.transaction() as conn:

@@ -76,7 +76,8 @@ def test_events_enqueued_while_the_broker_is_down_all_arrive_once_it_starts(
     _register(service, customers)
     service.start()
     _visits_for(service, list(customers))
-    wait_for(lambda: service.pipeline.outbox.depth() == 200, 10, "200 visit events in the outbox")
+    # Each arrival is a visit start and the zone it starts in.
+    wait_for(lambda: service.pipeline.outbox.depth() == 400, 10, "200 visits and their zones in the outbox")
     assert not service.link.connected
 
     broker.start()
@@ -112,7 +113,8 @@ def test_broker_stopped_mid_stream_and_restarted_loses_no_event(
     # The agent published each event once, plus at most the rows in flight at the fault (paho's
     # own DUP resends are not new publishes). Duplicates HQ sees beyond that are the broker
     # redelivering to HQ's session, which is the broker's business and HQ deduplicates.
-    assert 600 <= service.link.stats.published <= 600 + service.config.mqtt.inflight_window
+    # 600 visit starts and 600 first zones.
+    assert 1200 <= service.link.stats.published <= 1200 + service.config.mqtt.inflight_window
 
 
 def test_a_hundred_malformed_downlinks_each_get_an_error_and_the_agent_keeps_publishing(

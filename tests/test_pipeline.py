@@ -143,3 +143,48 @@ def test_reconfigure_rebuilds_token_tables_only_when_identity_settings_change(tm
     core.reconfigure(pipeline.config.model_copy(update={"identity": identity}))
     pipeline.process([app_sighting("c1", T0 + 5, k=8)])
     assert [v["customer_id"] for v in _queued(pipeline, "visit.v1")] == ["c1"]
+
+
+def test_an_open_visit_survives_a_restart_with_its_journey(tmp_path: Path) -> None:
+    sections = {"presence": {"absence_timeout_s": 60, "zone_min_s": 2}}
+    pipeline = _pipeline(tmp_path, **sections)
+    pipeline.downlink("retail/v1/stores/s1/in/customers", customers_downlink(("c1", True, True)), T0)
+    pipeline.process([app_sighting("c1", T0 + t) for t in range(10)])
+    pipeline.process([app_sighting("c1", T0 + t, receiver="counter") for t in range(10, 20)])
+    [started] = _queued(pipeline, "visit.v1")
+    pipeline.database.close()  # the agent stops (or the power goes) in the middle of the visit
+
+    restarted = _pipeline(tmp_path, **sections)
+    assert restarted.core.open_visits == 1
+    restarted.process([app_sighting("c1", T0 + t, receiver="counter") for t in range(20, 40)])
+    restarted.tick(T0 + 200)
+    visits = _queued(restarted, "visit.v1")
+    assert [v["phase"] for v in visits] == ["started", "ended"]  # one visit, not two
+    ended = visits[-1]
+    assert ended["visit_id"] == started["visit_id"]
+    assert ended["duration_s"] == 39.0
+    assert [leg["zone"] for leg in ended["path"]] == ["entrance", "counter"]
+
+
+def test_a_visit_that_went_silent_while_the_agent_was_down_ends_at_its_last_sighting(tmp_path: Path) -> None:
+    pipeline = _pipeline(tmp_path, presence={"absence_timeout_s": 60})
+    pipeline.downlink("retail/v1/stores/s1/in/customers", customers_downlink(("c1", True, True)), T0)
+    pipeline.process([app_sighting("c1", T0 + t) for t in range(0, 40, 5)])
+    pipeline.tick(T0 + 40)  # the last sighting (T0 + 35) is on disk before the stop
+    pipeline.database.close()
+
+    restarted = _pipeline(tmp_path, presence={"absence_timeout_s": 60})
+    restarted.tick(T0 + 3600)
+    [ended] = [v for v in _queued(restarted, "visit.v1") if v["phase"] == "ended"]
+    assert ended["duration_s"] == 35.0
+    assert restarted.state.open_visits() == []
+
+
+def test_erasing_a_customer_drops_the_kept_open_visit(tmp_path: Path) -> None:
+    pipeline = _pipeline(tmp_path)
+    pipeline.downlink("retail/v1/stores/s1/in/customers", customers_downlink(("c1", True, True)), T0)
+    pipeline.process([app_sighting("c1", T0)])
+    assert len(pipeline.state.open_visits()) == 1
+    delete = json.dumps({"schema": "customers.v1", "message_id": "reg-2", "delete": ["c1"]}).encode()
+    assert pipeline.downlink("retail/v1/stores/s1/in/customers", delete, T0 + 1)
+    assert pipeline.state.open_visits() == []
