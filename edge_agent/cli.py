@@ -3,22 +3,28 @@
 edge-agent run --config FILE            the daemon
 edge-agent demo [--broker HOST:PORT]    a synthetic store day end to end
 edge-agent replay TRACE --config FILE   a recorded trace through the core, messages to a file
+edge-agent simulate --out DIR           a simulated store day: trace plus ground truth
+edge-agent evaluate TRACE TRUTH         visit precision/recall and zone accuracy against the truth
 edge-agent config check|show FILE       validate / print the effective configuration
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from edge_agent import __version__
 from edge_agent.const import EXIT_CONFIG
 from edge_agent.errors import BrokerRefused, ConfigError
+
+if TYPE_CHECKING:
+    from edge_agent.config import AgentConfig
 
 EXIT_USAGE = 2
 
@@ -78,6 +84,8 @@ def _parser() -> argparse.ArgumentParser:
     replay.add_argument("--seed", default=None, help="seed for event ids (default: fixed, so output repeats)")
     replay.set_defaults(handler=_cmd_replay)
 
+    _add_simulation_commands(commands)
+
     scan = commands.add_parser("scan", help="live table of what the local adapters hear")
     scan.add_argument("--config", type=Path, help="scan the receivers with an adapter in this file")
     scan.add_argument("--adapter", action="append", default=[], metavar="hciN", help="scan this adapter")
@@ -100,6 +108,29 @@ def _parser() -> argparse.ArgumentParser:
     show.add_argument("file", type=Path)
     show.set_defaults(handler=_cmd_config_show)
     return parser
+
+
+def _add_simulation_commands(commands: argparse._SubParsersAction) -> None:
+    """``simulate`` and ``evaluate``: how technicians and developers measure presence accuracy."""
+    simulate = commands.add_parser(
+        "simulate", help="simulate a store day from the layout in the config: trace + ground truth"
+    )
+    simulate.add_argument("--config", type=Path, help="store layout (default: the demo store)")
+    simulate.add_argument("--out", type=Path, required=True, help="directory for trace.jsonl, truth.jsonl")
+    simulate.add_argument("--shoppers", type=int, default=300)
+    simulate.add_argument("--seed", type=int, default=7)
+    simulate.add_argument("--sigma", type=float, default=4.0, help="log-normal shadowing, dB (default 4)")
+    simulate.add_argument("--loss", type=float, default=0.1, help="packet loss per receiver (default 0.1)")
+    simulate.add_argument("--app-share", type=float, default=0.3, help="shoppers with the app (default 0.3)")
+    simulate.set_defaults(handler=_cmd_simulate)
+
+    evaluate = commands.add_parser("evaluate", help="score the agent on a simulated trace against its truth")
+    evaluate.add_argument("trace", type=Path)
+    evaluate.add_argument("truth", type=Path)
+    evaluate.add_argument("--config", type=Path, help="agent configuration (default: the demo store)")
+    evaluate.add_argument("--filter", choices=["kalman", "median", "none"], help="override presence.filter")
+    evaluate.add_argument("--json", action="store_true", help="print the figures as JSON")
+    evaluate.set_defaults(handler=_cmd_evaluate)
 
 
 def _configure_logging(level: str) -> None:
@@ -269,6 +300,79 @@ class _output:  # noqa: N801 - used as a context manager like open()
     def __exit__(self, *exc: object) -> None:
         if self._file is not None:
             self._file.close()
+
+
+def _layout_config(path: Path | None) -> AgentConfig:
+    from edge_agent.config import load_config  # noqa: PLC0415
+    from edge_agent.demo import demo_config  # noqa: PLC0415
+
+    return load_config(path) if path else demo_config()
+
+
+def _cmd_simulate(args: argparse.Namespace) -> int:
+    from edge_agent.simfiles import write_simulation  # noqa: PLC0415
+    from edge_agent.simulate import LayoutIncomplete, SimulationSettings, simulate_store_day  # noqa: PLC0415
+
+    config = _layout_config(args.config)
+    if args.shoppers < 1 or not 0 <= args.loss < 1 or args.sigma < 0 or not 0 <= args.app_share <= 1:
+        print("--shoppers >= 1, 0 <= --loss < 1, --sigma >= 0, 0 <= --app-share <= 1", file=sys.stderr)
+        return EXIT_USAGE
+    settings = SimulationSettings(
+        shoppers=args.shoppers, seed=args.seed, sigma_db=args.sigma, loss=args.loss, app_share=args.app_share
+    )
+    try:
+        simulation = simulate_store_day(config, settings)
+    except LayoutIncomplete as exc:
+        print(f"{args.config or 'demo store'}: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    command = (
+        " ".join(["edge-agent", *sys.argv[1:]]) if sys.argv[1:2] == ["simulate"] else "edge-agent simulate"
+    )
+    sightings, visits = write_simulation(simulation, args.out, command)
+    config_arg = f" --config {args.config}" if args.config else ""
+    print(f"wrote {sightings:,} sightings of {visits} shoppers to {args.out}")
+    print(f"score it: edge-agent evaluate {args.out / 'trace.jsonl'} {args.out / 'truth.jsonl'}{config_arg}")
+    return 0
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from edge_agent.evaluate import run_core, score  # noqa: PLC0415
+    from edge_agent.simfiles import TruthFileError, read_trace_file, read_truth  # noqa: PLC0415
+    from edge_agent.trace import TraceProblem  # noqa: PLC0415
+
+    config = _layout_config(args.config)
+    if args.filter:
+        config = config.model_copy(
+            update={"presence": config.presence.model_copy(update={"filter": args.filter})}
+        )
+    try:
+        customers, truth = read_truth(args.truth)
+        problems: list[TraceProblem] = []
+        messages, count = run_core(config, customers, read_trace_file(args.trace, problems))
+    except TruthFileError as exc:
+        print(str(exc), file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as exc:
+        print(f"cannot read {exc.filename}: {exc.strerror}", file=sys.stderr)
+        return EXIT_USAGE
+    for problem in problems[:10]:
+        print(f"{args.trace}:{problem.line_number}: {problem.reason}", file=sys.stderr)
+    scores = score(truth, messages, count)
+    if args.json:
+        import dataclasses  # noqa: PLC0415
+
+        print(json.dumps(dataclasses.asdict(scores) | {"filter": config.presence.filter}, indent=2))
+        return 0
+    from rich.console import Console  # noqa: PLC0415
+    from rich.table import Table  # noqa: PLC0415
+
+    table = Table(title=f"{args.trace} against {args.truth} (filter: {config.presence.filter})")
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    for name, value in scores.rows():
+        table.add_row(name, value)
+    Console().print(table)
+    return 0
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:

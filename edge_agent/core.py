@@ -10,7 +10,8 @@ from __future__ import annotations
 import zoneinfo
 from collections import Counter
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import datetime, timedelta
+from datetime import time as dt_time
 from typing import Any
 
 from edge_agent.beacons import BeaconFleet
@@ -50,6 +51,8 @@ from edge_agent.presence import (
 )
 from edge_agent.sighting import Sighting
 
+# A new pseudonym's strongest receiver over this long decides whether it came in by the door.
+ENTRY_SETTLE_S = 5.0
 # Footfall catches up at most this many empty intervals after a long pause (a day of 15 min).
 MAX_CATCH_UP_INTERVALS = 96
 
@@ -63,6 +66,7 @@ class StoreCore:
         self._identity = config.identity
         self._resolver = TokenResolver(config.identity.rotation_exponent, config.identity.skew_windows)
         self._hasher = AnonymousHasher(ids.random)
+        self._day_span: tuple[float, float, int] = (0.0, 0.0, 0)
         self._layout = StoreLayout.from_config(config)
         self._tracker = VisitTracker(config.presence, self._layout)
         self._entrance_receivers = self._receivers_in(config.store.entrance_zone)
@@ -76,6 +80,8 @@ class StoreCore:
         self.visits_changed = False
         self._interval_s = config.footfall.interval_s
         self._interval_start: float | None = None
+        # New pseudonyms whose entry is being decided: subject -> [deadline, best rssi, its receiver].
+        self._settling: dict[Subject, list] = {}
         self._entries = self._exits = self._recognised = 0
 
     def reconfigure(self, config: AgentConfig) -> None:
@@ -201,12 +207,35 @@ class StoreCore:
         events = self._tracker.observe(
             subject, sighting.receiver, sighting.rssi, now, self._ids.new, locate=recognised
         )
+        if not recognised and self._settling:
+            arrival = self._settling.get(subject)
+            if arrival is not None and sighting.rssi > arrival[1]:
+                arrival[1], arrival[2] = sighting.rssi, sighting.receiver
         if not events:
             return beacon_messages
         messages = beacon_messages
         for event in events:
+            if isinstance(event, VisitStarted) and not recognised and self._entrance_receivers:
+                self._settling[subject] = [now + ENTRY_SETTLE_S, sighting.rssi, sighting.receiver]
+                continue
             messages.extend(self._presence_messages(event, now))
         return messages
+
+    def _settle_entries(self, now: float) -> None:
+        """Decide, a few seconds after a new pseudonym appears, whether it came in by the door.
+
+        Every receiver in range hears a phone, so the first one to report it says little; the
+        strongest over the first seconds says where it is. A pseudonym that appears away from
+        the entrance is a phone already inside that rotated its address (README, "Footfall").
+        """
+        for subject, (deadline, _, receiver) in list(self._settling.items()):
+            if deadline > now:
+                continue
+            del self._settling[subject]
+            if receiver in self._entrance_receivers:
+                self._entries += 1
+            else:
+                self.counters["rotations_not_counted"] += 1
 
     def _presence_messages(self, event: PresenceEvent, now: float) -> list[Message]:
         """Wire messages for a presence event; anonymous visitors only move the counters."""
@@ -214,15 +243,6 @@ class StoreCore:
         recognised = visit.subject.kind == "customer"
         self.visits_changed |= recognised
         if isinstance(event, VisitStarted):
-            if (
-                not recognised
-                and self._entrance_receivers
-                and visit.entry_receiver not in self._entrance_receivers
-            ):
-                # A pseudonym first heard deep in the store is a phone that rotated its address,
-                # not a new shopper (README, "Footfall"): not an entry.
-                self.counters["rotations_not_counted"] += 1
-                return []
             self._entries += 1
             if not recognised:
                 return []
@@ -290,7 +310,15 @@ class StoreCore:
         return Subject("anonymous", self._hasher.pseudonym(self._local_day(now), material))
 
     def _local_day(self, now: float) -> int:
-        return datetime.fromtimestamp(now, self._tz).toordinal()
+        """The store's local date as an ordinal; computed once per local day, not per sighting."""
+        start, end, day = self._day_span
+        if start <= now < end:
+            return day
+        local = datetime.fromtimestamp(now, self._tz)
+        midnight = datetime.combine(local.date(), dt_time(0), self._tz)
+        next_midnight = datetime.combine(local.date() + timedelta(days=1), dt_time(0), self._tz)
+        self._day_span = (midnight.timestamp(), next_midnight.timestamp(), local.toordinal())
+        return local.toordinal()
 
     # ------------------------------------------------------------------ time
 
@@ -298,6 +326,7 @@ class StoreCore:
         """Close visits gone silent and footfall intervals that have ended."""
         self._start_footfall(now)
         messages: list[Message] = []
+        self._settle_entries(now)
         for event in self._tracker.expire(now):
             messages.extend(self._presence_messages(event, now))
         messages.extend(self._close_footfall(now))
