@@ -298,7 +298,7 @@ class StoreCore:
                     self.counters["resolved"] += 1
                     return Subject("customer", customer_id)
                 self.counters["unresolved_tokens"] += 1
-                return Subject("anonymous", self._hasher.pseudonym(self._local_day(now), b"eid:" + frame.eid))
+                return Subject("anonymous", self._hasher.for_token(self._local_day(now), frame.eid))
             if isinstance(frame, IBeacon | EddystoneUid | AltBeacon):
                 key = "fixed_beacon" if frame.identifier in self._fleet else "unknown_beacon"
                 self.counters[key] += 1
@@ -306,8 +306,7 @@ class StoreCore:
         if frames and all(isinstance(f, EddystoneUrl | EddystoneTlm) for f in frames):
             self.counters["beacon_telemetry"] += 1  # a beacon's telemetry, not a visitor
             return None
-        material = b"addr:" + sighting.address.upper().encode()
-        return Subject("anonymous", self._hasher.pseudonym(self._local_day(now), material))
+        return Subject("anonymous", self._hasher.for_address(self._local_day(now), sighting.address))
 
     def _local_day(self, now: float) -> int:
         """The store's local date as an ordinal; computed once per local day, not per sighting."""

@@ -331,12 +331,43 @@ class TokenResolver:
 class AnonymousHasher:
     """Daily-salted pseudonyms for people we may count but must not recognise tomorrow."""
 
+    # A phone is heard a few times a second for minutes: remember today's answers (in memory
+    # only, like the salt) instead of hashing every advertisement. Bounded; cleared daily.
+    CACHE_LIMIT = 200_000
+
     def __init__(self, random_bytes: Callable[[int], bytes]) -> None:
         self._random_bytes = random_bytes
         self._day: int | None = None
         self._salt = b""
+        self._cache: dict[str | bytes, str] = {}
 
     def pseudonym(self, local_day: int, material: bytes) -> str:
         if local_day != self._day:
             self._day, self._salt = local_day, self._random_bytes(16)
+            self._cache.clear()
         return hashlib.blake2b(material, key=self._salt, digest_size=8).hexdigest()
+
+    def for_address(self, local_day: int, address: str) -> str:
+        """Today's pseudonym of a Bluetooth address (case-insensitive)."""
+        if local_day == self._day:
+            cached = self._cache.get(address)
+            if cached is not None:
+                return cached
+        pseudonym = self.pseudonym(local_day, b"addr:" + address.upper().encode())
+        self._remember(address, pseudonym)
+        return pseudonym
+
+    def for_token(self, local_day: int, token: bytes) -> str:
+        """Today's pseudonym of a token that resolved to nobody (a non-consenting app user)."""
+        if local_day == self._day:
+            cached = self._cache.get(token)
+            if cached is not None:
+                return cached
+        pseudonym = self.pseudonym(local_day, b"eid:" + token)
+        self._remember(token, pseudonym)
+        return pseudonym
+
+    def _remember(self, key: str | bytes, pseudonym: str) -> None:
+        if len(self._cache) >= self.CACHE_LIMIT:
+            self._cache.clear()
+        self._cache[key] = pseudonym

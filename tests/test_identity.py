@@ -174,3 +174,13 @@ def test_rotation_builds_one_new_window_and_keys_never_appear_in_reprs() -> None
     resolver.advance(NOW + 2**K)
     assert resolver.windows_built == 4
     assert KEY.hex() not in repr(resolver.registry.get("alice"))
+
+
+def test_cached_pseudonyms_equal_fresh_ones_and_forget_yesterday() -> None:
+    salts = iter([b"a" * 16, b"b" * 16])
+    hasher = AnonymousHasher(lambda n: next(salts))
+    first = hasher.for_address(739_000, "4f:1a:00:00:00:01")
+    assert hasher.for_address(739_000, "4F:1A:00:00:00:01") == first  # case-insensitive
+    assert hasher.pseudonym(739_000, b"addr:4F:1A:00:00:00:01") == first
+    assert hasher.for_token(739_000, b"\x01" * 8) != first
+    assert hasher.for_address(739_001, "4F:1A:00:00:00:01") != first

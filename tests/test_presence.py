@@ -139,12 +139,14 @@ def test_a_lead_shorter_than_the_margin_or_the_minimum_time_does_not_move_the_sh
 def test_a_sustained_lead_moves_the_shopper_dated_from_when_the_lead_began() -> None:
     tracker = _tracker(zone_margin_db=3, zone_min_s=3)
     _hear(tracker, 0.0, "entrance")
-    events = [e for t in range(10, 14) for e in _hear(tracker, float(t), "grocery")]
+    events = [e for t in range(10, 16) for e in _hear(tracker, float(t), "grocery")]
     [moved] = [e for e in events if isinstance(e, ZoneEntered)]
     assert moved.stay.zone == "grocery"
     assert moved.previous == "entrance"
-    assert moved.stay.entered_at == 10.0
-    assert moved.ts == 13.0
+    # Zones are weighed once per advertisement, at the first sighting of the next one, so the
+    # lead that began with the advertisement at t=10 is seen at t=11 (one advertising interval).
+    assert moved.stay.entered_at == 11.0
+    assert moved.ts == 14.0
 
 
 def test_a_shopper_walks_through_adjacent_zones_never_jumping_across_the_store() -> None:
@@ -192,7 +194,8 @@ def test_the_ended_visit_carries_its_journey_with_contiguous_zone_intervals() ->
     [ended] = tracker.expire(500.0)
     assert isinstance(ended, VisitEnded)
     path = [(s.zone, s.entered_at, s.exited_at) for s in ended.visit.path]
-    assert path == [("entrance", 0.0, 10.0), ("grocery", 10.0, 60.0), ("electronics", 60.0, 99.0)]
+    # Each move is seen one advertising interval late (see the test above).
+    assert path == [("entrance", 0.0, 11.0), ("grocery", 11.0, 61.0), ("electronics", 61.0, 99.0)]
 
 
 def test_an_open_visit_round_trips_through_its_record() -> None:
