@@ -8,7 +8,12 @@ means something on whatever machine runs it:
   ``executemany`` of the same rows into the same table;
 - decoders: frames/s per frame type, against bluetooth-data-tools' GAP parser on the same
   advertisements as raw bytes (it turns AD bytes into the dicts our decoders start from; a
-  layer below ours, and the fastest Python-ecosystem parser we know, compiled with Cython).
+  layer below ours, and the fastest Python-ecosystem parser we know, compiled with Cython);
+- identity: decode -> resolve -> presence with 100k and 1M registered customers, window rebuild
+  time and RSS, each size in its own process (benchmarks/identity_scale.py);
+- accuracy: visit precision/recall and zone-time accuracy on the simulated acceptance day per
+  RSSI filter, against no filter (benchmarks/accuracy.py).
+``--only GROUP ...`` runs a subset.
 """
 
 from __future__ import annotations
@@ -18,12 +23,15 @@ import json
 import platform
 import random
 import sqlite3
+import subprocess
+import sys
 import tempfile
 import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
 
+from benchmarks.accuracy import bench_accuracy
 from edge_agent.const import EDDYSTONE_SERVICE_UUID
 from edge_agent.core import StoreCore
 from edge_agent.demo import demo_config
@@ -253,22 +261,51 @@ def bench_decoders(repeats: int, count: int = 20_000) -> list[dict]:
     return rows
 
 
+def bench_identity_scale(repeats: int) -> list[dict]:
+    """Each registry size in a fresh interpreter, so its RSS is the registry's own."""
+    rows = []
+    for customers in (100_000, 1_000_000):
+        output = subprocess.run(
+            [sys.executable, "-m", "benchmarks.identity_scale", "--customers", str(customers)],
+            check=True, capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1],
+        ).stdout  # fmt: skip
+        figures = json.loads(output)
+        label = f"{customers // 1000}k customers" if customers < 1_000_000 else "1M customers"
+        rows += [
+            {"name": f"decode+resolve+presence, {label}", "unit": "sightings/s",
+             "value": figures["observe_per_s"], "ratio": figures["ratio_vs_decode"], **figures},
+            {"name": f"window rebuild at rotation, {label}", "unit": "s",
+             "value": figures["rotation_rebuild_s"], "ratio": None},
+            {"name": f"tables at start (keys + 3 windows), {label}", "unit": "s",
+             "value": figures["table_build_s"], "ratio": None},
+            {"name": f"process RSS, {label}", "unit": "MB", "value": figures["rss_mb"], "ratio": None},
+        ]  # fmt: skip
+    return rows
+
+
+GROUPS: dict[str, Callable[[int], list[dict]]] = {
+    "decoders": bench_decoders,
+    "core": bench_core,
+    "replay": bench_replay,
+    "outbox": bench_outbox,
+    "identity": bench_identity_scale,
+    "accuracy": lambda repeats: bench_accuracy(),
+}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--output", type=Path, default=RESULTS / "latest.json")
+    parser.add_argument("--only", nargs="+", choices=sorted(GROUPS), help="run only these groups")
     args = parser.parse_args()
-    results = {
-        "decoders": bench_decoders(args.repeats),
-        "core": bench_core(args.repeats),
-        "replay": bench_replay(args.repeats),
-        "outbox": bench_outbox(args.repeats),
-    }
+    results = {name: GROUPS[name](args.repeats) for name in args.only or GROUPS}
     print(f"{'benchmark':<58} {'value':>14} {'unit':<12} {'vs baseline':>11}")
     for rows in results.values():
         for row in rows:
             ratio = "" if row["ratio"] is None else f"{row['ratio']:.2f}x"
-            print(f"{row['name']:<58} {row['value']:>14,.0f} {row['unit']:<12} {ratio:>11}")
+            value = f"{row['value']:>14.3f}" if abs(row["value"]) < 100 else f"{row['value']:>14,.0f}"
+            print(f"{row['name']:<58} {value} {row['unit']:<12} {ratio:>11}")
     args.output.parent.mkdir(parents=True, exist_ok=True)
     meta = {"python": platform.python_version(), "machine": platform.machine(), "repeats": args.repeats}
     args.output.write_text(json.dumps({"meta": meta, "results": results}, indent=2) + "\n")

@@ -325,6 +325,8 @@ class StoreCore:
         """Close visits gone silent and footfall intervals that have ended."""
         self._start_footfall(now)
         messages: list[Message] = []
+        # The scheduled tick, not the first token heard after a boundary, rebuilds the tables.
+        self._resolver.advance(now)
         self._settle_entries(now)
         for event in self._tracker.expire(now):
             messages.extend(self._presence_messages(event, now))

@@ -113,3 +113,29 @@ def test_bundled_demo_config_is_valid() -> None:
     from edge_agent.demo import demo_config
 
     assert demo_config().mqtt.protocol == "3.1.1"
+
+
+def test_floor_plan_mistakes_name_their_keys(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text(
+        '[store]\nid = "s1"\nentrance_zone = "door"\n'
+        '[[zones]]\nid = "a"\nadjacent = ["b", "a"]\npolygon = [[0, 0], [1, 1]]\n'
+        '[[zones]]\nid = "c"\n[[receivers]]\nid = "r"\nzone = "a"\nposition = [1, 2, 3]\n'
+        '[presence]\nfilter = "average"\n'
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_config(bad)
+    keys = {p.key for p in caught.value.problems}
+    # Field errors first (the cross-checks wait until every field is valid).
+    assert keys == {"receivers[0].position", "presence.filter"}
+    bad.write_text(
+        bad.read_text().replace("position = [1, 2, 3]", "position = [1, 2]").replace('"average"', '"median"')
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_config(bad)
+    assert [str(p) for p in caught.value.problems] == [
+        "zones[0].adjacent[0]: not another zone of this store: 'b'",
+        "zones[0].adjacent[1]: not another zone of this store: 'a'",
+        "zones[0].polygon: needs at least three corners",
+        "store.entrance_zone: unknown zone 'door'",
+    ]

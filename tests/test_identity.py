@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
 from hypothesis import given
 from hypothesis import strategies as st
@@ -184,3 +185,16 @@ def test_cached_pseudonyms_equal_fresh_ones_and_forget_yesterday() -> None:
     assert hasher.pseudonym(739_000, b"addr:4F:1A:00:00:00:01") == first
     assert hasher.for_token(739_000, b"\x01" * 8) != first
     assert hasher.for_address(739_001, "4F:1A:00:00:00:01") != first
+
+
+def test_the_tick_builds_the_next_window_before_any_token_is_heard() -> None:
+    from edge_agent.core import StoreCore
+    from edge_agent.ids import EventIdFactory
+    from tests.conftest import make_config
+
+    core = StoreCore(make_config(Path("/nonexistent")), EventIdFactory.seeded("t"))
+    core.load([Customer("alice", KEY, consent_service=True)], [], None)
+    core.tick(NOW)
+    built = core._resolver.windows_built
+    core.tick(NOW + 2**K)  # a boundary passes with nobody in the store
+    assert core._resolver.windows_built == built + 1
