@@ -6,6 +6,7 @@ edge-agent replay TRACE --config FILE   a recorded trace through the core, messa
 edge-agent simulate --out DIR           a simulated store day: trace plus ground truth
 edge-agent evaluate TRACE TRUTH         visit precision/recall and zone accuracy against the truth
 edge-agent config check|show FILE       validate / print the effective configuration
+edge-agent schema export DIR            the HQ contract: JSON Schemas and AsyncAPI 3.0
 """
 
 from __future__ import annotations
@@ -85,6 +86,13 @@ def _parser() -> argparse.ArgumentParser:
     replay.set_defaults(handler=_cmd_replay)
 
     _add_simulation_commands(commands)
+
+    schema = commands.add_parser("schema", help="the HQ contract: JSON Schemas and an AsyncAPI 3.0 document")
+    schema_commands = schema.add_subparsers(dest="schema_command", required=True)
+    export = schema_commands.add_parser("export", help="write DIR/schemas/*.json and DIR/asyncapi.json")
+    export.add_argument("directory", type=Path)
+    export.add_argument("--config", type=Path, help="take the topic prefix from this configuration")
+    export.set_defaults(handler=_cmd_schema_export)
 
     scan = commands.add_parser("scan", help="live table of what the local adapters hear")
     scan.add_argument("--config", type=Path, help="scan the receivers with an adapter in this file")
@@ -372,6 +380,15 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     for name, value in scores.rows():
         table.add_row(name, value)
     Console().print(table)
+    return 0
+
+
+def _cmd_schema_export(args: argparse.Namespace) -> int:
+    from edge_agent.contract import export  # noqa: PLC0415
+
+    prefix = _layout_config(args.config).mqtt.topic_prefix
+    for path in export(args.directory, prefix):
+        print(path)
     return 0
 
 

@@ -93,6 +93,8 @@ class DwellMessage(Message):
 
 
 class FootfallMessage(Message):
+    """Everyone, anonymously: entries, exits and occupancy for one interval."""
+
     stream: ClassVar[str] = "events/footfall"
     priority: ClassVar[int] = PRIORITY_TELEMETRY
     schema_name: Literal["footfall.v1"] = Field("footfall.v1", alias="schema")
@@ -105,6 +107,8 @@ class FootfallMessage(Message):
 
 
 class NotificationMessage(Message):
+    """A message for a customer's app or a staff device; drop it after ``expires``."""
+
     stream: ClassVar[str] = "notifications"
     priority: ClassVar[int] = PRIORITY_NOTIFICATION
     schema_name: Literal["notification.v1"] = Field("notification.v1", alias="schema")
@@ -157,6 +161,8 @@ class BeaconFleetMessage(Message):
 
 
 class ErrorMessage(Message):
+    """A downlink this store rejected, and why (the payload is identified, never echoed)."""
+
     stream: ClassVar[str] = "errors"
     schema_name: Literal["error.v1"] = Field("error.v1", alias="schema")
     topic: str
@@ -181,6 +187,8 @@ class ScannerStatus(BaseModel):
 
 
 class StatusMessage(Message):
+    """Retained store status: birth and heartbeat (online, with figures) or offline."""
+
     stream: ClassVar[str] = "status"
     retain: ClassVar[bool] = True
     schema_name: Literal["status.v1"] = Field("status.v1", alias="schema")
@@ -197,8 +205,11 @@ class StatusMessage(Message):
     scanners: list[ScannerStatus] | None = None
 
 
+# Every message type the agent publishes (the HQ contract is generated from this list).
 UPLINK_MESSAGES: tuple[type[Message], ...] = (
     VisitMessage,
+    ZoneMessage,
+    DwellMessage,
     FootfallMessage,
     BeaconMessage,
     BeaconFleetMessage,

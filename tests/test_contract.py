@@ -1,0 +1,108 @@
+"""The HQ contract: generated schemas describe every message the agent sends, and the AsyncAPI
+document is valid AsyncAPI 3.0.0."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from edge_agent.cli import main
+from edge_agent.contract import channels
+from edge_agent.demo import demo_config
+from edge_agent.replay import replay
+from edge_agent.storeday import generate
+from edge_agent.trace import format_trace_line
+from tests.conftest import REPO
+
+ASYNCAPI_SCHEMA = REPO / "tests" / "data" / "asyncapi-3.0.0.schema.json"
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    directory = tmp_path_factory.mktemp("contract")
+    assert main(["schema", "export", str(directory)]) == 0
+    return directory
+
+
+def _validator(directory: Path, name: str) -> jsonschema.protocols.Validator:
+    schema = json.loads((directory / "schemas" / f"{name}.json").read_text())
+    cls = jsonschema.validators.validator_for(schema)
+    cls.check_schema(schema)
+    return cls(schema, format_checker=cls.FORMAT_CHECKER)
+
+
+def test_asyncapi_document_is_valid_asyncapi_3(exported: Path) -> None:
+    document = json.loads((exported / "asyncapi.json").read_text())
+    schema = json.loads(ASYNCAPI_SCHEMA.read_text())
+    jsonschema.Draft7Validator(schema).validate(document)
+    # every payload reference points at a file that was written
+    for message in document["components"]["messages"].values():
+        assert (exported / message["payload"]["$ref"]).is_file()
+    addresses = {c["address"] for c in document["channels"].values()}
+    assert "retail/v1/stores/{store_id}/events/visit" in addresses
+    assert "retail/v1/fleet/in/customers" in addresses
+    status = document["operations"]["publish_status"]["bindings"]["mqtt"]
+    assert status == {"qos": 1, "retain": True, "bindingVersion": "0.2.0"}
+
+
+def test_a_broken_asyncapi_document_is_caught_by_the_same_check(exported: Path) -> None:
+    document = json.loads((exported / "asyncapi.json").read_text())
+    document["operations"]["publish_status"]["action"] = "publish"  # AsyncAPI 2 wording
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.Draft7Validator(json.loads(ASYNCAPI_SCHEMA.read_text())).validate(document)
+
+
+def test_every_message_of_the_demo_day_validates_against_its_schema(exported: Path) -> None:
+    config = demo_config()
+    day = generate(seed=7, shoppers=60, app_customers=12, open_hours=(9, 13))
+    trace = [format_trace_line(s) for s in day.sightings]
+    out = io.StringIO()
+    bad_downlink = ("orders", b'{"schema": "orders.v1", "message_id": "x", "orders": []}')
+    replay(config, trace, out, downlinks=[*day.downlinks, bad_downlink])
+    records = [json.loads(line) for line in out.getvalue().splitlines()]
+    by_schema: dict[str, int] = {}
+    validators = {}
+    for record in records:
+        payload = record["payload"]
+        name = payload["schema"]
+        if name not in validators:
+            validators[name] = _validator(exported, name)
+        validators[name].validate(payload)
+        by_schema[name] = by_schema.get(name, 0) + 1
+    assert {"visit.v1", "zone.v1", "footfall.v1", "notification.v1", "error.v1"} <= set(by_schema)
+
+
+def test_schemas_reject_what_hq_must_not_accept(exported: Path) -> None:
+    visit = _validator(exported, "visit.v1")
+    with pytest.raises(jsonschema.ValidationError):
+        visit.validate({"schema": "visit.v1", "event_id": "x", "store_id": "s", "ts": "2026-01-01T00:00:00Z"})
+    customers = _validator(exported, "customers.v1")
+    customers.validate({"schema": "customers.v1", "message_id": "m", "upsert": []})
+    with pytest.raises(jsonschema.ValidationError):
+        customers.validate({"schema": "customers.v1", "message_id": "m", "upsert": 5})
+
+
+def test_every_channel_names_a_schema_that_was_exported(exported: Path) -> None:
+    for channel in channels("retail/v1"):
+        assert (exported / "schemas" / f"{channel.schema_name}.json").is_file()
+
+
+def test_status_messages_the_demo_publishes_validate(exported: Path, tmp_path: Path) -> None:
+    from edge_agent.ids import EventIdFactory
+    from edge_agent.pipeline import Pipeline
+    from edge_agent.storage import Database
+
+    config = demo_config()
+    config = config.model_copy(
+        update={"storage": config.storage.model_copy(update={"path": tmp_path / "a.db"})}
+    )
+    database = Database(config.storage.path)
+    pipeline = Pipeline(config, database, EventIdFactory.seeded("contract"))
+    status = _validator(exported, "status.v1")
+    for state in ("online", "offline"):
+        status.validate(json.loads(pipeline.status(state, 1_764_000_000.0).to_json()))
+    database.close()
