@@ -308,6 +308,9 @@ def main() -> int:
             print(f"{row['name']:<58} {value} {row['unit']:<12} {ratio:>11}")
     args.output.parent.mkdir(parents=True, exist_ok=True)
     meta = {"python": platform.python_version(), "machine": platform.machine(), "repeats": args.repeats}
+    if args.only and args.output.exists():
+        # A partial run refreshes its groups and keeps the others' last figures.
+        results = json.loads(args.output.read_text())["results"] | results
     args.output.write_text(json.dumps({"meta": meta, "results": results}, indent=2) + "\n")
     print(f"written to {args.output}")
     return 0

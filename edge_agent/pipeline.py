@@ -57,29 +57,38 @@ class Pipeline:
                 self.counters["sighting_errors"] += 1
                 _LOGGER.exception("sighting from receiver=%s failed in the core", sighting.receiver)
         if sightings:
-            now = sightings[-1].ts
-            with self.database.transaction():
-                self.outbox.add(messages, now)
-                self._keep_open_visits(now)
+            self._commit(messages, sightings[-1].ts)
         return len(messages)
 
     def tick(self, now: float) -> int:
         messages = self.core.tick(now)
-        with self.database.transaction():
-            self.outbox.add(messages, now)
-            self._keep_open_visits(now)
+        self._commit(messages, now)
         return len(messages)
 
-    def _keep_open_visits(self, now: float) -> None:
-        """Save recognised customers' open visits when they change, and their last sighting
-        every ``VISIT_SNAPSHOT_S``: a restart then continues the same visit and journey (or ends
-        it at its real last sighting), losing at most that much of its tail."""
-        stale = self._visits_saved_at is None or now - self._visits_saved_at >= VISIT_SNAPSHOT_S
-        if not self.core.visits_changed and not stale:
+    def _commit(self, messages: list[Message], now: float) -> None:
+        """Messages and the open visits they change, in one transaction; none when idle."""
+        save_visits = self._visits_due(now, writing=bool(messages))
+        if not messages and not save_visits:
             return
-        records = self.core.open_visit_records()
-        if self.core.visits_changed or records:
-            self.state.save_open_visits(records)
+        with self.database.transaction():
+            self.outbox.add(messages, now)
+            if save_visits:
+                self._save_open_visits(now)
+
+    def _visits_due(self, now: float, writing: bool) -> bool:
+        """Save recognised customers' open visits when they change shape, and refresh their last
+        sighting every ``VISIT_SNAPSHOT_S`` (riding on a commit that writes anyway, or alone
+        after twice that): a restart then continues the same visit and journey, or ends it at
+        its real last sighting, losing at most that much of its tail."""
+        if self.core.visits_changed:
+            return True
+        if self._visits_saved_at is None:
+            return self.core.open_visits > 0
+        age = now - self._visits_saved_at
+        return age >= 2 * VISIT_SNAPSHOT_S or (writing and age >= VISIT_SNAPSHOT_S)
+
+    def _save_open_visits(self, now: float) -> None:
+        self.state.save_open_visits(self.core.open_visit_records())
         self.core.visits_changed = False
         self._visits_saved_at = now
 
@@ -96,7 +105,8 @@ class Pipeline:
         with self.database.transaction():
             self.state.apply(downlink)
             self.core.apply(downlink)
-            self._keep_open_visits(now)
+            if self.core.visits_changed:
+                self._save_open_visits(now)
         self.counters["downlinks_applied"] += 1
         _LOGGER.info("downlink applied kind=%s message_id=%s", kind, downlink.message_id)
         return True
