@@ -30,6 +30,11 @@ class Message(BaseModel):
     event_id: str
     store_id: str
     ts: datetime
+    # Stamped by the outbox as the message becomes durable: an id drawn at each agent start and
+    # a counter per stream from 1, so HQ tells a gap from a restart (as Sparkplug B does).
+    # Status messages are state, not a stream: they carry boot_id and no seq.
+    boot_id: str | None = None
+    seq: Annotated[int, Field(ge=1)] | None = None
 
     @property
     def expires_at(self) -> float | None:

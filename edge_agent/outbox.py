@@ -26,9 +26,11 @@ class OutboxRow:
 
 
 class Outbox:
-    def __init__(self, database: Database, topics: Topics) -> None:
+    def __init__(self, database: Database, topics: Topics, boot_id: str | None = None) -> None:
         self._database = database
         self._topics = topics
+        self.boot_id = boot_id
+        self._seq: dict[str, int] = {}  # stream -> last sequence number of this boot
         self.enqueued = 0  # messages added since this process opened the outbox
         database.db["outbox"].create(
             {
@@ -44,16 +46,29 @@ class Outbox:
         """Append messages; call inside ``Database.transaction`` to group them with other writes."""
         if not messages:
             return
-        rows = [
-            (self._topics.uplink(m.stream), m.to_json(), m.priority, int(m.retain), now, m.expires_at)
-            for m in messages
-        ]
+        sequence = dict(self._seq)
+        rows = []
+        for m in messages:
+            number = sequence[m.stream] = sequence.get(m.stream, 0) + 1
+            stamped = m.model_copy(update={"boot_id": self.boot_id, "seq": number})
+            rows.append(
+                (
+                    self._topics.uplink(m.stream),
+                    stamped.to_json(),
+                    m.priority,
+                    int(m.retain),
+                    now,
+                    m.expires_at,
+                )
+            )
         with self._database.transaction() as conn:
             conn.executemany(
                 "INSERT INTO outbox (topic, payload, priority, retain, created, expires) "
                 "VALUES (?,?,?,?,?,?)",
                 rows,
             )
+        # Numbers are taken only once the rows are in: a failed insert leaves no false gap.
+        self._seq = sequence
         self.enqueued += len(rows)
 
     def due(self, limit: int, skip: Iterable[int] = ()) -> list[OutboxRow]:

@@ -39,7 +39,8 @@ class Pipeline:
         self.database = database
         self.ids = ids
         self.topics = Topics(config.mqtt.topic_prefix, config.store.id)
-        self.outbox = Outbox(database, self.topics)
+        # A new boot id at every start: HQ expects each stream's seq to restart at 1 with it.
+        self.outbox = Outbox(database, self.topics, boot_id=ids.random(8).hex())
         self.state = StateStore(database)
         self.core = StoreCore(config, ids)
         self.core.load(self.state.customers(), self.state.orders(), self.state.registry_version())
@@ -133,7 +134,7 @@ class Pipeline:
         if state != "online":
             return StatusMessage(
                 event_id=self.ids.new(now), store_id=self.config.store.id, ts=utc(now),
-                state=state, agent_version=__version__,
+                state=state, agent_version=__version__, boot_id=self.outbox.boot_id,
             )  # fmt: skip
         by_priority = self.outbox.depth_by_priority()
         oldest = self.outbox.oldest_created()
@@ -143,6 +144,7 @@ class Pipeline:
             ts=utc(now),
             state=state,
             agent_version=__version__,
+            boot_id=self.outbox.boot_id,
             queue_depth=sum(by_priority.values()),
             queue_by_priority={PRIORITY_NAMES.get(p, str(p)): n for p, n in sorted(by_priority.items())},
             oldest_queued_s=None if oldest is None else round(max(0.0, now - oldest), 3),

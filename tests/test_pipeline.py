@@ -188,3 +188,28 @@ def test_erasing_a_customer_drops_the_kept_open_visit(tmp_path: Path) -> None:
     delete = json.dumps({"schema": "customers.v1", "message_id": "reg-2", "delete": ["c1"]}).encode()
     assert pipeline.downlink("retail/v1/stores/s1/in/customers", delete, T0 + 1)
     assert pipeline.state.open_visits() == []
+
+
+def test_every_stream_is_numbered_from_one_within_a_boot_and_a_restart_is_a_new_boot(tmp_path: Path) -> None:
+    pipeline = _pipeline(tmp_path, presence={"absence_timeout_s": 60})
+    pipeline.downlink("retail/v1/stores/s1/in/customers", customers_downlink(("c1", True, True)), T0)
+    pipeline.process([app_sighting("c1", T0 + t) for t in range(0, 30, 3)])
+    pipeline.tick(T0 + 1000)
+    first_boot = pipeline.outbox.peek_payloads()
+    boot = first_boot[0]["boot_id"]
+    assert boot
+    assert {p["boot_id"] for p in first_boot} == {boot}
+    by_schema: dict[str, list[int]] = {}
+    for payload in first_boot:
+        by_schema.setdefault(payload["schema"], []).append(payload["seq"])
+    assert by_schema["visit.v1"] == [1, 2]
+    assert all(numbers == list(range(1, len(numbers) + 1)) for numbers in by_schema.values())
+    assert pipeline.status("online", T0 + 1000).boot_id == boot
+    pipeline.database.close()
+
+    config = make_config(tmp_path, presence={"absence_timeout_s": 60})
+    restarted = Pipeline(config, Database(config.storage.path), EventIdFactory())  # as the daemon does
+    restarted.process([app_sighting("c1", T0 + 5000)])
+    newest = restarted.outbox.peek_payloads()[-1]
+    assert newest["boot_id"] != boot
+    assert newest["seq"] == 1
