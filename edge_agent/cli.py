@@ -87,12 +87,9 @@ def _parser() -> argparse.ArgumentParser:
 
     _add_simulation_commands(commands)
 
-    schema = commands.add_parser("schema", help="the HQ contract: JSON Schemas and an AsyncAPI 3.0 document")
-    schema_commands = schema.add_subparsers(dest="schema_command", required=True)
-    export = schema_commands.add_parser("export", help="write DIR/schemas/*.json and DIR/asyncapi.json")
-    export.add_argument("directory", type=Path)
-    export.add_argument("--config", type=Path, help="take the topic prefix from this configuration")
-    export.set_defaults(handler=_cmd_schema_export)
+    _add_hq_commands(commands)
+
+    _add_contract_commands(commands)
 
     scan = commands.add_parser("scan", help="live table of what the local adapters hear")
     scan.add_argument("--config", type=Path, help="scan the receivers with an adapter in this file")
@@ -116,6 +113,35 @@ def _parser() -> argparse.ArgumentParser:
     show.add_argument("file", type=Path)
     show.set_defaults(handler=_cmd_config_show)
     return parser
+
+
+def _add_contract_commands(commands: argparse._SubParsersAction) -> None:
+    """``schema export``: the HQ contract as files."""
+    schema = commands.add_parser("schema", help="the HQ contract: JSON Schemas and an AsyncAPI 3.0 document")
+    schema_commands = schema.add_subparsers(dest="schema_command", required=True)
+    export = schema_commands.add_parser("export", help="write DIR/schemas/*.json and DIR/asyncapi.json")
+    export.add_argument("directory", type=Path)
+    export.add_argument("--config", type=Path, help="take the topic prefix from this configuration")
+    export.set_defaults(handler=_cmd_schema_export)
+
+
+def _add_hq_commands(commands: argparse._SubParsersAction) -> None:
+    """``hq consume`` and ``hq report``: the reference consumer HQ teams start from."""
+    hq = commands.add_parser("hq", help="the HQ reference consumer of every store's feed")
+    hq_commands = hq.add_subparsers(dest="hq_command", required=True)
+    consume = hq_commands.add_parser("consume", help="store every store's events in SQLite, exactly once")
+    consume.add_argument("--broker", required=True, help="HOST:PORT of the chain's broker")
+    consume.add_argument("--group", required=True, help="shared-subscription group: instances split the feed")
+    consume.add_argument("--db", type=Path, required=True)
+    consume.add_argument("--prefix", default="retail/v1")
+    consume.add_argument("--client-id", help="stable id of this instance, so a restart resumes its session")
+    consume.set_defaults(handler=_cmd_hq_consume)
+    hq_report = hq_commands.add_parser(
+        "report", help="per-store journey figures from the consumer's database"
+    )
+    hq_report.add_argument("--db", type=Path, required=True)
+    hq_report.add_argument("--json", action="store_true")
+    hq_report.set_defaults(handler=_cmd_hq_report)
 
 
 def _add_simulation_commands(commands: argparse._SubParsersAction) -> None:
@@ -379,6 +405,78 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     table.add_column("value", justify="right")
     for name, value in scores.rows():
         table.add_row(name, value)
+    Console().print(table)
+    return 0
+
+
+def _cmd_hq_consume(args: argparse.Namespace) -> int:
+    import signal  # noqa: PLC0415
+    import threading  # noqa: PLC0415
+
+    from edge_agent.hq import HqConsumer, parse_broker  # noqa: PLC0415
+
+    try:
+        host, port = parse_broker(args.broker)
+    except ValueError as exc:
+        print(str(exc), file=sys.stderr)
+        return EXIT_USAGE
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    consumer = HqConsumer(
+        host, port, args.group, args.db, prefix=args.prefix, client_id=args.client_id
+    ).start()
+    logging.getLogger(__name__).info("hq consumer %s in group %s -> %s", consumer.name, args.group, args.db)
+    try:
+        while not stop.wait(10):
+            s = consumer.stats
+            logging.getLogger(__name__).info(
+                "received=%d stored=%d duplicates=%d rejected=%d",
+                s.received,
+                s.stored,
+                s.duplicates,
+                s.rejected,
+            )
+    except KeyboardInterrupt:
+        pass
+    consumer.stop()
+    return 0
+
+
+def _cmd_hq_report(args: argparse.Namespace) -> int:
+    from edge_agent.hq import report  # noqa: PLC0415
+
+    if not args.db.exists():
+        print(f"no such database: {args.db}", file=sys.stderr)
+        return EXIT_USAGE
+    figures = report(args.db)
+    if args.json:
+        print(json.dumps(figures, indent=2, sort_keys=True))
+        return 0
+    from rich.console import Console  # noqa: PLC0415
+    from rich.table import Table  # noqa: PLC0415
+
+    table = Table(title=f"HQ report from {args.db}")
+    for column in (
+        "store",
+        "status",
+        "events",
+        "visits",
+        "mean visit",
+        "top zones by dwell",
+        "footfall",
+        "notifications",
+        "gaps",
+    ):
+        table.add_column(column)
+    for store_id, f in sorted(figures.items()):
+        zones = sorted(f["zone_dwell_s"].items(), key=lambda kv: -kv[1])[:3]
+        table.add_row(
+            store_id, str(f["status"]), str(f["events"]), str(f["visits"]),
+            f"{f['visit_seconds'] / f['visits'] / 60:.1f} min" if f["visits"] else "-",
+            ", ".join(f"{z} {s / 60:.0f} min" for z, s in zones) or "-", str(f["footfall_entries"]),
+            ", ".join(f"{k} {n}" for k, n in sorted(f["notifications_sent"].items())) or "-",
+            str(sum(g["missing"] for g in f["gaps"])),
+        )  # fmt: skip
     Console().print(table)
     return 0
 

@@ -1,0 +1,120 @@
+"""The HQ reference consumer against a real mosquitto: a consumer group splits the feed and the
+database holds every event exactly once; bad payloads are recorded, gaps are reported."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from edge_agent.cli import main
+from edge_agent.events import FootfallMessage, Message, StatusMessage, VisitMessage, utc
+from edge_agent.hq import HqConsumer, report
+from tests.conftest import Mosquitto, Subscriber, wait_for
+
+T0 = 1_764_000_000.0
+
+
+def _visit(store: str, n: int, boot: str = "boot-a") -> VisitMessage:
+    return VisitMessage(
+        event_id=f"01V{store}{n:020d}", store_id=store, ts=utc(T0 + n), boot_id=boot, seq=n,
+        visit_id=f"v{n}", customer_id=f"c{n}", phase="ended", started_at=utc(T0), ended_at=utc(T0 + n),
+        duration_s=float(n), entry_receiver="entrance",
+    )  # fmt: skip
+
+
+def _topic(message: Message) -> str:
+    return f"retail/v1/stores/{message.store_id}/{message.stream}"
+
+
+@pytest.fixture
+def consumers(mosquitto: Mosquitto, tmp_path: Path) -> Iterator[Callable[..., HqConsumer]]:
+    made: list[HqConsumer] = []
+
+    def make(name: str, group: str = "reporting") -> HqConsumer:
+        consumer = HqConsumer(
+            mosquitto.host, mosquitto.port, group, tmp_path / "hq.db", client_id=name
+        ).start()
+        made.append(consumer)
+        wait_for(consumer.subscribed.is_set, 10, f"{name} subscribed")
+        return consumer
+
+    yield make
+    for consumer in made:
+        consumer.stop()
+
+
+def _stored_ids(db: Path) -> list[str]:
+    with sqlite3.connect(db) as conn:
+        return [row[0] for row in conn.execute("SELECT event_id FROM events")]
+
+
+def test_three_consumers_in_one_group_split_the_feed_and_store_every_event_once(
+    consumers: Callable[..., HqConsumer], subscriber_factory: Callable[..., Subscriber], mosquitto: Mosquitto,
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    group = [consumers(f"hq-{i}") for i in range(3)]
+    store = subscriber_factory(mosquitto, "nothing/#", client_id="store-publisher")
+    messages = [_visit(store_id, n) for store_id in ("s1", "s2") for n in range(1, 301)]
+    for message in messages:
+        store.publish(_topic(message), message.to_json())
+    for message in messages[:50]:  # a store resending after a lost PUBACK
+        store.publish(_topic(message), message.to_json())
+
+    db = tmp_path / "hq.db"
+    wait_for(lambda: sum(c.stats.received for c in group) == 650, 30, "all 650 deliveries")
+    stored = _stored_ids(db)
+    assert sorted(stored) == sorted(m.event_id for m in messages)  # every event, exactly once
+    assert all(c.stats.stored > 0 for c in group), [c.stats.stored for c in group]  # the feed was split
+    assert sum(c.stats.stored for c in group) == 600
+    assert sum(c.stats.duplicates for c in group) == 50
+    figures = report(db)
+    assert figures["s1"]["visits"] == 300
+    assert figures["s1"]["gaps"] == []
+
+
+def test_bad_payloads_are_recorded_gaps_reported_and_status_kept(
+    consumers: Callable[..., HqConsumer], subscriber_factory: Callable[..., Subscriber], mosquitto: Mosquitto,
+    tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    consumer = consumers("hq-solo")
+    store = subscriber_factory(mosquitto, "nothing/#", client_id="store-publisher")
+    for n in (1, 2, 4):  # seq 3 of this boot never arrives
+        store.publish(_topic(_visit("s9", n)), _visit("s9", n).to_json())
+    footfall = FootfallMessage(
+        event_id="01F0000000000000000000001", store_id="s9", ts=utc(T0), boot_id="boot-a", seq=1,
+        interval_start=utc(T0 - 900), interval_end=utc(T0), entries=12, exits=10, occupancy=4,
+        customers_recognised=1,
+    )  # fmt: skip
+    store.publish(_topic(footfall), footfall.to_json())
+    store.publish("retail/v1/stores/s9/events/visit", b"{not json")
+    store.publish(
+        "retail/v1/stores/s9/events/visit", json.dumps({"schema": "visit.v1", "event_id": "x"}).encode()
+    )
+    store.publish("retail/v1/stores/s9/events/odd", json.dumps({"schema": "weather.v1"}).encode())
+    status = StatusMessage(
+        event_id="01S", store_id="s9", ts=utc(T0), state="online", agent_version="0", boot_id="b"
+    )
+    store.client.publish("retail/v1/stores/s9/status", status.to_json(), qos=1, retain=True).wait_for_publish(
+        10
+    )
+
+    wait_for(lambda: consumer.stats.received == 8, 15, "eight deliveries")
+    assert consumer.stats.rejected == 3
+    with sqlite3.connect(tmp_path / "hq.db") as conn:
+        reasons = [row[0] for row in conn.execute("SELECT reason FROM rejected ORDER BY rowid")]
+    assert reasons[0].startswith("not JSON")
+    assert reasons[1].startswith("store_id: Field required")
+    assert reasons[2] == "unknown schema 'weather.v1'"
+    figures = report(tmp_path / "hq.db")["s9"]
+    assert figures["gaps"] == [
+        {"boot_id": "boot-a", "stream": "events/visit", "missing": 1, "highest_seq": 4}
+    ]
+    assert figures["footfall_entries"] == 12
+    assert figures["status"] == "online"
+
+    assert main(["hq", "report", "--db", str(tmp_path / "hq.db"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["s9"]["visits"] == 3
