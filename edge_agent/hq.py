@@ -67,7 +67,7 @@ def open_hq_database(path: Path) -> sqlite_utils.Database:
 
 @dataclass(slots=True)
 class ConsumerStats:
-    received: int = 0
+    received: int = 0  # messages whose outcome below is committed
     stored: int = 0  # new rows this instance committed
     duplicates: int = 0  # already stored (redelivered, or by another instance)
     rejected: int = 0
@@ -186,7 +186,6 @@ class HqConsumer:
     def _store(self, db: sqlite_utils.Database, batch: list[_Incoming]) -> None:
         rows, rejected, statuses = [], [], []
         for item in batch:
-            self.stats.received += 1
             try:
                 message = _validate(item.payload)
             except ValueError as exc:
@@ -228,6 +227,8 @@ class HqConsumer:
             conn.execute("ROLLBACK")
             raise
         committed = self._clock()
+        # Counted once committed, all together: a reader never sees a half-counted batch.
+        self.stats.received += len(batch)
         self.stats.stored += stored
         self.stats.duplicates += len(rows) - stored
         self.stats.rejected += len(rejected)
