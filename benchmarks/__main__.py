@@ -13,6 +13,8 @@ means something on whatever machine runs it:
   time and RSS, each size in its own process (benchmarks/identity_scale.py);
 - accuracy: visit precision/recall and zone-time accuracy on the simulated acceptance day per
   RSSI filter, against no filter (benchmarks/accuracy.py).
+- fleet: N = 10, 50, 200 virtual stores against a local mosquitto with HQ consumers: messages/s
+  end to end and p99 latency from store outbox to HQ database (benchmarks/fleet.py).
 ``--only GROUP ...`` runs a subset.
 """
 
@@ -32,6 +34,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from benchmarks.accuracy import bench_accuracy
+from benchmarks.fleet import bench_fleet
 from edge_agent.const import EDDYSTONE_SERVICE_UUID
 from edge_agent.core import StoreCore
 from edge_agent.demo import demo_config
@@ -290,6 +293,7 @@ GROUPS: dict[str, Callable[[int], list[dict]]] = {
     "outbox": bench_outbox,
     "identity": bench_identity_scale,
     "accuracy": lambda repeats: bench_accuracy(),
+    "fleet": lambda repeats: bench_fleet(),
 }
 
 

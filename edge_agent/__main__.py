@@ -2,4 +2,5 @@
 
 from edge_agent.cli import main
 
-raise SystemExit(main())
+if __name__ == "__main__":  # spawned worker processes (simulate-fleet) import this module too
+    raise SystemExit(main())

@@ -136,6 +136,16 @@ def _add_hq_commands(commands: argparse._SubParsersAction) -> None:
     consume.add_argument("--prefix", default="retail/v1")
     consume.add_argument("--client-id", help="stable id of this instance, so a restart resumes its session")
     consume.set_defaults(handler=_cmd_hq_consume)
+    fleet = commands.add_parser("simulate-fleet", help="N virtual stores against a broker, HQ consuming them")
+    fleet.add_argument("--stores", type=int, required=True)
+    fleet.add_argument(
+        "--broker", required=True, help="HOST:PORT of an MQTT v5 broker (shared subscriptions)"
+    )
+    fleet.add_argument("--rate", type=float, default=10.0, help="events per store per second (default 10)")
+    fleet.add_argument("--seconds", type=float, default=10.0, help="how long to offer that load (default 10)")
+    fleet.add_argument("--burst", type=int, default=0, help="instead: this many events per store at once")
+    fleet.add_argument("--consumers", type=int, default=2, help="HQ consumer instances in the group")
+    fleet.set_defaults(handler=_cmd_simulate_fleet)
     hq_report = hq_commands.add_parser(
         "report", help="per-store journey figures from the consumer's database"
     )
@@ -440,6 +450,36 @@ def _cmd_hq_consume(args: argparse.Namespace) -> int:
         pass
     consumer.stop()
     return 0
+
+
+def _cmd_simulate_fleet(args: argparse.Namespace) -> int:
+    from edge_agent.fleet import run_fleet  # noqa: PLC0415
+    from edge_agent.hq import parse_broker  # noqa: PLC0415
+
+    try:
+        host, port = parse_broker(args.broker)
+    except ValueError as exc:
+        print(str(exc), file=sys.stderr)
+        return EXIT_USAGE
+    if args.stores < 1 or args.consumers < 1 or args.rate <= 0 or args.seconds <= 0 or args.burst < 0:
+        print("--stores, --consumers >= 1; --rate, --seconds > 0; --burst >= 0", file=sys.stderr)
+        return EXIT_USAGE
+    result = run_fleet(
+        host,
+        port,
+        args.stores,
+        rate=args.rate,
+        seconds=args.seconds,
+        consumers=args.consumers,
+        burst=args.burst,
+    )
+    r = result
+    print(
+        f"{r.stores} stores, {r.consumers} HQ consumers: {r.delivered}/{r.events} events in "
+        f"{r.seconds:.1f} s = {r.messages_per_s:,.0f} msg/s end to end; outbox -> HQ database "
+        f"p50 {r.latency_p50_ms:.0f} ms, p99 {r.latency_p99_ms:.0f} ms, max {r.latency_max_ms:.0f} ms"
+    )
+    return 0 if result.delivered == result.events else 1
 
 
 def _cmd_hq_report(args: argparse.Namespace) -> int:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -118,3 +120,13 @@ def test_bad_payloads_are_recorded_gaps_reported_and_status_kept(
 
     assert main(["hq", "report", "--db", str(tmp_path / "hq.db"), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["s9"]["visits"] == 3
+
+
+def test_simulate_fleet_delivers_every_event_of_every_store(mosquitto: Mosquitto) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "edge_agent", "simulate-fleet", "--stores", "4", "--broker", mosquitto.address,
+         "--rate", "20", "--seconds", "1"],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "4 stores, 2 HQ consumers: 80/80 events" in result.stdout
