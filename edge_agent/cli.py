@@ -7,6 +7,8 @@ edge-agent simulate --out DIR           a simulated store day: trace plus ground
 edge-agent evaluate TRACE TRUTH         visit precision/recall and zone accuracy against the truth
 edge-agent config check|show FILE       validate / print the effective configuration
 edge-agent schema export DIR            the HQ contract: JSON Schemas and AsyncAPI 3.0
+edge-agent hq consume|report            the HQ reference consumer (shared subscriptions) and its report
+edge-agent simulate-fleet --stores N    virtual stores against a broker, for HQ load tests
 """
 
 from __future__ import annotations
