@@ -91,7 +91,7 @@ def bench_core(repeats: int) -> list[dict]:
     def core() -> int:
         core = StoreCore(config, EventIdFactory.seeded("bench"))
         for kind, payload in day.downlinks:
-            core.apply(parse_downlink(kind, payload))
+            core.apply(parse_downlink(kind, payload), day.sightings[0].ts)
         for sighting in day.sightings:
             core.observe(sighting)
         return len(day.sightings)

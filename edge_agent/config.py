@@ -26,6 +26,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, Va
 
 from edge_agent.const import MAX_INFLIGHT_WINDOW
 from edge_agent.errors import ConfigError, ConfigProblem
+from edge_agent.templates import check_overrides
 
 ENV_PREFIX = "EDGE_AGENT_"
 ENV_NESTING = "__"
@@ -228,10 +229,49 @@ class ClickAndCollectSettings(Section):
     staff_alerts: bool = True
     # A "your order is ready at counter B" message sent after the shopper left helps nobody.
     notification_ttl_s: Seconds = 600.0
+    # Staff hear "customer at the counter" when the shopper reaches the order's pickup zone
+    # (orders.v1 pickup_zone) or, when the order names none, this zone.
+    pickup_zone: Identifier | None = None
+
+
+class ShelfLocationSettings(Section):
+    enabled: bool = True
+    # "visit": on arrival, every listed item in stock anywhere in the store; "zone": on entering
+    # a zone, the listed items shelved in it.
+    trigger: Literal["visit", "zone"] = "visit"
+    max_items: Annotated[int, _between(1, 20)] = 3
+    notification_ttl_s: Seconds = 300.0
+
+
+class PostPurchaseSettings(Section):
+    enabled: bool = True
+    feedback_url: str = "https://example.com/feedback"
+    notification_ttl_s: Seconds = 3600.0
+
+
+HHMM = Annotated[str, Field(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")]
+
+
+class GuardSettings(Section):
+    """What every customer notification must pass (staff alerts are operational: not capped)."""
+
+    # No customer notification between these local times (store.timezone); equal means none.
+    quiet_hours_start: HHMM = "21:00"
+    quiet_hours_end: HHMM = "08:00"
+    max_per_visit: Annotated[int, _between(1, 50)] = 3
+    max_per_day: Annotated[int, _between(1, 100)] = 5
+    min_gap_s: Annotated[float, _between(0.0, 86400.0)] = 120.0
 
 
 class RulesSettings(Section):
+    # Language of customer notifications when the registry gives none for the customer.
+    language: Literal["en", "it"] = "en"
+    guards: GuardSettings = GuardSettings()
     click_and_collect: ClickAndCollectSettings = ClickAndCollectSettings()
+    shelf_location: ShelfLocationSettings = ShelfLocationSettings()
+    post_purchase: PostPurchaseSettings = PostPurchaseSettings()
+    # Override any shipped template text: [rules.templates."cnc.arrival.customer"] en = "..."
+    templates: dict[str, dict[Literal["en", "it"], str]] = {}
 
 
 class SchedulerSettings(Section):
@@ -332,6 +372,8 @@ def _cross_check(config: AgentConfig) -> Iterable[ConfigProblem]:
                 yield ConfigProblem(f"{section}[{index}].id", f"duplicate id {item.id!r}")
             seen.add(item.id)
     yield from _check_layout(config)
+    for key, problem in check_overrides(config.rules.templates):
+        yield ConfigProblem(key, problem)
     mqtt = config.mqtt
     if mqtt.reconnect_max_s < mqtt.reconnect_min_s:
         yield ConfigProblem("mqtt.reconnect_max_s", "must not be smaller than mqtt.reconnect_min_s")

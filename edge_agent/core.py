@@ -16,7 +16,7 @@ from typing import Any
 
 from edge_agent.beacons import BeaconFleet
 from edge_agent.config import AgentConfig
-from edge_agent.downlinks import CustomersDownlink, Downlink, OrdersDownlink
+from edge_agent.downlinks import CustomersDownlink, Downlink
 from edge_agent.events import (
     DwellMessage,
     FootfallMessage,
@@ -38,7 +38,7 @@ from edge_agent.frames import (
 )
 from edge_agent.identity import AnonymousHasher, Customer, Registry, TokenResolver
 from edge_agent.ids import EventIdFactory
-from edge_agent.journey import ClickAndCollect, Order
+from edge_agent.journey import JourneyRules, Order
 from edge_agent.layout import StoreLayout
 from edge_agent.presence import (
     OpenVisit,
@@ -71,9 +71,8 @@ class StoreCore:
         self._tracker = VisitTracker(config.presence, self._layout)
         self._entrance_receivers = self._receivers_in(config.store.entrance_zone)
         self._occupancy_window_s = config.footfall.occupancy_window_s
-        self._click_and_collect = ClickAndCollect(config.rules.click_and_collect, self._store_id, ids)
+        self._journey = JourneyRules(config.rules, self._store_id, config.store.timezone, ids)
         self.registry_version: int | None = None
-        self.orders: dict[str, Order] = {}
         self.counters: Counter[str] = Counter()
         # Set when a recognised customer's open visit changed shape (started, moved, ended,
         # erased); the pipeline then saves the open visits with the messages that announce it.
@@ -93,7 +92,7 @@ class StoreCore:
         self._tracker.retune(config.presence, self._layout)
         self._entrance_receivers = self._receivers_in(config.store.entrance_zone)
         self._occupancy_window_s = config.footfall.occupancy_window_s
-        self._click_and_collect.retune(config.rules.click_and_collect)
+        self._journey.retune(config.rules)
         self._fleet.retune(config.beacons, config.beacon_health)
         self._interval_s = config.footfall.interval_s  # the open interval ends at its start + the new length
         if config.identity != self._identity:
@@ -144,24 +143,40 @@ class StoreCore:
             if visit.subject.kind == "customer" and visit.subject.id in self.customers:
                 self._tracker.restore(visit)
 
-    def load(self, customers: Iterable[Customer], orders: Iterable[Order], version: int | None) -> None:
-        """Restore what the state store kept across a restart."""
+    @property
+    def orders(self) -> dict[str, Order]:
+        return self._journey.orders
+
+    @property
+    def journey(self) -> JourneyRules:
+        return self._journey
+
+    def load(
+        self,
+        customers: Iterable[Customer],
+        orders: Iterable[Order],
+        version: int | None,
+        downlinks: Iterable[Downlink] = (),
+    ) -> None:
+        """Restore what the state store kept across a restart (``downlinks``: lists, planogram,
+        offers and receipts, replayed in the order they were applied)."""
         for customer in customers:
             self._set_customer(customer)
         for order in orders:
-            self.orders[order.order_id] = order
+            self._journey.orders[order.order_id] = order
+        for downlink in downlinks:
+            self._journey.apply(downlink, 0.0, lambda customer_id: None)
         self.registry_version = version
 
-    def apply(self, downlink: Downlink) -> None:
+    def apply(self, downlink: Downlink, now: float) -> list[Message]:
+        """Take a validated downlink in; returns the messages it causes (purchases, collections)."""
         if isinstance(downlink, CustomersDownlink):
             self._apply_customers(downlink)
-        elif isinstance(downlink, OrdersDownlink):
-            for record in downlink.orders:
-                self.orders[record.order_id] = Order(
-                    record.order_id, record.customer_id, record.status, record.pickup_point
-                )
-                if record.status != "ready":
-                    self._click_and_collect.forget_order(record.order_id)
+            return []
+        return self._journey.apply(downlink, now, self._open_visit_of)
+
+    def _open_visit_of(self, customer_id: str) -> OpenVisit | None:
+        return self._tracker.open_visits.get(Subject("customer", customer_id))
 
     def _apply_customers(self, downlink: CustomersDownlink) -> None:
         if downlink.full:
@@ -185,11 +200,13 @@ class StoreCore:
         if not customer.resolvable:
             # Consent withdrawn: unrecognisable from now on, and the open visit is dropped.
             self._tracker.forget(Subject("customer", customer.customer_id))
+            self._journey.forget_customer(customer.customer_id)
             self.visits_changed = True
 
     def _remove_customer(self, customer_id: str) -> None:
         self._resolver.remove(customer_id)
         self._tracker.forget(Subject("customer", customer_id))
+        self._journey.forget_customer(customer_id)
         self.visits_changed = True
 
     # ------------------------------------------------------------------ radio
@@ -255,22 +272,26 @@ class StoreCore:
             )  # fmt: skip
             customer = self.customers.get(visit.subject.id)
             assert customer is not None  # resolved a moment ago
-            orders = [o for o in self.orders.values() if o.customer_id == visit.subject.id]
-            return [started, *self._click_and_collect.on_visit_started(visit, customer, orders, now)]
+            return [started, *self._journey.visit_started(visit, customer, now)]
         if isinstance(event, VisitEnded):
             self._exits += 1
-            return [self._visit_ended(event, now)] if recognised else []
+            if not recognised:
+                return []
+            ended = self._visit_ended(event, now)
+            return [ended, *self._journey.visit_ended(visit, self.customers.get(visit.subject.id), now)]
         if not recognised:
             return []
         if isinstance(event, ZoneEntered):
-            return [
-                ZoneMessage(
-                    event_id=self._ids.new(now), store_id=self._store_id, ts=utc(now),
-                    visit_id=visit.visit_id, customer_id=visit.subject.id, zone=event.stay.zone,
-                    from_zone=event.previous, entered_at=utc(event.stay.entered_at),
-                    distance_m=None if event.distance_m is None else round(event.distance_m, 2),
-                )
-            ]  # fmt: skip
+            zone = ZoneMessage(
+                event_id=self._ids.new(now), store_id=self._store_id, ts=utc(now),
+                visit_id=visit.visit_id, customer_id=visit.subject.id, zone=event.stay.zone,
+                from_zone=event.previous, entered_at=utc(event.stay.entered_at),
+                distance_m=None if event.distance_m is None else round(event.distance_m, 2),
+            )  # fmt: skip
+            customer = self.customers.get(visit.subject.id)
+            if customer is None:
+                return [zone]
+            return [zone, *self._journey.zone_entered(visit, customer, event.stay.zone, now)]
         return [
             DwellMessage(
                 event_id=self._ids.new(now), store_id=self._store_id, ts=utc(now),

@@ -118,6 +118,7 @@ class NotificationMessage(Message):
     priority: ClassVar[int] = PRIORITY_NOTIFICATION
     schema_name: Literal["notification.v1"] = Field("notification.v1", alias="schema")
     audience: Literal["customer", "staff"]
+    channel: Literal["push", "staff_device"] = "push"
     customer_id: str
     visit_id: str
     template: str
@@ -129,6 +130,42 @@ class NotificationMessage(Message):
     @property
     def expires_at(self) -> float | None:
         return self.expires.timestamp()
+
+
+class SuppressedMessage(Message):
+    """A notification a rule wanted to send and a guard stopped, with the reason (audit trail)."""
+
+    stream: ClassVar[str] = "events/suppressed"
+    schema_name: Literal["suppressed.v1"] = Field("suppressed.v1", alias="schema")
+    customer_id: str
+    visit_id: str
+    template: str
+    audience: Literal["customer", "staff"]
+    reason: str
+
+
+class OrderMessage(Message):
+    """A click-and-collect order's journey in the store: arrived, at the counter, collected."""
+
+    stream: ClassVar[str] = "events/order"
+    schema_name: Literal["order.v1"] = Field("order.v1", alias="schema")
+    order_id: str
+    customer_id: str
+    visit_id: str | None
+    phase: Literal["arrived", "at_counter", "collected"]
+    arrival_to_collection_s: float | None = None
+
+
+class PurchaseMessage(Message):
+    """A till receipt of a recognised customer, placed in the visit it happened in (if any)."""
+
+    stream: ClassVar[str] = "events/purchase"
+    schema_name: Literal["purchase.v1"] = Field("purchase.v1", alias="schema")
+    receipt_id: str
+    customer_id: str
+    visit_id: str | None
+    total: float
+    items: int
 
 
 class BeaconStatus(BaseModel):
@@ -216,6 +253,9 @@ UPLINK_MESSAGES: tuple[type[Message], ...] = (
     ZoneMessage,
     DwellMessage,
     FootfallMessage,
+    SuppressedMessage,
+    OrderMessage,
+    PurchaseMessage,
     BeaconMessage,
     BeaconFleetMessage,
     NotificationMessage,

@@ -43,7 +43,10 @@ class Pipeline:
         self.outbox = Outbox(database, self.topics, boot_id=ids.random(8).hex())
         self.state = StateStore(database)
         self.core = StoreCore(config, ids)
-        self.core.load(self.state.customers(), self.state.orders(), self.state.registry_version())
+        self.core.load(
+            self.state.customers(), self.state.orders(), self.state.registry_version(),
+            self.state.logged_downlinks(),
+        )  # fmt: skip
         self.core.restore_visits(self.state.open_visits())
         self.counters: Counter[str] = Counter()
         self._visits_saved_at: float | None = None
@@ -105,7 +108,7 @@ class Pipeline:
             return False
         with self.database.transaction():
             self.state.apply(downlink)
-            self.core.apply(downlink)
+            self.outbox.add(self.core.apply(downlink, now), now)
             if self.core.visits_changed:
                 self._save_open_visits(now)
         self.counters["downlinks_applied"] += 1

@@ -11,10 +11,20 @@ import json
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from edge_agent.downlinks import CustomersDownlink, Downlink, OrdersDownlink
+from edge_agent.downlinks import (
+    CustomersDownlink,
+    Downlink,
+    ListsDownlink,
+    OffersDownlink,
+    OrdersDownlink,
+    PlanogramDownlink,
+    ReceiptsDownlink,
+)
 from edge_agent.identity import Customer
 from edge_agent.journey import Order
 from edge_agent.storage import Database
+
+LOGGED = (ListsDownlink, PlanogramDownlink, OffersDownlink, ReceiptsDownlink)
 
 
 class StateStore:
@@ -26,9 +36,15 @@ class StateStore:
             pk="customer_id", if_not_exists=True,
         )  # fmt: skip
         db["orders"].create(
-            {"order_id": str, "customer_id": str, "status": str, "pickup_point": str},
+            {"order_id": str, "customer_id": str, "status": str, "pickup_point": str,
+             "pickup_zone": str, "version": int},
             pk="order_id", if_not_exists=True,
         )  # fmt: skip
+        for column, kind in (("pickup_zone", str), ("version", int)):  # files from before they existed
+            if column not in db["orders"].columns_dict:
+                db["orders"].add_column(column, kind)
+        # Lists, planogram, offers and receipts as applied, replayed into the rules at start.
+        db["downlink_log"].create({"seq": int, "kind": str, "payload": str}, pk="seq", if_not_exists=True)
         db["meta"].create({"key": str, "value": str}, pk="key", if_not_exists=True)
         # Recognised customers' open visits (journey so far), so a restart does not split a visit.
         db["open_visits"].create(
@@ -57,8 +73,21 @@ class StateStore:
                     )
             elif isinstance(downlink, OrdersDownlink):
                 conn.executemany(
-                    "INSERT OR REPLACE INTO orders VALUES (?,?,?,?)",
-                    [(o.order_id, o.customer_id, o.status, o.pickup_point) for o in downlink.orders],
+                    "INSERT INTO orders (order_id, customer_id, status, pickup_point, pickup_zone, version) "
+                    "VALUES (?,?,?,?,?,?) ON CONFLICT(order_id) DO UPDATE SET "
+                    "customer_id=excluded.customer_id, status=excluded.status, "
+                    "pickup_point=excluded.pickup_point, pickup_zone=excluded.pickup_zone, "
+                    "version=excluded.version "
+                    "WHERE excluded.version >= coalesce(orders.version, 0)",
+                    [(o.order_id, o.customer_id, o.status, o.pickup_point, o.pickup_zone, o.version)
+                     for o in downlink.orders],
+                )  # fmt: skip
+            elif isinstance(downlink, LOGGED):
+                if getattr(downlink, "full", False):  # a full replacement makes earlier ones moot
+                    conn.execute("DELETE FROM downlink_log WHERE kind = ?", (downlink.schema_name,))
+                conn.execute(
+                    "INSERT INTO downlink_log (kind, payload) VALUES (?, ?)",
+                    (downlink.schema_name, downlink.model_dump_json(by_alias=True)),
                 )
 
     def customers(self, batch: int = 10_000) -> Iterator[Customer]:
@@ -78,8 +107,20 @@ class StateStore:
 
     def orders(self) -> list[Order]:
         with self._database.lock:
-            rows = self._database.db.conn.execute("SELECT * FROM orders").fetchall()
+            rows = self._database.db.conn.execute(
+                "SELECT order_id, customer_id, status, pickup_point, pickup_zone, coalesce(version, 0) "
+                "FROM orders"
+            ).fetchall()
         return [Order(*r) for r in rows]
+
+    def logged_downlinks(self) -> list[Downlink]:
+        """Lists, planogram, offers and receipts in the order they were applied."""
+        with self._database.lock:
+            rows = self._database.db.conn.execute(
+                "SELECT kind, payload FROM downlink_log ORDER BY seq"
+            ).fetchall()
+        kinds = {model.model_fields["schema_name"].annotation.__args__[0]: model for model in LOGGED}
+        return [kinds[kind].model_validate_json(payload) for kind, payload in rows]
 
     def save_open_visits(self, records: Sequence[dict[str, Any]]) -> None:
         """Replace the kept open visits (a few dozen rows at most: recognised customers only)."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-DOWNLINK_KINDS = ("customers", "orders", "lists", "planogram", "receipts", "commands")
+DOWNLINK_KINDS = ("customers", "orders", "lists", "planogram", "receipts", "offers", "commands")
 
 
 @dataclass(frozen=True, slots=True)

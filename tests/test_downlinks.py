@@ -32,7 +32,7 @@ def test_valid_customers_downlink() -> None:
         ("customers", b"\xff\xfe", "payload is not UTF-8"),
         ("customers", b"[1, 2]", "payload must be a JSON object"),
         ("weather", b"{}", "unknown kind 'weather'"),
-        ("planogram", b"{}", "kind 'planogram' is not supported by this agent version"),
+        ("commands", b"{}", "kind 'commands' is not supported by this agent version"),
         ("orders", json.dumps({"schema": "customers.v1", "message_id": "m"}).encode(), "schema"),
         ("customers", b" " * 1_048_577, "exceeds the 1048576-byte limit"),
     ],

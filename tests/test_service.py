@@ -72,6 +72,8 @@ def test_daemon_recognises_an_arrival_and_stops_cleanly_on_sigterm(
         wait_for(lambda: len(hq.on("/notifications")) == 2, 5, "customer and staff notifications")
         assert {n["audience"] for n in hq.on("/notifications")} == {"customer", "staff"}
         assert notifications[0]["data"]["order_id"] == "O-7"
+        # Notifications outrank the visit event in the outbox: the visit may arrive just after.
+        wait_for(lambda: hq.on("/events/visit"), 5, "the visit event")
         assert [v["phase"] for v in hq.on("/events/visit")] == ["started"]
         heartbeats = wait_for(
             lambda: [s for s in hq.on("/status") if s["state"] == "online" and s.get("registry_size") == 1],
