@@ -79,8 +79,9 @@ def _parser() -> argparse.ArgumentParser:
     replay.add_argument("trace", type=Path)
     replay.add_argument("--config", type=Path, required=True)
     replay.add_argument("--output", default="-", help="JSON lines of {topic, payload}; '-' for stdout")
-    replay.add_argument("--downlink", action="append", default=[], metavar="KIND=FILE",
-                        help="apply these downlinks (JSON lines) before the trace; repeatable")  # fmt: skip
+    replay.add_argument("--downlink", action="append", default=[], metavar="KIND=FILE[@WHEN]",
+                        help="apply these downlinks (JSON lines) before the trace, or at WHEN: Unix "
+                             "seconds, or +SECONDS after the first sighting; repeatable")  # fmt: skip
     replay.add_argument(
         "--speed", type=float, help="pace at N times real time (default: as fast as possible)"
     )
@@ -304,16 +305,23 @@ def _cmd_replay(args: argparse.Namespace) -> int:
 
     config = load_config(args.config)
     downlinks: list[tuple[str, bytes]] = []
+    timed: list[tuple[str, bytes, str]] = []
     for spec in args.downlink:
-        kind, sep, file = spec.partition("=")
-        if not sep or not kind or not file:
-            print(f"--downlink expects KIND=FILE, got {spec!r}", file=sys.stderr)
+        kind, sep, target = spec.partition("=")
+        file, _, when = target.rpartition("@") if "@" in target else (target, "", "")
+        if not sep or not kind or not file or (when and not _is_when(when)):
+            print(f"--downlink expects KIND=FILE or KIND=FILE@WHEN (seconds or +seconds), got {spec!r}",
+                  file=sys.stderr)  # fmt: skip
             return EXIT_USAGE
         try:
-            downlinks.extend((kind, payload) for payload in read_downlink_file(Path(file)))
+            payloads = read_downlink_file(Path(file))
         except OSError as exc:
             print(f"cannot read downlink file {file}: {exc.strerror}", file=sys.stderr)
             return EXIT_USAGE
+        if when:
+            timed.extend((kind, payload, when) for payload in payloads)
+        else:
+            downlinks.extend((kind, payload) for payload in payloads)
     try:
         trace = args.trace.open(encoding="utf-8", errors="replace")
     except OSError as exc:
@@ -321,7 +329,13 @@ def _cmd_replay(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     with trace, _output(args.output) as out:
         report = replay(
-            config, trace, out, downlinks=downlinks, speed=args.speed, seed=args.seed or DEFAULT_SEED
+            config,
+            trace,
+            out,
+            downlinks=downlinks,
+            timed_downlinks=timed,
+            speed=args.speed,
+            seed=args.seed or DEFAULT_SEED,
         )
     print(
         f"replayed {report.sightings} sightings, wrote {report.messages} messages, "
@@ -330,6 +344,14 @@ def _cmd_replay(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     return 0
+
+
+def _is_when(text: str) -> bool:
+    try:
+        float(text.removeprefix("+"))
+    except ValueError:
+        return False
+    return True
 
 
 class _output:  # noqa: N801 - used as a context manager like open()

@@ -61,6 +61,7 @@ def replay(
     out: TextIO,
     *,
     downlinks: Iterable[tuple[str, bytes]] = (),
+    timed_downlinks: Iterable[tuple[str, bytes, str]] = (),
     speed: float | None = None,
     seed: str = DEFAULT_SEED,
     problems: TextIO = sys.stderr,
@@ -78,6 +79,12 @@ def replay(
                     pipeline.downlink(pipeline.topics.downlink(kind), payload, first.ts)
                 uplink.drain()
                 driver = SimulatedRun(pipeline, after_batch=uplink.drain, speed=speed)
+                for kind, payload, when in timed_downlinks:
+                    at = first.ts + float(when[1:]) if when.startswith("+") else float(when)
+                    topic = pipeline.topics.downlink(kind)
+                    driver.at(
+                        at, lambda ts, topic=topic, payload=payload: pipeline.downlink(topic, payload, ts)
+                    )
                 driver.feed(itertools.chain([first], sightings))
                 driver.finish()
                 report.sightings = driver.report.sightings

@@ -39,11 +39,28 @@ class SimulatedRun:
         self._speed = speed
         self._next_tick: float | None = None
         self._batch: list[Sighting] = []
+        # (simulated time, action): downlinks that arrive in the middle of a replayed day.
+        self._scheduled: list[tuple[float, Callable[[float], None]]] = []
         self.report = DriveReport()
         self._wall_start = 0.0
 
+    def at(self, ts: float, action: Callable[[float], None]) -> None:
+        """Run ``action(ts)`` once simulated time reaches ``ts``, between the sightings around it."""
+        self._scheduled.append((ts, action))
+        self._scheduled.sort(key=lambda item: item[0])
+
+    def _run_due(self, now: float) -> None:
+        while self._scheduled and self._scheduled[0][0] <= now:
+            ts, action = self._scheduled.pop(0)
+            self._flush()
+            if self._next_tick is not None:
+                self._advance_to(ts)
+            action(ts)
+            self._after_batch()
+
     def feed(self, sightings: Iterable[Sighting]) -> None:
         for sighting in sightings:
+            self._run_due(sighting.ts)
             self._pace(sighting.ts)
             if self._next_tick is None:
                 self._next_tick = sighting.ts + self._tick_s
@@ -68,6 +85,10 @@ class SimulatedRun:
         interval = config.footfall.interval_s
         end = self.report.last_ts + config.presence.absence_timeout_s + self._tick_s
         end = end - end % interval + interval
+        for ts, _ in list(self._scheduled):
+            if ts <= end:
+                self._advance_to(ts)
+                self._run_due(ts)
         self._advance_to(end)
 
     def _advance_to(self, now: float) -> None:

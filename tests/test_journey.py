@@ -1,0 +1,308 @@
+"""Journey scenarios, replayed: traces of a shopper walking in, downlinks from HQ arriving before
+or during the visit, and exactly the notifications (or recorded suppressions) a user expects."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from edge_agent.cli import main
+from edge_agent.config import config_from_mapping
+from edge_agent.replay import replay
+from edge_agent.trace import format_trace_line
+from tests.helpers import KEYS, app_sighting
+
+T0 = 1_764_000_000.0  # 2025-11-24 17:00 in Rome: inside opening hours
+ZONES = ("entrance", "shop", "counter")
+
+
+def _config(**rules: Any) -> Any:
+    return config_from_mapping(
+        {
+            "store": {"id": "s1", "timezone": "Europe/Rome", "entrance_zone": "entrance"},
+            "zones": [
+                {"id": "entrance", "adjacent": ["shop"]},
+                {"id": "shop", "adjacent": ["counter"]},
+                {"id": "counter"},
+            ],
+            "receivers": [{"id": z, "zone": z} for z in ZONES],
+            "presence": {"absence_timeout_s": 60, "zone_min_s": 2},
+            "rules": {"click_and_collect": {"pickup_zone": "counter"}, **rules},
+        }
+    )
+
+
+def _walk(customer: str, legs: Sequence[tuple[str, int]], start: float = T0) -> list[str]:
+    """Trace lines: one advertisement a second heard by every receiver, loudest where the shopper is."""
+    lines, ts = [], start
+    for zone, seconds in legs:
+        for _ in range(seconds):
+            for receiver in ZONES:
+                lines.append(
+                    format_trace_line(app_sighting(customer, ts, receiver, -55 if receiver == zone else -80))
+                )
+            ts += 1.0
+    return lines
+
+
+def _customers(*records: tuple[str, bool, bool]) -> tuple[str, bytes]:
+    body = {
+        "schema": "customers.v1", "message_id": "reg-1",
+        "upsert": [{"customer_id": c, "identity_key": KEYS[c].hex(),
+                    "consent": {"service": s, "marketing": m}} for c, s, m in records],
+    }  # fmt: skip
+    return "customers", json.dumps(body).encode()
+
+
+def _downlink(kind: str, **body: Any) -> tuple[str, bytes]:
+    return kind, json.dumps({"schema": f"{kind}.v1", "message_id": f"{kind}-{len(body)}", **body}).encode()
+
+
+def _order(status: str = "ready", version: int = 1) -> tuple[str, bytes]:
+    order = {
+        "order_id": "O-7",
+        "customer_id": "c1",
+        "status": status,
+        "version": version,
+        "pickup_point": "Counter B",
+    }
+    return _downlink("orders", orders=[order])
+
+
+def _run(
+    config: Any,
+    trace: list[str],
+    downlinks: Sequence[tuple[str, bytes]],
+    timed: Sequence[tuple[str, bytes, str]] = (),
+) -> list[dict[str, Any]]:
+    out = io.StringIO()
+    report = replay(config, trace, out, downlinks=downlinks, timed_downlinks=timed)
+    assert report.downlinks_rejected == 0
+    return [json.loads(line)["payload"] for line in out.getvalue().splitlines()]
+
+
+def _of(messages: list[dict[str, Any]], schema: str) -> list[dict[str, Any]]:
+    return [m for m in messages if m["schema"] == schema]
+
+
+CNC_WALK = (("entrance", 20), ("shop", 40), ("counter", 60))
+
+
+def test_ready_order_gives_one_customer_and_one_staff_notification_then_a_counter_alert_and_collection() -> (
+    None
+):
+    kind, collected = _order("collected", version=2)
+    messages = _run(
+        _config(),
+        _walk("c1", CNC_WALK),
+        [_customers(("c1", True, False)), _order()],
+        timed=[(kind, collected, "+110")],
+    )
+    notifications = _of(messages, "notification.v1")
+    assert [(n["audience"], n["template"]) for n in notifications] == [
+        ("customer", "cnc.arrival.customer"), ("staff", "cnc.arrival.staff"), ("staff", "cnc.counter.staff"),
+    ]  # fmt: skip
+    assert notifications[0]["channel"] == "push"
+    assert notifications[1]["channel"] == "staff_device"
+    assert "O-7" in notifications[0]["text"]
+    assert "Counter B" in notifications[0]["text"]
+    orders = _of(messages, "order.v1")
+    assert [o["phase"] for o in orders] == ["arrived", "at_counter", "collected"]
+    assert orders[2]["arrival_to_collection_s"] == pytest.approx(110, abs=1)
+    visit_id = _of(messages, "visit.v1")[0]["visit_id"]
+    assert {m["visit_id"] for m in notifications + orders} == {visit_id}  # one journey
+    assert _of(messages, "suppressed.v1") == []
+
+
+def test_a_customer_without_service_consent_gets_no_click_and_collect_and_the_suppression_is_recorded() -> (
+    None
+):
+    messages = _run(_config(), _walk("c1", CNC_WALK), [_customers(("c1", False, True)), _order()])
+    assert _of(messages, "notification.v1") == []
+    suppressed = _of(messages, "suppressed.v1")
+    assert {(s["template"], s["reason"]) for s in suppressed} == {
+        ("cnc.arrival.customer", "no service consent"), ("cnc.arrival.staff", "no service consent"),
+        ("cnc.counter.staff", "no service consent"),
+    }  # fmt: skip
+
+
+def test_quiet_hours_silence_the_customer_but_not_the_staff() -> None:
+    config = _config(guards={"quiet_hours_start": "16:30", "quiet_hours_end": "18:00"})  # T0 is 17:00 local
+    messages = _run(config, _walk("c1", CNC_WALK), [_customers(("c1", True, True)), _order()])
+    assert [n["template"] for n in _of(messages, "notification.v1")] == [
+        "cnc.arrival.staff",
+        "cnc.counter.staff",
+    ]
+    assert [(s["template"], s["reason"]) for s in _of(messages, "suppressed.v1")] == [
+        ("cnc.arrival.customer", "quiet hours")
+    ]
+
+
+PLANOGRAM = {
+    "items": [
+        {
+            "sku": "SKU-1",
+            "name": "Espresso beans",
+            "zone": "shop",
+            "aisle": "4",
+            "shelf": "B",
+            "in_stock": True,
+        },
+        {
+            "sku": "SKU-2",
+            "name": "Milk frother",
+            "zone": "shop",
+            "aisle": "7",
+            "shelf": "A",
+            "in_stock": False,
+        },
+        {"sku": "SKU-3", "name": "Mugs", "zone": "counter", "aisle": "9", "shelf": "C", "in_stock": True},
+    ]
+}
+SHOPPING_LIST = {
+    "lists": [
+        {"customer_id": "c1", "version": 1, "items": [
+            {"sku": "SKU-2", "source": "wishlist"}, {"sku": "SKU-1", "source": "cart"},
+            {"sku": "SKU-3", "source": "search"},
+        ]},
+    ]
+}  # fmt: skip
+
+
+def test_list_items_out_of_stock_are_never_suggested_and_nothing_twice_in_a_visit() -> None:
+    config = _config(shelf_location={"trigger": "zone"}, guards={"min_gap_s": 0})
+    walk = (("entrance", 10), ("shop", 30), ("counter", 20), ("shop", 30))  # back into the shop
+    messages = _run(
+        config, _walk("c1", walk),
+        [_customers(("c1", True, True)), _downlink("planogram", **PLANOGRAM),
+         _downlink("lists", **SHOPPING_LIST)],
+    )  # fmt: skip
+    shelf = [n for n in _of(messages, "notification.v1") if n["template"] == "shelf.location"]
+    assert [n["data"]["skus"] for n in shelf] == [
+        "SKU-1",
+        "SKU-3",
+    ]  # shop, then counter; not SKU-2, not again
+    assert "Espresso beans (aisle 4, shelf B)" in shelf[0]["text"]
+    assert "Milk frother" not in json.dumps(messages)
+
+
+def test_caps_suppress_what_would_exceed_them() -> None:
+    config = _config(guards={"max_per_visit": 1, "min_gap_s": 0})
+    messages = _run(
+        config, _walk("c1", CNC_WALK),
+        [_customers(("c1", True, True)), _order(), _downlink("planogram", **PLANOGRAM),
+         _downlink("lists", **SHOPPING_LIST)],
+    )  # fmt: skip
+    customer = [n for n in _of(messages, "notification.v1") if n["audience"] == "customer"]
+    assert [n["template"] for n in customer] == ["cnc.arrival.customer"]
+    assert [(s["template"], s["reason"]) for s in _of(messages, "suppressed.v1")] == [
+        ("shelf.location", "visit cap reached")
+    ]
+
+
+def test_minimum_gap_between_notifications() -> None:
+    messages = _run(
+        _config(guards={"min_gap_s": 120}), _walk("c1", CNC_WALK),
+        [_customers(("c1", True, True)), _order(), _downlink("planogram", **PLANOGRAM),
+         _downlink("lists", **SHOPPING_LIST)],
+    )  # fmt: skip
+    assert ("shelf.location", "minimum gap") in {
+        (s["template"], s["reason"]) for s in _of(messages, "suppressed.v1")
+    }
+
+
+OFFERS = {
+    "offers": [
+        {"offer_id": "OF-1", "match_sku": "SKU-1", "coupon": "GRIND10", "product": "a coffee grinder",
+         "valid_from": "2025-11-01T00:00:00Z", "valid_until": "2025-12-31T00:00:00Z"},
+    ]
+}  # fmt: skip
+RECEIPT = {
+    "receipts": [
+        {"receipt_id": "R-1", "customer_id": "c1", "total": 12.5,
+         "items": [{"sku": "SKU-1", "quantity": 1, "price": 12.5}]},
+    ]
+}  # fmt: skip
+
+
+@pytest.mark.parametrize(("marketing", "thanked"), [(True, True), (False, False)])
+def test_a_receipt_in_the_visit_leads_to_a_thank_you_with_a_coupon_only_with_marketing_consent(
+    marketing: bool, thanked: bool
+) -> None:
+    kind, receipt = _downlink("receipts", **RECEIPT)
+    messages = _run(
+        _config(), _walk("c1", (("entrance", 10), ("shop", 60), ("entrance", 10))),
+        [_customers(("c1", True, marketing)), _downlink("offers", **OFFERS)], timed=[(kind, receipt, "+40")],
+    )  # fmt: skip
+    [purchase] = _of(messages, "purchase.v1")
+    visit = _of(messages, "visit.v1")
+    assert purchase["visit_id"] == visit[0]["visit_id"]
+    thanks = [n for n in _of(messages, "notification.v1") if n["template"] == "post_purchase.thanks"]
+    if thanked:
+        [note] = thanks
+        assert note["data"]["coupon"] == "GRIND10"
+        assert "GRIND10" in note["text"]
+        assert "feedback" in note["text"]
+        # sent when the visit ends (the outbox then sends it first: notifications outrank visits)
+        assert note["ts"] == visit[-1]["ts"]
+        assert visit[-1]["phase"] == "ended"
+    else:
+        assert thanks == []
+        assert ("post_purchase.thanks", "no marketing consent") in {
+            (s["template"], s["reason"]) for s in _of(messages, "suppressed.v1")
+        }
+
+
+def test_italian_texts_and_overrides_from_the_toml() -> None:
+    config = _config(
+        language="it", templates={"cnc.arrival.staff": {"it": "Ordine {order_id}: cliente arrivato"}}
+    )
+    messages = _run(config, _walk("c1", CNC_WALK), [_customers(("c1", True, False)), _order()])
+    texts = [n["text"] for n in _of(messages, "notification.v1")]
+    assert texts[0].startswith("Benvenuto! Il tuo ordine O-7")
+    assert texts[1] == "Ordine O-7: cliente arrivato"
+
+
+def test_replay_command_applies_a_downlink_in_the_middle_of_the_day(tmp_path: Path) -> None:
+    config_file = tmp_path / "store.toml"
+    config_file.write_text(
+        '[store]\nid = "s1"\ntimezone = "Europe/Rome"\n'
+        + "".join(f'[[zones]]\nid = "{z}"\n' for z in ZONES)
+        + "".join(f'[[receivers]]\nid = "{z}"\nzone = "{z}"\n' for z in ZONES)
+    )
+    trace = tmp_path / "trace.jsonl"
+    trace.write_text("\n".join(_walk("c1", (("entrance", 10), ("shop", 60)))) + "\n")
+    files = {}
+    for name, (_, payload) in {
+        "customers": _customers(("c1", True, True)),
+        "receipts": _downlink("receipts", **RECEIPT),
+    }.items():
+        files[name] = tmp_path / f"{name}.jsonl"
+        files[name].write_bytes(payload + b"\n")
+    out = tmp_path / "out.jsonl"
+    code = main([
+        "replay", str(trace), "--config", str(config_file), "--output", str(out),
+        "--downlink", f"customers={files['customers']}", "--downlink", f"receipts={files['receipts']}@+30",
+    ])  # fmt: skip
+    assert code == 0
+    payloads = [json.loads(line)["payload"] for line in out.read_text().splitlines()]
+    [purchase] = _of(payloads, "purchase.v1")
+    assert purchase["visit_id"] is not None
+    assert (
+        main(
+            [
+                "replay",
+                str(trace),
+                "--config",
+                str(config_file),
+                "--downlink",
+                f"receipts={files['receipts']}@soon",
+            ]
+        )
+        == 2
+    )
