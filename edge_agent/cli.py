@@ -9,6 +9,7 @@ edge-agent config check|show FILE       validate / print the effective configura
 edge-agent schema export DIR            the HQ contract: JSON Schemas and AsyncAPI 3.0
 edge-agent hq consume|report            the HQ reference consumer (shared subscriptions) and its report
 edge-agent simulate-fleet --stores N    virtual stores against a broker, for HQ load tests
+edge-agent journey CUSTOMER --config F  one customer's journey in this store (support staff)
 """
 
 from __future__ import annotations
@@ -102,6 +103,8 @@ def _parser() -> argparse.ArgumentParser:
     scan.add_argument("--throttle", type=float, help="seconds between RSSI-only updates of one device")
     scan.set_defaults(handler=_cmd_scan)
 
+    _add_journey_command(commands)
+
     status = commands.add_parser("status", help="queue, link, registry and scanners of the local agent")
     status.add_argument("--config", type=Path, required=True)
     status.add_argument("--json", action="store_true", help="print JSON for scripts and monitoring")
@@ -116,6 +119,15 @@ def _parser() -> argparse.ArgumentParser:
     show.add_argument("file", type=Path)
     show.set_defaults(handler=_cmd_config_show)
     return parser
+
+
+def _add_journey_command(commands: argparse._SubParsersAction) -> None:
+    """``journey CUSTOMER_ID``: what support staff ask first ("did they get the message?")."""
+    journey = commands.add_parser("journey", help="one customer's journey in this store, for support staff")
+    journey.add_argument("customer_id")
+    journey.add_argument("--config", type=Path, required=True)
+    journey.add_argument("--date", help="local date YYYY-MM-DD (default: every day kept)")
+    journey.set_defaults(handler=_cmd_journey)
 
 
 def _add_contract_commands(commands: argparse._SubParsersAction) -> None:
@@ -245,6 +257,40 @@ def _cmd_scan(args: argparse.Namespace) -> int:
             f"recorded {sum(r.sightings for r in view.rows.values())} sightings to {args.record}",
             file=sys.stderr,
         )
+    return 0
+
+
+def _cmd_journey(args: argparse.Namespace) -> int:
+    import zoneinfo  # noqa: PLC0415
+    from datetime import date, datetime, time, timedelta  # noqa: PLC0415
+
+    from edge_agent.config import load_config  # noqa: PLC0415
+    from edge_agent.statusview import StatusUnavailable, read_journey  # noqa: PLC0415
+
+    config = load_config(args.config)
+    tz = zoneinfo.ZoneInfo(config.store.timezone)
+    since, until = 0.0, float("inf")
+    if args.date:
+        try:
+            day = date.fromisoformat(args.date)
+        except ValueError:
+            print(f"--date expects YYYY-MM-DD, got {args.date!r}", file=sys.stderr)
+            return EXIT_USAGE
+        since = datetime.combine(day, time(0), tz).timestamp()
+        until = datetime.combine(day + timedelta(days=1), time(0), tz).timestamp()
+    try:
+        rows = read_journey(config.storage.path, args.customer_id, since, until)
+    except StatusUnavailable as exc:
+        print(str(exc), file=sys.stderr)
+        return 1
+    if not rows:
+        print(f"no journey kept for {args.customer_id}" + (f" on {args.date}" if args.date else ""))
+        return 0
+    # Plain lines, not a table: support staff paste them into tickets and grep them.
+    print(f"{args.customer_id} at {config.store.id}, local time ({config.store.timezone})")
+    for ts, visit_id, kind, detail in rows:
+        local = datetime.fromtimestamp(ts, tz).strftime("%Y-%m-%d %H:%M:%S")
+        print(f"{local}  visit …{visit_id[-6:]:<6}  {kind:<12}  {detail}")
     return 0
 
 

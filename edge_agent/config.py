@@ -143,6 +143,8 @@ class StorageSettings(Section):
     # Sightings are processed and their events committed in groups: one fsync per group.
     group_max_events: Annotated[int, _between(1, 100_000)] = 500
     group_max_delay_s: Annotated[float, _between(0.001, 10)] = 0.2
+    # How long `edge-agent journey` can look back: touchpoints older than this are deleted.
+    journey_days: Annotated[float, _between(0.01, 365)] = 7.0
 
 
 class BleSettings(Section):

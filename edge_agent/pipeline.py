@@ -29,6 +29,8 @@ from edge_agent.topics import Topics
 
 _LOGGER = logging.getLogger(__name__)
 
+# How often touchpoints older than storage.journey_days are deleted.
+JOURNEY_PRUNE_S = 3600.0
 # How stale a kept open visit's last sighting may get.
 VISIT_SNAPSHOT_S = 30.0
 
@@ -50,6 +52,7 @@ class Pipeline:
         self.core.restore_visits(self.state.open_visits())
         self.counters: Counter[str] = Counter()
         self._visits_saved_at: float | None = None
+        self._journey_pruned_at: float | None = None
 
     def process(self, sightings: Sequence[Sighting]) -> int:
         """Run a group of sightings through the core and commit what they caused at once."""
@@ -67,6 +70,9 @@ class Pipeline:
     def tick(self, now: float) -> int:
         messages = self.core.tick(now)
         self._commit(messages, now)
+        if self._journey_pruned_at is None or now - self._journey_pruned_at >= JOURNEY_PRUNE_S:
+            self._journey_pruned_at = now
+            self.state.prune_journey(now - self.config.storage.journey_days * 86400)
         return len(messages)
 
     def _commit(self, messages: list[Message], now: float) -> None:
@@ -76,6 +82,7 @@ class Pipeline:
             return
         with self.database.transaction():
             self.outbox.add(messages, now)
+            self.state.record_journey(messages)
             if save_visits:
                 self._save_open_visits(now)
 
@@ -108,7 +115,9 @@ class Pipeline:
             return False
         with self.database.transaction():
             self.state.apply(downlink)
-            self.outbox.add(self.core.apply(downlink, now), now)
+            caused = self.core.apply(downlink, now)
+            self.outbox.add(caused, now)
+            self.state.record_journey(caused)
             if self.core.visits_changed:
                 self._save_open_visits(now)
         self.counters["downlinks_applied"] += 1

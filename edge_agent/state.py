@@ -20,9 +20,11 @@ from edge_agent.downlinks import (
     PlanogramDownlink,
     ReceiptsDownlink,
 )
+from edge_agent.events import Message
 from edge_agent.identity import Customer
 from edge_agent.journey import Order
 from edge_agent.storage import Database
+from edge_agent.touchpoints import touchpoint
 
 LOGGED = (ListsDownlink, PlanogramDownlink, OffersDownlink, ReceiptsDownlink)
 
@@ -43,6 +45,12 @@ class StateStore:
         for column, kind in (("pickup_zone", str), ("version", int)):  # files from before they existed
             if column not in db["orders"].columns_dict:
                 db["orders"].add_column(column, kind)
+        # One line per touchpoint of a recognised customer's journey (edge-agent journey).
+        db["journey"].create(
+            {"id": int, "customer_id": str, "visit_id": str, "ts": float, "kind": str, "detail": str},
+            pk="id", if_not_exists=True,
+        )  # fmt: skip
+        db["journey"].create_index(["customer_id", "ts"], if_not_exists=True)
         # Lists, planogram, offers and receipts as applied, replayed into the rules at start.
         db["downlink_log"].create({"seq": int, "kind": str, "payload": str}, pk="seq", if_not_exists=True)
         db["meta"].create({"key": str, "value": str}, pk="key", if_not_exists=True)
@@ -55,7 +63,15 @@ class StateStore:
         """Persist a validated downlink; call inside the transaction that enqueues its effects."""
         with self._database.transaction() as conn:
             if isinstance(downlink, CustomersDownlink):
+                # Erased or no longer consenting: their journey goes with them.
+                gone = [*downlink.delete, *(r.customer_id for r in downlink.upsert if not r.consent.service
+                                            and not r.consent.marketing)]  # fmt: skip
+                conn.executemany("DELETE FROM journey WHERE customer_id = ?", [(c,) for c in gone])
                 if downlink.full:
+                    kept = [r.customer_id for r in downlink.upsert]
+                    conn.execute(
+                        f"DELETE FROM journey WHERE customer_id NOT IN ({','.join('?' * len(kept))})", kept
+                    )
                     conn.execute("DELETE FROM customers")
                 conn.executemany(
                     "DELETE FROM customers WHERE customer_id = ?", [(c,) for c in downlink.delete]
@@ -135,6 +151,23 @@ class StateStore:
         with self._database.lock:
             rows = self._database.db.conn.execute("SELECT record FROM open_visits").fetchall()
         return [json.loads(row[0]) for row in rows]
+
+    def record_journey(self, messages: Sequence[Message]) -> None:
+        """Keep the touchpoints among ``messages``; call inside the transaction that enqueues them."""
+        rows = [
+            (t.customer_id, t.visit_id, t.ts, t.kind, t.detail)
+            for t in (touchpoint(m) for m in messages)
+            if t is not None
+        ]
+        if rows:
+            with self._database.transaction() as conn:
+                conn.executemany(
+                    "INSERT INTO journey (customer_id, visit_id, ts, kind, detail) VALUES (?,?,?,?,?)", rows
+                )
+
+    def prune_journey(self, before: float) -> None:
+        with self._database.transaction() as conn:
+            conn.execute("DELETE FROM journey WHERE ts < ?", (before,))
 
     def put_meta(self, key: str, value: str) -> None:
         with self._database.transaction() as conn:

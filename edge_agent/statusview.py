@@ -19,6 +19,27 @@ class StatusUnavailable(Exception):
     """There is no agent database to read (yet), or it is not one of ours."""
 
 
+def read_journey(
+    db_path: Path, customer_id: str, since: float, until: float
+) -> list[tuple[float, str, str, str]]:
+    """(ts, visit id, kind, detail) of one customer's touchpoints, oldest first."""
+    if not db_path.exists():
+        raise StatusUnavailable(f"no agent database at {db_path}: has the agent run yet?")
+    try:
+        conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=5)
+        try:
+            rows = conn.execute(
+                "SELECT ts, coalesce(visit_id, ''), kind, detail FROM journey "
+                "WHERE customer_id = ? AND ts >= ? AND ts < ? ORDER BY ts, id",
+                (customer_id, since, until),
+            ).fetchall()
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        raise StatusUnavailable(f"cannot read {db_path}: {exc}") from exc
+    return rows
+
+
 def read_status(db_path: Path, now: float) -> dict[str, Any]:
     if not db_path.exists():
         raise StatusUnavailable(f"no agent database at {db_path}: has the agent run yet?")

@@ -306,3 +306,51 @@ def test_replay_command_applies_a_downlink_in_the_middle_of_the_day(tmp_path: Pa
         )
         == 2
     )
+
+
+def _store_file(tmp_path: Path) -> Path:
+    config_file = tmp_path / "store.toml"
+    config_file.write_text(
+        f'[store]\nid = "s1"\ntimezone = "Europe/Rome"\n[storage]\npath = "{tmp_path / "agent.db"}"\n'
+        '[rules.click_and_collect]\npickup_zone = "counter"\n[presence]\nzone_min_s = 2\n'
+        + "".join(f'[[zones]]\nid = "{z}"\n' for z in ZONES)
+        + "".join(f'[[receivers]]\nid = "{z}"\nzone = "{z}"\n' for z in ZONES)
+    )
+    return config_file
+
+
+def test_journey_command_shows_one_customers_touchpoints_and_erasure_removes_them(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from edge_agent.config import load_config
+    from edge_agent.ids import EventIdFactory
+    from edge_agent.pipeline import Pipeline
+    from edge_agent.simclock import SimulatedRun
+    from edge_agent.storage import Database
+    from edge_agent.trace import parse_trace_line
+
+    config_file = _store_file(tmp_path)
+    config = load_config(config_file)
+    database = Database(config.storage.path)
+    pipeline = Pipeline(config, database, EventIdFactory.seeded("journey"))
+    for kind, payload in (_customers(("c1", True, True), ("c2", True, True)), _order()):
+        assert pipeline.downlink(pipeline.topics.downlink(kind), payload, T0)
+    run = SimulatedRun(pipeline)
+    run.feed(parse_trace_line(line) for line in _walk("c1", CNC_WALK))
+    run.finish()
+    database.close()
+
+    assert main(["journey", "c1", "--config", str(config_file), "--date", "2025-11-24"]) == 0
+    shown = capsys.readouterr().out
+    for expected in ("entry", "order O-7 arrived", "cnc.arrival.customer", "entered counter", "exit"):
+        assert expected in shown, expected
+    assert main(["journey", "c1", "--config", str(config_file), "--date", "2025-11-25"]) == 0
+    assert "no journey kept for c1 on 2025-11-25" in capsys.readouterr().out
+
+    database = Database(config.storage.path)
+    pipeline = Pipeline(config, database, EventIdFactory.seeded("journey-2"))
+    erase = json.dumps({"schema": "customers.v1", "message_id": "reg-9", "delete": ["c1"]}).encode()
+    assert pipeline.downlink(pipeline.topics.downlink("customers"), erase, T0 + 3600)
+    database.close()
+    assert main(["journey", "c1", "--config", str(config_file)]) == 0
+    assert "no journey kept for c1" in capsys.readouterr().out
