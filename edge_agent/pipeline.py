@@ -15,7 +15,7 @@ from typing import Any
 
 from edge_agent import __version__
 from edge_agent.config import AgentConfig
-from edge_agent.const import PRIORITY_NAMES
+from edge_agent.const import PRIORITY_NAMES, PRIORITY_NOTIFICATION
 from edge_agent.core import StoreCore
 from edge_agent.downlinks import message_id_of, parse_downlink
 from edge_agent.errors import DownlinkRejected
@@ -52,19 +52,41 @@ class Pipeline:
         self.core.restore_visits(self.state.open_visits())
         self.counters: Counter[str] = Counter()
         self._visits_saved_at: float | None = None
+        self._pending: list[Message] = []  # observed, not yet committed
+        self._pending_ts: float | None = None
         self._journey_pruned_at: float | None = None
 
     def process(self, sightings: Sequence[Sighting]) -> int:
         """Run a group of sightings through the core and commit what they caused at once."""
-        messages: list[Message] = []
         for sighting in sightings:
-            try:
-                messages.extend(self.core.observe(sighting))
-            except Exception:  # a bug must cost one sighting, not the daemon
-                self.counters["sighting_errors"] += 1
-                _LOGGER.exception("sighting from receiver=%s failed in the core", sighting.receiver)
-        if sightings:
-            self._commit(messages, sightings[-1].ts)
+            self.observe(sighting)
+        return self.commit()
+
+    def observe(self, sighting: Sighting) -> bool:
+        """Run one sighting through the core; its messages wait for ``commit``.
+
+        Returns True when a notification is waiting: a shopper is being told something now,
+        so the caller should commit at once rather than at the end of the group.
+        """
+        try:
+            messages = self.core.observe(sighting)
+        except Exception:  # a bug must cost one sighting, not the daemon
+            self.counters["sighting_errors"] += 1
+            _LOGGER.exception("sighting from receiver=%s failed in the core", sighting.receiver)
+            return False
+        self._pending_ts = sighting.ts
+        if not messages:
+            return False
+        self._pending.extend(messages)
+        return any(m.priority == PRIORITY_NOTIFICATION for m in messages)
+
+    def commit(self) -> int:
+        """Commit what the sightings observed since the last commit caused (one transaction)."""
+        if self._pending_ts is None:
+            return 0
+        messages, now = self._pending, self._pending_ts
+        self._commit(messages, now)  # if this raises, the messages stay pending for the next try
+        self._pending, self._pending_ts = [], None
         return len(messages)
 
     def tick(self, now: float) -> int:

@@ -307,8 +307,11 @@ class Service:
                 if not batch:
                     batch_deadline = time.monotonic() + group_delay
                 batch.append(item)
-                # A group closes when full or old, so a steady trickle never waits for 'full'.
-                if len(batch) < group_max and time.monotonic() < batch_deadline:
+                # Sightings go through the core as they come; their messages are committed in
+                # groups (one fsync each), closed when full or old, or at once when a shopper
+                # is being notified: that message must not wait for the group.
+                urgent = self.pipeline.observe(item)
+                if not urgent and len(batch) < group_max and time.monotonic() < batch_deadline:
                     continue
                 self._flush(batch)
                 continue
@@ -331,10 +334,11 @@ class Service:
             self.reload()
 
     def _flush(self, batch: list[Sighting]) -> None:
+        """Commit what the group's sightings (already through the core) caused."""
         if not batch:
             return
         try:
-            self.pipeline.process(batch)
+            self.pipeline.commit()
         except Exception:
             _LOGGER.exception("could not commit a group of %d sightings", len(batch))
         batch.clear()

@@ -43,8 +43,9 @@ def test_status_reads_the_running_daemons_figures(
         service.submit(app_sighting("c1", time.time()))
         wait_for(lambda: hq.on("/events/visit"), 10, "the visit at HQ")
         beat = wait_for(
-            lambda: [s for s in hq.on("/status") if s["state"] == "online" and s.get("open_visits") == 1],
-            10, "a heartbeat after the visit",
+            lambda: [s for s in hq.on("/status")
+                     if s["state"] == "online" and s.get("open_visits") == 1 and s.get("last_sync")],
+            10, "a heartbeat after the visit reached HQ",
         )[-1]  # fmt: skip
         assert beat["registry_size"] == 1
         assert beat["registry_version"] == 7
