@@ -15,6 +15,8 @@ means something on whatever machine runs it:
   RSSI filter, against no filter (benchmarks/accuracy.py).
 - fleet: N = 10, 50, 200 virtual stores against a local mosquitto with HQ consumers: messages/s
   end to end and p99 latency from store outbox to HQ database (benchmarks/fleet.py).
+- latency: sighting that starts a visit -> click-and-collect notification at HQ, 1,000
+  arrivals, idle outbox and with 100k telemetry draining (benchmarks/notification_latency.py).
 ``--only GROUP ...`` runs a subset.
 """
 
@@ -35,6 +37,7 @@ from pathlib import Path
 
 from benchmarks.accuracy import bench_accuracy
 from benchmarks.fleet import bench_fleet
+from benchmarks.notification_latency import bench_notification_latency
 from edge_agent.const import EDDYSTONE_SERVICE_UUID
 from edge_agent.core import StoreCore
 from edge_agent.demo import demo_config
@@ -294,6 +297,7 @@ GROUPS: dict[str, Callable[[int], list[dict]]] = {
     "identity": bench_identity_scale,
     "accuracy": lambda repeats: bench_accuracy(),
     "fleet": lambda repeats: bench_fleet(),
+    "latency": lambda repeats: bench_notification_latency(),
 }
 
 

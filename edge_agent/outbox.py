@@ -74,8 +74,8 @@ class Outbox:
     def due(self, limit: int, skip: Iterable[int] = ()) -> list[OutboxRow]:
         """The next ``limit`` rows to send, most urgent first, ignoring those already in flight."""
         skip_ids = set(skip)
-        with self._database.lock:
-            cursor = self._database.db.conn.execute(
+        with self._database.sender_lock:
+            cursor = self._database.sender.execute(
                 "SELECT id, topic, payload, priority, retain FROM outbox ORDER BY priority, id LIMIT ?",
                 (limit + len(skip_ids),),
             )
@@ -88,8 +88,15 @@ class Outbox:
         """Delete rows the broker confirmed; one transaction for a whole batch of PUBACKs."""
         if not ids:
             return
-        with self._database.transaction() as conn:
-            conn.executemany("DELETE FROM outbox WHERE id = ?", [(i,) for i in ids])
+        with self._database.sender_lock:  # the sender's connection: see storage on why
+            conn = self._database.sender
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.executemany("DELETE FROM outbox WHERE id = ?", [(i,) for i in ids])
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
 
     def record_failure(self, ids: Sequence[int]) -> None:
         if not ids:

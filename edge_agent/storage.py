@@ -1,8 +1,17 @@
 """The agent's one SQLite file: opening it safely and running transactions across threads.
 
-WAL with ``synchronous=FULL``: a commit that returned survives a power cut. One connection is
-shared by the pipeline thread and the sender thread under one lock; SQLite serialises writers
-anyway, and one connection keeps a state change and the events it causes in one transaction.
+WAL with ``synchronous=FULL``: a commit that returned survives a power cut. The main connection
+is shared by the pipeline and whoever reads figures, under one lock, and keeps a state change
+and the events it causes in one transaction.
+
+The sender thread has a second connection (``sender``), with ``synchronous=NORMAL`` and its
+own lock, for what it does many times a second: reading due rows and deleting acknowledged
+ones. Losing a delete to a power cut only means the row is sent again (HQ deduplicates on
+event_id), and the next FULL commit on the main connection syncs the WAL frames before it
+anyway. Measured on the store box: with both on one FULL connection, a click-and-collect
+notification waited behind the sender's fsyncs and checkpoints (p99 523 ms from sighting to
+HQ); split, p99 falls to tens of milliseconds (benchmarks/notification_latency.py). The sender
+connection also runs the WAL checkpoints, off the main loop's path.
 """
 
 from __future__ import annotations
@@ -15,6 +24,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import sqlite_utils
+
+MAIN_CHECKPOINT_PAGES = 16_384  # 64 MiB of WAL at the default page size
 
 
 class Database:
@@ -29,9 +40,16 @@ class Database:
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=FULL")
         conn.execute("PRAGMA foreign_keys=ON")
+        # Checkpoints belong to the sender connection; the main one steps in only if the WAL
+        # grows large while nothing is acknowledged (the broker away for long).
+        conn.execute(f"PRAGMA wal_autocheckpoint={MAIN_CHECKPOINT_PAGES}")
         self.db = sqlite_utils.Database(conn)
         self.lock = threading.RLock()
         self._depth = 0
+        sender = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
+        sender.execute("PRAGMA synchronous=NORMAL")
+        self.sender = sender
+        self.sender_lock = threading.Lock()
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
@@ -54,5 +72,7 @@ class Database:
                 conn.execute("COMMIT")
 
     def close(self) -> None:
+        with self.sender_lock:
+            self.sender.close()
         with self.lock:
             self.db.conn.close()
