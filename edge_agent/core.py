@@ -74,9 +74,9 @@ class StoreCore:
         self._journey = JourneyRules(config.rules, self._store_id, config.store.timezone, ids)
         self.registry_version: int | None = None
         self.counters: Counter[str] = Counter()
-        # Set when a recognised customer's open visit changed shape (started, moved, ended,
-        # erased); the pipeline then saves the open visits with the messages that announce it.
-        self.visits_changed = False
+        # Customers whose kept open visit changed shape (started, moved, ended, erased): the
+        # pipeline rewrites just their rows with the messages that announce it.
+        self.changed_visits: set[str] = set()
         self._interval_s = config.footfall.interval_s
         self._interval_start: float | None = None
         # New pseudonyms whose entry is being decided: subject -> [deadline, best rssi, its receiver].
@@ -129,13 +129,18 @@ class StoreCore:
             return frozenset()
         return frozenset(r for r, z in self._layout.zone_of_receiver.items() if z == zone)
 
-    def open_visit_records(self) -> list[dict[str, object]]:
-        """Recognised customers' open visits, to keep across a restart.
+    def open_visit_records(self, customer_ids: Iterable[str] | None = None) -> list[dict[str, object]]:
+        """Recognised customers' open visits (all, or those of ``customer_ids``), to keep across
+        a restart.
 
         Anonymous ones are not kept: their pseudonyms' salt lives only in memory, so after a
         restart nobody could be matched to them anyway.
         """
-        return [v.to_record() for s, v in self._tracker.open_visits.items() if s.kind == "customer"]
+        visits = self._tracker.open_visits
+        if customer_ids is not None:
+            found = (visits.get(Subject("customer", c)) for c in customer_ids)
+            return [v.to_record() for v in found if v is not None]
+        return [v.to_record() for s, v in visits.items() if s.kind == "customer"]
 
     def restore_visits(self, records: Iterable[dict[str, Any]]) -> None:
         for record in records:
@@ -182,7 +187,7 @@ class StoreCore:
         if downlink.full:
             for customer_id in self.customers:
                 self._tracker.forget(Subject("customer", customer_id))
-            self.visits_changed = True
+                self.changed_visits.add(customer_id)
             self._resolver.clear()
         for customer_id in downlink.delete:
             self._remove_customer(customer_id)
@@ -201,13 +206,13 @@ class StoreCore:
             # Consent withdrawn: unrecognisable from now on, and the open visit is dropped.
             self._tracker.forget(Subject("customer", customer.customer_id))
             self._journey.forget_customer(customer.customer_id)
-            self.visits_changed = True
+            self.changed_visits.add(customer.customer_id)
 
     def _remove_customer(self, customer_id: str) -> None:
         self._resolver.remove(customer_id)
         self._tracker.forget(Subject("customer", customer_id))
         self._journey.forget_customer(customer_id)
-        self.visits_changed = True
+        self.changed_visits.add(customer_id)
 
     # ------------------------------------------------------------------ radio
 
@@ -258,7 +263,8 @@ class StoreCore:
         """Wire messages for a presence event; anonymous visitors only move the counters."""
         visit = event.visit
         recognised = visit.subject.kind == "customer"
-        self.visits_changed |= recognised
+        if recognised:
+            self.changed_visits.add(visit.subject.id)
         if isinstance(event, VisitStarted):
             self._entries += 1
             if not recognised:

@@ -88,15 +88,8 @@ class Outbox:
         """Delete rows the broker confirmed; one transaction for a whole batch of PUBACKs."""
         if not ids:
             return
-        with self._database.sender_lock:  # the sender's connection: see storage on why
-            conn = self._database.sender
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                conn.executemany("DELETE FROM outbox WHERE id = ?", [(i,) for i in ids])
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
+        with self._database.sender_transaction() as conn:  # the sender's connection: see storage
+            conn.executemany("DELETE FROM outbox WHERE id = ?", [(i,) for i in ids])
 
     def record_failure(self, ids: Sequence[int]) -> None:
         if not ids:

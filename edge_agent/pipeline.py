@@ -113,7 +113,7 @@ class Pipeline:
         sighting every ``VISIT_SNAPSHOT_S`` (riding on a commit that writes anyway, or alone
         after twice that): a restart then continues the same visit and journey, or ends it at
         its real last sighting, losing at most that much of its tail."""
-        if self.core.visits_changed:
+        if self.core.changed_visits:
             return True
         if self._visits_saved_at is None:
             return self.core.open_visits > 0
@@ -121,9 +121,15 @@ class Pipeline:
         return age >= 2 * VISIT_SNAPSHOT_S or (writing and age >= VISIT_SNAPSHOT_S)
 
     def _save_open_visits(self, now: float) -> None:
-        self.state.save_open_visits(self.core.open_visit_records())
-        self.core.visits_changed = False
-        self._visits_saved_at = now
+        """Rewrite the rows of visits that changed; every ``VISIT_SNAPSHOT_S`` all of them (their
+        last sighting moves on every advertisement and is not worth a write each time)."""
+        changed, self.core.changed_visits = self.core.changed_visits, set()
+        stale = self._visits_saved_at is None or now - self._visits_saved_at >= VISIT_SNAPSHOT_S
+        if stale:
+            self.state.save_open_visits(self.core.open_visit_records())
+            self._visits_saved_at = now
+        else:
+            self.state.update_open_visits(changed, self.core.open_visit_records(changed))
 
     def downlink(self, topic: str, payload: bytes, now: float) -> bool:
         """Validate and apply one downlink, or answer HQ on the errors topic. Never raises."""
@@ -140,7 +146,7 @@ class Pipeline:
             caused = self.core.apply(downlink, now)
             self.outbox.add(caused, now)
             self.state.record_journey(caused)
-            if self.core.visits_changed:
+            if self.core.changed_visits:
                 self._save_open_visits(now)
         self.counters["downlinks_applied"] += 1
         _LOGGER.info("downlink applied kind=%s message_id=%s", kind, downlink.message_id)

@@ -8,7 +8,7 @@ commit, so the broker redelivers anything we had not made durable.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from edge_agent.downlinks import (
@@ -58,6 +58,7 @@ class StateStore:
         db["open_visits"].create(
             {"visit_id": str, "customer_id": str, "record": str}, pk="visit_id", if_not_exists=True
         )
+        db["open_visits"].create_index(["customer_id"], if_not_exists=True)
 
     def apply(self, downlink: Downlink) -> None:
         """Persist a validated downlink; call inside the transaction that enqueues its effects."""
@@ -142,6 +143,15 @@ class StateStore:
         """Replace the kept open visits (a few dozen rows at most: recognised customers only)."""
         with self._database.transaction() as conn:
             conn.execute("DELETE FROM open_visits")
+            conn.executemany(
+                "INSERT INTO open_visits VALUES (?,?,?)",
+                [(r["visit_id"], r["subject"], json.dumps(r, separators=(",", ":"))) for r in records],
+            )
+
+    def update_open_visits(self, customer_ids: Iterable[str], records: Sequence[dict[str, Any]]) -> None:
+        """Replace the kept open visits of ``customer_ids`` by ``records`` (none: visit ended)."""
+        with self._database.transaction() as conn:
+            conn.executemany("DELETE FROM open_visits WHERE customer_id = ?", [(c,) for c in customer_ids])
             conn.executemany(
                 "INSERT INTO open_visits VALUES (?,?,?)",
                 [(r["visit_id"], r["subject"], json.dumps(r, separators=(",", ":"))) for r in records],

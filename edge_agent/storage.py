@@ -50,6 +50,10 @@ class Database:
         sender.execute("PRAGMA synchronous=NORMAL")
         self.sender = sender
         self.sender_lock = threading.Lock()
+        # Both connections take this before they write. SQLite would serialise them anyway, but
+        # its busy handler waits in sleeps of up to tens of milliseconds; a lock wakes the
+        # waiter the moment the other commits.
+        self.write_lock = threading.Lock()
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
@@ -58,18 +62,42 @@ class Database:
             conn = self.db.conn
             outer = self._depth == 0
             if outer:
-                conn.execute("BEGIN IMMEDIATE")
+                self.write_lock.acquire()
+                try:
+                    conn.execute("BEGIN IMMEDIATE")
+                except BaseException:
+                    self.write_lock.release()
+                    raise
             self._depth += 1
             try:
                 yield conn
             except BaseException:
                 self._depth -= 1
                 if outer:
-                    conn.execute("ROLLBACK")
+                    try:
+                        conn.execute("ROLLBACK")
+                    finally:
+                        self.write_lock.release()
                 raise
             self._depth -= 1
             if outer:
-                conn.execute("COMMIT")
+                try:
+                    conn.execute("COMMIT")
+                finally:
+                    self.write_lock.release()
+
+    @contextlib.contextmanager
+    def sender_transaction(self) -> Iterator[sqlite3.Connection]:
+        """A write on the sender's connection (not durable on its own: see the module doc)."""
+        with self.sender_lock, self.write_lock:
+            conn = self.sender
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
 
     def close(self) -> None:
         with self.sender_lock:
