@@ -12,8 +12,10 @@ import queue
 import tempfile
 import threading
 import time
+import zoneinfo
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import datetime
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -30,8 +32,9 @@ from edge_agent.link import DownlinkDelivery, MqttLink
 from edge_agent.pipeline import Pipeline
 from edge_agent.sighting import Sighting
 from edge_agent.simclock import SimulatedRun
+from edge_agent.statusview import read_journey
 from edge_agent.storage import Database
-from edge_agent.storeday import generate
+from edge_agent.storeday import StoreDay, generate
 
 DELIVERY_DEADLINE_S = 120.0
 
@@ -97,6 +100,7 @@ class DemoResult:
     notifications: Counter[str] = field(default_factory=Counter)
     rejected_downlinks: int = 0
     sample_notification: str = ""
+    example_journey: list[str] = field(default_factory=list)
     seconds: float = 0.0
     lost: int = 0
 
@@ -161,12 +165,30 @@ def _run(
             agent.deliver(hq, progress)
         result.published = agent.link.stats.acknowledged
         result.lost = agent.pipeline.outbox.depth()
+        result.example_journey = _example_journey(config, day)
         result.rejected_downlinks = agent.pipeline.counters["downlinks_rejected"]
     finally:
         agent.close()
         hq.close()
     _summarise(hq.messages, result)
     return result
+
+
+def _example_journey(config: AgentConfig, day: StoreDay) -> list[str]:
+    """What ``edge-agent journey`` would print for a click-and-collect customer of the day."""
+    tz = zoneinfo.ZoneInfo(config.store.timezone)
+    for customer in sorted(day.customers, key=lambda c: c.customer_id):
+        if not customer.order_id or not customer.consent_service:
+            continue
+        rows = read_journey(config.storage.path, customer.customer_id, 0.0, float("inf"))
+        if any(kind == "order" for _, _, kind, _ in rows):
+            lines = [f"$ edge-agent journey {customer.customer_id} --config demo.toml"]
+            lines += [
+                f"{datetime.fromtimestamp(ts, tz):%H:%M:%S}  {kind:<12}  {detail}"
+                for ts, _, kind, detail in rows
+            ]
+            return lines
+    return []
 
 
 class _DemoAgent:
@@ -272,4 +294,8 @@ def print_summary(result: DemoResult, console: Console) -> None:
     console.print(table)
     if result.sample_notification:
         console.print(f'example customer notification: "{result.sample_notification}"')
+    if result.example_journey:
+        console.print("example journey, as support staff would see it:", markup=False)
+        for line in result.example_journey:
+            console.print(line, markup=False, highlight=False, soft_wrap=True)
     console.print(f"done in {result.seconds:.1f} s")

@@ -61,6 +61,9 @@ class SimulationSettings:
     gatt_delay_s: float = 3.0
     walking_speed_m_s: tuple[float, float] = (0.7, 1.3)
     median_browse_s: float = 120.0
+    # App users who come to collect an order visit this zone last before leaving.
+    collect_zone: str | None = None
+    collect_share: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +73,7 @@ class SimulatedCustomer:
     consent_service: bool
     consent_marketing: bool
     platform: str  # "android" | "ios"
+    collects: bool = False  # walks to the collect zone before leaving (click-and-collect)
 
     @property
     def consenting(self) -> bool:
@@ -252,7 +256,8 @@ def simulate_store_day(config: AgentConfig, settings: SimulationSettings) -> Sto
     for index in range(settings.shoppers):
         customer = customers[index] if index < app_users else None
         arrival = rng.uniform(opening, max(opening + 1, closing - 3600))
-        times, points = _walk(rng, layout, arrival, settings)
+        collect = settings.collect_zone if customer is not None and customer.collects else None
+        times, points = _walk(rng, layout, arrival, settings, collect)
         shoppers.append(
             Shopper(
                 f"shopper-{index + 1:05d}", customer, times, points,
@@ -293,16 +298,23 @@ def _customer(rng: random.Random, settings: SimulationSettings, index: int) -> S
     return SimulatedCustomer(
         customer_id, key, consent_service=consenting, consent_marketing=consenting and rng.random() < 0.5,
         platform="ios" if rng.random() < settings.ios_share else "android",
+        collects=settings.collect_zone is not None and rng.random() < settings.collect_share,
     )  # fmt: skip
 
 
 def _walk(
-    rng: random.Random, layout: StoreLayout, arrival: float, settings: SimulationSettings
+    rng: random.Random,
+    layout: StoreLayout,
+    arrival: float,
+    settings: SimulationSettings,
+    collect: str | None = None,
 ) -> tuple[list[float], list[Point]]:
     assert layout.entrance is not None
     speed = rng.uniform(*settings.walking_speed_m_s)
-    others = [z for z in layout.zones if z != layout.entrance]
+    others = [z for z in layout.zones if z not in (layout.entrance, collect)]
     targets = rng.sample(others, min(len(others), rng.randint(2, 4)))
+    if collect is not None:
+        targets.append(collect)
     times = [arrival]
     points = [_point_in(rng, layout, layout.entrance)]
 

@@ -1,40 +1,34 @@
-"""A seeded synthetic store day: sightings plus the downlinks HQ would have sent beforehand.
+"""The demo's store day: the store simulator's shoppers plus the store's own beacons, and the
+downlinks HQ would have sent beforehand (registry, click-and-collect orders, planogram, lists).
 
-Good enough to exercise every stage (fixed beacons, app customers advertising Eddystone-EID
-tokens, anonymous phones, click-and-collect orders), deliberately simple radio: each receiver
-hears a shopper strongly in its own zone and weakly next door, with packet loss. The accurate
-store simulator (paths, path-loss, shadowing, ground truth) is ``edge-agent simulate``'s job.
+The radio is ``edge_agent.simulate``'s (floor plan, path loss, shadowing, packet loss, rotating
+addresses), at one advertisement every ``ADVERTISING_INTERVAL_S`` per phone so the demo's trace
+stays small; app customers with an order walk to the click-and-collect counter before leaving.
 """
 
 from __future__ import annotations
 
-import hashlib
+import heapq
 import json
-import random
+import tomllib
 import zoneinfo
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
+from importlib import resources
 
+from edge_agent.config import AgentConfig, config_from_mapping
 from edge_agent.const import EDDYSTONE_SERVICE_UUID
-from edge_agent.frames import (
-    EddystoneEid,
-    EddystoneUid,
-    IBeacon,
-    encode_eddystone_eid,
-    encode_eddystone_uid,
-    encode_ibeacon,
-)
-from edge_agent.identity import eid_token
+from edge_agent.frames import EddystoneUid, IBeacon, encode_eddystone_uid, encode_ibeacon
 from edge_agent.sighting import Sighting
+from edge_agent.simulate import SimulationSettings, simulate_store_day
 
-# Receivers of the demo store (config edge_agent/data/demo.toml), entrance first.
+# Receivers next to the store's fixed beacons (demo.toml [[beacons]]), one beacon each.
 RECEIVERS = ("entrance", "grocery", "electronics", "clothing", "counter")
-SHOPPING_ZONES = ("grocery", "electronics", "clothing")
 STORE_BEACON_UUID = "f7826da6-4fa2-4e98-8024-bc5b71e0893e"
 EDDYSTONE_NAMESPACE = bytes.fromhex("edd1ebeac04e5defa017")
-# One advertisement every this many seconds reaches a receiver (phones advertise faster, but
-# the demo keeps its trace small).
-SIGHTING_PERIOD_S = 4.0
+# Phones advertise every second or faster; the demo hears one advertisement in four to keep
+# its trace small (the simulator's default for accuracy work is one a second).
+ADVERTISING_INTERVAL_S = 4.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,43 +57,35 @@ def generate(
     loss: float = 0.1,
     rotation_exponent: int = 10,
 ) -> StoreDay:
-    rng = random.Random(seed)
+    config = _demo_store(timezone, rotation_exponent)
+    settings = SimulationSettings(
+        shoppers=shoppers, seed=seed, day=day, open_hours=open_hours, loss=loss,
+        app_share=min(1.0, app_customers / max(1, shoppers)), consent_share=0.9,
+        advertising_interval_s=ADVERTISING_INTERVAL_S, collect_zone="counter", collect_share=0.25,
+    )  # fmt: skip
+    simulation = simulate_store_day(config, settings)
+    customers = [
+        DemoCustomer(
+            c.customer_id, c.identity_key, c.consent_service, c.consent_marketing,
+            f"ORD-{1000 + index}" if c.collects else None,
+        )
+        for index, c in enumerate(simulation.customers)
+    ]  # fmt: skip
     tz = zoneinfo.ZoneInfo(timezone)
     opening = datetime.combine(day, time(open_hours[0]), tz).timestamp()
     closing = datetime.combine(day, time(open_hours[1]), tz).timestamp()
-    customers = _customers(rng, seed, app_customers)
-    sightings: list[Sighting] = []
-    sightings.extend(_fixed_beacons(opening, closing))
-    app_users = iter(customers)
-    for index in range(shoppers):
-        arrival = rng.uniform(opening, closing - 3600)
-        customer = next(app_users, None) if index % max(1, shoppers // app_customers) == 0 else None
-        path = _path(rng, arrival, customer is not None and customer.order_id is not None)
-        address = _random_address(rng)
-        for ts, zone in path:
-            for receiver in RECEIVERS:
-                rssi = _rssi(rng, receiver, zone)
-                if rssi is None or rng.random() < loss:
-                    continue
-                sightings.append(_phone_sighting(ts, receiver, address, rssi, customer, rotation_exponent))
-    sightings.sort(key=lambda s: (s.ts, s.receiver, s.address))
+    sightings = list(
+        heapq.merge(simulation.sightings(), _fixed_beacons(opening, closing), key=lambda s: s.ts)
+    )
     return StoreDay(sightings, customers, _downlinks(customers))
 
 
-def _customers(rng: random.Random, seed: int, count: int) -> list[DemoCustomer]:
-    customers = []
-    for index in range(count):
-        cid = f"cust-{index + 1:04d}"
-        key = hashlib.blake2b(f"demo-identity:{seed}:{cid}".encode(), digest_size=16).digest()
-        # Most customers agreed to service messages; a few to nothing (they stay anonymous).
-        consent_service = index % 10 != 9
-        consent_marketing = index % 3 == 0
-        order = f"ORD-{1000 + index}" if index % 4 == 0 else None
-        customers.append(
-            DemoCustomer(cid, key, consent_service, consent_service and consent_marketing, order)
-        )
-    rng.shuffle(customers)
-    return customers
+def _demo_store(timezone: str, rotation_exponent: int) -> AgentConfig:
+    text = resources.files("edge_agent").joinpath("data/demo.toml").read_text(encoding="utf-8")
+    data = tomllib.loads(text)
+    data["store"]["timezone"] = timezone
+    data.setdefault("identity", {})["rotation_exponent"] = rotation_exponent
+    return config_from_mapping(data, "edge_agent/data/demo.toml")
 
 
 def _downlinks(customers: list[DemoCustomer]) -> list[tuple[str, bytes]]:
@@ -122,59 +108,43 @@ def _downlinks(customers: list[DemoCustomer]) -> list[tuple[str, bytes]]:
         "message_id": "demo-orders-1",
         "orders": [
             {"order_id": c.order_id, "customer_id": c.customer_id, "status": "ready",
-             "pickup_point": "Counter B", "items": ["SKU-1001"]}
+             "pickup_point": "Counter B", "pickup_zone": "counter", "items": ["SKU-1001"]}
             for c in sorted(customers, key=lambda c: c.customer_id) if c.order_id
         ],
     }  # fmt: skip
-    return [("customers", json.dumps(registry).encode()), ("orders", json.dumps(orders).encode())]
+    planogram = {
+        "schema": "planogram.v1", "message_id": "demo-planogram-1", "full": True, "version": 1,
+        "items": [
+            {"sku": sku, "name": name, "zone": zone, "aisle": aisle, "shelf": shelf, "in_stock": stock}
+            for sku, name, zone, aisle, shelf, stock in PLANOGRAM
+        ],
+    }  # fmt: skip
+    lists = {
+        "schema": "lists.v1", "message_id": "demo-lists-1",
+        "lists": [
+            {"customer_id": c.customer_id, "version": 1,
+             "items": [{"sku": PLANOGRAM[(i + j) % len(PLANOGRAM)][0], "source": "wishlist"}
+                       for j in range(3)]}
+            for i, c in enumerate(sorted(customers, key=lambda c: c.customer_id))
+        ],
+    }  # fmt: skip
+    return [
+        ("customers", json.dumps(registry).encode()),
+        ("orders", json.dumps(orders).encode()),
+        ("planogram", json.dumps(planogram).encode()),
+        ("lists", json.dumps(lists).encode()),
+    ]
 
 
-def _path(rng: random.Random, arrival: float, collects: bool) -> list[tuple[float, str]]:
-    """(time, zone) every SIGHTING_PERIOD_S from arrival to departure."""
-    stops = [("entrance", rng.uniform(30, 90))]
-    for zone in rng.sample(SHOPPING_ZONES, rng.randint(1, 3)):
-        stops.append((zone, rng.uniform(120, 900)))
-    if collects:
-        stops.append(("counter", rng.uniform(120, 300)))
-    stops.append(("entrance", rng.uniform(20, 60)))
-    points: list[tuple[float, str]] = []
-    ts = arrival
-    for zone, dwell in stops:
-        end = ts + dwell
-        while ts < end:
-            points.append((round(ts, 3), zone))
-            ts += SIGHTING_PERIOD_S + rng.uniform(-0.5, 0.5)
-    return points
-
-
-def _rssi(rng: random.Random, receiver: str, zone: str) -> int | None:
-    if receiver == zone:
-        return round(rng.gauss(-62, 4))
-    if receiver == "entrance" or zone == "entrance":
-        return round(rng.gauss(-82, 4)) if rng.random() < 0.5 else None
-    return round(rng.gauss(-88, 4)) if rng.random() < 0.3 else None
-
-
-def _random_address(rng: random.Random) -> str:
-    # A resolvable private address: the two top bits of the first byte are 01.
-    first = (rng.randrange(256) & 0x3F) | 0x40
-    return ":".join(f"{b:02X}" for b in [first, *(rng.randrange(256) for _ in range(5))])
-
-
-def _phone_sighting(
-    ts: float, receiver: str, address: str, rssi: int, customer: DemoCustomer | None, k: int
-) -> Sighting:
-    if customer is None:
-        # Apple "Nearby Info" continuity data: a phone that tells us nothing about its owner.
-        return Sighting(
-            ts, receiver, address, rssi, manufacturer_data={0x004C: bytes.fromhex("1005031c0a1b2c")}
-        )
-    token = eid_token(customer.identity_key, k, int(ts))
-    frame = encode_eddystone_eid(EddystoneEid(tx_power=-20, eid=token))
-    return Sighting(
-        ts, receiver, address, rssi,
-        service_data={EDDYSTONE_SERVICE_UUID: frame}, service_uuids=(EDDYSTONE_SERVICE_UUID,),
-    )  # fmt: skip
+# (sku, name, zone, aisle, shelf, in stock): what the demo store's planogram holds.
+PLANOGRAM = [
+    ("SKU-2001", "Espresso beans 1 kg", "grocery", "3", "B", True),
+    ("SKU-2002", "Oat milk", "grocery", "4", "A", False),
+    ("SKU-3001", "USB-C charger", "electronics", "12", "C", True),
+    ("SKU-3002", "Wireless earbuds", "electronics", "12", "D", True),
+    ("SKU-4001", "Rain jacket", "clothing", "20", "1", True),
+    ("SKU-4002", "Wool scarf", "clothing", "21", "2", False),
+]
 
 
 def _fixed_beacons(opening: float, closing: float) -> list[Sighting]:

@@ -139,3 +139,13 @@ def test_floor_plan_mistakes_name_their_keys(tmp_path: Path) -> None:
         "zones[0].polygon: needs at least three corners",
         "store.entrance_zone: unknown zone 'door'",
     ]
+
+
+def test_a_template_override_naming_an_unknown_field_is_refused_with_its_key(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[store]\nid = "s1"\n[rules.templates."cnc.arrival.customer"]\nen = "Hi {first_name}"\n')
+    with pytest.raises(ConfigError) as caught:
+        load_config(bad)
+    [problem] = caught.value.problems
+    assert problem.key == "rules.templates.cnc.arrival.customer.en"
+    assert "first_name" in problem.reason
