@@ -199,9 +199,11 @@ class _DemoAgent:
         self.database = Database(config.storage.path)
         self.pipeline = Pipeline(config, self.database, EventIdFactory())
         self._downlinks: queue.Queue[DownlinkDelivery] = queue.Queue()
+        self.now = day_start  # the simulated clock, moved on by the replay
         self.link = MqttLink(
             config, self.pipeline.outbox, on_downlink=self._downlinks.put,
             status_payload=lambda state: self.pipeline.status(state, day_start).to_json(),
+            clock=lambda: self.now,
         )  # fmt: skip
 
     def connect(self, host: str, port: int) -> None:
@@ -229,6 +231,8 @@ class _DemoAgent:
         task = progress.add_task("store day", total=len(sightings))
 
         def after_batch() -> None:
+            if driver.report.last_ts is not None:
+                self.now = driver.report.last_ts
             self.apply_downlinks()
             self.link.wake()
             progress.update(task, completed=driver.report.sightings)

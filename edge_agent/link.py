@@ -38,6 +38,8 @@ _LOGGER = logging.getLogger(__name__)
 # A refused row waits 2**attempts seconds, capped, before it is offered to the broker again.
 REFUSED_BACKOFF_CAP_S = 60.0
 # Refusals that no reconnect can fix: a misconfiguration to report, not to retry forever.
+# How often the sender drops expired rows (notifications past their TTL) before filling its window.
+EXPIRY_CHECK_S = 1.0
 _FATAL_CONNACK_WORDS = ("protocol", "not authorized", "bad user name", "banned", "client identifier")
 # A broker that does not speak our protocol version may drop the connection instead of
 # refusing it in a CONNACK (amqtt does for MQTT 5): this many drops in a row say so.
@@ -61,6 +63,7 @@ class LinkStats:
     refused: int = 0
     connects: int = 0
     disconnects: int = 0
+    expired: int = 0  # rows dropped unsent because they expired (late notifications)
     last_sync: float | None = None  # wall-clock time of the last PUBACK that deleted a row
 
 
@@ -74,6 +77,7 @@ class MqttLink:
         status_payload: Callable[[str], bytes],
         sighting_filters: tuple[str, ...] = (),
         on_sighting_message: Callable[[str, bytes], None] | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         """``sighting_filters`` are subscribed at QoS 0 and go to ``on_sighting_message``:
         sightings are perishable, so they are neither acknowledged nor queued for us."""
@@ -98,6 +102,8 @@ class MqttLink:
         self._pending_status: bytes | None = None
         self._inflight: dict[int, tuple[int, float]] = {}  # mid -> (outbox row id, sent at)
         self._retry_at: dict[int, tuple[float, int]] = {}  # row id -> (monotonic time, attempts)
+        self._clock = clock  # what "now" is for expiry: the wall clock, or a replay's simulated one
+        self._expired_at = float("-inf")  # clock time of the last expiry sweep
         self.last_progress = time.monotonic()  # the sender thread's last loop
         self.network_progress = time.monotonic()  # paho's network loop: last packet or attempt
         self._client = self._make_client(config.client_id)
@@ -363,6 +369,13 @@ class MqttLink:
         free = self._settings.inflight_window - len(self._inflight)
         if free <= 0:
             return
+        wall = self._clock()
+        if wall - self._expired_at >= EXPIRY_CHECK_S:
+            self._expired_at = wall
+            expired = self._outbox.expire(wall)
+            if expired:
+                self.stats.expired += expired
+                _LOGGER.info("dropped %d expired messages unsent", expired)
         now = time.monotonic()
         skip = {row_id for row_id, _ in self._inflight.values()}
         skip.update(row_id for row_id, (when, _) in self._retry_at.items() if when > now)

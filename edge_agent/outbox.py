@@ -41,6 +41,7 @@ class Outbox:
             if_not_exists=True,
         )  # fmt: skip
         database.db["outbox"].create_index(["priority", "id"], if_not_exists=True)
+        database.db["outbox"].create_index(["expires"], if_not_exists=True)
 
     def add(self, messages: Sequence[Message], now: float) -> None:
         """Append messages; call inside ``Database.transaction`` to group them with other writes."""
@@ -83,6 +84,17 @@ class Outbox:
         return [OutboxRow(r[0], r[1], bytes(r[2]), r[3], bool(r[4])) for r in rows if r[0] not in skip_ids][
             :limit
         ]
+
+    def expire(self, now: float) -> int:
+        """Delete rows past their expiry (notifications that can no longer help); return how many.
+
+        Run by the sender before it fills its window, so an expired notification is dropped, not
+        sent late. (Gap records for them, reported to HQ, come with the bounded outbox.)
+        """
+        with self._database.sender_transaction() as conn:
+            return conn.execute(
+                "DELETE FROM outbox WHERE expires IS NOT NULL AND expires < ?", (now,)
+            ).rowcount
 
     def acknowledge(self, ids: Sequence[int]) -> None:
         """Delete rows the broker confirmed; one transaction for a whole batch of PUBACKs."""

@@ -71,6 +71,7 @@ class Service:
             status_payload=lambda state: self.status_message(state).to_json(),
             sighting_filters=self.remote.topic_filters,
             on_sighting_message=self.remote.handle if self.remote.topic_filters else None,
+            clock=clock,
         )
         scanners = [
             BleScanner(receiver.id, receiver.adapter, self.submit, config.ble, clock, config.gatt)

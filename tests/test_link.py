@@ -12,6 +12,7 @@ import pytest
 from edge_agent.config import AgentConfig
 from edge_agent.embedded_broker import EmbeddedBroker
 from edge_agent.errors import BrokerRefused
+from edge_agent.events import NotificationMessage, VisitMessage, utc
 from edge_agent.link import MqttLink
 from edge_agent.service import Service
 from tests.conftest import Mosquitto, Subscriber, make_config, wait_for
@@ -250,3 +251,31 @@ def test_broker_that_does_not_speak_our_protocol_is_reported_not_waited_on_forev
         finally:
             link.stop(1)
             service.database.close()
+
+
+def test_a_notification_past_its_expiry_is_dropped_not_sent_late(
+    tmp_path: Path,
+    mosquitto: Mosquitto,
+    subscriber_factory: Callable[..., Subscriber],
+    services: Callable[[AgentConfig], Service],
+) -> None:
+
+    hq = subscriber_factory(mosquitto)
+    service = services(make_config(tmp_path, mosquitto))
+    now = time.time()
+    common = {"store_id": "s1", "ts": utc(now - 700), "customer_id": "c1", "visit_id": "v1"}
+    stale = NotificationMessage(
+        event_id="01N0000000000000000000000A", audience="customer", template="cnc.arrival.customer",
+        language="en", text="Your order is ready", expires=utc(now - 100), **common,
+    )  # fmt: skip
+    fresh = stale.model_copy(update={"event_id": "01N0000000000000000000000B", "expires": utc(now + 600)})
+    visit = VisitMessage(
+        event_id="01V0000000000000000000000A", phase="started", started_at=utc(now - 700),
+        entry_receiver="entrance", **common,
+    )  # fmt: skip
+    service.pipeline.outbox.add([stale, fresh, visit], now - 700)  # queued while the store was offline
+    service.start()
+    wait_for(lambda: len(hq.on("/events/visit")) == 1, 10, "the visit")
+    wait_for(lambda: service.pipeline.outbox.depth() == 0, 10, "the outbox to drain")
+    assert hq.event_ids("/notifications") == ["01N0000000000000000000000B"]
+    assert service.link.stats.expired == 1
