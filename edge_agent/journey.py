@@ -180,6 +180,26 @@ class JourneyRules:
         self._guard.visit_ended(visit.subject.id, visit.visit_id)
         return messages
 
+    def snapshot_downlinks(self) -> list[Downlink]:
+        """Lists, planogram and offers as they stand, as downlinks that rebuild them at start."""
+        snapshot: list[Downlink] = [
+            PlanogramDownlink.model_validate(
+                {"schema": "planogram.v1", "message_id": "snapshot", "full": True,
+                 "items": list(self.planogram.values())}
+            ),
+            OffersDownlink.model_validate(
+                {"schema": "offers.v1", "message_id": "snapshot", "full": True,
+                 "offers": list(self.offers.values())}
+            ),
+        ]  # fmt: skip
+        if self.lists:
+            snapshot.append(
+                ListsDownlink.model_validate(
+                    {"schema": "lists.v1", "message_id": "snapshot", "lists": list(self.lists.values())}
+                )
+            )
+        return snapshot
+
     def forget_customer(self, customer_id: str) -> None:
         """Erasure or consent withdrawn: nothing more about this customer from the rules."""
         self.lists.pop(customer_id, None)

@@ -94,7 +94,9 @@ class Pipeline:
         self._commit(messages, now)
         if self._journey_pruned_at is None or now - self._journey_pruned_at >= JOURNEY_PRUNE_S:
             self._journey_pruned_at = now
-            self.state.prune_journey(now - self.config.storage.journey_days * 86400)
+            horizon = now - self.config.storage.journey_days * 86400
+            self.state.prune_journey(horizon)
+            self.state.compact_downlink_log(self.core.journey.snapshot_downlinks(), horizon)
         return len(messages)
 
     def _commit(self, messages: list[Message], now: float) -> None:
@@ -142,7 +144,7 @@ class Pipeline:
             self._reject(topic, kind, payload, exc.reason, now)
             return False
         with self.database.transaction():
-            self.state.apply(downlink)
+            self.state.apply(downlink, now)
             caused = self.core.apply(downlink, now)
             self.outbox.add(caused, now)
             self.state.record_journey(caused)

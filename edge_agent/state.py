@@ -52,7 +52,9 @@ class StateStore:
         )  # fmt: skip
         db["journey"].create_index(["customer_id", "ts"], if_not_exists=True)
         # Lists, planogram, offers and receipts as applied, replayed into the rules at start.
-        db["downlink_log"].create({"seq": int, "kind": str, "payload": str}, pk="seq", if_not_exists=True)
+        db["downlink_log"].create(
+            {"seq": int, "kind": str, "payload": str, "at": float}, pk="seq", if_not_exists=True
+        )
         db["meta"].create({"key": str, "value": str}, pk="key", if_not_exists=True)
         # Recognised customers' open visits (journey so far), so a restart does not split a visit.
         db["open_visits"].create(
@@ -60,7 +62,7 @@ class StateStore:
         )
         db["open_visits"].create_index(["customer_id"], if_not_exists=True)
 
-    def apply(self, downlink: Downlink) -> None:
+    def apply(self, downlink: Downlink, now: float = 0.0) -> None:
         """Persist a validated downlink; call inside the transaction that enqueues its effects."""
         with self._database.transaction() as conn:
             if isinstance(downlink, CustomersDownlink):
@@ -103,9 +105,21 @@ class StateStore:
                 if getattr(downlink, "full", False):  # a full replacement makes earlier ones moot
                     conn.execute("DELETE FROM downlink_log WHERE kind = ?", (downlink.schema_name,))
                 conn.execute(
-                    "INSERT INTO downlink_log (kind, payload) VALUES (?, ?)",
-                    (downlink.schema_name, downlink.model_dump_json(by_alias=True)),
+                    "INSERT INTO downlink_log (kind, payload, at) VALUES (?, ?, ?)",
+                    (downlink.schema_name, downlink.model_dump_json(by_alias=True), now),
                 )
+
+    def compact_downlink_log(self, snapshot: Sequence[Downlink], receipts_since: float) -> None:
+        """Replace the logged lists, planogram and offers by ``snapshot`` (what the rules hold
+        now) and forget receipts older than ``receipts_since``: the log stays the size of the
+        store's current state, not of its history."""
+        with self._database.transaction() as conn:
+            conn.execute("DELETE FROM downlink_log WHERE kind IN ('lists.v1', 'planogram.v1', 'offers.v1')")
+            conn.execute("DELETE FROM downlink_log WHERE kind = 'receipts.v1' AND at < ?", (receipts_since,))
+            conn.executemany(
+                "INSERT INTO downlink_log (kind, payload, at) VALUES (?, ?, ?)",
+                [(d.schema_name, d.model_dump_json(by_alias=True), receipts_since) for d in snapshot],
+            )
 
     def customers(self, batch: int = 10_000) -> Iterator[Customer]:
         """Every stored customer, read in batches: a million rows never sit in memory at once."""

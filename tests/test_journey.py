@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -354,3 +355,38 @@ def test_journey_command_shows_one_customers_touchpoints_and_erasure_removes_the
     database.close()
     assert main(["journey", "c1", "--config", str(config_file)]) == 0
     assert "no journey kept for c1" in capsys.readouterr().out
+
+
+def test_lists_planogram_offers_and_receipts_survive_a_restart_and_their_log_stays_small(
+    tmp_path: Path,
+) -> None:
+    from edge_agent.config import load_config
+    from edge_agent.ids import EventIdFactory
+    from edge_agent.pipeline import Pipeline
+    from edge_agent.storage import Database
+
+    config = load_config(_store_file(tmp_path))
+
+    def pipeline() -> Pipeline:
+        return Pipeline(config, Database(config.storage.path), EventIdFactory())
+
+    first = pipeline()
+    for version in range(1, 30):  # HQ keeps updating the list: the log must not keep every one
+        listed = {"lists": [{**SHOPPING_LIST["lists"][0], "version": version}]}
+        first.downlink(first.topics.downlink("lists"), _downlink("lists", **listed)[1], T0 + version)
+    for kind, body in (("planogram", PLANOGRAM), ("offers", OFFERS), ("receipts", RECEIPT)):
+        assert first.downlink(first.topics.downlink(kind), _downlink(kind, **body)[1], T0 + 40)
+    first.tick(T0 + 50)  # the hourly housekeeping runs on the first tick
+    first.database.close()
+
+    second = pipeline()
+    rules = second.core.journey
+    assert rules.lists["c1"].version == 29
+    assert rules.planogram["SKU-2"].in_stock is False
+    assert "OF-1" in rules.offers
+    assert second.downlink(second.topics.downlink("receipts"), _downlink("receipts", **RECEIPT)[1], T0 + 60)
+    purchases = [p for p in second.outbox.peek_payloads() if p["schema"] == "purchase.v1"]
+    assert len(purchases) == 1  # the first delivery's; the resent receipt was recognised
+    with sqlite3.connect(config.storage.path) as conn:
+        logged = conn.execute("SELECT count(*) FROM downlink_log").fetchone()[0]
+    assert logged <= 5
