@@ -130,3 +130,30 @@ def test_simulate_fleet_delivers_every_event_of_every_store(mosquitto: Mosquitto
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert "4 stores, 2 HQ consumers: 80/80 events" in result.stdout
+
+
+def test_report_has_click_and_collect_waits_suppressions_and_conversion(
+    consumers: Callable[..., HqConsumer], subscriber_factory: Callable[..., Subscriber], mosquitto: Mosquitto,
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    from edge_agent.events import OrderMessage, PurchaseMessage, SuppressedMessage
+
+    consumer = consumers("hq-report")
+    store = subscriber_factory(mosquitto, "nothing/#", client_id="store-publisher")
+    base = {"store_id": "s7", "ts": utc(T0), "boot_id": "b", "customer_id": "c1"}
+    feed: list[Message] = [
+        _visit("s7", 1),
+        OrderMessage(event_id="01O1", seq=1, order_id="O-1", visit_id="v1", phase="collected",
+                     arrival_to_collection_s=240.0, **base),
+        SuppressedMessage(event_id="01S1", seq=1, visit_id="v1", template="shelf.location",
+                          audience="customer", reason="quiet hours", **base),
+        PurchaseMessage(event_id="01P1", seq=1, receipt_id="R-1", visit_id="v1", total=9.0, items=2, **base),
+    ]  # fmt: skip
+    for message in feed:
+        store.publish(_topic(message), message.to_json())
+    wait_for(lambda: consumer.stats.received == 4, 10, "four deliveries")
+    figures = report(tmp_path / "hq.db")["s7"]
+    assert figures["collections"] == 1
+    assert figures["arrival_to_collection_median_s"] == 240.0
+    assert figures["notifications_suppressed"] == {"quiet hours": 1}
+    assert figures["conversion"] == 1.0
