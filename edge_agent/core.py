@@ -208,6 +208,13 @@ class StoreCore:
             self._journey.forget_customer(customer.customer_id)
             self.changed_visits.add(customer.customer_id)
 
+    def erase(self, customer_id: str) -> bool:
+        """Forget a customer everywhere in memory; True if they had an open visit."""
+        had_visit = Subject("customer", customer_id) in self._tracker.open_visits
+        self._remove_customer(customer_id)
+        self.changed_visits.discard(customer_id)  # the state store deletes the row itself
+        return had_visit
+
     def _remove_customer(self, customer_id: str) -> None:
         self._resolver.remove(customer_id)
         self._tracker.forget(Subject("customer", customer_id))

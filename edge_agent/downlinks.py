@@ -173,6 +173,19 @@ class OffersDownlink(Downlink):
     remove: list[Id] = []
 
 
+class EraseCommand(Strict):
+    """Forget a customer: registry, lists, orders, open visit, journey, unsent messages."""
+
+    command: Literal["erase"]
+    customer_id: Id
+    request_id: Id  # HQ's reference, echoed in the erasure receipt
+
+
+class CommandsDownlink(Downlink):
+    schema_name: Literal["commands.v1"] = Field(alias="schema")
+    commands: Annotated[list[EraseCommand], Field(min_length=1, max_length=1000)]
+
+
 DOWNLINK_MODELS: dict[str, type[Downlink]] = {
     "customers": CustomersDownlink,
     "orders": OrdersDownlink,
@@ -180,6 +193,7 @@ DOWNLINK_MODELS: dict[str, type[Downlink]] = {
     "planogram": PlanogramDownlink,
     "receipts": ReceiptsDownlink,
     "offers": OffersDownlink,
+    "commands": CommandsDownlink,
 }
 
 

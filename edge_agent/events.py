@@ -168,6 +168,20 @@ class PurchaseMessage(Message):
     items: int
 
 
+class ErasureMessage(Message):
+    """Receipt for an erase command: what was removed from this store. No other message about
+    the customer follows."""
+
+    stream: ClassVar[str] = "events/erasure"
+    schema_name: Literal["erasure.v1"] = Field("erasure.v1", alias="schema")
+    request_id: str
+    customer_id: str
+    registry: bool
+    unsent_messages_removed: Annotated[int, Field(ge=0)]
+    journey_entries_removed: Annotated[int, Field(ge=0)]
+    open_visit_removed: bool
+
+
 class BeaconStatus(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -256,6 +270,7 @@ UPLINK_MESSAGES: tuple[type[Message], ...] = (
     SuppressedMessage,
     OrderMessage,
     PurchaseMessage,
+    ErasureMessage,
     BeaconMessage,
     BeaconFleetMessage,
     NotificationMessage,

@@ -17,9 +17,9 @@ from edge_agent import __version__
 from edge_agent.config import AgentConfig
 from edge_agent.const import PRIORITY_NAMES, PRIORITY_NOTIFICATION
 from edge_agent.core import StoreCore
-from edge_agent.downlinks import message_id_of, parse_downlink
+from edge_agent.downlinks import CommandsDownlink, message_id_of, parse_downlink
 from edge_agent.errors import DownlinkRejected
-from edge_agent.events import ErrorMessage, Message, StatusMessage, utc
+from edge_agent.events import ErasureMessage, ErrorMessage, Message, StatusMessage, utc
 from edge_agent.ids import EventIdFactory
 from edge_agent.outbox import Outbox
 from edge_agent.sighting import Sighting
@@ -143,6 +143,10 @@ class Pipeline:
         except DownlinkRejected as exc:
             self._reject(topic, kind, payload, exc.reason, now)
             return False
+        if isinstance(downlink, CommandsDownlink):
+            self._erase(downlink, now)
+            self.counters["downlinks_applied"] += 1
+            return True
         with self.database.transaction():
             self.state.apply(downlink, now)
             caused = self.core.apply(downlink, now)
@@ -153,6 +157,27 @@ class Pipeline:
         self.counters["downlinks_applied"] += 1
         _LOGGER.info("downlink applied kind=%s message_id=%s", kind, downlink.message_id)
         return True
+
+    def _erase(self, downlink: CommandsDownlink, now: float) -> None:
+        """Erase customers from memory and file, answer HQ with a receipt each, then push the
+        freed pages out of the WAL so no copy of the data is left in the store's files."""
+        self.commit()  # nothing observed about them may be committed after the erasure
+        with self.database.transaction():
+            for command in downlink.commands:
+                had_visit = self.core.erase(command.customer_id)
+                counts = self.state.erase(command.customer_id)
+                receipt = ErasureMessage(
+                    event_id=self.ids.new(now), store_id=self.config.store.id, ts=utc(now),
+                    request_id=command.request_id, customer_id=command.customer_id,
+                    registry=counts["registry"] > 0, unsent_messages_removed=counts["outbox"],
+                    journey_entries_removed=counts["journey"],
+                    open_visit_removed=had_visit or counts["open_visit"] > 0,
+                )  # fmt: skip
+                self.outbox.add([receipt], now)
+                _LOGGER.info("erased a customer request_id=%s", command.request_id)
+            horizon = now - self.config.storage.journey_days * 86400
+            self.state.compact_downlink_log(self.core.journey.snapshot_downlinks(), horizon)
+        self.database.checkpoint()
 
     def _reject(self, topic: str, kind: str | None, payload: bytes, reason: str, now: float) -> None:
         self.counters["downlinks_rejected"] += 1

@@ -121,6 +121,34 @@ class StateStore:
                 [(d.schema_name, d.model_dump_json(by_alias=True), receipts_since) for d in snapshot],
             )
 
+    def erase(self, customer_id: str) -> dict[str, int]:
+        """Remove every trace of a customer from the file; call inside the pipeline's transaction.
+
+        Unsent outbox rows about the customer are deleted (their payloads name the customer),
+        logged lists too. With ``secure_delete`` the freed pages are zeroed; the caller then
+        checkpoints the WAL so old copies of the pages leave it as well.
+        """
+        pattern = f'%"customer_id":{json.dumps(customer_id)}%'
+        with self._database.transaction() as conn:
+            counts = {
+                "registry": conn.execute(
+                    "DELETE FROM customers WHERE customer_id = ?", (customer_id,)
+                ).rowcount,
+                "outbox": conn.execute(
+                    "DELETE FROM outbox WHERE CAST(payload AS TEXT) LIKE ?", (pattern,)
+                ).rowcount,
+                "journey": conn.execute("DELETE FROM journey WHERE customer_id = ?", (customer_id,)).rowcount,
+                "open_visit": conn.execute(
+                    "DELETE FROM open_visits WHERE customer_id = ?", (customer_id,)
+                ).rowcount,
+            }
+            conn.execute("DELETE FROM orders WHERE customer_id = ?", (customer_id,))
+            conn.execute(
+                "DELETE FROM downlink_log WHERE kind IN ('lists.v1', 'receipts.v1') AND payload LIKE ?",
+                (pattern,),
+            )
+        return counts
+
     def customers(self, batch: int = 10_000) -> Iterator[Customer]:
         """Every stored customer, read in batches: a million rows never sit in memory at once."""
         last = ""

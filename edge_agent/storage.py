@@ -40,6 +40,9 @@ class Database:
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=FULL")
         conn.execute("PRAGMA foreign_keys=ON")
+        # Deleted content is overwritten, not left in free pages: an erased customer's identity
+        # key must not survive in the file (checkpoint() then clears the WAL's copies).
+        conn.execute("PRAGMA secure_delete=ON")
         # Checkpoints belong to the sender connection; the main one steps in only if the WAL
         # grows large while nothing is acknowledged (the broker away for long).
         conn.execute(f"PRAGMA wal_autocheckpoint={MAIN_CHECKPOINT_PAGES}")
@@ -48,6 +51,7 @@ class Database:
         self._depth = 0
         sender = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
         sender.execute("PRAGMA synchronous=NORMAL")
+        sender.execute("PRAGMA secure_delete=ON")
         self.sender = sender
         self.sender_lock = threading.Lock()
         # Both connections take this before they write. SQLite would serialise them anyway, but
@@ -98,6 +102,11 @@ class Database:
                 conn.execute("ROLLBACK")
                 raise
             conn.execute("COMMIT")
+
+    def checkpoint(self) -> None:
+        """Copy the WAL into the database and truncate it (after an erasure)."""
+        with self.lock, self.write_lock:
+            self.db.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     def close(self) -> None:
         with self.sender_lock:

@@ -32,7 +32,17 @@ def test_valid_customers_downlink() -> None:
         ("customers", b"\xff\xfe", "payload is not UTF-8"),
         ("customers", b"[1, 2]", "payload must be a JSON object"),
         ("weather", b"{}", "unknown kind 'weather'"),
-        ("commands", b"{}", "kind 'commands' is not supported by this agent version"),
+        (
+            "commands",
+            json.dumps(
+                {
+                    "schema": "commands.v1",
+                    "message_id": "m",
+                    "commands": [{"command": "resync", "customer_id": "c1", "request_id": "r"}],
+                }
+            ).encode(),
+            "commands[0].command",
+        ),
         ("orders", json.dumps({"schema": "customers.v1", "message_id": "m"}).encode(), "schema"),
         ("customers", b" " * 1_048_577, "exceeds the 1048576-byte limit"),
     ],

@@ -390,3 +390,51 @@ def test_lists_planogram_offers_and_receipts_survive_a_restart_and_their_log_sta
     with sqlite3.connect(config.storage.path) as conn:
         logged = conn.execute("SELECT count(*) FROM downlink_log").fetchone()[0]
     assert logged <= 5
+
+
+def test_erase_removes_a_customer_from_every_table_and_from_the_files_bytes(tmp_path: Path) -> None:
+    from edge_agent.config import load_config
+    from edge_agent.ids import EventIdFactory
+    from edge_agent.pipeline import Pipeline
+    from edge_agent.simclock import SimulatedRun
+    from edge_agent.storage import Database
+    from edge_agent.trace import parse_trace_line
+
+    config = load_config(_store_file(tmp_path))
+    database = Database(config.storage.path)
+    pipeline = Pipeline(config, database, EventIdFactory.seeded("erase"))
+    for kind, payload in (
+        _customers(("c1", True, True), ("c2", True, True)), _order(), _downlink("lists", **SHOPPING_LIST),
+        _downlink("planogram", **PLANOGRAM),
+    ):  # fmt: skip
+        assert pipeline.downlink(pipeline.topics.downlink(kind), payload, T0)
+    run = SimulatedRun(pipeline)
+    run.feed(parse_trace_line(line) for line in _walk("c1", (("entrance", 10), ("shop", 30))))  # still inside
+    assert pipeline.core.open_visits == 1
+    assert any(p.get("customer_id") == "c1" for p in pipeline.outbox.peek_payloads())  # unsent, about c1
+
+    erase = {"schema": "commands.v1", "message_id": "cmd-1",
+             "commands": [{"command": "erase", "customer_id": "c1", "request_id": "GDPR-77"}]}  # fmt: skip
+    assert pipeline.downlink(pipeline.topics.downlink("commands"), json.dumps(erase).encode(), T0 + 41)
+    payloads = pipeline.outbox.peek_payloads()
+    [receipt] = [p for p in payloads if p["schema"] == "erasure.v1"]
+    assert receipt["request_id"] == "GDPR-77"
+    assert receipt["registry"] is True
+    assert receipt["open_visit_removed"] is True
+    assert receipt["unsent_messages_removed"] >= 3
+    assert [p for p in payloads if p.get("customer_id") == "c1"] == [receipt]  # nothing else about them
+    assert pipeline.core.open_visits == 0
+
+    run.feed(parse_trace_line(line) for line in _walk("c1", (("shop", 30),), start=T0 + 42))  # still walking
+    run.finish()
+    assert [p for p in pipeline.outbox.peek_payloads() if p.get("customer_id") == "c1"] == [receipt]
+    # HQ acknowledges everything, the receipt included (the link deletes rows on PUBACK).
+    pipeline.outbox.acknowledge([row.id for row in pipeline.outbox.due(100_000)])
+    database.checkpoint()
+    database.close()
+
+    stored = b"".join(p.read_bytes() for p in tmp_path.iterdir() if p.name.startswith("agent.db"))
+    assert b"c2" in stored  # the other customer is still there: the scan can find a customer id
+    for secret in (b'"c1"', KEYS["c1"], KEYS["c1"].hex().encode()):
+        assert secret not in stored, secret
+    assert KEYS["c2"] in stored
