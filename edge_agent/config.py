@@ -133,6 +133,9 @@ class MqttSettings(Section):
     # How long the broker keeps our session (subscriptions, queued downlinks) while we are away.
     session_expiry_s: Annotated[int, _between(0, 30 * 86400)] = 7 * 86400
     inflight_window: Annotated[int, _between(1, MAX_INFLIGHT_WINDOW)] = 100
+    # A message the broker refuses this many times (PUBACK with a failure code) is moved to the
+    # dead-letter table and reported as a gap, so one poisoned row cannot block the queue.
+    dead_letter_after: Annotated[int, _between(1, 1000)] = 5
     reconnect_min_s: Annotated[float, _between(0.05, 600)] = 1.0
     reconnect_max_s: Annotated[float, _between(0.05, 3600)] = 60.0
     tls: TlsSettings = TlsSettings()
@@ -143,6 +146,10 @@ class StorageSettings(Section):
     # Sightings are processed and their events committed in groups: one fsync per group.
     group_max_events: Annotated[int, _between(1, 100_000)] = 500
     group_max_delay_s: Annotated[float, _between(0.001, 10)] = 0.2
+    # The outbox's cap (payload bytes). Past it, expired rows go first, then telemetry oldest
+    # first; notifications and transactional events are never evicted: at the cap new ones are
+    # refused, logged at ERROR and raised as an alarm in the status. Every drop is a gap.v1 record.
+    outbox_max_bytes: Annotated[int, _between(4096, 64 * 2**30)] = 256 * 2**20
     # How long `edge-agent journey` can look back: touchpoints older than this are deleted.
     journey_days: Annotated[float, _between(0.01, 365)] = 7.0
 

@@ -182,6 +182,23 @@ class ErasureMessage(Message):
     open_visit_removed: bool
 
 
+class GapMessage(Message):
+    """Messages this store dropped and HQ will never receive, and why: a known gap, not a loss.
+
+    ``boot_id``/``stream``/``first_seq``..``last_seq`` name the dropped messages' own numbers
+    (``dropped_boot_id``, since a gap can belong to an earlier boot than the record itself).
+    """
+
+    stream: ClassVar[str] = "events/gap"
+    schema_name: Literal["gap.v1"] = Field("gap.v1", alias="schema")
+    reason: Literal["expired", "evicted", "dead_letter", "refused"]
+    dropped_boot_id: str | None
+    dropped_stream: str
+    first_seq: int | None
+    last_seq: int | None
+    count: Annotated[int, Field(ge=1)]
+
+
 class BeaconStatus(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -258,6 +275,10 @@ class StatusMessage(Message):
     registry_size: int | None = None
     registry_version: int | None = None
     missing_beacons: list[str] | None = None
+    # Outbox health: bytes queued, messages dropped by reason since start, and an alarm if full.
+    outbox_bytes: int | None = None
+    dropped: dict[str, int] | None = None
+    alarm: str | None = None
     scanners: list[ScannerStatus] | None = None
 
 
@@ -271,6 +292,7 @@ UPLINK_MESSAGES: tuple[type[Message], ...] = (
     OrderMessage,
     PurchaseMessage,
     ErasureMessage,
+    GapMessage,
     BeaconMessage,
     BeaconFleetMessage,
     NotificationMessage,

@@ -354,6 +354,8 @@ class MqttLink:
                 _LOGGER.warning("broker refused a publish reason=%s attempts=%d", reason, attempts)
         self._outbox.acknowledge(delivered)
         self._outbox.record_failure(refused)
+        if refused:
+            self._outbox.dead_letter(self._settings.dead_letter_after, self._clock())
         if delivered:
             self.stats.last_sync = time.time()
         self.stats.acknowledged += len(delivered)

@@ -42,7 +42,13 @@ class Pipeline:
         self.ids = ids
         self.topics = Topics(config.mqtt.topic_prefix, config.store.id)
         # A new boot id at every start: HQ expects each stream's seq to restart at 1 with it.
-        self.outbox = Outbox(database, self.topics, boot_id=ids.random(8).hex())
+        self.outbox = Outbox(
+            database,
+            self.topics,
+            boot_id=ids.random(8).hex(),
+            max_bytes=config.storage.outbox_max_bytes,
+            ids=ids,
+        )
         self.state = StateStore(database)
         self.core = StoreCore(config, ids)
         self.core.load(
@@ -219,5 +225,8 @@ class Pipeline:
             registry_size=len(self.core.customers),
             registry_version=self.core.registry_version,
             missing_beacons=self.core.missing_beacons,
+            outbox_bytes=self.outbox.bytes,
+            dropped=dict(self.outbox.dropped),
+            alarm=self.outbox.alarm,
             **figures,
         )

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 from pathlib import Path
+
+import pytest
 
 from edge_agent.events import FootfallMessage, NotificationMessage, VisitMessage, utc
 from edge_agent.outbox import Outbox
@@ -109,3 +112,62 @@ def test_journal_is_wal_with_full_sync(tmp_path: Path) -> None:
     conn = database.db.conn
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+
+
+def _gaps(outbox: Outbox) -> list[dict]:
+    return [p for p in outbox.peek_payloads() if p["schema"] == "gap.v1"]
+
+
+def test_at_the_cap_telemetry_is_evicted_oldest_first_and_reported_as_gaps(tmp_path: Path) -> None:
+    size = len(_footfall(1).to_json()) + 80
+    outbox = Outbox(Database(tmp_path / "a.db"), TOPICS, boot_id="b1", max_bytes=20 * size)
+    outbox.add([_footfall(n) for n in range(1, 26)], now=0)  # 25 telemetry rows fit
+    outbox.add([_visit(n) for n in range(1, 11)], now=1)  # 10 visits need the room of ~10 of them
+    payloads = outbox.peek_payloads()
+    visits = [p for p in payloads if p["schema"] == "visit.v1"]
+    footfall = [p["seq"] for p in payloads if p["schema"] == "footfall.v1"]
+    assert len(visits) == 10  # transactional: never evicted, all stored
+    assert footfall
+    assert footfall == list(range(footfall[0], 26))  # the oldest went, the newest stayed
+    [gap] = _gaps(outbox)
+    assert gap["reason"] == "evicted"
+    assert (gap["dropped_boot_id"], gap["dropped_stream"]) == ("b1", "events/footfall")
+    assert (gap["first_seq"], gap["last_seq"], gap["count"]) == (1, footfall[0] - 1, footfall[0] - 1)
+    assert outbox.dropped["evicted"] == gap["count"]
+    assert outbox.bytes <= 20 * size + len(json.dumps(gap)) + 200
+
+
+def test_at_the_hard_cap_new_transactional_events_are_refused_loudly(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    size = len(_visit(1).to_json()) + 80
+    outbox = Outbox(Database(tmp_path / "a.db"), TOPICS, boot_id="b1", max_bytes=5 * size)
+    outbox.add([_visit(n) for n in range(1, 5)], now=0)
+    outbox.add([_visit(n) for n in range(5, 9)], now=1)  # no telemetry to evict
+    visits = [p for p in outbox.peek_payloads() if p["schema"] == "visit.v1"]
+    assert [v["event_id"] for v in visits[:4]] == ["v1", "v2", "v3", "v4"]  # nothing already stored is lost
+    assert outbox.alarm is not None
+    assert "outbox full" in caplog.text
+    refused = [g for g in _gaps(outbox) if g["reason"] == "refused"]
+    assert sum(g["count"] for g in refused) == outbox.dropped["refused"] >= 1
+
+
+def test_expired_and_dead_lettered_rows_become_gaps(tmp_path: Path) -> None:
+    database = Database(tmp_path / "a.db")
+    outbox = Outbox(database, TOPICS, boot_id="b1")
+    stale = NotificationMessage(
+        event_id="n1", store_id="s1", ts=utc(0), audience="customer", customer_id="c", visit_id="v",
+        template="t", language="en", text="x", expires=utc(10),
+    )  # fmt: skip
+    outbox.add([stale, _visit(1), _visit(2)], now=0)
+    assert outbox.expire(now=5) == 0
+    assert outbox.expire(now=11) == 1
+    poisoned = [row.id for row in outbox.due(10) if row.topic.endswith("/events/visit")][:1]
+    for _ in range(3):
+        outbox.record_failure(poisoned)
+    assert outbox.dead_letter(after_attempts=3, now=12) == 1
+    reasons = {(g["reason"], g["dropped_stream"], g["first_seq"]) for g in _gaps(outbox)}
+    assert reasons == {("expired", "notifications", 1), ("dead_letter", "events/visit", 1)}
+    with database.lock:
+        assert database.db.conn.execute("SELECT count(*) FROM dead_letter").fetchone()[0] == 1
+    assert [p["event_id"] for p in outbox.peek_payloads() if p["schema"] == "visit.v1"] == ["v2"]
