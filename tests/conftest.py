@@ -13,7 +13,7 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -48,14 +48,17 @@ def free_port() -> int:
 class Mosquitto:
     """A mosquitto process on 127.0.0.1 that tests can stop and restart on the same port."""
 
-    def __init__(self, workdir: Path, persistence: bool = False) -> None:
+    def __init__(
+        self, workdir: Path, persistence: bool = False, anonymous: bool = True, extra: Sequence[str] = ()
+    ) -> None:
+        """``extra``: more configuration lines (listeners, TLS, password and ACL files)."""
         self.host = "127.0.0.1"
         self.port = free_port()
         self.workdir = workdir
         self.config_path = workdir / "mosquitto.conf"
         lines = [
             f"listener {self.port} 127.0.0.1",
-            "allow_anonymous true",
+            f"allow_anonymous {'true' if anonymous else 'false'}",
             # The default (1000) silently drops QoS 1 messages for a slow subscriber: the
             # broker, not the agent, would lose data and the test would blame the agent.
             "max_queued_messages 0",
@@ -67,6 +70,7 @@ class Mosquitto:
             *(["user root"] if os.geteuid() == 0 else []),
             "log_type error",
             "log_type warning",
+            *extra,
         ]
         self.config_path.write_text("\n".join(lines) + "\n")
         self.log = workdir / "mosquitto.log"
