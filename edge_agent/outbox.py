@@ -140,11 +140,13 @@ class Outbox:
         assert self.max_bytes is not None
         need = sum(len(r.payload) for r in rows)
         if self._bytes + need <= self.max_bytes:
+            self.alarm = None  # room again: the alarm ends when new messages fit
             return rows
         self._drop_expired(now)
         # The gap records an eviction writes take room too: free a little more than needed.
         self._evict_telemetry(self._bytes + need - self.max_bytes + GAP_ALLOWANCE, now)
         if self._bytes + need <= self.max_bytes:
+            self.alarm = None
             return rows
         kept: list[_Row] = []
         refused: list[_Row] = []

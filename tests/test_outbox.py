@@ -150,6 +150,10 @@ def test_at_the_hard_cap_new_transactional_events_are_refused_loudly(
     assert "outbox full" in caplog.text
     refused = [g for g in _gaps(outbox) if g["reason"] == "refused"]
     assert sum(g["count"] for g in refused) == outbox.dropped["refused"] >= 1
+    outbox.acknowledge([row.id for row in outbox.due(100)])  # HQ takes everything: space returns
+    outbox.add([_visit(20)], now=2)
+    assert outbox.alarm is None
+    assert outbox.peek_payloads()[-1]["event_id"] == "v20"
 
 
 def test_expired_and_dead_lettered_rows_become_gaps(tmp_path: Path) -> None:
