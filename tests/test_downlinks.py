@@ -70,12 +70,15 @@ def _parsed_or_rejected_with_reason(kind: str, payload: bytes) -> None:
     assert reason is None or reason.strip()
 
 
-@given(st.sampled_from(["customers", "orders", "lists", "bogus"]), st.binary(max_size=200))
+KINDS = ["customers", "orders", "lists", "planogram", "receipts", "offers", "commands", "bogus"]
+
+
+@given(st.sampled_from(KINDS), st.binary(max_size=200))
 def test_random_bytes_are_rejected_or_parsed_never_crash(kind: str, payload: bytes) -> None:
     _parsed_or_rejected_with_reason(kind, payload)
 
 
-@given(st.sampled_from(["customers", "orders"]), json_values)
+@given(st.sampled_from(KINDS), json_values)
 def test_random_json_is_rejected_or_parsed_never_crash(kind: str, value: object) -> None:
     _parsed_or_rejected_with_reason(kind, json.dumps(value).encode())
 
@@ -83,3 +86,44 @@ def test_random_json_is_rejected_or_parsed_never_crash(kind: str, value: object)
 def test_deeply_nested_json_is_rejected() -> None:
     with pytest.raises(DownlinkRejected):
         parse_downlink("orders", b"[" * 100_000 + b"]" * 100_000)
+
+
+# One valid downlink of every kind; the property below breaks one field of it at a time.
+VALID: dict[str, dict[str, object]] = {
+    "customers": {"schema": "customers.v1", "message_id": "m", "upsert": [
+        {"customer_id": "c1", "identity_key": "00" * 16, "consent": {"service": True}}]},
+    "orders": {"schema": "orders.v1", "message_id": "m", "orders": [
+        {"order_id": "O-1", "customer_id": "c1", "status": "ready", "pickup_point": "B"}]},
+    "lists": {"schema": "lists.v1", "message_id": "m", "lists": [
+        {"customer_id": "c1", "version": 1, "items": [{"sku": "S", "source": "cart"}]}]},
+    "planogram": {"schema": "planogram.v1", "message_id": "m",
+                  "items": [{"sku": "S", "name": "N", "zone": "z"}]},
+    "receipts": {"schema": "receipts.v1", "message_id": "m", "receipts": [
+        {"receipt_id": "R", "customer_id": "c1", "total": 1.0, "items": [{"sku": "S"}]}]},
+    "offers": {"schema": "offers.v1", "message_id": "m", "offers": [
+        {"offer_id": "F", "match_sku": "S", "coupon": "C", "product": "P",
+         "valid_from": "2026-01-01T00:00:00Z", "valid_until": "2026-12-31T00:00:00Z"}]},
+    "commands": {"schema": "commands.v1", "message_id": "m", "commands": [
+        {"command": "erase", "customer_id": "c1", "request_id": "r"}]},
+}  # fmt: skip
+
+
+def test_every_valid_example_parses() -> None:
+    for kind, body in VALID.items():
+        assert parse_downlink(kind, json.dumps(body).encode()).message_id == "m"
+
+
+@given(st.sampled_from(sorted(VALID)), st.data(), json_values)
+def test_one_broken_field_is_named_in_the_rejection(kind: str, data: st.DataObject, value: object) -> None:
+    body = json.loads(json.dumps(VALID[kind]))
+    records = next(v for v in body.values() if isinstance(v, list))
+    record = records[0]
+    field = data.draw(st.sampled_from(sorted(record)))
+    record[field] = value
+    reason = None
+    try:
+        parse_downlink(kind, json.dumps(body).encode())
+    except DownlinkRejected as exc:
+        reason = exc.reason
+    if reason is not None:  # the drawn value may happen to be valid for the field
+        assert field in reason or "(root)" in reason, reason

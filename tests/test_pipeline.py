@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from edge_agent.ids import EventIdFactory
 from edge_agent.pipeline import Pipeline
@@ -213,3 +217,30 @@ def test_every_stream_is_numbered_from_one_within_a_boot_and_a_restart_is_a_new_
     newest = restarted.outbox.peek_payloads()[-1]
     assert newest["boot_id"] != boot
     assert newest["seq"] == 1
+
+
+_EXAMPLES = itertools.count()
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(value=st.one_of(st.none(), st.integers(), st.text(max_size=20), st.lists(st.integers(), max_size=3)))
+def test_a_downlink_with_one_bad_record_is_never_half_applied(tmp_path: Path, value: object) -> None:
+    pipeline = _pipeline(tmp_path / f"example-{next(_EXAMPLES)}")  # a fresh store per example
+    try:
+        body = json.loads(customers_downlink(("c1", True, False), ("c2", True, True)))
+        body["upsert"][1]["consent"] = value  # the first record is fine, the second may not be
+        before = (len(pipeline.core.customers), list(pipeline.state.customers()))
+        applied = pipeline.downlink("retail/v1/stores/s1/in/customers", json.dumps(body).encode(), T0)
+        after = (len(pipeline.core.customers), list(pipeline.state.customers()))
+        if applied:
+            assert after[0] == 2
+        else:
+            assert after == before  # neither c1 nor c2, in memory or in the file
+            [error] = _queued(pipeline, "error.v1")
+            assert "upsert[1].consent" in error["reason"]
+        # and the agent goes on: a good downlink still applies
+        assert pipeline.downlink(
+            "retail/v1/stores/s1/in/customers", customers_downlink(("c3", True, True)), T0
+        )
+    finally:
+        pipeline.database.close()
