@@ -1,11 +1,15 @@
 # The README's two commands are `make demo` and `make test`; each installs what it needs.
-.PHONY: demo test bench install lint clean
+.PHONY: demo test faults bench install lint clean
 
 demo:
 	./scripts/demo.sh
 
 test:
 	./scripts/test.sh
+
+# The fault-injection tests alone, with their delivered/lost/duplicated table (make test runs them too).
+faults:
+	./scripts/test.sh -m faults -s
 
 bench:
 	./scripts/bench.sh
