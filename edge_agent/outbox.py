@@ -29,6 +29,11 @@ from edge_agent.topics import Topics
 _LOGGER = logging.getLogger(__name__)
 # Rows read per round while choosing telemetry to evict.
 EVICTION_BATCH = 2000
+# What dropping a row needs to know: its id, topic, boot, sequence number and size.
+_DROPPABLE = (
+    "SELECT id, topic, json_extract(CAST(payload AS TEXT), '$.boot_id'), "
+    "json_extract(CAST(payload AS TEXT), '$.seq'), length(payload) FROM outbox "
+)
 # Room kept for the gap records an eviction writes (a few hundred bytes each).
 GAP_ALLOWANCE = 2048
 
@@ -169,47 +174,44 @@ class Outbox:
         """Delete telemetry rows, oldest first, until ``to_free`` bytes are free (or none is left)."""
         conn = self._database.db.conn
         freed = 0
-        victims: list[tuple[int, str, str | None, int | None]] = []
+        victims: list[tuple[int, str, str | None, int | None, int]] = []
         last_id = 0
         while freed < to_free:
             rows = conn.execute(
-                "SELECT id, topic, json_extract(CAST(payload AS TEXT), '$.boot_id'), "
-                "json_extract(CAST(payload AS TEXT), '$.seq'), length(payload) FROM outbox "
-                "WHERE priority = ? AND id > ? ORDER BY id LIMIT ?",
+                _DROPPABLE + "WHERE priority = ? AND id > ? ORDER BY id LIMIT ?",
                 (PRIORITY_TELEMETRY, last_id, EVICTION_BATCH),
             ).fetchall()
             if not rows:
                 break
-            for row_id, topic, boot, seq, size in rows:
-                victims.append((row_id, topic, boot, seq))
-                freed += size
-                last_id = row_id
+            for row in rows:
+                victims.append(row)
+                freed += row[4]
+                last_id = row[0]
                 if freed >= to_free:
                     break
         if victims:
-            conn.executemany("DELETE FROM outbox WHERE id = ?", [(v[0],) for v in victims])
-            self._bytes -= freed
-            self.dropped["evicted"] += len(victims)
             _LOGGER.warning(
                 "outbox at its cap: evicted %d telemetry messages (%d bytes)", len(victims), freed
             )
-            self._record_dropped("evicted", victims, now)
+            self._drop("evicted", victims, now)
 
     def _drop_expired(self, now: float) -> int:
-        conn = self._database.db.conn
-        rows = conn.execute(
-            "SELECT id, topic, json_extract(CAST(payload AS TEXT), '$.boot_id'), "
-            "json_extract(CAST(payload AS TEXT), '$.seq'), length(payload) FROM outbox "
-            "WHERE expires IS NOT NULL AND expires < ?",
-            (now,),
+        rows = self._database.db.conn.execute(
+            _DROPPABLE + "WHERE expires IS NOT NULL AND expires < ?", (now,)
         ).fetchall()
-        if not rows:
-            return 0
-        conn.executemany("DELETE FROM outbox WHERE id = ?", [(r[0],) for r in rows])
-        self._bytes -= sum(r[4] for r in rows)
-        self.dropped["expired"] += len(rows)
-        self._record_dropped("expired", [r[:4] for r in rows], now)
+        self._drop("expired", rows, now)
         return len(rows)
+
+    def _drop(
+        self, reason: str, rows: Sequence[tuple[int, str, str | None, int | None, int]], now: float
+    ) -> None:
+        """Delete rows (inside the caller's transaction), count them and report them as gaps."""
+        if not rows:
+            return
+        self._database.db.conn.executemany("DELETE FROM outbox WHERE id = ?", [(r[0],) for r in rows])
+        self._bytes -= sum(r[4] for r in rows)
+        self.dropped[reason] += len(rows)
+        self._record_dropped(reason, [r[:4] for r in rows], now)
 
     def _record_dropped(
         self, reason: str, rows: Sequence[tuple[int, str, str | None, int | None]], now: float
@@ -246,14 +248,7 @@ class Outbox:
             for reason, boot, stream, first, last, count in gaps
         ]  # fmt: skip
         if messages:
-            sequence = dict(self._seq)
-            rows = []
-            for m in messages:
-                number = sequence[m.stream] = sequence.get(m.stream, 0) + 1
-                payload = m.model_copy(update={"boot_id": self.boot_id, "seq": number}).to_json()
-                rows.append(
-                    _Row(m.stream, number, self._topics.uplink(m.stream), payload, m.priority, 0, now, None)
-                )
+            rows, sequence = self._stamp(messages, now)
             self._insert(rows)
             self._seq = sequence
 
@@ -287,12 +282,7 @@ class Outbox:
         """Move rows the broker refused ``after_attempts`` times to the dead-letter table, each
         reported as a gap, so one poisoned message cannot hold up the rest; return how many."""
         with self._database.transaction() as conn, self._lock:
-            rows = conn.execute(
-                "SELECT id, topic, json_extract(CAST(payload AS TEXT), '$.boot_id'), "
-                "json_extract(CAST(payload AS TEXT), '$.seq'), length(payload) FROM outbox "
-                "WHERE attempts >= ?",
-                (after_attempts,),
-            ).fetchall()
+            rows = conn.execute(_DROPPABLE + "WHERE attempts >= ?", (after_attempts,)).fetchall()
             if not rows:
                 return 0
             conn.executemany(
@@ -300,11 +290,8 @@ class Outbox:
                 "WHERE id = ?",
                 [(now, r[0]) for r in rows],
             )
-            conn.executemany("DELETE FROM outbox WHERE id = ?", [(r[0],) for r in rows])
-            self._bytes -= sum(r[4] for r in rows)
-            self.dropped["dead_letter"] += len(rows)
             _LOGGER.error("moved %d messages the broker keeps refusing to the dead-letter table", len(rows))
-            self._record_dropped("dead_letter", [r[:4] for r in rows], now)
+            self._drop("dead_letter", rows, now)
             return len(rows)
 
     def acknowledge(self, ids: Sequence[int]) -> None:
