@@ -25,7 +25,7 @@ from edge_agent.events import FootfallMessage, Message, VisitMessage
 from edge_agent.identity import Customer
 from edge_agent.ids import EventIdFactory
 from edge_agent.sighting import Sighting
-from edge_agent.simulate import TrueVisit
+from edge_agent.simulate import TrueVisit, zone_at
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,10 +36,7 @@ class PredictedVisit:
     zones: list[tuple[str, float, float]]
 
     def zone_at(self, ts: float) -> str | None:
-        for zone, entered, left in self.zones:
-            if entered <= ts < left:
-                return zone
-        return None
+        return zone_at(self.zones, ts)
 
 
 @dataclass(frozen=True, slots=True)

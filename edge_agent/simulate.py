@@ -27,7 +27,7 @@ import hashlib
 import math
 import random
 import zoneinfo
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
 
@@ -104,15 +104,14 @@ class Shopper:
         times = self.times
         while self.cursor + 1 < len(times) - 1 and times[self.cursor + 1] <= ts:
             self.cursor += 1
-        i = self.cursor
-        t0, t1 = times[i], times[i + 1]
-        (x0, y0), (x1, y1) = self.points[i], self.points[i + 1]
-        f = 0.0 if t1 <= t0 else min(1.0, max(0.0, (ts - t0) / (t1 - t0)))
-        return (x0 + f * (x1 - x0), y0 + f * (y1 - y0))
+        return self._on_leg(self.cursor, ts)
 
     def position_at(self, ts: float) -> Point:
         """Random access (for the ground truth)."""
-        i = max(0, min(len(self.times) - 2, bisect.bisect_right(self.times, ts) - 1))
+        return self._on_leg(max(0, min(len(self.times) - 2, bisect.bisect_right(self.times, ts) - 1)), ts)
+
+    def _on_leg(self, i: int, ts: float) -> Point:
+        """Where the shopper is at ``ts`` on the leg from waypoint ``i`` to ``i + 1``."""
         t0, t1 = self.times[i], self.times[i + 1]
         (x0, y0), (x1, y1) = self.points[i], self.points[i + 1]
         f = 0.0 if t1 <= t0 else min(1.0, max(0.0, (ts - t0) / (t1 - t0)))
@@ -129,10 +128,15 @@ class TrueVisit:
     zones: list[tuple[str, float, float]]  # (zone, entered, left)
 
     def zone_at(self, ts: float) -> str | None:
-        for zone, entered, left in self.zones:
-            if entered <= ts < left:
-                return zone
-        return None
+        return zone_at(self.zones, ts)
+
+
+def zone_at(zones: Sequence[tuple[str, float, float]], ts: float) -> str | None:
+    """The zone of the (zone, entered, left) interval holding ``ts``, if any."""
+    for zone, entered, left in zones:
+        if entered <= ts < left:
+            return zone
+    return None
 
 
 @dataclass(slots=True)
