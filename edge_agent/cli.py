@@ -265,7 +265,7 @@ def _cmd_journey(args: argparse.Namespace) -> int:
     from datetime import date, datetime, time, timedelta  # noqa: PLC0415
 
     from edge_agent.config import load_config  # noqa: PLC0415
-    from edge_agent.statusview import StatusUnavailable, read_journey  # noqa: PLC0415
+    from edge_agent.statusview import StatusUnavailable, journey_lines, read_journey  # noqa: PLC0415
 
     config = load_config(args.config)
     tz = zoneinfo.ZoneInfo(config.store.timezone)
@@ -286,11 +286,7 @@ def _cmd_journey(args: argparse.Namespace) -> int:
     if not rows:
         print(f"no journey kept for {args.customer_id}" + (f" on {args.date}" if args.date else ""))
         return 0
-    # Plain lines, not a table: support staff paste them into tickets and grep them.
-    print(f"{args.customer_id} at {config.store.id}, local time ({config.store.timezone})")
-    for ts, visit_id, kind, detail in rows:
-        local = datetime.fromtimestamp(ts, tz).strftime("%Y-%m-%d %H:%M:%S")
-        print(f"{local}  visit …{visit_id[-6:]:<6}  {kind:<12}  {detail}")
+    print("\n".join(journey_lines(args.customer_id, config.store.id, config.store.timezone, rows)))
     return 0
 
 

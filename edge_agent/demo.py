@@ -12,10 +12,8 @@ import queue
 import tempfile
 import threading
 import time
-import zoneinfo
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -32,7 +30,7 @@ from edge_agent.link import DownlinkDelivery, MqttLink
 from edge_agent.pipeline import Pipeline
 from edge_agent.sighting import Sighting
 from edge_agent.simclock import SimulatedRun
-from edge_agent.statusview import read_journey
+from edge_agent.statusview import journey_lines, read_journey
 from edge_agent.storage import Database
 from edge_agent.storeday import StoreDay, generate
 
@@ -176,18 +174,16 @@ def _run(
 
 def _example_journey(config: AgentConfig, day: StoreDay) -> list[str]:
     """What ``edge-agent journey`` would print for a click-and-collect customer of the day."""
-    tz = zoneinfo.ZoneInfo(config.store.timezone)
     for customer in sorted(day.customers, key=lambda c: c.customer_id):
         if not customer.order_id or not customer.consent_service:
             continue
         rows = read_journey(config.storage.path, customer.customer_id, 0.0, float("inf"))
         if any(kind == "order" for _, _, kind, _ in rows):
-            lines = [f"$ edge-agent journey {customer.customer_id} --config demo.toml"]
-            lines += [
-                f"{datetime.fromtimestamp(ts, tz):%H:%M:%S}  {kind:<12}  {detail}"
-                for ts, _, kind, detail in rows
+            command = f"$ edge-agent journey {customer.customer_id} --config demo.toml"
+            return [
+                command,
+                *journey_lines(customer.customer_id, config.store.id, config.store.timezone, rows),
             ]
-            return lines
     return []
 
 

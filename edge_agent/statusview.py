@@ -7,8 +7,12 @@ snapshot the daemon stores at every heartbeat, whose age says whether the daemon
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
+import zoneinfo
+from collections.abc import Iterable, Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,41 +23,51 @@ class StatusUnavailable(Exception):
     """There is no agent database to read (yet), or it is not one of ours."""
 
 
+@contextlib.contextmanager
+def _read_only(db_path: Path) -> Iterator[sqlite3.Connection]:
+    """The agent's database opened read-only beside the running daemon, or StatusUnavailable."""
+    if not db_path.exists():
+        raise StatusUnavailable(f"no agent database at {db_path}: has the agent run yet?")
+    try:
+        conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=5)
+        try:
+            yield conn
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        raise StatusUnavailable(f"cannot read {db_path}: {exc}") from exc
+
+
 def read_journey(
     db_path: Path, customer_id: str, since: float, until: float
 ) -> list[tuple[float, str, str, str]]:
     """(ts, visit id, kind, detail) of one customer's touchpoints, oldest first."""
-    if not db_path.exists():
-        raise StatusUnavailable(f"no agent database at {db_path}: has the agent run yet?")
-    try:
-        conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=5)
-        try:
-            rows = conn.execute(
-                "SELECT ts, coalesce(visit_id, ''), kind, detail FROM journey "
-                "WHERE customer_id = ? AND ts >= ? AND ts < ? ORDER BY ts, id",
-                (customer_id, since, until),
-            ).fetchall()
-        finally:
-            conn.close()
-    except sqlite3.Error as exc:
-        raise StatusUnavailable(f"cannot read {db_path}: {exc}") from exc
-    return rows
+    with _read_only(db_path) as conn:
+        return conn.execute(
+            "SELECT ts, coalesce(visit_id, ''), kind, detail FROM journey "
+            "WHERE customer_id = ? AND ts >= ? AND ts < ? ORDER BY ts, id",
+            (customer_id, since, until),
+        ).fetchall()
+
+
+def journey_lines(
+    customer_id: str, store_id: str, timezone: str, rows: Iterable[tuple[float, str, str, str]]
+) -> list[str]:
+    """What ``edge-agent journey`` prints: plain lines, as support staff paste and grep them."""
+    tz = zoneinfo.ZoneInfo(timezone)
+    lines = [f"{customer_id} at {store_id}, local time ({timezone})"]
+    for ts, visit_id, kind, detail in rows:
+        local = datetime.fromtimestamp(ts, tz).strftime("%Y-%m-%d %H:%M:%S")
+        lines.append(f"{local}  visit …{visit_id[-6:]:<6}  {kind:<12}  {detail}")
+    return lines
 
 
 def read_status(db_path: Path, now: float) -> dict[str, Any]:
-    if not db_path.exists():
-        raise StatusUnavailable(f"no agent database at {db_path}: has the agent run yet?")
-    try:
-        conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=5)
-        try:
-            queue = dict(conn.execute("SELECT priority, count(*) FROM outbox GROUP BY priority").fetchall())
-            oldest = conn.execute("SELECT min(created) FROM outbox").fetchone()[0]
-            registry = conn.execute("SELECT count(*) FROM customers").fetchone()[0]
-            meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
-        finally:
-            conn.close()
-    except sqlite3.Error as exc:
-        raise StatusUnavailable(f"cannot read {db_path}: {exc}") from exc
+    with _read_only(db_path) as conn:
+        queue = dict(conn.execute("SELECT priority, count(*) FROM outbox GROUP BY priority").fetchall())
+        oldest = conn.execute("SELECT min(created) FROM outbox").fetchone()[0]
+        registry = conn.execute("SELECT count(*) FROM customers").fetchone()[0]
+        meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
     snapshot = json.loads(meta["status"]) if "status" in meta else {}
     return {
         "queue_by_priority": {PRIORITY_NAMES.get(p, str(p)): n for p, n in sorted(queue.items())},
