@@ -14,7 +14,6 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +22,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from edge_agent.config import AgentConfig, config_from_mapping, load_config
+from edge_agent.config import AgentConfig, load_config
 from edge_agent.embedded_broker import EmbeddedBroker
 from edge_agent.ids import EventIdFactory
 from edge_agent.link import DownlinkDelivery, MqttLink
@@ -32,16 +31,9 @@ from edge_agent.sighting import Sighting
 from edge_agent.simclock import SimulatedRun
 from edge_agent.statusview import journey_lines, read_journey
 from edge_agent.storage import Database
-from edge_agent.storeday import StoreDay, generate
+from edge_agent.storeday import StoreDay, demo_config, generate
 
 DELIVERY_DEADLINE_S = 120.0
-
-
-def demo_config() -> AgentConfig:
-    import tomllib  # noqa: PLC0415
-
-    text = resources.files("edge_agent").joinpath("data/demo.toml").read_text(encoding="utf-8")
-    return config_from_mapping(tomllib.loads(text), "edge_agent/data/demo.toml")
 
 
 class HqObserver:

@@ -12,6 +12,7 @@ import heapq
 import json
 import tomllib
 import zoneinfo
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
 from importlib import resources
@@ -57,7 +58,9 @@ def generate(
     loss: float = 0.1,
     rotation_exponent: int = 10,
 ) -> StoreDay:
-    config = _demo_store(timezone, rotation_exponent)
+    config = demo_config(
+        {"store": {"timezone": timezone}, "identity": {"rotation_exponent": rotation_exponent}}
+    )
     settings = SimulationSettings(
         shoppers=shoppers, seed=seed, day=day, open_hours=open_hours, loss=loss,
         app_share=min(1.0, app_customers / max(1, shoppers)), consent_share=0.9,
@@ -80,11 +83,12 @@ def generate(
     return StoreDay(sightings, customers, _downlinks(customers))
 
 
-def _demo_store(timezone: str, rotation_exponent: int) -> AgentConfig:
+def demo_config(overrides: Mapping[str, Mapping[str, object]] | None = None) -> AgentConfig:
+    """The bundled demo store (edge_agent/data/demo.toml), with keys of some sections overridden."""
     text = resources.files("edge_agent").joinpath("data/demo.toml").read_text(encoding="utf-8")
     data = tomllib.loads(text)
-    data["store"]["timezone"] = timezone
-    data.setdefault("identity", {})["rotation_exponent"] = rotation_exponent
+    for section, values in (overrides or {}).items():
+        data.setdefault(section, {}).update(values)
     return config_from_mapping(data, "edge_agent/data/demo.toml")
 
 
