@@ -100,10 +100,13 @@ class Pipeline:
         self._commit(messages, now)
         if self._journey_pruned_at is None or now - self._journey_pruned_at >= JOURNEY_PRUNE_S:
             self._journey_pruned_at = now
-            horizon = now - self.config.storage.journey_days * 86400
-            self.state.prune_journey(horizon)
-            self.state.compact_downlink_log(self.core.journey.snapshot_downlinks(), horizon)
+            self.state.prune_journey(self._journey_horizon(now))
+            self.state.compact_downlink_log(self.core.journey.snapshot_downlinks, self._journey_horizon(now))
         return len(messages)
+
+    def _journey_horizon(self, now: float) -> float:
+        """Touchpoints and receipts older than this are forgotten (``storage.journey_days``)."""
+        return now - self.config.storage.journey_days * 86400
 
     def _commit(self, messages: list[Message], now: float) -> None:
         """Messages and the open visits they change, in one transaction; none when idle."""
@@ -181,8 +184,10 @@ class Pipeline:
                 )  # fmt: skip
                 self.outbox.add([receipt], now)
                 _LOGGER.info("erased a customer request_id=%s", command.request_id)
-            horizon = now - self.config.storage.journey_days * 86400
-            self.state.compact_downlink_log(self.core.journey.snapshot_downlinks(), horizon)
+            # The erased customers' logged lists went with rows shared with others: rebuild them.
+            self.state.compact_downlink_log(
+                self.core.journey.snapshot_downlinks, self._journey_horizon(now), force=True
+            )
         self.database.checkpoint()
 
     def _reject(self, topic: str, kind: str | None, payload: bytes, reason: str, now: float) -> None:

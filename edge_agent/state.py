@@ -8,7 +8,7 @@ commit, so the broker redelivers anything we had not made durable.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 from edge_agent.downlinks import (
@@ -27,6 +27,9 @@ from edge_agent.storage import Database
 from edge_agent.touchpoints import touchpoint
 
 LOGGED = (ListsDownlink, PlanogramDownlink, OffersDownlink, ReceiptsDownlink)
+# The kinds a compaction snapshot replaces, and how many rows a snapshot of them has at most.
+_SNAPSHOT_KINDS = "('lists.v1', 'planogram.v1', 'offers.v1')"
+_SNAPSHOT_ROWS = 3
 
 
 class StateStore:
@@ -109,16 +112,24 @@ class StateStore:
                     (downlink.schema_name, downlink.model_dump_json(by_alias=True), now),
                 )
 
-    def compact_downlink_log(self, snapshot: Sequence[Downlink], receipts_since: float) -> None:
-        """Replace the logged lists, planogram and offers by ``snapshot`` (what the rules hold
-        now) and forget receipts older than ``receipts_since``: the log stays the size of the
-        store's current state, not of its history."""
+    def compact_downlink_log(
+        self, snapshot: Callable[[], Sequence[Downlink]], receipts_since: float, force: bool = False
+    ) -> None:
+        """Forget receipts older than ``receipts_since`` and, once more lists, planogram or offers
+        downlinks are logged than a snapshot holds (or with ``force``), replace them by
+        ``snapshot()`` (what the rules hold now): the log stays the size of the store's current
+        state, not of its history, and an unchanged log is not rewritten."""
         with self._database.transaction() as conn:
-            conn.execute("DELETE FROM downlink_log WHERE kind IN ('lists.v1', 'planogram.v1', 'offers.v1')")
             conn.execute("DELETE FROM downlink_log WHERE kind = 'receipts.v1' AND at < ?", (receipts_since,))
+            logged = conn.execute(
+                f"SELECT count(*) FROM downlink_log WHERE kind IN {_SNAPSHOT_KINDS}"
+            ).fetchone()[0]
+            if logged <= _SNAPSHOT_ROWS and not force:
+                return
+            conn.execute(f"DELETE FROM downlink_log WHERE kind IN {_SNAPSHOT_KINDS}")
             conn.executemany(
                 "INSERT INTO downlink_log (kind, payload, at) VALUES (?, ?, ?)",
-                [(d.schema_name, d.model_dump_json(by_alias=True), receipts_since) for d in snapshot],
+                [(d.schema_name, d.model_dump_json(by_alias=True), receipts_since) for d in snapshot()],
             )
 
     def erase(self, customer_id: str) -> dict[str, int]:
