@@ -100,8 +100,9 @@ class Pipeline:
         self._commit(messages, now)
         if self._journey_pruned_at is None or now - self._journey_pruned_at >= JOURNEY_PRUNE_S:
             self._journey_pruned_at = now
-            self.state.prune_journey(self._journey_horizon(now))
-            self.state.compact_downlink_log(self.core.journey.snapshot_downlinks, self._journey_horizon(now))
+            horizon = self._journey_horizon(now)
+            self.state.prune_journey(horizon)
+            self.state.compact_downlink_log(self.core.journey.snapshot_downlinks, horizon)
         return len(messages)
 
     def _journey_horizon(self, now: float) -> float:
