@@ -140,12 +140,28 @@ def _add_contract_commands(commands: argparse._SubParsersAction) -> None:
     export.set_defaults(handler=_cmd_schema_export)
 
 
+def _broker_address(text: str) -> tuple[str, int]:
+    """``--broker HOST:PORT`` checked by argparse, so each command gets (host, port) or usage."""
+    from edge_agent.hq import parse_broker  # noqa: PLC0415
+
+    try:
+        return parse_broker(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _add_hq_commands(commands: argparse._SubParsersAction) -> None:
     """``hq consume`` and ``hq report``: the reference consumer HQ teams start from."""
     hq = commands.add_parser("hq", help="the HQ reference consumer of every store's feed")
     hq_commands = hq.add_subparsers(dest="hq_command", required=True)
     consume = hq_commands.add_parser("consume", help="store every store's events in SQLite, exactly once")
-    consume.add_argument("--broker", required=True, help="HOST:PORT of the chain's broker")
+    consume.add_argument(
+        "--broker",
+        required=True,
+        type=_broker_address,
+        metavar="HOST:PORT",
+        help="HOST:PORT of the chain's broker",
+    )
     consume.add_argument("--group", required=True, help="shared-subscription group: instances split the feed")
     consume.add_argument("--db", type=Path, required=True)
     consume.add_argument("--prefix", default="retail/v1")
@@ -154,7 +170,10 @@ def _add_hq_commands(commands: argparse._SubParsersAction) -> None:
     fleet = commands.add_parser("simulate-fleet", help="N virtual stores against a broker, HQ consuming them")
     fleet.add_argument("--stores", type=int, required=True)
     fleet.add_argument(
-        "--broker", required=True, help="HOST:PORT of an MQTT v5 broker (shared subscriptions)"
+        "--broker",
+        required=True,
+        type=_broker_address,
+        help="HOST:PORT of an MQTT v5 broker (shared subscriptions)",
     )
     fleet.add_argument("--rate", type=float, default=10.0, help="events per store per second (default 10)")
     fleet.add_argument("--seconds", type=float, default=10.0, help="how long to offer that load (default 10)")
@@ -489,13 +508,9 @@ def _cmd_hq_consume(args: argparse.Namespace) -> int:
     import signal  # noqa: PLC0415
     import threading  # noqa: PLC0415
 
-    from edge_agent.hq import HqConsumer, parse_broker  # noqa: PLC0415
+    from edge_agent.hq import HqConsumer  # noqa: PLC0415
 
-    try:
-        host, port = parse_broker(args.broker)
-    except ValueError as exc:
-        print(str(exc), file=sys.stderr)
-        return EXIT_USAGE
+    host, port = args.broker
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     consumer = HqConsumer(
@@ -520,13 +535,8 @@ def _cmd_hq_consume(args: argparse.Namespace) -> int:
 
 def _cmd_simulate_fleet(args: argparse.Namespace) -> int:
     from edge_agent.fleet import run_fleet  # noqa: PLC0415
-    from edge_agent.hq import parse_broker  # noqa: PLC0415
 
-    try:
-        host, port = parse_broker(args.broker)
-    except ValueError as exc:
-        print(str(exc), file=sys.stderr)
-        return EXIT_USAGE
+    host, port = args.broker
     if args.stores < 1 or args.consumers < 1 or args.rate <= 0 or args.seconds <= 0 or args.burst < 0:
         print("--stores, --consumers >= 1; --rate, --seconds > 0; --burst >= 0", file=sys.stderr)
         return EXIT_USAGE
