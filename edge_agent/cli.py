@@ -173,6 +173,7 @@ def _add_hq_commands(commands: argparse._SubParsersAction) -> None:
         "--broker",
         required=True,
         type=_broker_address,
+        metavar="HOST:PORT",
         help="HOST:PORT of an MQTT v5 broker (shared subscriptions)",
     )
     fleet.add_argument("--rate", type=float, default=10.0, help="events per store per second (default 10)")
