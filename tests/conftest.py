@@ -45,6 +45,15 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def port_open(host: str, port: int) -> bool:
+    """Whether something accepts TCP connections there now."""
+    try:
+        with socket.create_connection((host, port), timeout=0.2):
+            return True
+    except OSError:
+        return False
+
+
 class Mosquitto:
     """A mosquitto process on 127.0.0.1 that tests can stop and restart on the same port."""
 
@@ -86,11 +95,7 @@ class Mosquitto:
     def _accepting(self) -> bool:
         if self._process is not None and self._process.poll() is not None:
             pytest.fail(f"mosquitto exited: {self.log.read_text()}")
-        try:
-            with socket.create_connection((self.host, self.port), timeout=0.2):
-                return True
-        except OSError:
-            return False
+        return port_open(self.host, self.port)
 
     def stop(self) -> None:
         if self._process is not None and self._process.poll() is None:

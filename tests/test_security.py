@@ -18,7 +18,7 @@ import pytest
 
 from edge_agent.config import config_from_mapping
 from edge_agent.service import Service
-from tests.conftest import REPO, Mosquitto, free_port, wait_for
+from tests.conftest import REPO, Mosquitto, free_port, port_open, wait_for
 from tests.helpers import app_sighting, customers_downlink
 from tests.pki import Pki
 
@@ -49,7 +49,7 @@ class SecureBroker:
                 "use_identity_as_username true",
             ],
         ).start()
-        wait_for(lambda: _port_open(self.tls_port), 10, "the TLS listener")
+        wait_for(lambda: port_open(self.host, self.tls_port), 10, "the TLS listener")
 
     @property
     def host(self) -> str:
@@ -58,16 +58,6 @@ class SecureBroker:
     @property
     def port(self) -> int:
         return self.mosquitto.port
-
-
-def _port_open(port: int) -> bool:
-    import socket
-
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-            return True
-    except OSError:
-        return False
 
 
 @pytest.fixture
