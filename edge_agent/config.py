@@ -150,6 +150,10 @@ class StorageSettings(Section):
     # first; notifications and transactional events are never evicted: at the cap new ones are
     # refused, logged at ERROR and raised as an alarm in the status. Every drop is a gap.v1 record.
     outbox_max_bytes: Annotated[int, _between(4096, 64 * 2**30)] = 256 * 2**20
+    # Room kept in a file beside the database and given up when the filesystem fills, so the
+    # WAL can still be checkpointed and telemetry evicted (a full WAL database cannot even
+    # delete). Rebuilt when the filesystem has room again. 0 turns the reserve off.
+    disk_reserve_bytes: Annotated[int, _between(0, 4 * 2**30)] = 32 * 2**20
     # How long `edge-agent journey` can look back: touchpoints older than this are deleted.
     journey_days: Annotated[float, _between(0.01, 365)] = 7.0
 

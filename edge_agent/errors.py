@@ -3,7 +3,8 @@
 EdgeAgentError
 ├── ConfigError          a TOML file or environment override is invalid (lists every problem)
 ├── DownlinkRejected     a message from HQ failed validation; answered on the errors topic
-└── BrokerRefused        the broker refused the connection for a reason retrying cannot fix
+├── BrokerRefused        the broker refused the connection for a reason retrying cannot fix
+└── DiskFull             no room for a write even after evicting by policy
 """
 
 from __future__ import annotations
@@ -45,3 +46,7 @@ class DownlinkRejected(EdgeAgentError):
 
 class BrokerRefused(EdgeAgentError):
     """The broker said no in a way that reconnecting will not change (bad protocol, credentials)."""
+
+
+class DiskFull(EdgeAgentError):
+    """No room for a write even after the full-disk routine; the caller drops and reports it."""

@@ -1,0 +1,118 @@
+"""The database file under the faults a store box sees, on real files: an unreadable file at
+start, a transaction that does not commit, and the in-memory bookkeeping that must follow it.
+(The full filesystem runs on a real tmpfs in tests/test_faults.py.)"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+import stat
+from pathlib import Path
+
+import pytest
+
+from edge_agent.events import FootfallMessage, VisitMessage, utc
+from edge_agent.outbox import Outbox
+from edge_agent.storage import Database
+from edge_agent.topics import Topics
+
+TOPICS = Topics("retail/v1", "s1")
+
+
+def _visit(n: int) -> VisitMessage:
+    return VisitMessage(
+        event_id=f"v{n}", store_id="s1", ts=utc(n), visit_id=f"visit{n}", customer_id="c",
+        phase="started", started_at=utc(n), entry_receiver="entrance",
+    )  # fmt: skip
+
+
+def _footfall(n: int) -> FootfallMessage:
+    return FootfallMessage(
+        event_id=f"f{n}", store_id="s1", ts=utc(n), interval_start=utc(0), interval_end=utc(n),
+        entries=1, exits=0, occupancy=1, customers_recognised=0,
+    )  # fmt: skip
+
+
+def _queued(tmp_path: Path, n: int) -> Path:
+    """A database whose outbox holds ``n`` unsent visits, closed as a stopped agent leaves it."""
+    database = Database(tmp_path / "agent.db")
+    Outbox(database, TOPICS, boot_id="b1").add([_visit(i) for i in range(n)], now=0)
+    database.close()
+    return tmp_path / "agent.db"
+
+
+def _pages_of(path: Path, name: str) -> list[int]:
+    with sqlite3.connect(path) as conn:
+        return [row[0] for row in conn.execute("SELECT pageno FROM dbstat WHERE name = ?", (name,))]
+
+
+def test_a_garbage_file_is_quarantined_replaced_and_alarmed(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = _queued(tmp_path, 3)
+    with path.open("r+b") as file:
+        file.write(os.urandom(100))  # the header page: "file is not a database"
+    with caplog.at_level(logging.ERROR):
+        database = Database(path)
+    assert database.quarantined is not None
+    assert database.quarantined.name.startswith("agent.db.corrupt-")
+    assert database.quarantined.exists()
+    assert "database unreadable at start" in database.alarms["database"]
+    assert "database unreadable at start" in caplog.text
+    # The new file works and is as private as the first.
+    outbox = Outbox(database, TOPICS, boot_id="b2")
+    outbox.add([_visit(9)], now=1)
+    assert [p["event_id"] for p in outbox.peek_payloads()] == ["v9"]
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def test_unsent_messages_are_salvaged_from_a_quarantined_file(tmp_path: Path) -> None:
+    path = _queued(tmp_path, 500)
+    # A bad sector in an index: the integrity check fails, the table's rows are still readable.
+    page = _pages_of(path, "idx_outbox_priority_id")[0]
+    page_size = 4096
+    with path.open("r+b") as file:
+        file.seek((page - 1) * page_size + 8)
+        file.write(b"\xff" * 64)
+    database = Database(path)
+    assert database.quarantined is not None
+    outbox = Outbox(database, TOPICS, boot_id="b2")
+    assert outbox.salvaged == 500
+    assert [p["event_id"] for p in outbox.peek_payloads()] == [f"v{i}" for i in range(500)]
+
+
+def test_a_readable_file_is_kept(tmp_path: Path) -> None:
+    path = _queued(tmp_path, 3)
+    database = Database(path)
+    assert database.quarantined is None
+    assert database.alarms == {}
+    assert Outbox(database, TOPICS).depth() == 3
+
+
+def test_a_transaction_that_does_not_commit_leaves_no_false_numbers_or_bytes(tmp_path: Path) -> None:
+    database = Database(tmp_path / "a.db")
+    outbox = Outbox(database, TOPICS, boot_id="b1")
+    outbox.add([_footfall(1)], now=0)
+    before = (outbox.bytes, outbox.enqueued)
+
+    def fails_after_adding(conn: sqlite3.Connection) -> None:
+        outbox.add([_footfall(2), _footfall(3)], now=1)
+        raise RuntimeError("the disk filled before COMMIT")
+
+    with pytest.raises(RuntimeError):
+        database.write(fails_after_adding)
+    assert (outbox.bytes, outbox.enqueued) == before
+    outbox.add([_footfall(4)], now=2)
+    # HQ sees seq 1 then 2: no gap where nothing was lost.
+    assert [p["seq"] for p in outbox.peek_payloads()] == [1, 2]
+
+
+def test_the_reserve_is_built_private_and_the_wal_kept_within_it(tmp_path: Path) -> None:
+    database = Database(tmp_path / "a.db", reserve_bytes=1 << 20)
+    assert database.reserve_path.stat().st_size == 1 << 20
+    assert stat.S_IMODE(database.reserve_path.stat().st_mode) == 0o600
+    conn = database.db.conn
+    # The WAL is checkpointed before it outgrows what giving up the reserve can absorb.
+    assert conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] * 4096 <= (1 << 20) // 2
+    assert conn.execute("PRAGMA auto_vacuum").fetchone()[0] == 2  # incremental: space can go back
