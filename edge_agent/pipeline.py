@@ -18,7 +18,7 @@ from edge_agent.config import AgentConfig
 from edge_agent.const import PRIORITY_NAMES, PRIORITY_NOTIFICATION
 from edge_agent.core import StoreCore
 from edge_agent.downlinks import CommandsDownlink, message_id_of, parse_downlink
-from edge_agent.errors import DownlinkRejected
+from edge_agent.errors import DiskFull, DownlinkRejected
 from edge_agent.events import ErasureMessage, ErrorMessage, Message, StatusMessage, utc
 from edge_agent.ids import EventIdFactory
 from edge_agent.outbox import Outbox
@@ -98,6 +98,8 @@ class Pipeline:
     def tick(self, now: float) -> int:
         messages = self.core.tick(now)
         self._commit(messages, now)
+        self.database.restore_reserve()  # a stat when it is there; rebuilt once the disk has room
+        self.outbox.flush_gaps(now)  # gap records a full disk held back
         if self._journey_pruned_at is None or now - self._journey_pruned_at >= JOURNEY_PRUNE_S:
             self._journey_pruned_at = now
             horizon = self._journey_horizon(now)
@@ -114,11 +116,21 @@ class Pipeline:
         save_visits = self._visits_due(now, writing=bool(messages))
         if not messages and not save_visits:
             return
-        with self.database.transaction():
+
+        def write(conn: object) -> None:
             self.outbox.add(messages, now)
             self.state.record_journey(messages)
             if save_visits:
                 self._save_open_visits(now)
+
+        try:
+            self.database.write(write)
+        except DiskFull as exc:
+            # Nothing fits even after evicting by policy: these messages are refused (numbered,
+            # reported as a gap, alarmed) rather than retried forever from a growing memory.
+            self.counters["disk_full_refusals"] += 1
+            _LOGGER.error("%s", exc)
+            self.outbox.refuse(messages, now)
 
     def _visits_due(self, now: float, writing: bool) -> bool:
         """Save recognised customers' open visits when they change shape, and refresh their last
@@ -136,6 +148,13 @@ class Pipeline:
         """Rewrite the rows of visits that changed; every ``VISIT_SNAPSHOT_S`` all of them (their
         last sighting moves on every advertisement and is not worth a write each time)."""
         changed, self.core.changed_visits = self.core.changed_visits, set()
+        saved_at = self._visits_saved_at
+
+        def undo() -> None:  # not committed (a full disk): these visits are still to be saved
+            self.core.changed_visits |= changed
+            self._visits_saved_at = saved_at
+
+        self.database.on_rollback(undo)
         stale = self._visits_saved_at is None or now - self._visits_saved_at >= VISIT_SNAPSHOT_S
         if stale:
             self.state.save_open_visits(self.core.open_visit_records())
@@ -185,6 +204,7 @@ class Pipeline:
                 )  # fmt: skip
                 self.outbox.add([receipt], now)
                 _LOGGER.info("erased a customer request_id=%s", command.request_id)
+            self.outbox.recount()  # their unsent rows went by the state's delete
             # The erased customers' logged lists went with rows shared with others: rebuild them.
             self.state.compact_downlink_log(
                 self.core.journey.snapshot_downlinks, self._journey_horizon(now), force=True
@@ -233,6 +253,6 @@ class Pipeline:
             missing_beacons=self.core.missing_beacons,
             outbox_bytes=self.outbox.bytes,
             dropped=dict(self.outbox.dropped),
-            alarm=self.outbox.alarm,
+            alarm="; ".join(a for a in (self.outbox.alarm, *self.database.alarms.values()) if a) or None,
             **figures,
         )
