@@ -276,6 +276,10 @@ class StatusMessage(Message):
     registry_version: int | None = None
     missing_beacons: list[str] | None = None
     # Outbox health: bytes queued, messages dropped by reason since start, and an alarm if full.
+    # ``sent``: messages the broker acknowledged since start; ``resent``: published more than once
+    # (after a reconnect, a refusal or a stuck acknowledgement), the duplicates HQ may see.
+    sent: int | None = None
+    resent: int | None = None
     outbox_bytes: int | None = None
     dropped: dict[str, int] | None = None
     alarm: str | None = None

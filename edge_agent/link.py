@@ -16,7 +16,9 @@ Threads and who owns what:
 from __future__ import annotations
 
 import collections
+import contextlib
 import logging
+import socket
 import ssl
 import threading
 import time
@@ -46,6 +48,13 @@ _FATAL_CONNACK_WORDS = ("protocol", "not authorized", "bad user name", "banned",
 EARLY_CLOSES_BEFORE_REFUSAL = 3
 # ... or say nothing at all (amqtt, MQTT 5 with a last will): no CONNACK this long is reported.
 CONNACK_TIMEOUT_S = 10.0
+# On a live connection something arrives at least every keepalive: a PUBACK, or the PINGRESP to
+# the PINGREQ paho sends after keepalive seconds of quiet (its loop checks once a second). paho
+# itself gives up only a second keepalive after an unanswered PINGREQ, up to 2 x keepalive
+# after the path died; a router that silently drops packets would hold the store that long.
+# Silence past keepalive plus this margin closes the socket, well inside 1.5 x keepalive.
+SILENCE_MARGIN_FRACTION = 0.25
+SILENCE_MARGIN_MIN_S = 1.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +73,8 @@ class LinkStats:
     connects: int = 0
     disconnects: int = 0
     expired: int = 0  # rows dropped unsent because they expired (late notifications)
+    silent_closes: int = 0  # connections closed because the broker went quiet (a dead path)
+    resent: int = 0  # outbox rows published again (after a reconnect, a refusal or a restart)
     last_sync: float | None = None  # wall-clock time of the last PUBACK that deleted a row
 
 
@@ -98,14 +109,17 @@ class MqttLink:
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._acks: collections.deque[tuple[int, bool, str]] = collections.deque()
+        self._ack_batch = max(1, config.mqtt.inflight_window // 4)
         self._need_birth = False
         self._pending_status: bytes | None = None
         self._inflight: dict[int, tuple[int, float]] = {}  # mid -> (outbox row id, sent at)
         self._retry_at: dict[int, tuple[float, int]] = {}  # row id -> (monotonic time, attempts)
+        self._sent: set[int] = set()  # row ids published and not yet acknowledged (to count resends)
         self._clock = clock  # what "now" is for expiry: the wall clock, or a replay's simulated one
         self._expired_at = float("-inf")  # clock time of the last expiry sweep
         self.last_progress = time.monotonic()  # the sender thread's last loop
         self.network_progress = time.monotonic()  # paho's network loop: last packet or attempt
+        self._last_received = time.monotonic()  # the last packet from the broker
         self._client = self._make_client(config.client_id)
         self._sender = threading.Thread(target=self._run_sender, name="edge-agent-sender", daemon=True)
 
@@ -221,7 +235,9 @@ class MqttLink:
     # ------------------------------------------------------------------ paho callbacks (paho's thread)
 
     def _handle_log(self, client, userdata, level, message) -> None:
-        self.network_progress = time.monotonic()
+        self.network_progress = now = time.monotonic()
+        if message.startswith("Received"):
+            self._last_received = now
 
     def _handle_pre_connect(self, client, userdata) -> None:
         self._attempt_started = self.network_progress = time.monotonic()
@@ -242,6 +258,7 @@ class MqttLink:
                 )
             return
         self.stats.connects += 1
+        self._last_received = time.monotonic()
         self._early_closes = 0
         self.refusal = None
         _LOGGER.info("connected to broker host=%s port=%s", self._settings.host, self._settings.port)
@@ -269,8 +286,14 @@ class MqttLink:
     def _handle_publish(self, client, userdata, mid: int, reason_code: ReasonCode, properties) -> None:
         # MQTT v5: a PUBACK can carry a failure (not authorised, quota exceeded); paho forgets
         # the message either way, so success must be checked here, not assumed.
-        self._acks.append((mid, not reason_code.is_failure, str(reason_code)))
-        self._wake.set()
+        failed = reason_code.is_failure
+        self._acks.append((mid, not failed, str(reason_code) if failed else ""))
+        # Wake the sender for a batch, not for each PUBACK: a hand-off per message between two
+        # threads sharing the GIL capped the drain at half of what paho alone does. A quarter
+        # window keeps the pipe full; the last outstanding one, or a refusal, wakes it at once.
+        acks = len(self._acks)
+        if failed or acks >= self._ack_batch or acks >= len(self._inflight):
+            self._wake.set()
 
     def _report_silent_refusal(self, what: str) -> None:
         self.refusal = BrokerRefused(
@@ -303,6 +326,7 @@ class MqttLink:
             self.last_progress = time.monotonic()
             try:
                 self._check_connack_timeout()
+                self._check_silence()
                 self._process_acks()
                 if self._connected.is_set() and not self._stopping.is_set():
                     self._send_control()
@@ -317,6 +341,29 @@ class MqttLink:
         if started is not None and self.refusal is None and time.monotonic() - started > CONNACK_TIMEOUT_S:
             self._report_silent_refusal(f"has not answered in {CONNACK_TIMEOUT_S:.0f} s to")
 
+    def _check_silence(self) -> None:
+        """Close a connection the broker has gone quiet on, so paho reconnects (see SILENCE_*)."""
+        if not self._connected.is_set():
+            return
+        keepalive = self._settings.keepalive_s
+        limit = keepalive + max(SILENCE_MARGIN_FRACTION * keepalive, SILENCE_MARGIN_MIN_S)
+        silent = time.monotonic() - self._last_received
+        if silent < limit:
+            return
+        sock = self._client.socket()
+        if sock is None:
+            return
+        _LOGGER.warning(
+            "nothing from the broker for %.1f s (keepalive %d s): connection presumed dead, reconnecting",
+            silent, keepalive,
+        )  # fmt: skip
+        self.stats.silent_closes += 1
+        self._last_received = time.monotonic()  # once per dead connection
+        # paho's network thread sees end-of-file and runs its own reconnect: no second thread
+        # touches paho's state, and no DISCONNECT is sent, so the last will stands.
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
+
     def _send_control(self) -> None:
         if self._need_birth:
             self._need_birth = False
@@ -324,6 +371,7 @@ class MqttLink:
             # restart now, or _release_stuck would send them a second time after an outage.
             now = time.monotonic()
             self._inflight = {mid: (row_id, now) for mid, (row_id, _) in self._inflight.items()}
+            self.stats.resent += len(self._inflight)
             filters = [(topic_filter, 1) for topic_filter in self._topics.downlink_filters]
             filters += [(topic_filter, 0) for topic_filter in self._sighting_filters]
             result, mid = self._client.subscribe(filters)
@@ -347,6 +395,7 @@ class MqttLink:
             if success:
                 delivered.append(row_id)
                 self._retry_at.pop(row_id, None)
+                self._sent.discard(row_id)
             else:
                 refused.append(row_id)
                 attempts = self._retry_at.get(row_id, (0.0, 0))[1] + 1
@@ -389,3 +438,8 @@ class MqttLink:
             # NO_CONN still queues a QoS 1 message in paho, which sends it on reconnect.
             self._inflight[info.mid] = (row.id, now)
             self.stats.published += 1
+            if row.id in self._sent:
+                self.stats.resent += 1
+            self._sent.add(row.id)
+        if len(self._sent) > 10 * self._settings.inflight_window:  # rows dropped while in flight
+            self._sent = {row_id for row_id, _ in self._inflight.values()} | set(self._retry_at)

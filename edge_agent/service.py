@@ -60,7 +60,7 @@ class Service:
         self.config = config
         self.config_path = config_path
         self.clock = clock
-        self.database = Database(config.storage.path)
+        self.database = Database(config.storage.path, config.storage.disk_reserve_bytes)
         self.pipeline = Pipeline(config, self.database, EventIdFactory())
         self._work: queue.Queue[WorkItem] = queue.Queue()
         self.remote = RemoteReceivers(config, self.submit, clock)
@@ -162,6 +162,7 @@ class Service:
         self._work.put(_STOP)
         if self._thread is not None:
             self._thread.join(max(0.1, deadline - time.monotonic()))
+        self.pipeline.outbox.flush_gaps(self.clock())  # held back by a full disk: keep them if it fits
         self.link.stop(max(0.1, deadline - time.monotonic()))
         self.database.close()
 
@@ -269,6 +270,8 @@ class Service:
             state,
             self.clock(),
             last_sync=None if last_sync is None else utc(last_sync),
+            sent=self.link.stats.acknowledged,
+            resent=self.link.stats.resent,
             scanners=[_scanner_status(scanner.health) for scanner in scanners],
         )
 
@@ -279,8 +282,8 @@ class Service:
         snapshot = {**message.model_dump(mode="json"), "link": "up" if self.link.connected else "down"}
         try:
             self.pipeline.state.put_meta("status", json.dumps(snapshot))
-        except Exception:  # a full disk must not stop the heartbeat to HQ
-            _LOGGER.exception("could not store the status snapshot")
+        except Exception as exc:  # a full disk must not stop the heartbeat to HQ (nor flood the log)
+            _LOGGER.warning("could not store the status snapshot: %s", exc)
         self.link.publish_status(payload)
 
     def status_line(self) -> str:
