@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import threading
@@ -97,6 +98,11 @@ class Mosquitto:
             pytest.fail(f"mosquitto exited: {self.log.read_text()}")
         return port_open(self.host, self.port)
 
+    def reload(self) -> None:
+        """SIGHUP: mosquitto re-reads its ACL and password files."""
+        assert self._process is not None
+        self._process.send_signal(signal.SIGHUP)
+
     def stop(self) -> None:
         if self._process is not None and self._process.poll() is None:
             self._process.terminate()
@@ -145,15 +151,21 @@ class Subscriber:
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
         self.client.on_message = self._on_message
         self.client.on_subscribe = lambda *args: subscribed.set()
+        self._topic_filter = topic_filter
+        self.client.on_connect = self._on_connect
         self.client.reconnect_delay_set(0.1, 0.5)  # type: ignore[arg-type]
         properties = None
         if persistent:
             properties = Properties(PacketTypes.CONNECT)
             properties.SessionExpiryInterval = 3600
         self.client.connect(broker.host, broker.port, clean_start=not persistent, properties=properties)
-        self.client.subscribe(topic_filter, qos=1)
         self.client.loop_start()
         wait_for(subscribed.is_set, 10, "SUBACK")
+
+    def _on_connect(self, client: mqtt.Client, userdata: object, flags, reason_code, properties) -> None:
+        # A broker that lost our session (restarted without persistence) needs the subscription again.
+        if not reason_code.is_failure and not flags.session_present:
+            client.subscribe(self._topic_filter, qos=1)
 
     def _on_message(self, client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
         # Never raise here: paho 2 lets a callback exception end its network thread.
@@ -214,3 +226,20 @@ def make_config(tmp_path: Path, broker: Mosquitto | None = None, **sections: dic
     for name, values in sections.items():
         data.setdefault(name, {}).update(values)
     return config_from_mapping(data)
+
+
+# Fault-injection outcomes, one row per scenario, printed as one table at the end of the run.
+FAULT_TABLE: list[dict[str, Any]] = []
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if not FAULT_TABLE:
+        return
+    columns = [
+        "scenario", "generated", "delivered", "gap-reported", "lost", "duplicated", "unexpected", "note",
+    ]  # fmt: skip
+    rows = [[str(row.get(c, "")) for c in columns] for row in FAULT_TABLE]
+    widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(columns)]
+    terminalreporter.section("fault injection: every generated event classified at HQ")
+    for line in [columns, ["-" * w for w in widths], *rows]:
+        terminalreporter.write_line("  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)))
