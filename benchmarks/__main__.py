@@ -5,7 +5,10 @@ means something on whatever machine runs it:
 - core: sightings/s through decode -> resolve -> track, against decoding alone;
 - replay: sightings/s through the whole pipeline with the SQLite outbox, against the core alone;
 - outbox: events/s enqueued in grouped commits (synchronous=FULL), against raw sqlite3
-  ``executemany`` of the same rows into the same table;
+  ``executemany`` of the same rows into the same table; messages/s drained to a local mosquitto
+  at QoS 1, against a bare paho publish loop of the same messages (benchmarks/outbox.py);
+- backlog: 1,000,000 queued telemetry events draining while notifications keep outranking them
+  (benchmarks/outbox.py);
 - decoders: frames/s per frame type, against bluetooth-data-tools' GAP parser on the same
   advertisements as raw bytes (it turns AD bytes into the dicts our decoders start from; a
   layer below ours, and the fastest Python-ecosystem parser we know, compiled with Cython);
@@ -26,7 +29,6 @@ import argparse
 import json
 import platform
 import random
-import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -38,11 +40,11 @@ from pathlib import Path
 from benchmarks.accuracy import bench_accuracy
 from benchmarks.fleet import bench_fleet
 from benchmarks.notification_latency import bench_notification_latency
+from benchmarks.outbox import bench_backlog, bench_drain, bench_enqueue
 from edge_agent.const import EDDYSTONE_SERVICE_UUID
 from edge_agent.core import StoreCore
 from edge_agent.demo import demo_config
 from edge_agent.downlinks import parse_downlink
-from edge_agent.events import VisitMessage, utc
 from edge_agent.frames import (
     AltBeacon,
     EddystoneEid,
@@ -61,12 +63,10 @@ from edge_agent.frames import (
     encode_ibeacon,
 )
 from edge_agent.ids import EventIdFactory
-from edge_agent.outbox import Outbox
 from edge_agent.pipeline import Pipeline
 from edge_agent.simclock import SimulatedRun
 from edge_agent.storage import Database
 from edge_agent.storeday import generate
-from edge_agent.topics import Topics
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -140,52 +140,6 @@ def bench_replay(repeats: int) -> list[dict]:
             "ratio": None,
         }
     ]
-
-
-def bench_outbox(repeats: int, events: int = 50_000, group: int = 500) -> list[dict]:
-    messages = [
-        VisitMessage(event_id=f"{i:026d}", store_id="s1", ts=utc(i), visit_id=f"v{i}", customer_id="c",
-                     phase="started", started_at=utc(i), entry_receiver="entrance")
-        for i in range(events)
-    ]  # fmt: skip
-    topics = Topics("retail/v1", "s1")
-    rows = [(topics.uplink(m.stream), m.to_json(), m.priority, 0, 0.0, None) for m in messages]
-
-    def raw() -> int:
-        with tempfile.TemporaryDirectory() as workdir:
-            database = Database(Path(workdir) / "raw.db")
-            Outbox(database, topics)  # same schema and indexes
-            conn = sqlite3.connect(Path(workdir) / "raw.db", isolation_level=None)
-            conn.execute("PRAGMA synchronous=FULL")
-            for start in range(0, events, group):
-                conn.execute("BEGIN")
-                conn.executemany(
-                    "INSERT INTO outbox (topic, payload, priority, retain, created, expires) "
-                    "VALUES (?,?,?,?,?,?)",
-                    rows[start : start + group],
-                )
-                conn.execute("COMMIT")
-            conn.close()
-            database.close()
-        return events
-
-    def ours() -> int:
-        with tempfile.TemporaryDirectory() as workdir:
-            database = Database(Path(workdir) / "ours.db")
-            outbox = Outbox(database, topics)
-            for start in range(0, events, group):
-                outbox.add(messages[start : start + group], now=0.0)
-            database.close()
-        return events
-
-    raw_s, n = _best_of(repeats, raw)
-    ours_s, _ = _best_of(repeats, ours)
-    return [
-        {"name": f"raw sqlite3 executemany, groups of {group} (baseline)", "unit": "events/s",
-         "value": n / raw_s, "ratio": 1.0},
-        {"name": f"Outbox.add incl. JSON serialisation, groups of {group}", "unit": "events/s",
-         "value": n / ours_s, "ratio": raw_s / ours_s},
-    ]  # fmt: skip
 
 
 def _advertisements(kind: str, count: int, rng: random.Random) -> list[tuple[dict, dict, bytes]]:
@@ -293,7 +247,8 @@ GROUPS: dict[str, Callable[[int], list[dict]]] = {
     "decoders": bench_decoders,
     "core": bench_core,
     "replay": bench_replay,
-    "outbox": bench_outbox,
+    "outbox": lambda repeats: bench_enqueue(repeats) + bench_drain(repeats),
+    "backlog": lambda repeats: bench_backlog(),
     "identity": bench_identity_scale,
     "accuracy": lambda repeats: bench_accuracy(),
     "fleet": lambda repeats: bench_fleet(),
