@@ -97,9 +97,10 @@ def run_fleet(
     """Paced load (``rate`` events per store per second for ``seconds``), or with ``burst`` that
     many events per store at once: the fleet's backlog after an HQ outage, which measures capacity.
 
-    Stores run in worker processes of at most ``STORES_PER_PROCESS``: paho waits on its socket
-    with select(), which cannot watch descriptors above 1024, and each store holds about seven
-    (socket, wake-up pair, database, WAL, shared memory). Real stores are separate machines anyway.
+    Stores run in worker processes of at most ``STORES_PER_PROCESS``, one interpreter (and GIL)
+    per hundred links; real stores are separate machines anyway. (Measured with paho's own loop
+    thread, which waits with select() and cannot watch descriptors above 1024: one process stalled
+    at 140 stores. The link now polls its socket itself, which has no such limit.)
     """
     context = multiprocessing.get_context("spawn")  # no fork of a process with threads
     with tempfile.TemporaryDirectory(prefix="edge-agent-fleet-") as workdir:

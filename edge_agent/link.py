@@ -1,13 +1,20 @@
 """The MQTT link to HQ: uplink from the outbox, downlinks in, birth and last will.
 
-Threads and who owns what:
-- paho's network thread runs the callbacks. They only record what happened (a PUBACK, a
-  connection change, a downlink) and wake the sender; they never publish or touch SQLite,
-  which sidesteps paho's known callback deadlocks and its mid/PUBACK races.
-- the sender thread owns publishing. It keeps at most ``inflight_window`` outbox rows
-  unacknowledged (far below paho's 65,535 message ids, which wrap and silently overwrite),
-  deletes a row only after a PUBACK whose reason code is success, and backs off a row the
-  broker refused. paho resends unacknowledged messages itself after a reconnect.
+One thread owns the client: it runs paho's network loop itself (``loop_read``/``loop_write``/
+``loop_misc``, paho's external-loop API, on ``poll()``), reconnects with capped backoff, and
+between network events does the sending. paho's own ``loop_start`` thread is not used: with a
+network thread and a sender thread taking turns on the GIL at every SQLite call and every
+PUBACK, the drain ran at half the rate paho reaches alone (benchmarks/outbox.py); in one
+thread it matches it.
+- callbacks (run in that thread, inside paho) only record what happened (a PUBACK, a
+  connection change, a downlink); they never publish or touch SQLite, which sidesteps paho's
+  known callback deadlocks and its mid/PUBACK races.
+- sending keeps at most ``inflight_window`` outbox rows unacknowledged (far below paho's 65,535
+  message ids, which wrap and silently overwrite), deletes a row only after a PUBACK whose
+  reason code is success, and backs off a row the broker refused. paho resends unacknowledged
+  messages itself after a reconnect.
+- other threads talk to it through ``wake``, ``publish_status`` and ``ack_downlink``, which
+  queue the request and interrupt the poll.
 - downlinks are handed to the owner's callback with their message id; the owner calls
   ``ack_downlink`` once the effect is committed (paho's manual_ack), so the broker redelivers
   anything a crash interrupted.
@@ -18,6 +25,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import logging
+import select
 import socket
 import ssl
 import threading
@@ -42,6 +50,8 @@ REFUSED_BACKOFF_CAP_S = 60.0
 # Refusals that no reconnect can fix: a misconfiguration to report, not to retry forever.
 # How often the sender drops expired rows (notifications past their TTL) before filling its window.
 EXPIRY_CHECK_S = 1.0
+# The link thread's longest wait: expiry, backoff and the silence check run at least this often.
+LOOP_WAIT_S = 0.25
 _FATAL_CONNACK_WORDS = ("protocol", "not authorized", "bad user name", "banned", "client identifier")
 # A broker that does not speak our protocol version may drop the connection instead of
 # refusing it in a CONNACK (amqtt does for MQTT 5): this many drops in a row say so.
@@ -106,10 +116,16 @@ class MqttLink:
         self._connected = threading.Event()
         self._subscribed = threading.Event()
         self._subscribe_mids: set[int] = set()
-        self._wake = threading.Event()
+        # wake() writes a byte here to interrupt the link thread's poll from any thread.
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
         self._stopping = threading.Event()
+        self._stop_deadline = 0.0
         self._acks: collections.deque[tuple[int, bool, str]] = collections.deque()
-        self._ack_batch = max(1, config.mqtt.inflight_window // 4)
+        self._downlink_acks: collections.deque[tuple[int, int]] = collections.deque()
+        self._reconnect_delay = config.mqtt.reconnect_min_s
+        self._next_attempt = 0.0  # monotonic time of the next connection attempt
         self._need_birth = False
         self._pending_status: bytes | None = None
         self._inflight: dict[int, tuple[int, float]] = {}  # mid -> (outbox row id, sent at)
@@ -117,11 +133,11 @@ class MqttLink:
         self._sent: set[int] = set()  # row ids published and not yet acknowledged (to count resends)
         self._clock = clock  # what "now" is for expiry: the wall clock, or a replay's simulated one
         self._expired_at = float("-inf")  # clock time of the last expiry sweep
-        self.last_progress = time.monotonic()  # the sender thread's last loop
-        self.network_progress = time.monotonic()  # paho's network loop: last packet or attempt
+        self.last_progress = time.monotonic()  # the link thread's last loop
+        self.network_progress = time.monotonic()  # the network loop's last turn (or connection attempt)
         self._last_received = time.monotonic()  # the last packet from the broker
         self._client = self._make_client(config.client_id)
-        self._sender = threading.Thread(target=self._run_sender, name="edge-agent-sender", daemon=True)
+        self._thread = threading.Thread(target=self._run, name="edge-agent-link", daemon=True)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -146,7 +162,6 @@ class MqttLink:
                 tls_version=ssl.PROTOCOL_TLS_CLIENT,
             )
         client.will_set(self._topics.status, self._status_payload("offline"), qos=1, retain=True)
-        client.reconnect_delay_set(settings.reconnect_min_s, settings.reconnect_max_s)  # type: ignore[arg-type]
         client.max_inflight_messages_set(settings.inflight_window)
         client.on_connect = self._handle_connect
         client.on_disconnect = self._handle_disconnect
@@ -154,10 +169,6 @@ class MqttLink:
         client.on_message = self._handle_message
         client.on_subscribe = self._handle_subscribe
         client.on_pre_connect = self._handle_pre_connect
-        client.on_connect_fail = self._handle_connect_fail
-        # paho reports every packet it sends or receives (PINGREQ/PINGRESP included) here: the
-        # public sign that its network loop is alive, even on an idle connection.
-        client.on_log = self._handle_log
         return client
 
     def start(self) -> None:
@@ -173,29 +184,19 @@ class MqttLink:
             clean_start=False if settings.protocol == "5" else mqtt.MQTT_CLEAN_START_FIRST_ONLY,
             properties=properties,
         )
-        self._client.loop_start()
-        self._sender.start()
+        self._thread.start()
 
     def stop(self, timeout: float = 5.0) -> None:
         """Commit outstanding PUBACKs, publish 'offline' and disconnect cleanly (no last will)."""
-        deadline = time.monotonic() + timeout
+        self._stop_deadline = time.monotonic() + timeout
         self._stopping.set()
-        self._wake.set()
-        self._sender.join(max(0.1, deadline - time.monotonic()))
-        while self._inflight and self._connected.is_set() and time.monotonic() < deadline:
-            self._process_acks()
-            time.sleep(0.01)
-        self._process_acks()
-        if self._connected.is_set():
-            info = self._client.publish(
-                self._topics.status, self._status_payload("offline"), qos=1, retain=True
-            )
-            try:
-                info.wait_for_publish(max(0.1, deadline - time.monotonic()))
-            except (RuntimeError, ValueError):
-                _LOGGER.warning("offline status not confirmed before disconnect")
-        self._client.disconnect()
-        self._client.loop_stop()
+        self.wake()
+        if self._thread.ident is not None:  # started
+            self._thread.join(timeout + 1.0)
+        if self._thread.is_alive():
+            _LOGGER.warning("link thread still busy at stop (a connection attempt): leaving it")
+        self._wake_r.close()
+        self._wake_w.close()
 
     @property
     def connected(self) -> bool:
@@ -220,29 +221,27 @@ class MqttLink:
         return False
 
     def wake(self) -> None:
-        """New rows are in the outbox (or a periodic nudge): let the sender look."""
-        self._wake.set()
+        """New rows are in the outbox (or a periodic nudge): let the link thread look."""
+        with contextlib.suppress(OSError):  # full (a wake is pending anyway) or closed (stopped)
+            self._wake_w.send(b"\0")
 
     def publish_status(self, payload: bytes | None = None) -> None:
-        """Refresh the retained status (heartbeat); sent by the sender thread when connected."""
+        """Refresh the retained status (heartbeat); sent by the link thread when connected."""
         self._pending_status = payload if payload is not None else self._status_payload("online")
-        self._wake.set()
+        self.wake()
 
     def ack_downlink(self, mid: int, qos: int) -> None:
+        """Acknowledge a downlink whose effect is committed (sent by the link thread)."""
         if qos > 0:
-            self._client.ack(mid, qos)
+            self._downlink_acks.append((mid, qos))
+            self.wake()
 
     # ------------------------------------------------------------------ paho callbacks (paho's thread)
-
-    def _handle_log(self, client, userdata, level, message) -> None:
-        self.network_progress = now = time.monotonic()
-        if message.startswith("Received"):
-            self._last_received = now
 
     def _handle_pre_connect(self, client, userdata) -> None:
         self._attempt_started = self.network_progress = time.monotonic()
 
-    def _handle_connect_fail(self, client, userdata) -> None:
+    def _handle_connect_fail(self) -> None:
         self._attempt_started = None  # nobody listening: the broker is down, not refusing us
         self.network_progress = time.monotonic()
 
@@ -258,13 +257,13 @@ class MqttLink:
                 )
             return
         self.stats.connects += 1
+        self._reconnect_delay = self._settings.reconnect_min_s
         self._last_received = time.monotonic()
         self._early_closes = 0
         self.refusal = None
         _LOGGER.info("connected to broker host=%s port=%s", self._settings.host, self._settings.port)
         self._need_birth = True
         self._connected.set()
-        self._wake.set()
 
     def _handle_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         if self._connected.is_set():
@@ -288,12 +287,6 @@ class MqttLink:
         # the message either way, so success must be checked here, not assumed.
         failed = reason_code.is_failure
         self._acks.append((mid, not failed, str(reason_code) if failed else ""))
-        # Wake the sender for a batch, not for each PUBACK: a hand-off per message between two
-        # threads sharing the GIL capped the drain at half of what paho alone does. A quarter
-        # window keeps the pipe full; the last outstanding one, or a refusal, wakes it at once.
-        acks = len(self._acks)
-        if failed or acks >= self._ack_batch or acks >= len(self._inflight):
-            self._wake.set()
 
     def _report_silent_refusal(self, what: str) -> None:
         self.refusal = BrokerRefused(
@@ -319,22 +312,105 @@ class MqttLink:
 
     # ------------------------------------------------------------------ sender thread
 
-    def _run_sender(self) -> None:
+    def _run(self) -> None:
         while not self._stopping.is_set():
-            self._wake.wait(0.25)
-            self._wake.clear()
             self.last_progress = time.monotonic()
             try:
+                if self._client.socket() is None:
+                    self._connect_when_due()
+                else:
+                    self._network(LOOP_WAIT_S)
                 self._check_connack_timeout()
                 self._check_silence()
                 self._process_acks()
-                if self._connected.is_set() and not self._stopping.is_set():
+                if self._connected.is_set():
+                    self._send_downlink_acks()
                     self._send_control()
                     self._release_stuck()
                     self._fill_window()
-            except Exception:  # the sender must outlive any one bad row or SQLite hiccup
-                _LOGGER.exception("sender loop error")
-                time.sleep(0.5)
+            except Exception:  # the link must outlive any one bad row or SQLite hiccup
+                _LOGGER.exception("link loop error")
+                self._stopping.wait(0.5)
+        self._shutdown()
+
+    def _connect_when_due(self) -> None:
+        """One connection attempt once the backoff allows, else wait for it (or a wake)."""
+        wait = self._next_attempt - time.monotonic()
+        if wait > 0:
+            self._wait_for_wake(min(wait, LOOP_WAIT_S))
+            return
+        self._next_attempt = time.monotonic() + self._reconnect_delay
+        self._reconnect_delay = min(self._settings.reconnect_max_s, 2 * self._reconnect_delay)
+        try:
+            self._client.reconnect()  # sends CONNECT; the CONNACK arrives through _network
+        except OSError as exc:
+            _LOGGER.debug("connection attempt failed: %s", exc)
+            self._handle_connect_fail()
+
+    def _wait_for_wake(self, timeout: float) -> None:
+        with contextlib.suppress(OSError):
+            if select.select([self._wake_r], [], [], timeout)[0]:
+                self._drain_wake()
+
+    def _drain_wake(self) -> None:
+        with contextlib.suppress(BlockingIOError, OSError):
+            while self._wake_r.recv(4096):
+                pass
+
+    def _network(self, timeout: float) -> None:
+        """Wait for the socket (or a wake) and let paho read, write and keep the connection alive.
+
+        ``poll``, unlike paho's ``select``, has no limit on descriptor numbers."""
+        client = self._client
+        sock = client.socket()
+        if sock is None:
+            return
+        if getattr(sock, "pending", None) and sock.pending():  # decrypted TLS bytes waiting
+            timeout = 0.0
+        poller = select.poll()
+        poller.register(sock, select.POLLIN | (select.POLLOUT if client.want_write() else 0))
+        poller.register(self._wake_r, select.POLLIN)
+        ready = dict(poller.poll(int(timeout * 1000)))
+        self.network_progress = now = time.monotonic()
+        if ready.pop(self._wake_r.fileno(), 0):
+            self._drain_wake()
+        events = ready.get(sock.fileno(), 0)
+        if events & (select.POLLIN | select.POLLERR | select.POLLHUP) or (
+            getattr(sock, "pending", None) and sock.pending()
+        ):
+            self._last_received = now  # bytes from the broker (a PINGRESP included): it is alive
+            client.loop_read()
+        if events & select.POLLOUT and client.socket() is not None:
+            client.loop_write()
+        client.loop_misc()  # keepalive PINGREQ, and paho's own ping timeout
+        if client.socket() is None:
+            self._connected.clear()
+            self._next_attempt = max(self._next_attempt, time.monotonic() + self._reconnect_delay)
+
+    def _send_downlink_acks(self) -> None:
+        while self._downlink_acks:
+            mid, qos = self._downlink_acks.popleft()
+            self._client.ack(mid, qos)
+
+    def _shutdown(self) -> None:
+        """On stop: wait for outstanding PUBACKs (and commit them), say 'offline', disconnect."""
+        deadline = self._stop_deadline
+        while self._inflight and self._connected.is_set() and time.monotonic() < deadline:
+            self._network(min(0.05, max(0.0, deadline - time.monotonic())))
+            self._process_acks()
+        self._process_acks()
+        if self._connected.is_set():
+            self._send_downlink_acks()
+            goodbye = self._status_payload("offline")
+            info = self._client.publish(self._topics.status, goodbye, qos=1, retain=True)
+            while not info.is_published() and self._connected.is_set() and time.monotonic() < deadline:
+                self._network(min(0.05, max(0.0, deadline - time.monotonic())))
+            if not info.is_published():
+                _LOGGER.warning("offline status not confirmed before disconnect")
+            self._client.disconnect()  # DISCONNECT: the broker discards the last will
+            closing = min(deadline, time.monotonic() + 1.0)  # the broker closes; paho reports it
+            while self._client.socket() is not None and time.monotonic() < closing:
+                self._network(0.05)
 
     def _check_connack_timeout(self) -> None:
         started = self._attempt_started

@@ -52,6 +52,10 @@ _DUE = (
     "(SELECT id, topic, payload, priority, retain FROM outbox WHERE id NOT IN ({marks}) "
     "ORDER BY priority, id LIMIT ?)"
 )
+_DUE_ROWS = (
+    "SELECT id, topic, payload, priority, retain FROM outbox WHERE id NOT IN ({marks}) "
+    "ORDER BY priority, id LIMIT ?"
+)
 # Sizes of rows handed out and never acknowledged are forgotten past this many.
 SIZES_KEPT = 100_000
 _INSERT = "INSERT INTO outbox (topic, payload, priority, retain, created, expires) VALUES (?,?,?,?,?,?)"
@@ -443,8 +447,15 @@ class Outbox:
         skip_ids = list(set(skip))
         marks = ",".join("?" * len(skip_ids))
         with self._database.sender_lock:
-            (text,) = self._database.sender.execute(_DUE.format(marks=marks), (*skip_ids, limit)).fetchone()
-        rows = [OutboxRow(i, topic, data.encode(), p, bool(r)) for i, topic, data, p, r in json.loads(text)]
+            try:
+                query = _DUE.format(marks=marks)
+                (text,) = self._database.sender.execute(query, (*skip_ids, limit)).fetchone()
+                found = [(i, topic, data.encode(), p, r) for i, topic, data, p, r in json.loads(text)]
+            except (sqlite3.OperationalError, ValueError):  # a payload that is not UTF-8: row by row
+                found = self._database.sender.execute(
+                    _DUE_ROWS.format(marks=marks), (*skip_ids, limit)
+                ).fetchall()
+        rows = [OutboxRow(i, topic, bytes(data), p, bool(r)) for i, topic, data, p, r in found]
         rows.sort(key=lambda row: (row.priority, row.id))  # the subquery's order, made explicit
         with self._lock:
             self._sizes.update((row.id, len(row.payload)) for row in rows)

@@ -201,11 +201,11 @@ def test_downlink_received_but_not_yet_applied_is_redelivered_after_a_crash(
 def _die_like_a_killed_process(service: Service) -> None:
     """Stop every thread and drop the socket: no PUBACK for the downlink, no DISCONNECT sent."""
     link = service.link
+    link._connected.clear()  # so the link thread's shutdown skips its goodbye, as a killed process does
     link._stopping.set()
-    link._wake.set()
-    link._sender.join(5)
+    link.wake()
+    link._thread.join(5)
     link._client._sock_close()
-    link._client.loop_stop()
     service.database.close()
 
 

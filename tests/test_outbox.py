@@ -175,3 +175,16 @@ def test_expired_and_dead_lettered_rows_become_gaps(tmp_path: Path) -> None:
     with database.lock:
         assert database.db.conn.execute("SELECT count(*) FROM dead_letter").fetchone()[0] == 1
     assert [p["event_id"] for p in outbox.peek_payloads() if p["schema"] == "visit.v1"] == ["v2"]
+
+
+def test_due_returns_payload_bytes_exactly_even_when_one_is_not_text(tmp_path: Path) -> None:
+    database = Database(tmp_path / "a.db")
+    outbox = Outbox(database, TOPICS, boot_id="b1")
+    outbox.add([_notification(1).model_copy(update={"text": "Il tuo ordine è pronto"})], now=0)
+    stored = database.db.conn.execute("SELECT payload FROM outbox").fetchone()[0]
+    assert [row.payload for row in outbox.due(10)] == [stored]
+    # A row that is not UTF-8 (salvaged from a damaged file, say) must not block the queue.
+    database.db.conn.execute(
+        "INSERT INTO outbox (topic, payload, priority, retain, created) VALUES ('t', X'FFFE00', 2, 0, 0)"
+    )
+    assert [row.payload for row in outbox.due(10)] == [stored, b"\xff\xfe\x00"]
