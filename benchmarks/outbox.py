@@ -78,9 +78,10 @@ def bench_enqueue(repeats: int, events: int = 50_000) -> list[dict]:
             conn.execute("PRAGMA synchronous=FULL")
             for start in range(0, events, GROUP):
                 group = rows[start : start + GROUP]
-                if serialise:  # the same messages turned into the same bytes, then inserted
-                    group = [(t, m.to_json(), p, r, c, e) for (t, _, p, r, c, e), m in
-                             zip(group, messages[start : start + GROUP], strict=True)]  # fmt: skip
+                if serialise:  # the messages turned into bytes by pydantic's fastest path, then inserted
+                    chunk = messages[start : start + GROUP]
+                    group = [(t, m.__pydantic_serializer__.to_json(m, by_alias=True), p, r, c, e)
+                             for (t, _, p, r, c, e), m in zip(group, chunk, strict=True)]  # fmt: skip
                 conn.execute("BEGIN")
                 conn.executemany(
                     "INSERT INTO outbox (topic, payload, priority, retain, created, expires) "
@@ -101,9 +102,13 @@ def bench_enqueue(repeats: int, events: int = 50_000) -> list[dict]:
             database.close()
         return events
 
-    raw_s, n = _best_of(repeats, raw)
-    serialising_s, _ = _best_of(repeats, lambda: raw(serialise=True))
-    ours_s, _ = _best_of(repeats, ours)
+    # Interleaved rounds, best of each: this VM's speed drifts by a third between runs.
+    raw_s = serialising_s = ours_s = float("inf")
+    for _ in range(max(repeats, 5)):
+        raw_s = min(raw_s, _best_of(1, raw)[0])
+        serialising_s = min(serialising_s, _best_of(1, lambda: raw(serialise=True))[0])
+        ours_s = min(ours_s, _best_of(1, ours)[0])
+    n = events
     return [
         {"name": f"enqueue: raw executemany of serialised rows, groups of {GROUP} (baseline)",
          "unit": "events/s", "value": n / raw_s, "ratio": 1.0},

@@ -36,7 +36,7 @@ from edge_agent.topics import Topics
 
 _LOGGER = logging.getLogger(__name__)
 # How a message not yet stored serialises its boot_id and seq (fields of Message, in this order).
-_UNSTAMPED = '"boot_id":null,"seq":null'
+_UNSTAMPED = b'"boot_id":null,"seq":null'
 # Rows read per round while choosing telemetry to evict.
 EVICTION_BATCH = 2000
 # What dropping a row needs to know: its id, topic, boot, sequence number and size.
@@ -113,7 +113,7 @@ class Outbox:
         # inside Database.transaction (its lock first, then this one), never the other way round.
         self._lock = threading.RLock()
         self._seq: dict[str, int] = {}  # stream -> last sequence number of this boot
-        self._stream_topics: dict[str, str] = {}
+        self._kinds: dict[type[Message], tuple] = {}  # see _kind
         self._sizes: dict[int, int] = {}  # row id -> payload bytes, for rows handed out by due()
         self.enqueued = 0  # messages added since this process opened the outbox
         # What was dropped, by reason (expired, evicted, dead_letter, refused): health counters.
@@ -296,22 +296,34 @@ class Outbox:
         set them cost more than the SQLite insert itself (benchmarks/outbox.py).
         """
         sequence = dict(self._seq)
-        boot = json.dumps(self.boot_id)
-        topics = self._stream_topics
+        stamp = b'"boot_id":' + json.dumps(self.boot_id).encode() + b',"seq":'
+        kinds = self._kinds
         rows = []
         for m in messages:
-            stream = m.stream
+            kind = kinds.get(m.__class__) or self._kind(m.__class__)
+            stream, topic, priority, retain, serializer, expiring = kind
             number = sequence[stream] = sequence.get(stream, 0) + 1
-            if m.boot_id is None and m.seq is None:
-                text = m.model_dump_json().replace(_UNSTAMPED, f'"boot_id":{boot},"seq":{number}', 1)
-                payload = text.encode()
+            fields = m.__dict__
+            if fields["boot_id"] is None and fields["seq"] is None:
+                # The model's serializer straight to bytes (what to_json() does, less two copies),
+                # the placeholders replaced in place.
+                data = serializer.to_json(m, by_alias=True)
+                payload = data.replace(_UNSTAMPED, stamp + str(number).encode(), 1)
             else:  # stamped before (a resend of a stored message): replace properly
                 payload = m.model_copy(update={"boot_id": self.boot_id, "seq": number}).to_json()
-            topic = topics.get(stream)
-            if topic is None:
-                topic = topics[stream] = self._topics.uplink(stream)
-            rows.append(_Row(stream, number, topic, payload, m.priority, int(m.retain), now, m.expires_at))
+            rows.append(
+                _Row(
+                    stream, number, topic, payload, priority, retain, now, m.expires_at if expiring else None
+                )
+            )
         return rows, sequence
+
+    def _kind(self, cls: type[Message]) -> tuple:
+        """What every message of a class shares, looked up once per class instead of per message."""
+        kind = (cls.stream, self._topics.uplink(cls.stream), cls.priority, int(cls.retain),
+                cls.__pydantic_serializer__, cls.expires_at is not Message.expires_at)  # fmt: skip
+        self._kinds[cls] = kind
+        return kind
 
     def _insert(self, rows: Sequence[_Row]) -> None:
         self._database.db.conn.executemany(

@@ -188,3 +188,15 @@ def test_due_returns_payload_bytes_exactly_even_when_one_is_not_text(tmp_path: P
         "INSERT INTO outbox (topic, payload, priority, retain, created) VALUES ('t', X'FFFE00', 2, 0, 0)"
     )
     assert [row.payload for row in outbox.due(10)] == [stored, b"\xff\xfe\x00"]
+
+
+def test_stamped_payload_is_exactly_the_message_with_boot_id_and_seq(tmp_path: Path) -> None:
+    outbox = Outbox(Database(tmp_path / "a.db"), TOPICS, boot_id="b1")
+    messages = [_visit(1), _notification(1), _footfall(1), _visit(2)]
+    outbox.add(messages, now=0)
+    stored = [row.payload for row in sorted(outbox.due(10), key=lambda row: row.id)]
+    numbers = {"events/visit": [1, 2], "notifications": [1], "events/footfall": [1]}
+    expected = [
+        m.model_copy(update={"boot_id": "b1", "seq": numbers[m.stream].pop(0)}).to_json() for m in messages
+    ]
+    assert stored == expected
