@@ -2,7 +2,7 @@
 
 ``edge-agent simulate-fleet --stores N --broker HOST:PORT`` runs N virtual stores in this
 process, each with the real parts of a store that matter to HQ: its own SQLite outbox (WAL,
-synchronous=FULL) and its own MQTT link (paho, one sender thread, bounded in-flight window).
+synchronous=FULL) and its own MQTT link (paho driven by one link thread, bounded in-flight window).
 A driver adds events to every outbox at ``rate`` per store per second for ``seconds`` (or a
 ``burst`` per store at once, a backlog after an outage); a group of HQ reference consumers
 (``hq``) stores them. Reported: messages per second end to end (all

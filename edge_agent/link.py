@@ -236,7 +236,7 @@ class MqttLink:
             self._downlink_acks.append((mid, qos))
             self.wake()
 
-    # ------------------------------------------------------------------ paho callbacks (paho's thread)
+    # ------------------------------------------------------------------ paho callbacks (on the link thread)
 
     def _handle_pre_connect(self, client, userdata) -> None:
         self._attempt_started = self.network_progress = time.monotonic()
@@ -310,7 +310,7 @@ class MqttLink:
             return
         self._on_downlink(DownlinkDelivery(message.topic, bytes(message.payload), message.mid, message.qos))
 
-    # ------------------------------------------------------------------ sender thread
+    # ------------------------------------------------------------------ the link thread
 
     def _run(self) -> None:
         while not self._stopping.is_set():
@@ -418,7 +418,7 @@ class MqttLink:
             self._report_silent_refusal(f"has not answered in {CONNACK_TIMEOUT_S:.0f} s to")
 
     def _check_silence(self) -> None:
-        """Close a connection the broker has gone quiet on, so paho reconnects (see SILENCE_*)."""
+        """Close a connection the broker has gone quiet on, so the link reconnects (see SILENCE_*)."""
         if not self._connected.is_set():
             return
         keepalive = self._settings.keepalive_s
@@ -435,8 +435,8 @@ class MqttLink:
         )  # fmt: skip
         self.stats.silent_closes += 1
         self._last_received = time.monotonic()  # once per dead connection
-        # paho's network thread sees end-of-file and runs its own reconnect: no second thread
-        # touches paho's state, and no DISCONNECT is sent, so the last will stands.
+        # The next poll sees end-of-file, paho reports the connection lost and the link reconnects
+        # with backoff. No DISCONNECT is sent, so the broker's last will for us stands.
         with contextlib.suppress(OSError):
             sock.shutdown(socket.SHUT_RDWR)
 

@@ -235,9 +235,9 @@ class Service:
     def stall_limits(self) -> dict[str, float]:
         """How long each part may go without progress before the watchdog stops pinging.
 
-        The main loop wakes every 0.5 s, the sender every 0.25 s and the tick job every
-        ``tick_interval_s``; the MQTT loop shows life by a PINGRESP every keepalive or a
-        reconnect attempt at least every ``reconnect_max_s``.
+        The main loop wakes every 0.5 s, the link thread every 0.25 s (a connection attempt
+        holds it up to paho's 5 s connect timeout; attempts come at least every
+        ``reconnect_max_s``) and the tick job every ``tick_interval_s``.
         """
         base = max(self.notifier.watchdog_s or 30.0, 5.0, 3 * self.config.scheduler.tick_interval_s)
         mqtt = self.config.mqtt

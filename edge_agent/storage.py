@@ -4,7 +4,7 @@ WAL with ``synchronous=FULL``: a commit that returned survives a power cut. The 
 is shared by the pipeline and whoever reads figures, under one lock, and keeps a state change
 and the events it causes in one transaction.
 
-The sender thread has a second connection (``sender``), with ``synchronous=NORMAL`` and its
+The link thread, which sends, has a second connection (``sender``), with ``synchronous=NORMAL`` and its
 own lock, for what it does many times a second: reading due rows and deleting acknowledged
 ones. Losing a delete to a power cut only means the row is sent again (HQ deduplicates on
 event_id), and the next FULL commit on the main connection syncs the WAL frames before it

@@ -36,7 +36,7 @@ class RemoteReceivers:
         self.topic_filters = tuple(filters)
 
     def handle(self, topic: str, payload: bytes) -> None:
-        """Called on paho's thread: parse, hand over, never raise."""
+        """Called inside paho on the link thread: parse, hand over, never raise."""
         try:
             result = self._parse(topic, payload)
         except Exception:  # a parser bug must cost one message, not the MQTT thread
