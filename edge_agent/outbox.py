@@ -81,6 +81,10 @@ REFUSAL_LOG_INTERVAL_S = 60.0
 SALVAGE_CHUNK = 200
 
 
+# tuple.__new__ builds a _Row without the generated Python __new__: 0.1 us instead of 0.5 per row.
+_new_row = tuple.__new__
+
+
 class _Row(NamedTuple):
     """A message serialised for the outbox, before it is inserted. A NamedTuple, not a frozen
     dataclass: building one per message was measured at 4 us against 0.4 us, more than the
@@ -323,7 +327,7 @@ class Outbox:
             else:  # stamped before (a resend of a stored message): replace properly
                 payload = m.model_copy(update={"boot_id": self.boot_id, "seq": number}).to_json()
             expires = m.expires_at if expiring else None
-            rows.append(_Row(topic, payload, priority, retain, now, expires, stream, number))
+            rows.append(_new_row(_Row, (topic, payload, priority, retain, now, expires, stream, number)))
         return rows, sequence
 
     def _kind(self, cls: type[Message]) -> tuple:
