@@ -194,7 +194,8 @@ class Outbox:
 
     def refuse(self, messages: Sequence[Message], now: float) -> None:
         """Report messages that found no room even after the full-disk routine: numbered, logged at
-        ERROR, raised as an alarm and recorded as gaps (written as soon as anything fits)."""
+        ERROR (the storage's disk alarm is up) and recorded as gaps, written as soon as anything
+        fits."""
         if not messages:
             return
         with self._lock:
@@ -251,7 +252,8 @@ class Outbox:
 
     def make_space(self) -> int:
         """The full-disk space maker: drop expired rows, then evict telemetry oldest first (at
-        least the disk reserve's worth, so it can be rebuilt); return the bytes freed."""
+        least the disk reserve's worth, so it can be rebuilt); return the bytes freed. Wall-clock
+        time: only the daemon's writes meet a full disk."""
         now = time.time()
         before = self._bytes
         with self._database.transaction(), self._lock:
