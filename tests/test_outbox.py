@@ -101,10 +101,15 @@ def test_a_failed_transaction_leaves_nothing_behind(tmp_path: Path) -> None:
 def test_database_file_is_private_to_the_agent(tmp_path: Path) -> None:
     old = os.umask(0o022)
     try:
-        Database(tmp_path / "a.db").close()
+        database = Database(tmp_path / "a.db", reserve_bytes=1 << 20)
+        Outbox(database, TOPICS).add([_visit(1)], now=0)
+        # The WAL holds the same data as the file until a checkpoint: it must be as private.
+        files = ["a.db", "a.db-wal", "a.db-shm", "a.db.reserve"]
+        modes = {name: stat.S_IMODE((tmp_path / name).stat().st_mode) for name in files}
+        database.close()
     finally:
         os.umask(old)
-    assert stat.S_IMODE((tmp_path / "a.db").stat().st_mode) == 0o600
+    assert modes == dict.fromkeys(files, 0o600)
 
 
 def test_journal_is_wal_with_full_sync(tmp_path: Path) -> None:
