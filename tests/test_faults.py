@@ -515,7 +515,7 @@ def test_a_full_filesystem_evicts_by_policy_records_gaps_and_recovers_when_space
     assert online[-1]["dropped"][dropped_by] > 0, online[-1]
     row = classify(
         f"full filesystem, {kind} (6 MiB tmpfs)", agent.ids(), hq,
-        lambda: f"{gap_note(reported_in_gaps(hq, agent))}; {full_free // 1024} KiB free at worst",
+        lambda: f"{gap_note(reported_in_gaps(hq, agent))}; {full_free // 1024} KiB free after generating",
         lambda: reported_in_gaps(hq, agent),
     )  # fmt: skip
     assert dropped_by in reported_in_gaps(hq, agent), row
