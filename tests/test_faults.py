@@ -400,7 +400,7 @@ def test_broker_refusing_publishes_then_allowing_them_loses_nothing(
         broker.reload()
         assert agent.wait_exit(120) == 0, agent.tail()
         refusals = agent.log.read_text().count("broker refused a publish")
-        classify("ACL deny, then allow", agent.ids(), hq, f"{refusals} refusals, then retried")
+        classify("ACL deny, then allow", agent.ids(), hq, f"publishes refused: {refusals}, then retried")
     finally:
         broker.stop()
 
