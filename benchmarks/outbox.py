@@ -41,15 +41,6 @@ GROUP = 500
 WINDOW = 100
 
 
-def _best_of(repeats: int, run: Callable[[], int]) -> tuple[float, int]:
-    best, count = float("inf"), 0
-    for _ in range(repeats):
-        start = time.perf_counter()
-        count = run()
-        best = min(best, time.perf_counter() - start)
-    return best, count
-
-
 def _visits(n: int) -> list[Message]:
     return [
         VisitMessage(event_id=f"{i:026d}", store_id=STORE, ts=utc(i), visit_id=f"v{i}", customer_id="c",

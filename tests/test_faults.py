@@ -20,6 +20,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -192,17 +193,33 @@ def hq_factory(subscriber_factory: Callable[..., Subscriber]) -> Callable[[Mosqu
     return lambda broker: subscriber_factory(broker, EVENTS, client_id="hq-faults", persistent=True)
 
 
+@dataclass
+class HqSide:
+    """A broker with persistence, HQ's events subscriber and a watcher of the retained status."""
+
+    broker: Mosquitto
+    hq: Subscriber
+    status: Subscriber
+
+
+@pytest.fixture
+def hq_side(
+    mosquitto_factory: Callable[..., Mosquitto],
+    hq_factory: Callable[[Mosquitto], Subscriber],
+    subscriber_factory: Callable[..., Subscriber],
+) -> HqSide:
+    broker = mosquitto_factory(persistence=True).start()
+    return HqSide(broker, hq_factory(broker), subscriber_factory(broker, STATUS, client_id="hq-status"))
+
+
 # ---------------------------------------------------------------------------------------------- kill -9
 
 KILL_EVENTS = 1500
 KILLS = 20
 
 
-def test_kill_9_at_twenty_random_points_loses_nothing(
-    tmp_path: Path, mosquitto_factory: Callable[..., Mosquitto], hq_factory: Callable[[Mosquitto], Subscriber]
-) -> None:
-    broker = mosquitto_factory(persistence=True).start()
-    hq = hq_factory(broker)
+def test_kill_9_at_twenty_random_points_loses_nothing(tmp_path: Path, hq_side: HqSide) -> None:
+    broker, hq = hq_side.broker, hq_side.hq
     rng = random.Random(20261123)
     points = sorted(rng.sample(range(20, KILL_EVENTS - 20), KILLS))
     agent = Agent(tmp_path, broker.port, KILL_EVENTS)
@@ -222,14 +239,9 @@ def test_kill_9_at_twenty_random_points_loses_nothing(
 
 
 def test_sigterm_under_load_commits_acks_disconnects_cleanly_and_exits_in_time(
-    tmp_path: Path,
-    mosquitto_factory: Callable[..., Mosquitto],
-    hq_factory: Callable[[Mosquitto], Subscriber],
-    subscriber_factory: Callable[..., Subscriber],
+    tmp_path: Path, hq_side: HqSide
 ) -> None:
-    broker = mosquitto_factory(persistence=True).start()
-    hq = hq_factory(broker)
-    status = subscriber_factory(broker, STATUS, client_id="hq-status")
+    broker, hq, status = hq_side.broker, hq_side.hq, hq_side.status
     agent = Agent(tmp_path, broker.port, 4000, rate=400, exit_when_drained=False).start()
     agent.wait_generated(1000)
     wait_for(lambda: len(_delivered(hq)) >= 500, 30, "delivery under way")
@@ -353,10 +365,9 @@ BLACK_HOLE_KEEPALIVE_S = 10
 
 
 def test_a_connection_that_silently_stops_passing_packets_is_detected_within_1_5_keepalives(
-    tmp_path: Path, mosquitto_factory: Callable[..., Mosquitto], hq_factory: Callable[[Mosquitto], Subscriber]
+    tmp_path: Path, hq_side: HqSide
 ) -> None:
-    broker = mosquitto_factory(persistence=True).start()
-    hq = hq_factory(broker)
+    broker, hq = hq_side.broker, hq_side.hq
     proxy = BlackHoleProxy(broker.port)
     keepalive = BLACK_HOLE_KEEPALIVE_S
     try:
@@ -409,14 +420,9 @@ def test_broker_refusing_publishes_then_allowing_them_loses_nothing(
 
 
 def test_an_unreadable_database_at_start_is_quarantined_and_replaced_with_an_alarm(
-    tmp_path: Path,
-    mosquitto_factory: Callable[..., Mosquitto],
-    hq_factory: Callable[[Mosquitto], Subscriber],
-    subscriber_factory: Callable[..., Subscriber],
+    tmp_path: Path, hq_side: HqSide
 ) -> None:
-    broker = mosquitto_factory(persistence=True).start()
-    hq = hq_factory(broker)
-    status = subscriber_factory(broker, STATUS, client_id="hq-status")
+    broker, hq, status = hq_side.broker, hq_side.hq, hq_side.status
     first = Agent(tmp_path, broker.port, 300)
     assert first.start().wait_exit(60) == 0, first.tail()
     # A power cut on a worn SD card: the header page is garbage.
@@ -439,14 +445,9 @@ def test_an_unreadable_database_at_start_is_quarantined_and_replaced_with_an_ala
 
 
 def test_outbox_cap_evicts_telemetry_refuses_at_the_hard_cap_and_recovers(
-    tmp_path: Path,
-    mosquitto_factory: Callable[..., Mosquitto],
-    hq_factory: Callable[[Mosquitto], Subscriber],
-    subscriber_factory: Callable[..., Subscriber],
+    tmp_path: Path, hq_side: HqSide
 ) -> None:
-    broker = mosquitto_factory(persistence=True).start()
-    hq = hq_factory(broker)
-    status = subscriber_factory(broker, STATUS, client_id="hq-status")
+    broker, hq, status = hq_side.broker, hq_side.hq, hq_side.status
     broker.stop()  # HQ's session is kept; the store cannot send
     cap = {"outbox_max_bytes": 60_000}
     agent = Agent(tmp_path, broker.port, 1500, rate=300, kind="mixed", storage=cap).start()
@@ -481,16 +482,9 @@ def small_filesystem(tmp_path: Path) -> Iterator[Path]:
 
 @pytest.mark.parametrize("kind", ["mixed", "transactional"])
 def test_a_full_filesystem_evicts_by_policy_records_gaps_and_recovers_when_space_returns(
-    kind: str,
-    tmp_path: Path,
-    small_filesystem: Path,
-    mosquitto_factory: Callable[..., Mosquitto],
-    hq_factory: Callable[[Mosquitto], Subscriber],
-    subscriber_factory: Callable[..., Subscriber],
+    kind: str, tmp_path: Path, small_filesystem: Path, hq_side: HqSide
 ) -> None:
-    broker = mosquitto_factory(persistence=True).start()
-    hq = hq_factory(broker)
-    status = subscriber_factory(broker, STATUS, client_id="hq-status")
+    broker, hq, status = hq_side.broker, hq_side.hq, hq_side.status
     broker.stop()
     # Another process's file takes part of the disk; deleting it is "space returns".
     ballast = small_filesystem / "other-process.log"
