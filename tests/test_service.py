@@ -44,6 +44,12 @@ path = "{db}"
 [scheduler]
 tick_interval_s = 0.2
 heartbeat_interval_s = 0.5
+
+# The daemon runs on the wall clock: with the default quiet hours (21:00-08:00 in Rome) the
+# customer's notification was, rightly, held back whenever CI ran in the evening.
+[rules.guards]
+quiet_hours_start = "00:00"
+quiet_hours_end = "00:00"
 """
     )
 
