@@ -5,9 +5,12 @@ from __future__ import annotations
 import json
 import os
 import stat
+import tempfile
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from edge_agent.events import FootfallMessage, NotificationMessage, VisitMessage, utc
 from edge_agent.outbox import Outbox
@@ -205,3 +208,56 @@ def test_stamped_payload_is_exactly_the_message_with_boot_id_and_seq(tmp_path: P
         m.model_copy(update={"boot_id": "b1", "seq": numbers[m.stream].pop(0)}).to_json() for m in messages
     ]
     assert stored == expected
+
+
+_MAKERS = {"visit": _visit, "footfall": _footfall, "notification": _notification}
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    runs=st.lists(st.tuples(st.sampled_from(sorted(_MAKERS)), st.integers(1, 90)), min_size=1, max_size=16),
+    already_queued=st.integers(0, 3),
+)
+def test_every_row_is_stored_exactly_and_in_order_however_classes_alternate(
+    runs: list[tuple[str, int]], already_queued: int
+) -> None:
+    """Runs of one class long enough get their own statements, short ones share statements with
+    every column bound, and more than 500 rows take several: whichever way a group is cut up,
+    each row must hold its own message's columns, in the order the messages came."""
+    messages = [_MAKERS[kind](n) for kind, length in runs for n in range(length)]
+    with tempfile.TemporaryDirectory() as workdir:
+        database = Database(Path(workdir) / "a.db")
+        outbox = Outbox(database, TOPICS, boot_id="b1")
+        earlier = [_visit(n) for n in range(already_queued)]
+        outbox.add(earlier, now=5.0)
+        outbox.add(messages, now=7.0)
+        stored = database.db.conn.execute(
+            "SELECT topic, payload, priority, retain, created, expires FROM outbox ORDER BY id"
+        ).fetchall()
+        numbers: dict[str, int] = {}
+        expected = []
+        for m, created in [(m, 5.0) for m in earlier] + [(m, 7.0) for m in messages]:
+            numbers[m.stream] = numbers.get(m.stream, 0) + 1
+            payload = m.model_copy(update={"boot_id": "b1", "seq": numbers[m.stream]}).to_json()
+            expected.append((TOPICS.uplink(m.stream), payload, m.priority, 0, created, m.expires_at))
+        assert stored == expected
+        assert outbox.bytes == sum(len(row[1]) for row in expected)
+        database.close()
+
+
+def test_a_file_from_before_indexes_only_expiring_rows_once_reopened(tmp_path: Path) -> None:
+    database = Database(tmp_path / "a.db")
+    Outbox(database, TOPICS, boot_id="b1").add([_notification(1), _visit(1)], now=0)
+    conn = database.db.conn
+    conn.execute("DROP INDEX idx_outbox_expiring")
+    conn.execute("CREATE INDEX idx_outbox_expires ON outbox (expires)")  # as files made before had it
+    database.close()
+    database = Database(tmp_path / "a.db")
+    outbox = Outbox(database, TOPICS, boot_id="b2")
+    indexes = {row[1] for row in database.db.conn.execute("PRAGMA index_list(outbox)")}
+    assert "idx_outbox_expires" not in indexes
+    assert "idx_outbox_expiring" in indexes
+    assert outbox.expire(now=10_000) == 1  # the notification, found through the new index
+    schemas = {json.loads(row.payload)["schema"] for row in outbox.due(10)}
+    assert "visit.v1" in schemas
+    assert "notification.v1" not in schemas
