@@ -369,10 +369,10 @@ class Outbox:
             number = sequence[stream] = sequence.get(stream, 0) + 1
             fields = m.__dict__
             if fields["boot_id"] is None and fields["seq"] is None:
-                # The model's serializer straight to bytes (what to_json() does, less two copies;
-                # Message's config serialises by alias, and passing by_alias again cost 0.5 us),
+                # The model's serializer straight to bytes (what to_json() does, less two copies),
                 # the placeholders replaced in place.
-                payload = bytearray(serializer.to_json(m).replace(_UNSTAMPED, stamp % number, 1))
+                data = serializer.to_json(m, by_alias=True)
+                payload = bytearray(data.replace(_UNSTAMPED, stamp % number, 1))
             else:  # stamped before (a resend of a stored message): replace properly
                 payload = bytearray(m.model_copy(update={"boot_id": self.boot_id, "seq": number}).to_json())
             rows.append(_new_row(_Row, (payload, m.expires_at if expiring else None, number, kind)))
