@@ -80,7 +80,7 @@ def _chunks(rows: Sequence[_Row]) -> Iterator[Sequence[_Row]]:
 # One row with every column bound (salvage).
 _INSERT_ROW = _INSERT + "(?,?,?,?,?,?)"
 # What a row that never expires binds for its expiry in a mixed statement (SQL turns it into NULL):
-# binding None goes through sqlite3's adapter lookup, 0.4 us a value; a float takes 0.03.
+# binding None goes through sqlite3's adapter lookup (see _Row.payload).
 _NO_EXPIRY = float("-inf")
 
 
@@ -134,8 +134,9 @@ class _Row(NamedTuple):
     dataclass: building one per message was measured at 4 us against 0.4 us, more than the
     SQLite insert of the row. What its class shares is in ``kind``, not copied into every row."""
 
-    # A bytearray, not bytes: sqlite3 binds it without looking for an adapter, which bytes and
-    # None go through (0.4 us a value, as much as the copy into a bytearray costs in all).
+    # A bytearray, not bytes: sqlite3 binds it without looking for an adapter first, as it does
+    # for bytes and None. Measured binding 500 values: bytes 0.56 us each, a bytearray 0.12 (plus
+    # 0.14 to copy the bytes into it), None 0.43, a float 0.03.
     payload: bytearray
     expires: float | None
     seq: int
