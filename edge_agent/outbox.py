@@ -80,7 +80,7 @@ def _chunks(rows: Sequence[_Row]) -> Iterator[Sequence[_Row]]:
 # One row with every column bound (salvage).
 _INSERT_ROW = _INSERT + "(?,?,?,?,?,?)"
 # What a row that never expires binds for its expiry in a mixed statement (SQL turns it into NULL):
-# binding None goes through sqlite3's adapter lookup (see _Row.payload).
+# binding None goes through sqlite3's adapter lookup (see _Row).
 _NO_EXPIRY = float("-inf")
 
 
@@ -114,10 +114,6 @@ SALVAGE_CHUNK = 200
 _SALVAGE = "SELECT topic, payload, priority, retain, created, expires FROM outbox "
 
 
-# tuple.__new__ builds a _Row without the generated Python __new__: 0.1 us instead of 0.5 per row.
-_new_row = tuple.__new__
-
-
 class _Kind(NamedTuple):
     """What every message of a class shares, looked up once per class instead of per message."""
 
@@ -129,18 +125,15 @@ class _Kind(NamedTuple):
     expiring: bool  # the class overrides expires_at
 
 
-class _Row(NamedTuple):
-    """A message serialised for the outbox, before it is inserted. A NamedTuple, not a frozen
-    dataclass: building one per message was measured at 4 us against 0.4 us, more than the
-    SQLite insert of the row. What its class shares is in ``kind``, not copied into every row."""
-
-    # A bytearray, not bytes: sqlite3 binds it without looking for an adapter first, as it does
-    # for bytes and None. Measured binding 500 values: bytes 0.56 us each, a bytearray 0.12 (plus
-    # 0.14 to copy the bytes into it), None 0.43, a float 0.03.
-    payload: bytearray
-    expires: float | None
-    seq: int
-    kind: _Kind
+# A message serialised for the outbox, before it is inserted: (payload, expires, seq, kind).
+# What its class shares is in ``kind``, not copied into every row. A plain tuple: a NamedTuple
+# built with tuple.__new__ cost 0.4 us more a row (two allocations, not one, and a copy), a frozen
+# dataclass 4 us, more than the SQLite insert of the row.
+# The payload is a bytearray, not bytes: sqlite3 binds it without looking for an adapter first,
+# as it does for bytes and None. Measured binding 500 values: bytes 0.56 us each, a bytearray
+# 0.12 (plus 0.14 to copy the bytes into it), None 0.43, a float 0.03.
+_Row = tuple[bytearray, float | None, int, _Kind]
+PAYLOAD, EXPIRES, SEQ, KIND = range(4)
 
 
 class OutboxRow(NamedTuple):
@@ -250,7 +243,7 @@ class Outbox:
             rows, numbered = self._stamp(messages, now)
             self._seq.update(numbered)
             self.dropped["refused"] += len(rows)
-            streams = dict(Counter(r.kind.stream for r in rows))
+            streams = dict(Counter(r[KIND].stream for r in rows))
             # At ERROR once a minute: a store refusing every event must not flood its own log.
             clock = time.monotonic()
             loud = clock - self._refusal_logged_at >= REFUSAL_LOG_INTERVAL_S
@@ -258,7 +251,7 @@ class Outbox:
                 self._refusal_logged_at = clock
             level = logging.ERROR if loud else logging.DEBUG
             _LOGGER.log(level, "disk full: refusing new messages; refused %d: %s", len(rows), streams)
-            dropped = [(0, r.kind.topic, self.boot_id, r.seq) for r in rows]
+            dropped = [(0, r[KIND].topic, self.boot_id, r[SEQ]) for r in rows]
             for gap in self._gap_runs("refused", dropped):
                 self._hold_gap(gap)
         self.flush_gaps(now)
@@ -363,7 +356,8 @@ class Outbox:
         sequence = dict(self._seq)
         stamp = b'"boot_id":' + json.dumps(self.boot_id).encode().replace(b"%", b"%%") + b',"seq":%d'
         kinds = self._kinds
-        rows = []
+        rows: list[_Row] = []
+        append = rows.append
         for m in messages:
             kind = kinds.get(m.__class__) or self._kind(m.__class__)
             stream, _, _, _, serializer, expiring = kind
@@ -376,7 +370,7 @@ class Outbox:
                 payload = bytearray(data.replace(_UNSTAMPED, stamp % number, 1))
             else:  # stamped before (a resend of a stored message): replace properly
                 payload = bytearray(m.model_copy(update={"boot_id": self.boot_id, "seq": number}).to_json())
-            rows.append(_new_row(_Row, (payload, m.expires_at if expiring else None, number, kind)))
+            append((payload, m.expires_at if expiring else None, number, kind))
         numbered = {stream: n for stream, n in sequence.items() if self._seq.get(stream) != n}
         return rows, numbered
 
@@ -393,7 +387,7 @@ class Outbox:
         faster than executemany, and binding only the payload per row took a further 1.1 us off
         each row of 6.6 (benchmarks/outbox.py has the enqueue figures)."""
         conn = self._database.db.conn
-        kinds = [row.kind for row in rows]
+        kinds = [row[KIND] for row in rows]
         # Where each run of rows of one class begins, and the end.
         bounds = [0, *(i for i in range(1, len(rows)) if kinds[i] is not kinds[i - 1]), len(rows)]
         done = 0  # rows before this one are inserted
@@ -403,7 +397,7 @@ class Outbox:
                 self._insert_run(conn, rows[begin:end], now)
                 done = end
         self._insert_mixed(conn, rows[done:], now)
-        self._bytes += sum(len(r[0]) for r in rows)
+        self._bytes += sum(len(r[PAYLOAD]) for r in rows)
         self.enqueued += len(rows)
 
     @staticmethod
@@ -417,20 +411,21 @@ class Outbox:
 
     @staticmethod
     def _insert_run(conn: sqlite3.Connection, rows: Sequence[_Row], now: float) -> None:
-        kind = rows[0].kind
+        kind = rows[0][KIND]
         shared = [kind.topic, kind.priority, kind.retain, now]
         for piece in _chunks(rows):
             if kind.expiring:
-                conn.execute(_run_statement(len(piece), True), shared + [v for r in piece for v in r[:2]])
+                values = shared + [value for payload, expires, _, _ in piece for value in (payload, expires)]
             else:
-                conn.execute(_run_statement(len(piece), False), shared + [r[0] for r in piece])
+                values = shared + [row[PAYLOAD] for row in piece]
+            conn.execute(_run_statement(len(piece), kind.expiring), values)
 
     # ------------------------------------------------------------------ the cap
 
     def _make_room(self, rows: list[_Row], now: float) -> list[_Row]:
         """Free space for ``rows`` by policy; return those that may be stored."""
         assert self.max_bytes is not None
-        need = sum(len(r.payload) for r in rows)
+        need = sum(len(r[PAYLOAD]) for r in rows)
         if self._bytes + need <= self.max_bytes:
             self.alarm = None  # room again: the alarm ends when new messages fit
             return rows
@@ -444,17 +439,17 @@ class Outbox:
         refused: list[_Row] = []
         room = self.max_bytes - self._bytes
         for row in rows:
-            if len(row.payload) <= room:
+            if len(row[PAYLOAD]) <= room:
                 kept.append(row)
-                room -= len(row.payload)
+                room -= len(row[PAYLOAD])
             else:
                 refused.append(row)
         if refused:
             self.dropped["refused"] += len(refused)
             self.alarm = f"outbox full ({self._bytes} of {self.max_bytes} bytes): refusing new messages"
-            streams = dict(Counter(r.kind.stream for r in refused))
+            streams = dict(Counter(r[KIND].stream for r in refused))
             _LOGGER.error("%s; refused %d: %s", self.alarm, len(refused), streams)
-            self._record_dropped("refused", [(0, r.kind.topic, self.boot_id, r.seq) for r in refused], now)
+            self._record_dropped("refused", [(0, r[KIND].topic, self.boot_id, r[SEQ]) for r in refused], now)
         return kept
 
     def _evict_telemetry(self, to_free: int, now: float, why: str) -> int:
