@@ -3,7 +3,9 @@
 - enqueue: ``Outbox.add`` of wire messages (pydantic models: serialised, stamped with boot id
   and sequence number, cap accounting) in groups of 500, the daemon's ``group_max_events``, one
   ``synchronous=FULL`` transaction per group; against raw ``sqlite3`` ``executemany`` of the
-  same rows, already serialised, into the same table with the same indexes and groups.
+  same rows, already serialised, into the same table with the same indexes and groups. Two
+  workloads: one class, and classes alternating message by message (the worst case for the
+  outbox's per-class statements).
 - drain: the ``MqttLink`` sending queued rows to a local mosquitto at QoS 1 (window 100) and
   deleting each on its PUBACK; against a bare paho loop publishing the same payloads to the same
   broker at QoS 1 with the same in-flight window and waiting for every PUBACK (no SQLite).
