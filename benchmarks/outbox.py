@@ -194,7 +194,7 @@ def bench_drain(repeats: int, events: int = 20_000) -> list[dict]:
         try:
             payloads: list[tuple[str, bytes]] = []
 
-            def link_run() -> int:
+            def link_run() -> float:
                 database = Database(Path(workdir) / f"drain-{time.monotonic_ns()}.db")
                 outbox = Outbox(database, TOPICS, boot_id="0123456789abcdef")
                 for start in range(0, events, 5000):
@@ -211,7 +211,7 @@ def bench_drain(repeats: int, events: int = 20_000) -> list[dict]:
                 database.close()
                 return elapsed
 
-            def bare_run() -> int:
+            def bare_run() -> float:
                 done = threading.Event()
                 acked = [0]
 
