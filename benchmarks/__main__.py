@@ -41,11 +41,10 @@ from benchmarks.accuracy import bench_accuracy
 from benchmarks.fleet import bench_fleet
 from benchmarks.notification_latency import bench_notification_latency
 from benchmarks.outbox import bench_backlog, bench_drain, bench_enqueue
-from edge_agent.const import EDDYSTONE_SERVICE_UUID
-from edge_agent.core import StoreCore
-from edge_agent.demo import demo_config
-from edge_agent.downlinks import parse_downlink
-from edge_agent.frames import (
+from edge_agent.adapters.aes_openssl import fastest_cipher
+from edge_agent.core.const import EDDYSTONE_SERVICE_UUID
+from edge_agent.core.downlinks import parse_downlink
+from edge_agent.core.frames import (
     AltBeacon,
     EddystoneEid,
     EddystoneTlm,
@@ -62,11 +61,13 @@ from edge_agent.frames import (
     encode_eddystone_url,
     encode_ibeacon,
 )
-from edge_agent.ids import EventIdFactory
-from edge_agent.pipeline import Pipeline
-from edge_agent.simclock import SimulatedRun
-from edge_agent.storage import Database
-from edge_agent.storeday import generate
+from edge_agent.core.ids import EventIdFactory
+from edge_agent.core.store import StoreCore
+from edge_agent.daemon.pipeline import Pipeline
+from edge_agent.storage.database import Database
+from edge_agent.tools.demo import demo_config
+from edge_agent.tools.simclock import SimulatedRun
+from edge_agent.tools.storeday import generate
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -92,7 +93,7 @@ def bench_core(repeats: int) -> list[dict]:
         return len(day.sightings)
 
     def core() -> int:
-        core = StoreCore(config, EventIdFactory.seeded("bench"))
+        core = StoreCore(config, EventIdFactory.seeded("bench"), fastest_cipher())
         for kind, payload in day.downlinks:
             core.apply(parse_downlink(kind, payload), day.sightings[0].ts)
         for sighting in day.sightings:
@@ -216,7 +217,7 @@ def bench_decoders(repeats: int, count: int = 20_000) -> list[dict]:
         ours_s, _ = _best_of(repeats, ours)
         rows.append({"name": f"{kind}: bluetooth-data-tools GAP parse (reference)", "unit": "adv/s",
                      "value": n / ref_s, "ratio": 1.0})  # fmt: skip
-        rows.append({"name": f"{kind}: edge_agent.frames decode", "unit": "frames/s",
+        rows.append({"name": f"{kind}: edge_agent.core.frames decode", "unit": "frames/s",
                      "value": n / ours_s, "ratio": ref_s / ours_s})  # fmt: skip
     return rows
 

@@ -11,10 +11,10 @@ from __future__ import annotations
 import dataclasses
 import time
 
-from edge_agent.demo import demo_config
-from edge_agent.evaluate import run_core, score
-from edge_agent.identity import Customer
-from edge_agent.simulate import SimulationSettings, simulate_store_day
+from edge_agent.core.identity import Customer
+from edge_agent.tools.demo import demo_config
+from edge_agent.tools.evaluate import run_core, score
+from edge_agent.tools.simulate import SimulationSettings, simulate_store_day
 
 FILTERS = ("kalman", "median", "none")
 

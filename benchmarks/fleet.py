@@ -3,7 +3,7 @@
 Each N runs twice against a local mosquitto started for the purpose: paced (10 events per store
 per second for 10 s: latency at a realistic load) and a burst of 100 events per store (the
 backlog after an outage: capacity). Two HQ consumer instances share one group. See
-``edge_agent.fleet``; the CLI equivalent is ``edge-agent simulate-fleet``.
+``edge_agent.tools.fleet``; the CLI equivalent is ``edge-agent simulate-fleet``.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from edge_agent.fleet import run_fleet
+from edge_agent.tools.fleet import run_fleet
 from tests.conftest import Mosquitto  # the test suite's broker launcher: the same settings
 
 SIZES = (10, 50, 200)

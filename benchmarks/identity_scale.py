@@ -23,12 +23,13 @@ import json
 import sys
 import time
 
-from edge_agent.core import StoreCore
-from edge_agent.demo import demo_config
-from edge_agent.frames import decode_sighting
-from edge_agent.identity import Customer
-from edge_agent.ids import EventIdFactory
-from edge_agent.simulate import SimulationSettings, simulate_store_day
+from edge_agent.adapters.aes_openssl import fastest_cipher
+from edge_agent.core.frames import decode_sighting
+from edge_agent.core.identity import Customer
+from edge_agent.core.ids import EventIdFactory
+from edge_agent.core.store import StoreCore
+from edge_agent.tools.demo import demo_config
+from edge_agent.tools.simulate import SimulationSettings, simulate_store_day
 
 
 def _status_mb(field: str) -> float:
@@ -51,7 +52,7 @@ def measure(customers: int, repeats: int = 3) -> dict[str, float]:
     busiest = per_window.most_common(1)[0][0]
     steady = [s for s in simulation.sightings() if int(s.ts) >> k == busiest]
     del simulation
-    core = StoreCore(config, EventIdFactory.seeded("bench"))
+    core = StoreCore(config, EventIdFactory.seeded("bench"), fastest_cipher())
     registry = core.customers
     # The registry is loaded the way the agent loads it at start (from SQLite, one by one).
     load_start = time.perf_counter()

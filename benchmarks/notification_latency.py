@@ -21,13 +21,13 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 
-from edge_agent.config import config_from_mapping
-from edge_agent.const import EDDYSTONE_SERVICE_UUID
-from edge_agent.events import FootfallMessage, utc
-from edge_agent.frames import EddystoneEid, encode_eddystone_eid
-from edge_agent.identity import eid_token
-from edge_agent.service import Service
-from edge_agent.sighting import Sighting
+from edge_agent.core.const import EDDYSTONE_SERVICE_UUID
+from edge_agent.core.events import FootfallMessage, utc
+from edge_agent.core.frames import EddystoneEid, encode_eddystone_eid
+from edge_agent.core.identity import eid_token
+from edge_agent.core.settings import config_from_mapping
+from edge_agent.core.sighting import Sighting
+from edge_agent.daemon.service import Service
 from tests.conftest import Mosquitto
 
 ARRIVALS = 1000

@@ -30,8 +30,8 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 
-from edge_agent.config import config_from_mapping
-from edge_agent.events import (
+from edge_agent.adapters.link import MqttLink
+from edge_agent.core.events import (
     DwellMessage,
     FootfallMessage,
     Message,
@@ -40,10 +40,10 @@ from edge_agent.events import (
     ZoneMessage,
     utc,
 )
-from edge_agent.link import MqttLink
-from edge_agent.outbox import Outbox
-from edge_agent.storage import Database
-from edge_agent.topics import Topics
+from edge_agent.core.settings import config_from_mapping
+from edge_agent.core.topics import Topics
+from edge_agent.storage.database import Database
+from edge_agent.storage.outbox import Outbox
 from tests.conftest import Mosquitto
 
 STORE = "bench"

@@ -23,7 +23,7 @@ import pytest
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from edge_agent.config import AgentConfig, config_from_mapping
+from edge_agent.core.settings import AgentConfig, config_from_mapping
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -24,10 +24,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from edge_agent.config import config_from_mapping
-from edge_agent.errors import DiskFull
-from edge_agent.events import BeaconMessage, BeaconStatus, Message, PurchaseMessage, utc
-from edge_agent.service import Service
+from edge_agent.core.errors import DiskFull
+from edge_agent.core.events import BeaconMessage, BeaconStatus, Message, PurchaseMessage, utc
+from edge_agent.core.settings import config_from_mapping
+from edge_agent.daemon.service import Service
 
 
 def is_transactional(i: int, kind: str) -> bool:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import hashlib
 import json
 
-from edge_agent.const import EDDYSTONE_SERVICE_UUID
-from edge_agent.frames import EddystoneEid, encode_eddystone_eid
-from edge_agent.identity import eid_token
-from edge_agent.sighting import Sighting
+from edge_agent.core.const import EDDYSTONE_SERVICE_UUID
+from edge_agent.core.frames import EddystoneEid, encode_eddystone_eid
+from edge_agent.core.identity import eid_token
+from edge_agent.core.sighting import Sighting
 
 KEYS = {f"c{i}": bytes([i]) * 16 for i in range(1, 10)}
 

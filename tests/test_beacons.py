@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from edge_agent.beacons import BeaconFleet
-from edge_agent.config import BeaconHealthSettings, BeaconSettings
-from edge_agent.const import EDDYSTONE_SERVICE_UUID
-from edge_agent.events import BeaconFleetMessage, BeaconMessage
-from edge_agent.frames import EddystoneTlm, IBeacon, encode_eddystone_tlm, encode_ibeacon
-from edge_agent.ids import EventIdFactory
-from edge_agent.pipeline import Pipeline
-from edge_agent.sighting import Sighting
-from edge_agent.storage import Database
+from edge_agent.core.beacons import BeaconFleet
+from edge_agent.core.const import EDDYSTONE_SERVICE_UUID
+from edge_agent.core.events import BeaconFleetMessage, BeaconMessage
+from edge_agent.core.frames import EddystoneTlm, IBeacon, encode_eddystone_tlm, encode_ibeacon
+from edge_agent.core.ids import EventIdFactory
+from edge_agent.core.settings import BeaconHealthSettings, BeaconSettings
+from edge_agent.core.sighting import Sighting
+from edge_agent.daemon.pipeline import Pipeline
+from edge_agent.storage.database import Database
 from tests.conftest import make_config
 
 DOOR = IBeacon("e2c56db5-dffb-48d2-b060-d0f5a71096e0", 1, 1, -59)

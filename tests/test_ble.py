@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from edge_agent.config import BleSettings, GattSettings, config_from_mapping
-from edge_agent.const import EDDYSTONE_SERVICE_UUID
-from edge_agent.frames import EddystoneEid, IBeacon, decode_sighting, encode_apple_overflow
-from edge_agent.service import Service
-from edge_agent.sighting import Sighting
-from edge_agent.sources.ble import BleRuntime, BleScanner
+from edge_agent.adapters.ble import BleRuntime, BleScanner
+from edge_agent.core.const import EDDYSTONE_SERVICE_UUID
+from edge_agent.core.frames import EddystoneEid, IBeacon, decode_sighting, encode_apple_overflow
+from edge_agent.core.settings import BleSettings, GattSettings, config_from_mapping
+from edge_agent.core.sighting import Sighting
+from edge_agent.daemon.service import Service
 from tests.conftest import wait_for
 from tests.fakebluez.fixture import FakeBluez, fake_bluez
 from tests.helpers import app_sighting, customers_downlink

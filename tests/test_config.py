@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from edge_agent.config import load_config, render_toml
-from edge_agent.const import EXIT_CONFIG
-from edge_agent.errors import ConfigError
+from edge_agent.adapters.configfile import load_config, render_toml
+from edge_agent.core.const import EXIT_CONFIG
+from edge_agent.core.errors import ConfigError
 from tests.conftest import REPO
 
 
@@ -110,7 +110,7 @@ def test_config_show_round_trips_to_the_same_configuration(tmp_path: Path) -> No
 
 
 def test_bundled_demo_config_is_valid() -> None:
-    from edge_agent.demo import demo_config
+    from edge_agent.tools.demo import demo_config
 
     assert demo_config().mqtt.protocol == "3.1.1"
 

@@ -11,11 +11,11 @@ import jsonschema
 import pytest
 
 from edge_agent.cli import main
-from edge_agent.contract import channels
-from edge_agent.demo import demo_config
-from edge_agent.replay import replay
-from edge_agent.storeday import generate
-from edge_agent.trace import format_trace_line
+from edge_agent.core.trace import format_trace_line
+from edge_agent.hq.contract import channels
+from edge_agent.tools.demo import demo_config
+from edge_agent.tools.replay import replay
+from edge_agent.tools.storeday import generate
 from tests.conftest import REPO
 
 ASYNCAPI_SCHEMA = REPO / "tests" / "data" / "asyncapi-3.0.0.schema.json"
@@ -92,9 +92,9 @@ def test_every_channel_names_a_schema_that_was_exported(exported: Path) -> None:
 
 
 def test_status_messages_the_demo_publishes_validate(exported: Path, tmp_path: Path) -> None:
-    from edge_agent.ids import EventIdFactory
-    from edge_agent.pipeline import Pipeline
-    from edge_agent.storage import Database
+    from edge_agent.core.ids import EventIdFactory
+    from edge_agent.daemon.pipeline import Pipeline
+    from edge_agent.storage.database import Database
 
     config = demo_config()
     config = config.model_copy(

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from edge_agent.downlinks import CustomersDownlink, parse_downlink
-from edge_agent.errors import DownlinkRejected
+from edge_agent.core.downlinks import CustomersDownlink, parse_downlink
+from edge_agent.core.errors import DownlinkRejected
 from tests.helpers import KEYS, customers_downlink
 
 json_values = st.recursive(

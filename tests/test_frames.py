@@ -16,8 +16,8 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from edge_agent.const import COMPANY_APPLE, EDDYSTONE_SERVICE_UUID
-from edge_agent.frames import (
+from edge_agent.core.const import COMPANY_APPLE, EDDYSTONE_SERVICE_UUID
+from edge_agent.core.frames import (
     AltBeacon,
     AppleOverflow,
     EddystoneEid,

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from edge_agent.cli import main
-from edge_agent.events import FootfallMessage, Message, StatusMessage, VisitMessage, utc
-from edge_agent.hq import HqConsumer, report
+from edge_agent.core.events import FootfallMessage, Message, StatusMessage, VisitMessage, utc
+from edge_agent.hq.consumer import HqConsumer, report
 from tests.conftest import Mosquitto, Subscriber, wait_for
 
 T0 = 1_764_000_000.0
@@ -136,7 +136,7 @@ def test_report_has_click_and_collect_waits_suppressions_and_conversion(
     consumers: Callable[..., HqConsumer], subscriber_factory: Callable[..., Subscriber], mosquitto: Mosquitto,
     tmp_path: Path,
 ) -> None:  # fmt: skip
-    from edge_agent.events import OrderMessage, PurchaseMessage, SuppressedMessage
+    from edge_agent.core.events import OrderMessage, PurchaseMessage, SuppressedMessage
 
     consumer = consumers("hq-report")
     store = subscriber_factory(mosquitto, "nothing/#", client_id="store-publisher")

@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 
 from edge_agent.cli import main
-from edge_agent.config import config_from_mapping
-from edge_agent.replay import replay
-from edge_agent.trace import format_trace_line
+from edge_agent.core.settings import config_from_mapping
+from edge_agent.core.trace import format_trace_line
+from edge_agent.tools.replay import replay
 from tests.helpers import KEYS, app_sighting
 
 T0 = 1_764_000_000.0  # 2025-11-24 17:00 in Rome: inside opening hours
@@ -323,12 +323,12 @@ def _store_file(tmp_path: Path) -> Path:
 def test_journey_command_shows_one_customers_touchpoints_and_erasure_removes_them(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from edge_agent.config import load_config
-    from edge_agent.ids import EventIdFactory
-    from edge_agent.pipeline import Pipeline
-    from edge_agent.simclock import SimulatedRun
-    from edge_agent.storage import Database
-    from edge_agent.trace import parse_trace_line
+    from edge_agent.adapters.configfile import load_config
+    from edge_agent.core.ids import EventIdFactory
+    from edge_agent.core.trace import parse_trace_line
+    from edge_agent.daemon.pipeline import Pipeline
+    from edge_agent.storage.database import Database
+    from edge_agent.tools.simclock import SimulatedRun
 
     config_file = _store_file(tmp_path)
     config = load_config(config_file)
@@ -360,10 +360,10 @@ def test_journey_command_shows_one_customers_touchpoints_and_erasure_removes_the
 def test_lists_planogram_offers_and_receipts_survive_a_restart_and_their_log_stays_small(
     tmp_path: Path,
 ) -> None:
-    from edge_agent.config import load_config
-    from edge_agent.ids import EventIdFactory
-    from edge_agent.pipeline import Pipeline
-    from edge_agent.storage import Database
+    from edge_agent.adapters.configfile import load_config
+    from edge_agent.core.ids import EventIdFactory
+    from edge_agent.daemon.pipeline import Pipeline
+    from edge_agent.storage.database import Database
 
     config = load_config(_store_file(tmp_path))
 
@@ -393,12 +393,12 @@ def test_lists_planogram_offers_and_receipts_survive_a_restart_and_their_log_sta
 
 
 def test_erase_removes_a_customer_from_every_table_and_from_the_files_bytes(tmp_path: Path) -> None:
-    from edge_agent.config import load_config
-    from edge_agent.ids import EventIdFactory
-    from edge_agent.pipeline import Pipeline
-    from edge_agent.simclock import SimulatedRun
-    from edge_agent.storage import Database
-    from edge_agent.trace import parse_trace_line
+    from edge_agent.adapters.configfile import load_config
+    from edge_agent.core.ids import EventIdFactory
+    from edge_agent.core.trace import parse_trace_line
+    from edge_agent.daemon.pipeline import Pipeline
+    from edge_agent.storage.database import Database
+    from edge_agent.tools.simclock import SimulatedRun
 
     config = load_config(_store_file(tmp_path))
     database = Database(config.storage.path)

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from edge_agent.config import AgentConfig
-from edge_agent.embedded_broker import EmbeddedBroker
-from edge_agent.errors import BrokerRefused
-from edge_agent.events import NotificationMessage, VisitMessage, utc
-from edge_agent.link import MqttLink
-from edge_agent.service import Service
+from edge_agent.adapters.link import MqttLink
+from edge_agent.core.errors import BrokerRefused
+from edge_agent.core.events import NotificationMessage, VisitMessage, utc
+from edge_agent.core.settings import AgentConfig
+from edge_agent.daemon.service import Service
+from edge_agent.tools.embedded_broker import EmbeddedBroker
 from tests.conftest import Mosquitto, Subscriber, make_config, wait_for
 from tests.helpers import app_sighting, customers_downlink, many_customers
 

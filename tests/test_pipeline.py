@@ -9,9 +9,9 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from edge_agent.ids import EventIdFactory
-from edge_agent.pipeline import Pipeline
-from edge_agent.storage import Database
+from edge_agent.core.ids import EventIdFactory
+from edge_agent.daemon.pipeline import Pipeline
+from edge_agent.storage.database import Database
 from tests.conftest import make_config
 from tests.helpers import KEYS, app_sighting, customers_downlink, orders_downlink, phone_sighting
 
@@ -79,8 +79,8 @@ def test_anonymous_shoppers_are_counted_in_footfall_and_never_named(tmp_path: Pa
 
 
 def test_fixed_store_beacons_are_not_visitors(tmp_path: Path) -> None:
-    from edge_agent.frames import IBeacon, encode_ibeacon
-    from edge_agent.sighting import Sighting
+    from edge_agent.core.frames import IBeacon, encode_ibeacon
+    from edge_agent.core.sighting import Sighting
 
     beacon = IBeacon("e2c56db5-dffb-48d2-b060-d0f5a71096e0", 1, 2, -59)
     pipeline = _pipeline(tmp_path)
@@ -125,8 +125,8 @@ def test_full_registry_resync_replaces_everyone(tmp_path: Path) -> None:
 
 
 def test_an_iphone_showing_only_the_overflow_area_is_still_a_visitor(tmp_path: Path) -> None:
-    from edge_agent.frames import encode_apple_overflow
-    from edge_agent.sighting import Sighting
+    from edge_agent.core.frames import encode_apple_overflow
+    from edge_agent.core.sighting import Sighting
 
     pipeline = _pipeline(tmp_path)
     company, data = encode_apple_overflow([62])

@@ -10,9 +10,8 @@ from typing import Any
 
 import pytest
 
-from edge_agent.config import config_from_mapping
-from edge_agent.layout import StoreLayout
-from edge_agent.presence import (
+from edge_agent.core.layout import StoreLayout
+from edge_agent.core.presence import (
     DwellReached,
     OpenVisit,
     PresenceEvent,
@@ -22,7 +21,8 @@ from edge_agent.presence import (
     VisitTracker,
     ZoneEntered,
 )
-from edge_agent.rssi import KalmanLevel, WindowMedian, distance_m
+from edge_agent.core.rssi import KalmanLevel, WindowMedian, distance_m
+from edge_agent.core.settings import config_from_mapping
 
 ALICE = Subject("customer", "alice")
 _ids = itertools.count()

@@ -16,11 +16,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from edge_agent.frames import IBeacon, decode_sighting
-from edge_agent.remote import RemoteRejected, parse_espresense, parse_generic
-from edge_agent.service import Service
-from edge_agent.sighting import Sighting
-from edge_agent.trace import format_trace_line
+from edge_agent.core.frames import IBeacon, decode_sighting
+from edge_agent.core.receiver_formats import RemoteRejected, parse_espresense, parse_generic
+from edge_agent.core.sighting import Sighting
+from edge_agent.core.trace import format_trace_line
+from edge_agent.daemon.service import Service
 from tests.conftest import Mosquitto, Subscriber, make_config, wait_for
 from tests.helpers import app_sighting, customers_downlink
 

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from edge_agent.const import EDDYSTONE_SERVICE_UUID
-from edge_agent.frames import EddystoneTlm, IBeacon, decode_sighting
-from edge_agent.scanview import ScanView
-from edge_agent.sighting import Sighting
-from edge_agent.trace import TraceProblem, read_trace
+from edge_agent.core.const import EDDYSTONE_SERVICE_UUID
+from edge_agent.core.frames import EddystoneTlm, IBeacon, decode_sighting
+from edge_agent.core.scanview import ScanView
+from edge_agent.core.sighting import Sighting
+from edge_agent.core.trace import TraceProblem, read_trace
 from tests.conftest import wait_for
 from tests.fakebluez.fixture import FakeBluez, fake_bluez
 from tests.helpers import app_sighting, customers_downlink
@@ -102,7 +102,7 @@ def test_scan_needs_something_to_scan() -> None:
 
 
 def test_scan_view_shows_the_overflow_bits_a_technician_needs_for_gatt() -> None:
-    from edge_agent.frames import encode_apple_overflow
+    from edge_agent.core.frames import encode_apple_overflow
 
     view = ScanView()
     company, data = encode_apple_overflow([62, 120])

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from edge_agent.sdnotify import SystemdNotifier
+from edge_agent.adapters.sdnotify import SystemdNotifier
 
 
 @pytest.fixture

@@ -16,8 +16,8 @@ from typing import Any
 import paho.mqtt.client as mqtt
 import pytest
 
-from edge_agent.config import config_from_mapping
-from edge_agent.service import Service
+from edge_agent.core.settings import config_from_mapping
+from edge_agent.daemon.service import Service
 from tests.conftest import REPO, Mosquitto, free_port, port_open, wait_for
 from tests.helpers import app_sighting, customers_downlink
 from tests.pki import Pki

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from edge_agent.trace import format_trace_line
+from edge_agent.core.trace import format_trace_line
 from tests.conftest import Mosquitto, Subscriber, wait_for
 from tests.helpers import app_sighting, customers_downlink, orders_downlink
 

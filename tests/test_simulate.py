@@ -10,15 +10,20 @@ from pathlib import Path
 import pytest
 
 from edge_agent.cli import main
-from edge_agent.const import EDDYSTONE_SERVICE_UUID
-from edge_agent.demo import demo_config
-from edge_agent.evaluate import run_core, score
-from edge_agent.identity import Customer
-from edge_agent.ids import EventIdFactory
-from edge_agent.pipeline import Pipeline
-from edge_agent.simclock import SimulatedRun
-from edge_agent.simulate import LayoutIncomplete, SimulationSettings, StoreDaySimulation, simulate_store_day
-from edge_agent.storage import Database
+from edge_agent.core.const import EDDYSTONE_SERVICE_UUID
+from edge_agent.core.identity import Customer
+from edge_agent.core.ids import EventIdFactory
+from edge_agent.daemon.pipeline import Pipeline
+from edge_agent.storage.database import Database
+from edge_agent.tools.demo import demo_config
+from edge_agent.tools.evaluate import run_core, score
+from edge_agent.tools.simclock import SimulatedRun
+from edge_agent.tools.simulate import (
+    LayoutIncomplete,
+    SimulationSettings,
+    StoreDaySimulation,
+    simulate_store_day,
+)
 
 
 def _customers(simulation: StoreDaySimulation) -> list[Customer]:

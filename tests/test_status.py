@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from edge_agent.config import load_config
-from edge_agent.service import Service
+from edge_agent.adapters.configfile import load_config
+from edge_agent.daemon.service import Service
 from tests.conftest import Mosquitto, Subscriber, wait_for
 from tests.helpers import app_sighting, customers_downlink
 

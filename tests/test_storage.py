@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from edge_agent.events import FootfallMessage, VisitMessage, utc
-from edge_agent.outbox import Outbox
-from edge_agent.storage import Database
-from edge_agent.topics import Topics
+from edge_agent.core.events import FootfallMessage, VisitMessage, utc
+from edge_agent.core.topics import Topics
+from edge_agent.storage.database import Database
+from edge_agent.storage.outbox import Outbox
 
 TOPICS = Topics("retail/v1", "s1")
 

@@ -60,7 +60,7 @@ def test_unit_says_what_the_daemon_relies_on() -> None:
     )
     assert directives["Type"] == "notify"
     assert directives["NotifyAccess"] == "main"
-    assert directives["RestartPreventExitStatus"] == "78"  # edge_agent.const.EXIT_CONFIG
+    assert directives["RestartPreventExitStatus"] == "78"  # edge_agent.core.const.EXIT_CONFIG
     assert directives["StateDirectory"] == "edge-agent"  # storage.path defaults under /var/lib/edge-agent
     assert "bluetooth" in directives["SupplementaryGroups"]
     assert directives["RestrictAddressFamilies"] == "AF_UNIX AF_INET AF_INET6"

@@ -7,8 +7,8 @@ import json
 from hypothesis import given
 from hypothesis import strategies as st
 
-from edge_agent.sighting import Sighting
-from edge_agent.trace import TraceProblem, format_trace_line, parse_trace_line, read_trace
+from edge_agent.core.sighting import Sighting
+from edge_agent.core.trace import TraceProblem, format_trace_line, parse_trace_line, read_trace
 
 GOOD = (
     '{"ts": 1764000000.125, "receiver": "entrance", "address": "4F:1A:00:11:22:33", "rssi": -67,'

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from edge_agent.liveness import Liveness
-from edge_agent.service import Service
+from edge_agent.core.liveness import Liveness
+from edge_agent.daemon.service import Service
 from tests.conftest import Mosquitto, make_config
 
 

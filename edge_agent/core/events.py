@@ -1,0 +1,305 @@
+"""Versioned wire messages the agent publishes (DESIGN §5). Pydantic models at the edge.
+
+Every message is JSON with ``schema``, ``event_id`` (a ULID, HQ deduplicates on it),
+``store_id`` and ``ts`` (RFC 3339 UTC) followed by its body. A class's ``stream`` names the
+topic below the store root and ``priority`` its place in the outbox queue.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from edge_agent.core.const import PRIORITY_NOTIFICATION, PRIORITY_TELEMETRY, PRIORITY_TRANSACTIONAL
+
+
+def utc(ts: float) -> datetime:
+    return datetime.fromtimestamp(ts, tz=UTC)
+
+
+class Message(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, serialize_by_alias=True)
+
+    stream: ClassVar[str]
+    priority: ClassVar[int] = PRIORITY_TRANSACTIONAL
+    retain: ClassVar[bool] = False
+
+    schema_name: str = Field(alias="schema")
+    event_id: str
+    store_id: str
+    ts: datetime
+    # Stamped by the outbox as the message becomes durable: an id drawn at each agent start and
+    # a counter per stream from 1, so HQ tells a gap from a restart (as Sparkplug B does).
+    # Status messages are state, not a stream: they carry boot_id and no seq.
+    boot_id: str | None = None
+    seq: Annotated[int, Field(ge=1)] | None = None
+
+    @property
+    def expires_at(self) -> float | None:
+        return None
+
+    def to_json(self) -> bytes:
+        return self.model_dump_json().encode()
+
+
+class ZoneInterval(BaseModel):
+    """One leg of a journey: a zone, when the shopper entered and left it, and the time spent."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    zone: str
+    entered_at: datetime
+    exited_at: datetime
+    dwell_s: Annotated[float, Field(ge=0)]
+
+
+class VisitMessage(Message):
+    """A recognised customer's visit; at its end, the journey summary (``path``)."""
+
+    stream: ClassVar[str] = "events/visit"
+    schema_name: Literal["visit.v1"] = Field("visit.v1", alias="schema")
+    visit_id: str
+    customer_id: str
+    phase: Literal["started", "ended"]
+    started_at: datetime
+    ended_at: datetime | None = None
+    duration_s: float | None = None
+    entry_receiver: str
+    receivers: list[str] = []
+    path: list[ZoneInterval] = []
+
+
+class ZoneMessage(Message):
+    """A recognised customer moved into a zone (dated from when the zone took the lead)."""
+
+    stream: ClassVar[str] = "events/zone"
+    schema_name: Literal["zone.v1"] = Field("zone.v1", alias="schema")
+    visit_id: str
+    customer_id: str
+    zone: str
+    from_zone: str | None
+    entered_at: datetime
+    # Estimated distance to the closest receiver in the zone (log-distance model), metres.
+    distance_m: float | None = None
+
+
+class DwellMessage(Message):
+    """A recognised customer has stayed in a zone for the zone's dwell threshold."""
+
+    stream: ClassVar[str] = "events/dwell"
+    schema_name: Literal["dwell.v1"] = Field("dwell.v1", alias="schema")
+    visit_id: str
+    customer_id: str
+    zone: str
+    entered_at: datetime
+    dwell_s: Annotated[float, Field(ge=0)]
+
+
+class FootfallMessage(Message):
+    """Everyone, anonymously: entries, exits and occupancy for one interval."""
+
+    stream: ClassVar[str] = "events/footfall"
+    priority: ClassVar[int] = PRIORITY_TELEMETRY
+    schema_name: Literal["footfall.v1"] = Field("footfall.v1", alias="schema")
+    interval_start: datetime
+    interval_end: datetime
+    entries: Annotated[int, Field(ge=0)]
+    exits: Annotated[int, Field(ge=0)]
+    occupancy: Annotated[int, Field(ge=0)]
+    customers_recognised: Annotated[int, Field(ge=0)]
+
+
+class NotificationMessage(Message):
+    """A message for a customer's app or a staff device; drop it after ``expires``."""
+
+    stream: ClassVar[str] = "notifications"
+    priority: ClassVar[int] = PRIORITY_NOTIFICATION
+    schema_name: Literal["notification.v1"] = Field("notification.v1", alias="schema")
+    audience: Literal["customer", "staff"]
+    channel: Literal["push", "staff_device"] = "push"
+    customer_id: str
+    visit_id: str
+    template: str
+    language: str
+    text: str
+    data: dict[str, str] = {}
+    expires: datetime
+
+    @property
+    def expires_at(self) -> float | None:
+        return self.expires.timestamp()
+
+
+class SuppressedMessage(Message):
+    """A notification a rule wanted to send and a guard stopped, with the reason (audit trail)."""
+
+    stream: ClassVar[str] = "events/suppressed"
+    schema_name: Literal["suppressed.v1"] = Field("suppressed.v1", alias="schema")
+    customer_id: str
+    visit_id: str
+    template: str
+    audience: Literal["customer", "staff"]
+    reason: str
+
+
+class OrderMessage(Message):
+    """A click-and-collect order's journey in the store: arrived, at the counter, collected."""
+
+    stream: ClassVar[str] = "events/order"
+    schema_name: Literal["order.v1"] = Field("order.v1", alias="schema")
+    order_id: str
+    customer_id: str
+    visit_id: str | None
+    phase: Literal["arrived", "at_counter", "collected"]
+    arrival_to_collection_s: float | None = None
+
+
+class PurchaseMessage(Message):
+    """A till receipt of a recognised customer, placed in the visit it happened in (if any)."""
+
+    stream: ClassVar[str] = "events/purchase"
+    schema_name: Literal["purchase.v1"] = Field("purchase.v1", alias="schema")
+    receipt_id: str
+    customer_id: str
+    visit_id: str | None
+    total: float
+    items: int
+
+
+class ErasureMessage(Message):
+    """Receipt for an erase command: what was removed from this store. No other message about
+    the customer follows."""
+
+    stream: ClassVar[str] = "events/erasure"
+    schema_name: Literal["erasure.v1"] = Field("erasure.v1", alias="schema")
+    request_id: str
+    customer_id: str
+    registry: bool
+    unsent_messages_removed: Annotated[int, Field(ge=0)]
+    journey_entries_removed: Annotated[int, Field(ge=0)]
+    open_visit_removed: bool
+
+
+class GapMessage(Message):
+    """Messages this store dropped and HQ will never receive, and why: a known gap, not a loss.
+
+    ``boot_id``/``stream``/``first_seq``..``last_seq`` name the dropped messages' own numbers
+    (``dropped_boot_id``, since a gap can belong to an earlier boot than the record itself).
+    """
+
+    stream: ClassVar[str] = "events/gap"
+    schema_name: Literal["gap.v1"] = Field("gap.v1", alias="schema")
+    reason: Literal["expired", "evicted", "dead_letter", "refused"]
+    dropped_boot_id: str | None
+    dropped_stream: str
+    first_seq: int | None
+    last_seq: int | None
+    count: Annotated[int, Field(ge=1)]
+
+
+class BeaconStatus(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    beacon_id: str
+    name: str
+    state: Literal["present", "missing", "never_seen"]
+    last_seen: datetime | None = None
+    last_receiver: str | None = None
+    battery_mv: int | None = None
+    temperature_c: float | None = None
+
+
+class BeaconMessage(Message):
+    """A fixed store beacon went missing, came back, or reported a low battery."""
+
+    stream: ClassVar[str] = "events/beacon"
+    priority: ClassVar[int] = PRIORITY_TELEMETRY
+    schema_name: Literal["beacon.v1"] = Field("beacon.v1", alias="schema")
+    event: Literal["missing", "returned", "low_battery"]
+    beacon: BeaconStatus
+
+
+class BeaconFleetMessage(Message):
+    """Periodic summary of every configured beacon, so HQ sees a silent fleet too."""
+
+    stream: ClassVar[str] = "events/beacon_fleet"
+    priority: ClassVar[int] = PRIORITY_TELEMETRY
+    schema_name: Literal["beacon_fleet.v1"] = Field("beacon_fleet.v1", alias="schema")
+    present: int
+    missing: int
+    low_battery: int
+    beacons: list[BeaconStatus]
+
+
+class ErrorMessage(Message):
+    """A downlink this store rejected, and why (the payload is identified, never echoed)."""
+
+    stream: ClassVar[str] = "errors"
+    schema_name: Literal["error.v1"] = Field("error.v1", alias="schema")
+    topic: str
+    kind: str | None
+    message_id: str | None
+    reason: str
+    # The payload is identified, never echoed: a customers downlink carries identity keys.
+    payload_sha256: str
+    payload_bytes: int
+
+
+class ScannerStatus(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    receiver: str
+    adapter: str
+    mode: str
+    running: bool
+    last_advertisement: datetime | None
+    watchdog_restarts: int
+    errors: int
+
+
+class StatusMessage(Message):
+    """Retained store status: birth and heartbeat (online, with figures) or offline."""
+
+    stream: ClassVar[str] = "status"
+    retain: ClassVar[bool] = True
+    schema_name: Literal["status.v1"] = Field("status.v1", alias="schema")
+    state: Literal["online", "offline"]
+    agent_version: str
+    queue_depth: int | None = None
+    queue_by_priority: dict[str, int] | None = None  # "notification" | "transactional" | "telemetry"
+    oldest_queued_s: float | None = None
+    last_sync: datetime | None = None
+    open_visits: int | None = None
+    registry_size: int | None = None
+    registry_version: int | None = None
+    missing_beacons: list[str] | None = None
+    # Outbox health: bytes queued, messages dropped by reason since start, and an alarm if full.
+    # ``sent``: messages the broker acknowledged since start; ``resent``: published more than once
+    # (after a reconnect, a refusal or a stuck acknowledgement), the duplicates HQ may see.
+    sent: int | None = None
+    resent: int | None = None
+    outbox_bytes: int | None = None
+    dropped: dict[str, int] | None = None
+    alarm: str | None = None
+    scanners: list[ScannerStatus] | None = None
+
+
+# Every message type the agent publishes (the HQ contract is generated from this list).
+UPLINK_MESSAGES: tuple[type[Message], ...] = (
+    VisitMessage,
+    ZoneMessage,
+    DwellMessage,
+    FootfallMessage,
+    SuppressedMessage,
+    OrderMessage,
+    PurchaseMessage,
+    ErasureMessage,
+    GapMessage,
+    BeaconMessage,
+    BeaconFleetMessage,
+    NotificationMessage,
+    ErrorMessage,
+    StatusMessage,
+)

@@ -1,0 +1,69 @@
+"""One line per touchpoint of a customer's journey, for support staff (``edge-agent journey``).
+
+Every message about a recognised customer (visit, zone, dwell, notification sent or suppressed,
+order, purchase) becomes a short human-readable line kept in the store's SQLite for
+``storage.journey_days``. Pure: message in, (customer, visit, kind, detail) out.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from edge_agent.core.events import (
+    DwellMessage,
+    Message,
+    NotificationMessage,
+    OrderMessage,
+    PurchaseMessage,
+    SuppressedMessage,
+    VisitMessage,
+    ZoneMessage,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Touchpoint:
+    customer_id: str
+    visit_id: str | None
+    ts: float
+    kind: str
+    detail: str
+
+
+def touchpoint(message: Message) -> Touchpoint | None:
+    """The journey line a message makes, or None for messages about nobody in particular."""
+    detail: str
+    if isinstance(message, VisitMessage):
+        if message.phase == "started":
+            kind, detail = "entry", f"visit started, first heard by {message.entry_receiver}"
+        else:
+            path = " > ".join(f"{leg.zone} {leg.dwell_s / 60:.1f} min" for leg in message.path)
+            kind, detail = (
+                "exit",
+                f"visit ended after {(message.duration_s or 0) / 60:.1f} min: {path or '-'}",
+            )
+    elif isinstance(message, ZoneMessage):
+        kind, detail = (
+            "zone",
+            f"entered {message.zone}" + (f" from {message.from_zone}" if message.from_zone else ""),
+        )
+    elif isinstance(message, DwellMessage):
+        kind, detail = "dwell", f"dwelling in {message.zone} ({message.dwell_s:.0f} s)"
+    elif isinstance(message, NotificationMessage):
+        kind = "notification"
+        detail = f"to {message.audience} [{message.template}, {message.language}]: {message.text}"
+    elif isinstance(message, SuppressedMessage):
+        kind, detail = "suppressed", f"{message.template} to {message.audience} not sent: {message.reason}"
+    elif isinstance(message, OrderMessage):
+        kind, detail = "order", f"order {message.order_id} {message.phase.replace('_', ' ')}"
+        if message.arrival_to_collection_s is not None:
+            detail += f" ({message.arrival_to_collection_s / 60:.1f} min after arrival)"
+    elif isinstance(message, PurchaseMessage):
+        kind, detail = (
+            "purchase",
+            f"receipt {message.receipt_id}: {message.items} items, total {message.total:.2f}",
+        )
+    else:
+        return None
+    visit_id = getattr(message, "visit_id", None)
+    return Touchpoint(message.customer_id, visit_id, message.ts.timestamp(), kind, detail)  # type: ignore[attr-defined]

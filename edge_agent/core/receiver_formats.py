@@ -1,0 +1,111 @@
+"""Sightings from remote receivers (ESP32 nodes on the store's MQTT). Pure parsers.
+
+Two formats:
+- **generic**: topic ``{prefix}/stores/{store}/sightings/{receiver}``, payload one trace line
+  (DESIGN §3) or a JSON array of them. It carries the raw advertisement, so everything the
+  local scanner can decode (tokens included) works the same from a remote node.
+- **ESPresense**: topic ``espresense/devices/{id}/{room}``, payload ``{"mac", "id", "rssi",
+  "rssi@1m", ...}``. ESPresense sends a derived id, not the advertisement, so only what the id
+  says survives: ``iBeacon:{uuid}-{major}-{minor}`` becomes an iBeacon frame again (store
+  beacons keep working), anything else is an address-only sighting (counted, never resolved).
+  The room is the receiver id.
+
+A message from a receiver not in the configuration, or one that does not parse, is rejected
+with a reason; the caller counts it and drops it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from dataclasses import dataclass, replace
+
+from pydantic import ValidationError
+
+from edge_agent.core.frames import IBeacon, encode_ibeacon
+from edge_agent.core.sighting import Sighting
+from edge_agent.core.trace import TraceLine
+
+# Remote nodes send small messages; anything larger is a fault or an attack.
+MAX_REMOTE_MESSAGE_BYTES = 64 * 1024
+# ESPresense's iBeacon id: "iBeacon:<uuid>-<major>-<minor>".
+_ESPRESENSE_IBEACON = re.compile(
+    r"^iBeacon:([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})-(\d{1,5})-(\d{1,5})$"
+)
+_MAC = re.compile(r"^[0-9a-fA-F]{12}$")
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteRejected:
+    reason: str
+
+
+def parse_generic(
+    receiver: str, payload: bytes, receivers: frozenset[str]
+) -> list[Sighting] | RemoteRejected:
+    if receiver not in receivers:
+        return RemoteRejected(f"unknown receiver {receiver!r}")
+    raw = _json(payload)
+    if isinstance(raw, RemoteRejected):
+        return raw
+    items = raw if isinstance(raw, list) else [raw]
+    sightings = []
+    for index, item in enumerate(items):
+        if not isinstance(item, dict):
+            return RemoteRejected(f"item {index} is not a JSON object")
+        try:
+            sighting = TraceLine.model_validate(item).to_sighting()
+        except ValidationError as exc:
+            first = exc.errors(include_input=False)[0]
+            key = ".".join(str(p) for p in first["loc"])
+            return RemoteRejected(f"item {index}: {key}: {first['msg']}")
+        # The topic names the receiver; a node cannot speak for another.
+        sightings.append(replace(sighting, receiver=receiver))
+    return sightings
+
+
+def parse_espresense(
+    room: str, payload: bytes, now: float, receivers: frozenset[str]
+) -> Sighting | RemoteRejected:
+    if room not in receivers:
+        return RemoteRejected(f"unknown receiver {room!r}")
+    raw = _json(payload)
+    if isinstance(raw, RemoteRejected):
+        return raw
+    if not isinstance(raw, dict):
+        return RemoteRejected("payload is not a JSON object")
+    rssi = raw.get("rssi")
+    if not isinstance(rssi, int | float) or isinstance(rssi, bool) or not -127 <= rssi <= 20:
+        return RemoteRejected("rssi missing or out of range")
+    device_id = raw.get("id")
+    if not isinstance(device_id, str) or not device_id:
+        return RemoteRejected("id missing")
+    mac = raw.get("mac")
+    address = _address(mac) if isinstance(mac, str) and _MAC.match(mac) else f"espresense:{device_id}"
+    manufacturer: dict[int, bytes] = {}
+    beacon = _ESPRESENSE_IBEACON.match(device_id)
+    if beacon:
+        major, minor = int(beacon.group(2)), int(beacon.group(3))
+        power = raw.get("rssi@1m")
+        if major > 0xFFFF or minor > 0xFFFF:
+            return RemoteRejected("iBeacon major/minor out of range")
+        measured = int(power) if isinstance(power, int | float) and -127 <= power <= 20 else -59
+        company, data = encode_ibeacon(IBeacon(str(uuid.UUID(beacon.group(1))), major, minor, measured))
+        manufacturer[company] = data
+    return Sighting(ts=now, receiver=room, address=address, rssi=round(rssi), manufacturer_data=manufacturer)
+
+
+def _json(payload: bytes) -> object:
+    if len(payload) > MAX_REMOTE_MESSAGE_BYTES:
+        return RemoteRejected(
+            f"message of {len(payload)} bytes is over the {MAX_REMOTE_MESSAGE_BYTES}-byte limit"
+        )
+    try:
+        return json.loads(payload)
+    except (ValueError, RecursionError):
+        return RemoteRejected("payload is not JSON")
+
+
+def _address(mac: str) -> str:
+    return ":".join(mac[i : i + 2] for i in range(0, 12, 2)).upper()

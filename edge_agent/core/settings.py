@@ -1,0 +1,462 @@
+"""The agent's configuration as strict pydantic models, and its validation. Pure.
+
+Technicians edit this file on site, often over a slow SSH session, so every field problem is
+reported at once (cross-references, such as a receiver naming an unknown zone, are checked
+once the fields are valid), named by its TOML key path (``mqtt.port``, ``receivers[1].zone``), and an
+unknown key is an error: a typo must never silently fall back to a default.
+
+Any key can be overridden from the environment as ``EDGE_AGENT_<SECTION>__<KEY>`` (for example
+``EDGE_AGENT_MQTT__PASSWORD``), which is how secrets stay out of the file. Reading the file and
+the environment is the adapter's part (``adapters.configfile``): here the environment is a
+mapping handed in.
+"""
+
+from __future__ import annotations
+
+import difflib
+import types
+import typing
+import zoneinfo
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, ValidationError
+
+from edge_agent.core.const import MAX_INFLIGHT_WINDOW
+from edge_agent.core.errors import ConfigError, ConfigProblem
+from edge_agent.core.journey.templates import check_overrides
+
+ENV_PREFIX = "EDGE_AGENT_"
+ENV_NESTING = "__"
+
+
+def _between(low: float, high: float) -> AfterValidator:
+    """A range check whose message reads the same for every key (``must be between ...``)."""
+
+    def check(value: float) -> float:
+        if not low <= value <= high:
+            raise ValueError(f"must be between {low} and {high}, got {value}")
+        return value
+
+    return AfterValidator(check)
+
+
+def _check_timezone(name: str) -> str:
+    try:
+        zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(f"unknown IANA time zone {name!r}") from exc
+    return name
+
+
+# Identifiers end up inside MQTT topics, where '/', '+' and '#' would change the topic's meaning.
+Identifier = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
+Port = Annotated[int, _between(1, 65535)]
+Seconds = Annotated[float, _between(0.001, 7 * 86400)]
+Dbm = Annotated[int, _between(-127, 20)]
+
+
+class Section(BaseModel):
+    """Base of every section: unknown keys are errors and values are immutable once loaded."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class StoreSettings(Section):
+    id: Identifier
+    timezone: Annotated[str, AfterValidator(_check_timezone)] = "UTC"
+    # Where shoppers come in; the simulator starts and ends every walk there.
+    entrance_zone: Identifier | None = None
+
+
+Point = tuple[float, float]
+
+
+class ZoneSettings(Section):
+    id: Identifier
+    name: str = ""
+    # Zones a shopper can walk to directly. Symmetric: listing it on one side is enough. With no
+    # adjacency anywhere in the file every zone counts as adjacent to every other.
+    adjacent: list[Identifier] = []
+    # Time in the zone after which a recognised shopper counts as dwelling (default presence.dwell_s).
+    dwell_s: Seconds | None = None
+    # Floor outline in metres, corners in order; used by the simulator and its ground truth.
+    polygon: list[Point] = []
+
+
+class ReceiverSettings(Section):
+    id: Identifier
+    zone: Identifier
+    adapter: Annotated[str, Field(pattern=r"^hci[0-9]+$")] | None = None
+    # Where it hangs, in the zones' coordinates (metres); the simulator needs it.
+    position: Point | None = None
+    # RSSI this receiver reports for a typical phone 1 m away: calibrates receivers whose
+    # antennas and enclosures differ, so zone choice compares distances, not raw dBm.
+    measured_power_dbm: Dbm = -59
+
+
+class BeaconSettings(Section):
+    """A fixed store beacon: sighted to locate things, never counted as a visitor."""
+
+    id: Annotated[str, Field(min_length=1)]
+    name: str = ""
+
+
+class BeaconHealthSettings(Section):
+    # A fixed beacon advertises several times a second: ten silent minutes means it is dead,
+    # moved or blocked, not unlucky.
+    missing_after_s: Seconds = 600.0
+    # CR2032/CR2477 cells fall off a cliff below about 2.5 V; replace before the beacon goes.
+    low_battery_mv: Annotated[int, _between(1000, 4000)] = 2500
+    summary_interval_s: Seconds = 3600.0
+
+
+class TlsSettings(Section):
+    enabled: bool = False
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+
+
+class MqttSettings(Section):
+    host: str = "127.0.0.1"
+    port: Port = 1883
+    # amqtt (the demo's embedded broker) speaks only 3.1.1; production brokers speak 5.
+    protocol: Literal["3.1.1", "5"] = "5"
+    client_id: str | None = None
+    topic_prefix: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$")] = "retail/v1"
+    username: str | None = None
+    password: SecretStr | None = None
+    keepalive_s: Annotated[int, _between(5, 3600)] = 30
+    # How long the broker keeps our session (subscriptions, queued downlinks) while we are away.
+    session_expiry_s: Annotated[int, _between(0, 30 * 86400)] = 7 * 86400
+    inflight_window: Annotated[int, _between(1, MAX_INFLIGHT_WINDOW)] = 100
+    # A message the broker refuses this many times (PUBACK with a failure code) is moved to the
+    # dead-letter table and reported as a gap, so one poisoned row cannot block the queue.
+    dead_letter_after: Annotated[int, _between(1, 1000)] = 5
+    reconnect_min_s: Annotated[float, _between(0.05, 600)] = 1.0
+    reconnect_max_s: Annotated[float, _between(0.05, 3600)] = 60.0
+    tls: TlsSettings = TlsSettings()
+
+
+class StorageSettings(Section):
+    path: Path = Path("/var/lib/edge-agent/agent.db")
+    # Sightings are processed and their events committed in groups: one fsync per group.
+    group_max_events: Annotated[int, _between(1, 100_000)] = 500
+    group_max_delay_s: Annotated[float, _between(0.001, 10)] = 0.2
+    # The outbox's cap (payload bytes). Past it, expired rows go first, then telemetry oldest
+    # first; notifications and transactional events are never evicted: at the cap new ones are
+    # refused, logged at ERROR and raised as an alarm in the status. Every drop is a gap.v1 record.
+    outbox_max_bytes: Annotated[int, _between(4096, 64 * 2**30)] = 256 * 2**20
+    # Room kept in a file beside the database and given up when the filesystem fills, so the
+    # WAL can still be checkpointed and telemetry evicted (a full WAL database cannot even
+    # delete). Rebuilt when the filesystem has room again. 0 turns the reserve off.
+    disk_reserve_bytes: Annotated[int, _between(0, 4 * 2**30)] = 32 * 2**20
+    # How long `edge-agent journey` can look back: touchpoints older than this are deleted.
+    journey_days: Annotated[float, _between(0.01, 365)] = 7.0
+
+
+class BleSettings(Section):
+    """Local Bluetooth adapters (receivers with an ``adapter``) scanned with bleak/BlueZ."""
+
+    # Passive scanning (BlueZ advertisement monitor) sends no scan requests and saves power,
+    # but hears only frames matching its patterns (Apple and Eddystone); active hears all.
+    mode: Literal["active", "passive"] = "active"
+    # A store adapter hears several advertisements a second; this long without one means
+    # BlueZ or the adapter stopped delivering (bleak does not say so), so the scan restarts.
+    watchdog_s: Seconds = 30.0
+    restart_backoff_min_s: Annotated[float, _between(0.05, 600)] = 1.0
+    restart_backoff_max_s: Annotated[float, _between(0.05, 3600)] = 60.0
+    # RSSI-only updates of one device pass at most this often; payload changes always pass.
+    throttle_s: Annotated[float, _between(0, 60)] = 1.0
+
+
+class GattSettings(Section):
+    """Reading the app's token over GATT from iPhones whose app runs in the background.
+
+    Off until ``overflow_bit`` is set: the bit iOS sets in Apple's overflow area for the app's
+    service UUID (Apple does not publish the hash; read it from a capture of the app).
+    """
+
+    overflow_bit: Annotated[int, _between(0, 127)] | None = None
+    service_uuid: str = "6e40a000-b5a3-f393-e0a9-e50e24dcca9e"
+    token_uuid: str = "6e40a001-b5a3-f393-e0a9-e50e24dcca9e"
+    # Each connection takes the radio away from scanning; two at a time keeps sightings flowing.
+    max_connections: Annotated[int, _between(1, 8)] = 2
+    connect_timeout_s: Annotated[float, _between(1, 60)] = 10.0
+    retry_min_s: Annotated[float, _between(0.05, 3600)] = 5.0
+    retry_max_s: Annotated[float, _between(0.05, 86400)] = 300.0
+    # iOS rotates its address about every 15 minutes; a token is kept no longer than that.
+    cache_s: Seconds = 900.0
+
+
+class RemoteSettings(Section):
+    """Receivers on the store's MQTT (ESP32 nodes); the receiver id is the topic's last level."""
+
+    # {mqtt.topic_prefix}/stores/{store.id}/sightings/{receiver}: one trace line or an array.
+    generic: bool = True
+    # ESPresense nodes: {espresense_prefix}/devices/{id}/{room}, the room being the receiver id.
+    espresense: bool = False
+    espresense_prefix: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$")] = "espresense"
+
+
+class IdentitySettings(Section):
+    # Eddystone-EID rotation exponent K: tokens rotate every 2**K seconds (10 -> 17 minutes).
+    rotation_exponent: Annotated[int, _between(0, 15)] = 10
+    # Neighbouring windows accepted either side of the current one, for phone clock skew.
+    skew_windows: Annotated[int, _between(0, 3)] = 1
+
+
+class PresenceSettings(Section):
+    # Weaker sightings are people walking past the shop window, not visitors.
+    entry_rssi_dbm: Dbm = -85
+    absence_timeout_s: Seconds = 120.0
+    # RSSI smoothing per (shopper, receiver): "kalman" (default, best zone accuracy on the
+    # simulator, see README), "median" over filter_window_s, or "none". The defaults below were
+    # tuned on a simulated day (seed 11) and checked on another (seed 7).
+    filter: Literal["kalman", "median", "none"] = "kalman"
+    filter_window_s: Seconds = 6.0
+    # Kalman: how fast the true level may drift (dB^2 per second) and the radio's noise (dB^2).
+    kalman_process_noise: Annotated[float, _between(0.001, 1000)] = 20.0
+    kalman_measurement_noise: Annotated[float, _between(0.001, 1000)] = 25.0
+    # Log-distance path loss exponent: 2 in free space, 2-3 in an open shop floor.
+    path_loss_exponent: Annotated[float, _between(1.0, 6.0)] = 2.2
+    # A new zone must beat the current one by this margin for this long before the shopper moves.
+    zone_margin_db: Annotated[float, _between(0.0, 30.0)] = 2.0
+    zone_min_s: Annotated[float, _between(0.0, 600.0)] = 2.0
+    # A receiver that has not heard the shopper for this long no longer votes on the zone.
+    stale_s: Seconds = 8.0
+    dwell_s: Seconds = 60.0
+
+
+class FootfallSettings(Section):
+    interval_s: Seconds = 900.0
+    # Occupancy counts devices heard this recently; see README "Footfall" for why it is short.
+    occupancy_window_s: Seconds = 30.0
+
+
+class ClickAndCollectSettings(Section):
+    enabled: bool = True
+    staff_alerts: bool = True
+    # A "your order is ready at counter B" message sent after the shopper left helps nobody.
+    notification_ttl_s: Seconds = 600.0
+    # Staff hear "customer at the counter" when the shopper reaches the order's pickup zone
+    # (orders.v1 pickup_zone) or, when the order names none, this zone.
+    pickup_zone: Identifier | None = None
+
+
+class ShelfLocationSettings(Section):
+    enabled: bool = True
+    # "visit": on arrival, every listed item in stock anywhere in the store; "zone": on entering
+    # a zone, the listed items shelved in it.
+    trigger: Literal["visit", "zone"] = "visit"
+    max_items: Annotated[int, _between(1, 20)] = 3
+    notification_ttl_s: Seconds = 300.0
+
+
+class PostPurchaseSettings(Section):
+    enabled: bool = True
+    feedback_url: str = "https://example.com/feedback"
+    notification_ttl_s: Seconds = 3600.0
+
+
+HHMM = Annotated[str, Field(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")]
+
+
+class GuardSettings(Section):
+    """What every customer notification must pass (staff alerts are operational: not capped)."""
+
+    # No customer notification between these local times (store.timezone); equal means none.
+    quiet_hours_start: HHMM = "21:00"
+    quiet_hours_end: HHMM = "08:00"
+    max_per_visit: Annotated[int, _between(1, 50)] = 3
+    max_per_day: Annotated[int, _between(1, 100)] = 5
+    min_gap_s: Annotated[float, _between(0.0, 86400.0)] = 120.0
+
+
+class RulesSettings(Section):
+    # Language of customer notifications when the registry gives none for the customer.
+    language: Literal["en", "it"] = "en"
+    guards: GuardSettings = GuardSettings()
+    click_and_collect: ClickAndCollectSettings = ClickAndCollectSettings()
+    shelf_location: ShelfLocationSettings = ShelfLocationSettings()
+    post_purchase: PostPurchaseSettings = PostPurchaseSettings()
+    # Override any shipped template text: [rules.templates."cnc.arrival.customer"] en = "..."
+    templates: dict[str, dict[Literal["en", "it"], str]] = {}
+
+
+class SchedulerSettings(Section):
+    tick_interval_s: Seconds = 1.0
+    heartbeat_interval_s: Seconds = 60.0
+
+
+class AgentConfig(Section):
+    store: StoreSettings
+    zones: list[ZoneSettings] = []
+    receivers: list[ReceiverSettings] = []
+    beacons: list[BeaconSettings] = []
+    beacon_health: BeaconHealthSettings = BeaconHealthSettings()
+    mqtt: MqttSettings = MqttSettings()
+    storage: StorageSettings = StorageSettings()
+    ble: BleSettings = BleSettings()
+    gatt: GattSettings = GattSettings()
+    remote: RemoteSettings = RemoteSettings()
+    identity: IdentitySettings = IdentitySettings()
+    presence: PresenceSettings = PresenceSettings()
+    footfall: FootfallSettings = FootfallSettings()
+    rules: RulesSettings = RulesSettings()
+    scheduler: SchedulerSettings = SchedulerSettings()
+
+    @property
+    def client_id(self) -> str:
+        return self.mqtt.client_id or f"edge-agent-{self.store.id}"
+
+
+# ---------------------------------------------------------------------------- validating
+
+
+def config_from_mapping(
+    data: dict[str, Any], source: str = "<config>", environ: Mapping[str, str] | None = None
+) -> AgentConfig:
+    merged = _overlay_environment(data, environ or {})
+    try:
+        config = AgentConfig.model_validate(merged)
+    except ValidationError as exc:
+        raise ConfigError(source, [_describe(error) for error in exc.errors()]) from None
+    problems = list(_cross_check(config))
+    if problems:
+        raise ConfigError(source, problems)
+    return config
+
+
+def _overlay_environment(data: dict[str, Any], environ: Mapping[str, str]) -> dict[str, Any]:
+    merged = _deep_copy(data)
+    for name, value in sorted(environ.items()):
+        if not name.startswith(ENV_PREFIX) or ENV_NESTING not in name:
+            continue
+        path = name[len(ENV_PREFIX) :].lower().split(ENV_NESTING)
+        node = merged
+        for part in path[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                break
+            node = child
+        else:
+            node[path[-1]] = value
+    return merged
+
+
+def _deep_copy(data: Any) -> Any:
+    if isinstance(data, dict):
+        return {k: _deep_copy(v) for k, v in data.items()}
+    if isinstance(data, list):
+        return [_deep_copy(v) for v in data]
+    return data
+
+
+def _cross_check(config: AgentConfig) -> Iterable[ConfigProblem]:
+    """Rules spanning sections, which pydantic's per-field validation cannot see."""
+    for section, items in (
+        ("zones", config.zones),
+        ("receivers", config.receivers),
+        ("beacons", config.beacons),
+    ):
+        seen: set[str] = set()
+        for index, item in enumerate(items):
+            if item.id in seen:
+                yield ConfigProblem(f"{section}[{index}].id", f"duplicate id {item.id!r}")
+            seen.add(item.id)
+    yield from _check_layout(config)
+    for key, problem in check_overrides(config.rules.templates):
+        yield ConfigProblem(key, problem)
+    mqtt = config.mqtt
+    if mqtt.reconnect_max_s < mqtt.reconnect_min_s:
+        yield ConfigProblem("mqtt.reconnect_max_s", "must not be smaller than mqtt.reconnect_min_s")
+    if mqtt.tls.enabled and mqtt.tls.ca_file is None:
+        yield ConfigProblem("mqtt.tls.ca_file", "required when mqtt.tls.enabled is true")
+    if (mqtt.tls.cert_file is None) != (mqtt.tls.key_file is None):
+        yield ConfigProblem("mqtt.tls.key_file", "cert_file and key_file must be given together")
+    if config.ble.restart_backoff_max_s < config.ble.restart_backoff_min_s:
+        yield ConfigProblem("ble.restart_backoff_max_s", "must not be smaller than ble.restart_backoff_min_s")
+    if mqtt.password is not None and mqtt.username is None:
+        yield ConfigProblem("mqtt.username", "required when mqtt.password is set")
+
+
+def _check_layout(config: AgentConfig) -> Iterable[ConfigProblem]:
+    """Receivers, zones and the entrance must name zones that exist."""
+    zone_ids = {zone.id for zone in config.zones}
+    for index, receiver in enumerate(config.receivers):
+        if receiver.zone not in zone_ids:
+            known = ", ".join(sorted(zone_ids)) or "none defined"
+            yield ConfigProblem(
+                f"receivers[{index}].zone", f"unknown zone {receiver.zone!r} (zones: {known})"
+            )
+    for index, zone in enumerate(config.zones):
+        for position, neighbour in enumerate(zone.adjacent):
+            if neighbour not in zone_ids or neighbour == zone.id:
+                yield ConfigProblem(
+                    f"zones[{index}].adjacent[{position}]", f"not another zone of this store: {neighbour!r}"
+                )
+        if zone.polygon and len(zone.polygon) < 3:
+            yield ConfigProblem(f"zones[{index}].polygon", "needs at least three corners")
+    if config.store.entrance_zone is not None and config.store.entrance_zone not in zone_ids:
+        yield ConfigProblem("store.entrance_zone", f"unknown zone {config.store.entrance_zone!r}")
+
+
+# ---------------------------------------------------------------------------- error messages
+
+
+def _key_path(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _describe(error: Mapping[str, Any]) -> ConfigProblem:
+    loc = tuple(error["loc"])
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        reason = "unknown key"
+        known = _known_keys(loc[:-1])
+        close = difflib.get_close_matches(str(loc[-1]), known, n=1)
+        if close:
+            reason += f" (did you mean {close[0]!r}?)"
+        return ConfigProblem(_key_path(loc), reason)
+    if kind == "missing":
+        return ConfigProblem(_key_path(loc), "required key is missing")
+    message = str(error["msg"])
+    if kind == "value_error":
+        return ConfigProblem(_key_path(loc), message.removeprefix("Value error, "))
+    if kind == "string_pattern_mismatch" and "pattern" in error.get("ctx", {}):
+        message = f"must match {error['ctx']['pattern']}"
+    reason = message[:1].lower() + message[1:]
+    if "input" in error and not isinstance(error["input"], dict | list):
+        reason += f", got {error['input']!r}"
+    return ConfigProblem(_key_path(loc), reason)
+
+
+def _known_keys(loc: tuple[int | str, ...]) -> list[str]:
+    """Field names of the model found at ``loc``, for 'did you mean' suggestions."""
+    model: Any = AgentConfig
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        field = model.model_fields.get(part) if isinstance(model, type) else None
+        if field is None:
+            return []
+        model = _model_in(field.annotation)
+    return list(model.model_fields) if isinstance(model, type) and issubclass(model, BaseModel) else []
+
+
+def _model_in(annotation: Any) -> Any:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    origin = typing.get_origin(annotation)
+    if origin in (list, typing.Union, types.UnionType, Annotated):
+        for arg in typing.get_args(annotation):
+            found = _model_in(arg)
+            if found is not None:
+                return found
+    return None

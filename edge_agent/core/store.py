@@ -1,0 +1,414 @@
+"""The store's pure core: sightings and downlinks in, messages out, time as an argument.
+
+No sockets, files, threads or wall clock here. Production and replay drive the same object;
+only where sightings come from and what ``now`` is differ, which is why a store day replays
+in seconds and deterministically.
+"""
+
+from __future__ import annotations
+
+import zoneinfo
+from collections import Counter
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from datetime import time as dt_time
+from typing import Any
+
+from edge_agent.core.beacons import BeaconFleet
+from edge_agent.core.cipher import REFERENCE, BlockCipher
+from edge_agent.core.downlinks import CustomersDownlink, Downlink
+from edge_agent.core.events import (
+    DwellMessage,
+    FootfallMessage,
+    Message,
+    VisitMessage,
+    ZoneInterval,
+    ZoneMessage,
+    utc,
+)
+from edge_agent.core.frames import (
+    AltBeacon,
+    EddystoneEid,
+    EddystoneTlm,
+    EddystoneUid,
+    EddystoneUrl,
+    Frame,
+    IBeacon,
+    decode_sighting,
+)
+from edge_agent.core.identity import AnonymousHasher, Customer, Registry, TokenResolver
+from edge_agent.core.ids import EventIdFactory
+from edge_agent.core.journey.rules import JourneyRules, Order
+from edge_agent.core.layout import StoreLayout
+from edge_agent.core.presence import (
+    OpenVisit,
+    PresenceEvent,
+    Subject,
+    VisitEnded,
+    VisitStarted,
+    VisitTracker,
+    ZoneEntered,
+)
+from edge_agent.core.settings import AgentConfig
+from edge_agent.core.sighting import Sighting
+
+# A new pseudonym's strongest receiver over this long decides whether it came in by the door.
+ENTRY_SETTLE_S = 5.0
+# Footfall catches up at most this many empty intervals after a long pause (a day of 15 min).
+MAX_CATCH_UP_INTERVALS = 96
+
+
+class StoreCore:
+    def __init__(self, config: AgentConfig, ids: EventIdFactory, cipher: BlockCipher = REFERENCE) -> None:
+        self._store_id = config.store.id
+        self._tz = zoneinfo.ZoneInfo(config.store.timezone)
+        self._ids = ids
+        self._fleet = BeaconFleet(config.beacons, config.beacon_health, self._store_id, ids)
+        self._identity = config.identity
+        self._resolver = TokenResolver(
+            config.identity.rotation_exponent, config.identity.skew_windows, cipher=cipher
+        )
+        self._hasher = AnonymousHasher(ids.random)
+        self._day_span: tuple[float, float, int] = (0.0, 0.0, 0)
+        self._layout = StoreLayout.from_config(config)
+        self._tracker = VisitTracker(config.presence, self._layout)
+        self._entrance_receivers = self._receivers_in(config.store.entrance_zone)
+        self._occupancy_window_s = config.footfall.occupancy_window_s
+        self._journey = JourneyRules(config.rules, self._store_id, config.store.timezone, ids)
+        self.registry_version: int | None = None
+        self.counters: Counter[str] = Counter()
+        # Customers whose kept open visit changed shape (started, moved, ended, erased): the
+        # pipeline rewrites just their rows with the messages that announce it.
+        self.changed_visits: set[str] = set()
+        self._interval_s = config.footfall.interval_s
+        self._interval_start: float | None = None
+        # New pseudonyms whose entry is being decided: subject -> [deadline, best rssi, its receiver].
+        self._settling: dict[Subject, list] = {}
+        self._entries = self._exits = self._recognised = 0
+
+    def reconfigure(self, config: AgentConfig) -> None:
+        """Apply a reloaded configuration without losing open visits, registry or orders.
+
+        The caller keeps ``store`` unchanged (ids and time zone are part of every message).
+        """
+        self._layout = StoreLayout.from_config(config)
+        self._tracker.retune(config.presence, self._layout)
+        self._entrance_receivers = self._receivers_in(config.store.entrance_zone)
+        self._occupancy_window_s = config.footfall.occupancy_window_s
+        self._journey.retune(config.rules)
+        self._fleet.retune(config.beacons, config.beacon_health)
+        self._interval_s = config.footfall.interval_s  # the open interval ends at its start + the new length
+        if config.identity != self._identity:
+            # New token parameters invalidate every precomputed window: rebuild, but only then,
+            # since a rebuild recomputes every registered customer's tokens.
+            self._identity = identity = config.identity
+            self._resolver = TokenResolver(
+                identity.rotation_exponent, identity.skew_windows, self.customers, self._resolver.cipher
+            )
+
+    # ------------------------------------------------------------------ state from HQ
+
+    @property
+    def customers(self) -> Registry:
+        return self._resolver.registry
+
+    @property
+    def missing_beacons(self) -> list[str]:
+        return self._fleet.missing()
+
+    @property
+    def open_visits(self) -> int:
+        return len(self._tracker.open_visits)
+
+    def occupancy(self, now: float) -> int:
+        """People in the store now: subjects heard in the last ``footfall.occupancy_window_s``.
+
+        Counting open visits instead would count a phone twice for the whole absence timeout
+        after it rotates its address; a short window bounds that double count to seconds.
+        """
+        since = now - self._occupancy_window_s
+        return sum(1 for visit in self._tracker.open_visits.values() if visit.last_seen >= since)
+
+    def _receivers_in(self, zone: str | None) -> frozenset[str]:
+        if zone is None:
+            return frozenset()
+        return frozenset(r for r, z in self._layout.zone_of_receiver.items() if z == zone)
+
+    def open_visit_records(self, customer_ids: Iterable[str] | None = None) -> list[dict[str, object]]:
+        """Recognised customers' open visits (all, or those of ``customer_ids``), to keep across
+        a restart.
+
+        Anonymous ones are not kept: their pseudonyms' salt lives only in memory, so after a
+        restart nobody could be matched to them anyway.
+        """
+        visits = self._tracker.open_visits
+        if customer_ids is not None:
+            found = (visits.get(Subject("customer", c)) for c in customer_ids)
+            return [v.to_record() for v in found if v is not None]
+        return [v.to_record() for s, v in visits.items() if s.kind == "customer"]
+
+    def restore_visits(self, records: Iterable[dict[str, Any]]) -> None:
+        for record in records:
+            visit = OpenVisit.from_record(record)
+            if visit.subject.kind == "customer" and visit.subject.id in self.customers:
+                self._tracker.restore(visit)
+
+    @property
+    def orders(self) -> dict[str, Order]:
+        return self._journey.orders
+
+    @property
+    def journey(self) -> JourneyRules:
+        return self._journey
+
+    def load(
+        self,
+        customers: Iterable[Customer],
+        orders: Iterable[Order],
+        version: int | None,
+        downlinks: Iterable[Downlink] = (),
+    ) -> None:
+        """Restore what the state store kept across a restart (``downlinks``: lists, planogram,
+        offers and receipts, replayed in the order they were applied)."""
+        for customer in customers:
+            self._set_customer(customer)
+        for order in orders:
+            self._journey.orders[order.order_id] = order
+        for downlink in downlinks:
+            self._journey.apply(downlink, 0.0, lambda customer_id: None)
+        self.registry_version = version
+
+    def apply(self, downlink: Downlink, now: float) -> list[Message]:
+        """Take a validated downlink in; returns the messages it causes (purchases, collections)."""
+        if isinstance(downlink, CustomersDownlink):
+            self._apply_customers(downlink)
+            return []
+        return self._journey.apply(downlink, now, self._open_visit_of)
+
+    def _open_visit_of(self, customer_id: str) -> OpenVisit | None:
+        return self._tracker.open_visits.get(Subject("customer", customer_id))
+
+    def _apply_customers(self, downlink: CustomersDownlink) -> None:
+        if downlink.full:
+            for customer_id in self.customers:
+                self._tracker.forget(Subject("customer", customer_id))
+                self.changed_visits.add(customer_id)
+            self._resolver.clear()
+        for customer_id in downlink.delete:
+            self._remove_customer(customer_id)
+        for record in downlink.upsert:
+            self._set_customer(
+                Customer(
+                    record.customer_id, record.identity_key, record.consent.service, record.consent.marketing
+                )
+            )
+        if downlink.version is not None:
+            self.registry_version = downlink.version
+
+    def _set_customer(self, customer: Customer) -> None:
+        self._resolver.put(customer)
+        if not customer.resolvable:
+            # Consent withdrawn: unrecognisable from now on, and the open visit is dropped.
+            self._tracker.forget(Subject("customer", customer.customer_id))
+            self._journey.forget_customer(customer.customer_id)
+            self.changed_visits.add(customer.customer_id)
+
+    def erase(self, customer_id: str) -> bool:
+        """Forget a customer everywhere in memory; True if they had an open visit."""
+        had_visit = Subject("customer", customer_id) in self._tracker.open_visits
+        self._remove_customer(customer_id)
+        self.changed_visits.discard(customer_id)  # the state store deletes the row itself
+        return had_visit
+
+    def _remove_customer(self, customer_id: str) -> None:
+        self._resolver.remove(customer_id)
+        self._tracker.forget(Subject("customer", customer_id))
+        self._journey.forget_customer(customer_id)
+        self.changed_visits.add(customer_id)
+
+    # ------------------------------------------------------------------ radio
+
+    def observe(self, sighting: Sighting) -> list[Message]:
+        self.counters["sightings"] += 1
+        now = sighting.ts
+        self._start_footfall(now)
+        frames = decode_sighting(sighting)
+        beacon_messages = self._fleet_observe(sighting, frames)
+        subject = self._subject(sighting, frames, now)
+        if subject is None:
+            return beacon_messages
+        recognised = subject.kind == "customer"
+        events = self._tracker.observe(
+            subject, sighting.receiver, sighting.rssi, now, self._ids.new, locate=recognised
+        )
+        if not recognised and self._settling:
+            arrival = self._settling.get(subject)
+            if arrival is not None and sighting.rssi > arrival[1]:
+                arrival[1], arrival[2] = sighting.rssi, sighting.receiver
+        if not events:
+            return beacon_messages
+        messages = beacon_messages
+        for event in events:
+            if isinstance(event, VisitStarted) and not recognised and self._entrance_receivers:
+                self._settling[subject] = [now + ENTRY_SETTLE_S, sighting.rssi, sighting.receiver]
+                continue
+            messages.extend(self._presence_messages(event, now))
+        return messages
+
+    def _settle_entries(self, now: float) -> None:
+        """Decide, a few seconds after a new pseudonym appears, whether it came in by the door.
+
+        Every receiver in range hears a phone, so the first one to report it says little; the
+        strongest over the first seconds says where it is. A pseudonym that appears away from
+        the entrance is a phone already inside that rotated its address (README, "Footfall").
+        """
+        for subject, (deadline, _, receiver) in list(self._settling.items()):
+            if deadline > now:
+                continue
+            del self._settling[subject]
+            if receiver in self._entrance_receivers:
+                self._entries += 1
+            else:
+                self.counters["rotations_not_counted"] += 1
+
+    def _presence_messages(self, event: PresenceEvent, now: float) -> list[Message]:
+        """Wire messages for a presence event; anonymous visitors only move the counters."""
+        visit = event.visit
+        recognised = visit.subject.kind == "customer"
+        if recognised:
+            self.changed_visits.add(visit.subject.id)
+        if isinstance(event, VisitStarted):
+            self._entries += 1
+            if not recognised:
+                return []
+            self._recognised += 1
+            started = VisitMessage(
+                event_id=self._ids.new(now), store_id=self._store_id, ts=utc(now),
+                visit_id=visit.visit_id, customer_id=visit.subject.id, phase="started",
+                started_at=utc(visit.started_at), entry_receiver=visit.entry_receiver,
+                receivers=[visit.entry_receiver],
+            )  # fmt: skip
+            customer = self.customers.get(visit.subject.id)
+            assert customer is not None  # resolved a moment ago
+            return [started, *self._journey.visit_started(visit, customer, now)]
+        if isinstance(event, VisitEnded):
+            self._exits += 1
+            if not recognised:
+                return []
+            ended = self._visit_ended(event, now)
+            return [ended, *self._journey.visit_ended(visit, self.customers.get(visit.subject.id), now)]
+        if not recognised:
+            return []
+        if isinstance(event, ZoneEntered):
+            zone = ZoneMessage(
+                event_id=self._ids.new(now), store_id=self._store_id, ts=utc(now),
+                visit_id=visit.visit_id, customer_id=visit.subject.id, zone=event.stay.zone,
+                from_zone=event.previous, entered_at=utc(event.stay.entered_at),
+                distance_m=None if event.distance_m is None else round(event.distance_m, 2),
+            )  # fmt: skip
+            customer = self.customers.get(visit.subject.id)
+            if customer is None:
+                return [zone]
+            return [zone, *self._journey.zone_entered(visit, customer, event.stay.zone, now)]
+        return [
+            DwellMessage(
+                event_id=self._ids.new(now), store_id=self._store_id, ts=utc(now),
+                visit_id=visit.visit_id, customer_id=visit.subject.id, zone=event.stay.zone,
+                entered_at=utc(event.stay.entered_at), dwell_s=round(event.ts - event.stay.entered_at, 3),
+            )
+        ]  # fmt: skip
+
+    def _fleet_observe(self, sighting: Sighting, frames: list[Frame]) -> list[Message]:
+        messages: list[Message] = []
+        for frame in frames:
+            if isinstance(frame, IBeacon | EddystoneUid | AltBeacon) and frame.identifier in self._fleet:
+                messages += self._fleet.seen(
+                    frame.identifier, sighting.address, sighting.receiver, sighting.ts
+                )
+            elif isinstance(frame, EddystoneTlm):
+                messages += self._fleet.telemetry(sighting.address, frame, sighting.ts)
+        return messages
+
+    def _subject(self, sighting: Sighting, frames: list[Frame], now: float) -> Subject | None:
+        for frame in frames:
+            if isinstance(frame, EddystoneEid):
+                customer_id = self._resolver.resolve(frame.eid, now)
+                if customer_id is not None:
+                    self.counters["resolved"] += 1
+                    return Subject("customer", customer_id)
+                self.counters["unresolved_tokens"] += 1
+                return Subject("anonymous", self._hasher.for_token(self._local_day(now), frame.eid))
+            if isinstance(frame, IBeacon | EddystoneUid | AltBeacon):
+                key = "fixed_beacon" if frame.identifier in self._fleet else "unknown_beacon"
+                self.counters[key] += 1
+                return None
+        if frames and all(isinstance(f, EddystoneUrl | EddystoneTlm) for f in frames):
+            self.counters["beacon_telemetry"] += 1  # a beacon's telemetry, not a visitor
+            return None
+        return Subject("anonymous", self._hasher.for_address(self._local_day(now), sighting.address))
+
+    def _local_day(self, now: float) -> int:
+        """The store's local date as an ordinal; computed once per local day, not per sighting."""
+        start, end, day = self._day_span
+        if start <= now < end:
+            return day
+        local = datetime.fromtimestamp(now, self._tz)
+        midnight = datetime.combine(local.date(), dt_time(0), self._tz)
+        next_midnight = datetime.combine(local.date() + timedelta(days=1), dt_time(0), self._tz)
+        self._day_span = (midnight.timestamp(), next_midnight.timestamp(), local.toordinal())
+        return local.toordinal()
+
+    # ------------------------------------------------------------------ time
+
+    def tick(self, now: float) -> list[Message]:
+        """Close visits gone silent and footfall intervals that have ended."""
+        self._start_footfall(now)
+        messages: list[Message] = []
+        # The scheduled tick, not the first token heard after a boundary, rebuilds the tables.
+        self._resolver.advance(now)
+        self._settle_entries(now)
+        for event in self._tracker.expire(now):
+            messages.extend(self._presence_messages(event, now))
+        messages.extend(self._close_footfall(now))
+        messages.extend(self._fleet.tick(now))
+        return messages
+
+    def _visit_ended(self, ended: VisitEnded, now: float) -> VisitMessage:
+        visit = ended.visit
+        path = [
+            ZoneInterval(
+                zone=stay.zone, entered_at=utc(stay.entered_at),
+                exited_at=utc(stay.exited_at or visit.last_seen),
+                dwell_s=round(stay.duration(visit.last_seen), 3),
+            )
+            for stay in visit.path
+        ]  # fmt: skip
+        return VisitMessage(
+            event_id=self._ids.new(now), store_id=self._store_id, ts=utc(now),
+            visit_id=visit.visit_id, customer_id=visit.subject.id, phase="ended",
+            started_at=utc(visit.started_at), ended_at=utc(visit.last_seen),
+            duration_s=round(visit.last_seen - visit.started_at, 3),
+            entry_receiver=visit.entry_receiver, receivers=sorted(visit.receivers), path=path,
+        )  # fmt: skip
+
+    def _start_footfall(self, now: float) -> None:
+        if self._interval_start is None:
+            self._interval_start = now - now % self._interval_s
+
+    def _close_footfall(self, now: float) -> list[Message]:
+        messages: list[Message] = []
+        assert self._interval_start is not None
+        while now >= self._interval_start + self._interval_s:
+            end = self._interval_start + self._interval_s
+            if len(messages) < MAX_CATCH_UP_INTERVALS:
+                messages.append(
+                    FootfallMessage(
+                        event_id=self._ids.new(end), store_id=self._store_id, ts=utc(end),
+                        interval_start=utc(self._interval_start), interval_end=utc(end),
+                        entries=self._entries, exits=self._exits, occupancy=self.occupancy(end),
+                        customers_recognised=self._recognised,
+                    )
+                )  # fmt: skip
+            self._entries = self._exits = self._recognised = 0
+            self._interval_start = end
+        return messages

@@ -1,0 +1,261 @@
+"""One path for production, replay and demo: the core plus the SQLite it needs, and no threads.
+
+The pipeline turns sightings, downlinks and clock ticks into rows in the outbox. Whoever drives
+it (the daemon's main loop, a replay, the demo) decides where inputs come from and what time it
+is; whoever drains the outbox (the MQTT link, a file writer) decides where messages go.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any
+
+from edge_agent import __version__
+from edge_agent.core.cipher import REFERENCE, BlockCipher
+from edge_agent.core.const import PRIORITY_NAMES, PRIORITY_NOTIFICATION
+from edge_agent.core.downlinks import CommandsDownlink, message_id_of, parse_downlink
+from edge_agent.core.errors import DiskFull, DownlinkRejected
+from edge_agent.core.events import ErasureMessage, ErrorMessage, Message, StatusMessage, utc
+from edge_agent.core.ids import EventIdFactory
+from edge_agent.core.settings import AgentConfig
+from edge_agent.core.sighting import Sighting
+from edge_agent.core.store import StoreCore
+from edge_agent.core.topics import Topics
+from edge_agent.storage.database import Database
+from edge_agent.storage.outbox import Outbox
+from edge_agent.storage.state import StateStore
+
+_LOGGER = logging.getLogger(__name__)
+
+# How often touchpoints older than storage.journey_days are deleted.
+JOURNEY_PRUNE_S = 3600.0
+# How stale a kept open visit's last sighting may get.
+VISIT_SNAPSHOT_S = 30.0
+
+
+class Pipeline:
+    def __init__(
+        self, config: AgentConfig, database: Database, ids: EventIdFactory, cipher: BlockCipher = REFERENCE
+    ) -> None:
+        self.config = config
+        self.database = database
+        self.ids = ids
+        self.topics = Topics(config.mqtt.topic_prefix, config.store.id)
+        # A new boot id at every start: HQ expects each stream's seq to restart at 1 with it.
+        self.outbox = Outbox(
+            database,
+            self.topics,
+            boot_id=ids.random(8).hex(),
+            max_bytes=config.storage.outbox_max_bytes,
+            ids=ids,
+        )
+        self.state = StateStore(database)
+        self.core = StoreCore(config, ids, cipher)
+        self.core.load(
+            self.state.customers(), self.state.orders(), self.state.registry_version(),
+            self.state.logged_downlinks(),
+        )  # fmt: skip
+        self.core.restore_visits(self.state.open_visits())
+        self.counters: Counter[str] = Counter()
+        self._visits_saved_at: float | None = None
+        self._pending: list[Message] = []  # observed, not yet committed
+        self._pending_ts: float | None = None
+        self._journey_pruned_at: float | None = None
+
+    def process(self, sightings: Sequence[Sighting]) -> int:
+        """Run a group of sightings through the core and commit what they caused at once."""
+        for sighting in sightings:
+            self.observe(sighting)
+        return self.commit()
+
+    def observe(self, sighting: Sighting) -> bool:
+        """Run one sighting through the core; its messages wait for ``commit``.
+
+        Returns True when a notification is waiting: a shopper is being told something now,
+        so the caller should commit at once rather than at the end of the group.
+        """
+        try:
+            messages = self.core.observe(sighting)
+        except Exception:  # a bug must cost one sighting, not the daemon
+            self.counters["sighting_errors"] += 1
+            _LOGGER.exception("sighting from receiver=%s failed in the core", sighting.receiver)
+            return False
+        self._pending_ts = sighting.ts
+        if not messages:
+            return False
+        self._pending.extend(messages)
+        return any(m.priority == PRIORITY_NOTIFICATION for m in messages)
+
+    def commit(self) -> int:
+        """Commit what the sightings observed since the last commit caused (one transaction)."""
+        if self._pending_ts is None:
+            return 0
+        messages, now = self._pending, self._pending_ts
+        self._commit(messages, now)  # if this raises, the messages stay pending for the next try
+        self._pending, self._pending_ts = [], None
+        return len(messages)
+
+    def tick(self, now: float) -> int:
+        messages = self.core.tick(now)
+        self._commit(messages, now)
+        self.database.restore_reserve()  # a stat when it is there; rebuilt once the disk has room
+        self.outbox.flush_gaps(now)  # gap records a full disk held back
+        if self._journey_pruned_at is None or now - self._journey_pruned_at >= JOURNEY_PRUNE_S:
+            self._journey_pruned_at = now
+            horizon = self._journey_horizon(now)
+            self.state.prune_journey(horizon)
+            self.state.compact_downlink_log(self.core.journey.snapshot_downlinks, horizon)
+        return len(messages)
+
+    def _journey_horizon(self, now: float) -> float:
+        """Touchpoints and receipts older than this are forgotten (``storage.journey_days``)."""
+        return now - self.config.storage.journey_days * 86400
+
+    def _commit(self, messages: list[Message], now: float) -> None:
+        """Messages and the open visits they change, in one transaction; none when idle."""
+        save_visits = self._visits_due(now, writing=bool(messages))
+        if not messages and not save_visits:
+            return
+
+        def write(conn: object) -> None:
+            self.outbox.add(messages, now)
+            self.state.record_journey(messages)
+            if save_visits:
+                self._save_open_visits(now)
+
+        try:
+            self.database.write(write)
+        except DiskFull as exc:
+            # Nothing fits even after evicting by policy: these messages are refused (numbered,
+            # reported as a gap, alarmed) rather than retried forever from a growing memory.
+            self.counters["disk_full_refusals"] += 1
+            _LOGGER.error("%s", exc)
+            self.outbox.refuse(messages, now)
+
+    def _visits_due(self, now: float, writing: bool) -> bool:
+        """Save recognised customers' open visits when they change shape, and refresh their last
+        sighting every ``VISIT_SNAPSHOT_S`` (riding on a commit that writes anyway, or alone
+        after twice that): a restart then continues the same visit and journey, or ends it at
+        its real last sighting, losing at most that much of its tail."""
+        if self.core.changed_visits:
+            return True
+        if self._visits_saved_at is None:
+            return self.core.open_visits > 0
+        age = now - self._visits_saved_at
+        return age >= 2 * VISIT_SNAPSHOT_S or (writing and age >= VISIT_SNAPSHOT_S)
+
+    def _save_open_visits(self, now: float) -> None:
+        """Rewrite the rows of visits that changed; every ``VISIT_SNAPSHOT_S`` all of them (their
+        last sighting moves on every advertisement and is not worth a write each time)."""
+        changed, self.core.changed_visits = self.core.changed_visits, set()
+        saved_at = self._visits_saved_at
+
+        def undo() -> None:  # not committed (a full disk): these visits are still to be saved
+            self.core.changed_visits |= changed
+            self._visits_saved_at = saved_at
+
+        self.database.on_rollback(undo)
+        stale = self._visits_saved_at is None or now - self._visits_saved_at >= VISIT_SNAPSHOT_S
+        if stale:
+            self.state.save_open_visits(self.core.open_visit_records())
+            self._visits_saved_at = now
+        else:
+            self.state.update_open_visits(changed, self.core.open_visit_records(changed))
+
+    def downlink(self, topic: str, payload: bytes, now: float) -> bool:
+        """Validate and apply one downlink, or answer HQ on the errors topic. Never raises."""
+        kind = self.topics.downlink_kind(topic)
+        try:
+            if kind is None:
+                raise DownlinkRejected(f"{topic!r} is not a downlink topic of this store")
+            downlink = parse_downlink(kind, payload)
+        except DownlinkRejected as exc:
+            self._reject(topic, kind, payload, exc.reason, now)
+            return False
+        if isinstance(downlink, CommandsDownlink):
+            self._erase(downlink, now)
+            self.counters["downlinks_applied"] += 1
+            return True
+        with self.database.transaction():
+            self.state.apply(downlink, now)
+            caused = self.core.apply(downlink, now)
+            self.outbox.add(caused, now)
+            self.state.record_journey(caused)
+            if self.core.changed_visits:
+                self._save_open_visits(now)
+        self.counters["downlinks_applied"] += 1
+        _LOGGER.info("downlink applied kind=%s message_id=%s", kind, downlink.message_id)
+        return True
+
+    def _erase(self, downlink: CommandsDownlink, now: float) -> None:
+        """Erase customers from memory and file, answer HQ with a receipt each, then push the
+        freed pages out of the WAL so no copy of the data is left in the store's files."""
+        self.commit()  # nothing observed about them may be committed after the erasure
+        with self.database.transaction():
+            for command in downlink.commands:
+                had_visit = self.core.erase(command.customer_id)
+                counts = self.state.erase(command.customer_id)
+                receipt = ErasureMessage(
+                    event_id=self.ids.new(now), store_id=self.config.store.id, ts=utc(now),
+                    request_id=command.request_id, customer_id=command.customer_id,
+                    registry=counts["registry"] > 0, unsent_messages_removed=counts["outbox"],
+                    journey_entries_removed=counts["journey"],
+                    open_visit_removed=had_visit or counts["open_visit"] > 0,
+                )  # fmt: skip
+                self.outbox.add([receipt], now)
+                _LOGGER.info("erased a customer request_id=%s", command.request_id)
+            self.outbox.recount()  # their unsent rows went by the state's delete
+            # The erased customers' logged lists went with rows shared with others: rebuild them.
+            self.state.compact_downlink_log(
+                self.core.journey.snapshot_downlinks, self._journey_horizon(now), force=True
+            )
+        self.database.checkpoint()
+
+    def _reject(self, topic: str, kind: str | None, payload: bytes, reason: str, now: float) -> None:
+        self.counters["downlinks_rejected"] += 1
+        message_id = message_id_of(payload)
+        _LOGGER.warning("downlink rejected kind=%s message_id=%s reason=%s", kind, message_id, reason)
+        error = ErrorMessage(
+            event_id=self.ids.new(now),
+            store_id=self.config.store.id,
+            ts=utc(now),
+            topic=topic,
+            kind=kind,
+            message_id=message_id,
+            reason=reason,
+            payload_sha256=hashlib.sha256(payload).hexdigest(),
+            payload_bytes=len(payload),
+        )
+        self.outbox.add([error], now)
+
+    def status(self, state: str, now: float, **figures: Any) -> StatusMessage:
+        """Birth, heartbeat or goodbye; an 'online' one carries the local figures."""
+        if state != "online":
+            return StatusMessage(
+                event_id=self.ids.new(now), store_id=self.config.store.id, ts=utc(now),
+                state=state, agent_version=__version__, boot_id=self.outbox.boot_id,
+            )  # fmt: skip
+        by_priority = self.outbox.depth_by_priority()
+        oldest = self.outbox.oldest_created()
+        return StatusMessage(
+            event_id=self.ids.new(now),
+            store_id=self.config.store.id,
+            ts=utc(now),
+            state=state,
+            agent_version=__version__,
+            boot_id=self.outbox.boot_id,
+            queue_depth=sum(by_priority.values()),
+            queue_by_priority={PRIORITY_NAMES.get(p, str(p)): n for p, n in sorted(by_priority.items())},
+            oldest_queued_s=None if oldest is None else round(max(0.0, now - oldest), 3),
+            open_visits=self.core.open_visits,
+            registry_size=len(self.core.customers),
+            registry_version=self.core.registry_version,
+            missing_beacons=self.core.missing_beacons,
+            outbox_bytes=self.outbox.bytes,
+            dropped=dict(self.outbox.dropped),
+            alarm="; ".join(a for a in (self.outbox.alarm, *self.database.alarms.values()) if a) or None,
+            **figures,
+        )

@@ -1,0 +1,366 @@
+"""``edge-agent run``: the daemon. Wires sources, pipeline, link and scheduler together.
+
+One main thread owns the pipeline (and so the core and SQLite writes); everything else talks
+to it through one queue: sources put sightings (one bleak scanner per receiver that names a
+local ``adapter``, remote receivers on MQTT, ``--trace``), the link puts downlinks, the
+scheduler puts ticks.
+Sightings are committed in groups (``storage.group_max_events`` or ``storage.group_max_delay_s``),
+so a power cut loses at most the group not yet committed and never a message already acted on.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from edge_agent.adapters.ble import BleRuntime, BleScanner, ScannerHealth
+from edge_agent.adapters.configfile import load_config
+from edge_agent.adapters.link import DownlinkDelivery, MqttLink
+from edge_agent.adapters.remote import RemoteReceivers
+from edge_agent.adapters.sdnotify import SystemdNotifier
+from edge_agent.core.errors import ConfigError
+from edge_agent.core.events import ScannerStatus, StatusMessage, utc
+from edge_agent.core.ids import EventIdFactory
+from edge_agent.core.liveness import Liveness
+from edge_agent.core.settings import AgentConfig
+from edge_agent.core.sighting import Sighting
+from edge_agent.core.trace import TraceProblem, read_trace
+from edge_agent.daemon.pipeline import Pipeline
+from edge_agent.storage.database import Database
+
+_LOGGER = logging.getLogger(__name__)
+
+
+class _Tick:
+    """Scheduler marker: time has passed, close what is due."""
+
+
+_TICK = _Tick()
+_STOP = object()
+_RELOAD = object()
+# Sections a running daemon cannot swap in place: ids and time zone are in every message, the
+# database is open, and the MQTT link and scanners are built from these. A reload keeps their
+# running values and says that a restart is needed.
+RESTART_SECTIONS = ("store", "storage", "mqtt", "remote", "receivers", "ble", "gatt")
+WorkItem = Sighting | DownlinkDelivery | _Tick | object
+
+
+class Service:
+    def __init__(
+        self, config: AgentConfig, clock: Callable[[], float] = time.time, config_path: Path | None = None
+    ) -> None:
+        self.config = config
+        self.config_path = config_path
+        self.clock = clock
+        self.database = Database(config.storage.path, config.storage.disk_reserve_bytes)
+        self.pipeline = Pipeline(config, self.database, EventIdFactory())
+        self._work: queue.Queue[WorkItem] = queue.Queue()
+        self.remote = RemoteReceivers(config, self.submit, clock)
+        self.link = MqttLink(
+            config,
+            self.pipeline.outbox,
+            on_downlink=self._work.put,
+            status_payload=lambda state: self.status_message(state).to_json(),
+            sighting_filters=self.remote.topic_filters,
+            on_sighting_message=self.remote.handle if self.remote.topic_filters else None,
+            clock=clock,
+        )
+        scanners = [
+            BleScanner(receiver.id, receiver.adapter, self.submit, config.ble, clock, config.gatt)
+            for receiver in config.receivers
+            if receiver.adapter
+        ]
+        self.ble = BleRuntime(scanners) if scanners else None
+        self._scheduler = BackgroundScheduler(timezone="UTC")
+        self.notifier = SystemdNotifier()
+        self.liveness = Liveness()
+        self._stalled: list[str] = []
+        self._stopped = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._sources: list[threading.Thread] = []
+
+    # ------------------------------------------------------------------ inputs
+
+    def submit(self, sighting: Sighting) -> None:
+        """Hand a sighting to the main loop; safe from any thread."""
+        self._work.put(sighting)
+
+    def add_trace_source(self, path: Path) -> None:
+        """Feed a recorded trace in real time, re-stamped to now (soak tests, site trials)."""
+        thread = threading.Thread(target=self._play_trace, args=(path,), name="edge-agent-trace", daemon=True)
+        self._sources.append(thread)
+
+    def _play_trace(self, path: Path) -> None:
+        with path.open(encoding="utf-8") as lines:
+            offset: float | None = None
+            for item in read_trace(lines):
+                if self._stopped.is_set():
+                    return
+                if isinstance(item, TraceProblem):
+                    _LOGGER.warning("trace %s: %s, skipped", path, item)
+                    continue
+                if offset is None:
+                    offset = self.clock() - item.ts
+                delay = item.ts + offset - self.clock()
+                if delay > 0 and self._stopped.wait(delay):
+                    return
+                self.submit(_restamp(item, item.ts + offset))
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> None:
+        scheduling = self.config.scheduler
+        self._scheduler.add_job(
+            self._tick,
+            "interval",
+            seconds=scheduling.tick_interval_s,
+            id="tick",
+            coalesce=True,
+            max_instances=1,
+        )
+        if self.notifier.watchdog_s is not None:
+            # Ping at half the interval systemd allows, as sd_watchdog_enabled(3) advises.
+            self._scheduler.add_job(
+                self._watchdog, "interval", seconds=self.notifier.watchdog_s / 2, id="watchdog", coalesce=True
+            )
+        self._scheduler.add_job(
+            self._heartbeat, "interval", seconds=scheduling.heartbeat_interval_s,
+            id="heartbeat", coalesce=True, max_instances=1,
+        )  # fmt: skip
+        # The sender wakes on every commit; this nudge only bounds retry latency after a refusal.
+        self._scheduler.add_job(self.link.wake, "interval", seconds=1.0, id="drain", coalesce=True)
+        self.link.start()
+        self._scheduler.start()
+        self._thread = threading.Thread(target=self._main_loop, name="edge-agent-main", daemon=True)
+        self._thread.start()
+        for source in self._sources:
+            source.start()
+        if self.ble is not None:
+            self.ble.start()
+        self._heartbeat()
+        # Ready means: configuration valid, database open, every thread started.
+        self.notifier.ready(self.status_line())
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Finish the current group, commit pending PUBACKs, disconnect cleanly, close SQLite."""
+        if self._stopped.is_set():
+            return
+        deadline = time.monotonic() + timeout
+        self._stopped.set()
+        self.notifier.stopping()
+        if self.ble is not None:
+            self.ble.stop(max(0.1, deadline - time.monotonic()))
+        self._scheduler.shutdown(wait=False)
+        self._work.put(_STOP)
+        if self._thread is not None:
+            self._thread.join(max(0.1, deadline - time.monotonic()))
+        self.pipeline.outbox.flush_gaps(self.clock())  # held back by a full disk: keep them if it fits
+        self.link.stop(max(0.1, deadline - time.monotonic()))
+        self.database.close()
+
+    def run_forever(self) -> int:
+        """Run until SIGTERM or SIGINT; the daemon's entry point."""
+        done = threading.Event()
+
+        def request_stop(signum: int, frame: object) -> None:
+            _LOGGER.info("signal %s received, stopping", signal.Signals(signum).name)
+            done.set()
+
+        signal.signal(signal.SIGTERM, request_stop)
+        signal.signal(signal.SIGINT, request_stop)
+        signal.signal(signal.SIGHUP, lambda signum, frame: self.request_reload())
+        self.start()
+        _LOGGER.info("edge-agent running store=%s", self.config.store.id)
+        # A refused connection is logged by the link and retried at the capped backoff: the
+        # broker may be fixed without touching the store, and every event stays in SQLite.
+        done.wait()
+        self.stop()
+        return 0
+
+    # ------------------------------------------------------------------ reload
+
+    def request_reload(self) -> None:
+        """Ask the main loop to reload the TOML (what SIGHUP does); safe from any thread."""
+        self._work.put(_RELOAD)
+
+    def reload(self) -> bool:
+        """Re-read the configuration file: apply it if valid, keep the running one if not.
+
+        Runs on the main loop, which owns the core, so no sighting is processed half-way; the
+        outbox, open visits, registry and orders are untouched either way.
+        """
+        if self.config_path is None:
+            _LOGGER.warning("reload requested but the daemon was not started from a file")
+            return False
+        self.notifier.notify(reloading="1", status="reloading configuration")
+        try:
+            new = load_config(self.config_path)
+        except ConfigError as exc:
+            for problem in exc.problems:
+                _LOGGER.error("config reload rejected, keeping the running configuration: %s", problem)
+            self.notifier.notify(ready="1", status=self.status_line())
+            return False
+        pending = [name for name in RESTART_SECTIONS if getattr(new, name) != getattr(self.config, name)]
+        for name in pending:
+            _LOGGER.warning("config reload: [%s] changed and takes effect at the next restart", name)
+        effective = new.model_copy(update={name: getattr(self.config, name) for name in pending})
+        self.pipeline.core.reconfigure(effective)
+        self.pipeline.config = effective
+        if effective.scheduler != self.config.scheduler:
+            self._scheduler.reschedule_job(
+                "tick", trigger="interval", seconds=effective.scheduler.tick_interval_s
+            )
+            self._scheduler.reschedule_job(
+                "heartbeat", trigger="interval", seconds=effective.scheduler.heartbeat_interval_s
+            )
+        self.config = effective
+        _LOGGER.info("configuration reloaded from %s", self.config_path)
+        self.notifier.notify(ready="1", status=self.status_line())
+        return True
+
+    # ------------------------------------------------------------------ supervision
+
+    def _tick(self) -> None:
+        self.liveness.beat("scheduler", time.monotonic())
+        self._work.put(_TICK)
+
+    def stall_limits(self) -> dict[str, float]:
+        """How long each part may go without progress before the watchdog stops pinging.
+
+        The main loop wakes every 0.5 s, the link thread every 0.25 s (a connection attempt
+        holds it up to paho's 5 s connect timeout; attempts come at least every
+        ``reconnect_max_s``) and the tick job every ``tick_interval_s``.
+        """
+        base = max(self.notifier.watchdog_s or 30.0, 5.0, 3 * self.config.scheduler.tick_interval_s)
+        mqtt = self.config.mqtt
+        return {
+            "main": base,
+            "sender": base,
+            "scheduler": base,
+            "mqtt": max(base, 2 * mqtt.keepalive_s, 2 * mqtt.reconnect_max_s),
+        }
+
+    def _watchdog(self) -> None:
+        self.liveness.beat("sender", self.link.last_progress)
+        self.liveness.beat("mqtt", self.link.network_progress)
+        stalled = self.liveness.stalled(time.monotonic(), self.stall_limits())
+        if stalled != self._stalled:
+            if stalled:
+                _LOGGER.error(
+                    "no progress from %s: withholding the systemd watchdog ping", ", ".join(stalled)
+                )
+            self._stalled = stalled
+        if not stalled:
+            self.notifier.notify(watchdog="1", status=self.status_line())
+
+    def status_message(self, state: str) -> StatusMessage:
+        if state != "online":  # the last will is built before anything else exists; it needs no figures
+            return self.pipeline.status(state, self.clock())
+        last_sync = self.link.stats.last_sync
+        scanners = self.ble.scanners if self.ble is not None else []
+        return self.pipeline.status(
+            state,
+            self.clock(),
+            last_sync=None if last_sync is None else utc(last_sync),
+            sent=self.link.stats.acknowledged,
+            resent=self.link.stats.resent,
+            scanners=[_scanner_status(scanner.health) for scanner in scanners],
+        )
+
+    def _heartbeat(self) -> None:
+        """Tell HQ (retained status) and leave the same figures for `edge-agent status`."""
+        message = self.status_message("online")
+        payload = message.to_json()
+        snapshot = {**message.model_dump(mode="json"), "link": "up" if self.link.connected else "down"}
+        try:
+            self.pipeline.state.put_meta("status", json.dumps(snapshot))
+        except Exception as exc:  # a full disk must not stop the heartbeat to HQ (nor flood the log)
+            _LOGGER.warning("could not store the status snapshot: %s", exc)
+        self.link.publish_status(payload)
+
+    def status_line(self) -> str:
+        link = "up" if self.link.connected else "down"
+        return (
+            f"queue={self.pipeline.outbox.depth()} link={link} open_visits={self.pipeline.core.open_visits}"
+        )
+
+    # ------------------------------------------------------------------ main loop
+
+    def _main_loop(self) -> None:
+        group_max = self.config.storage.group_max_events
+        group_delay = self.config.storage.group_max_delay_s
+        batch: list[Sighting] = []
+        batch_deadline = 0.0
+        while True:
+            self.liveness.beat("main", time.monotonic())
+            timeout = max(0.0, batch_deadline - time.monotonic()) if batch else 0.5
+            try:
+                item = self._work.get(timeout=timeout)
+            except queue.Empty:
+                self._flush(batch)
+                continue
+            if isinstance(item, Sighting):
+                if not batch:
+                    batch_deadline = time.monotonic() + group_delay
+                batch.append(item)
+                # Sightings go through the core as they come; their messages are committed in
+                # groups (one fsync each), closed when full or old, or at once when a shopper
+                # is being notified: that message must not wait for the group.
+                urgent = self.pipeline.observe(item)
+                if not urgent and len(batch) < group_max and time.monotonic() < batch_deadline:
+                    continue
+                self._flush(batch)
+                continue
+            self._flush(batch)
+            if item is _STOP:
+                return
+            try:
+                self._handle(item)
+            except Exception:  # one bad item must not stop the store
+                _LOGGER.exception("main loop failed on %s", type(item).__name__)
+
+    def _handle(self, item: WorkItem) -> None:
+        if isinstance(item, DownlinkDelivery):
+            self.pipeline.downlink(item.topic, item.payload, self.clock())
+            self.link.ack_downlink(item.mid, item.qos)  # only now: the effect is committed
+            self.link.wake()
+        elif item is _TICK and self.pipeline.tick(self.clock()):
+            self.link.wake()
+        elif item is _RELOAD:
+            self.reload()
+
+    def _flush(self, batch: list[Sighting]) -> None:
+        """Commit what the group's sightings (already through the core) caused."""
+        if not batch:
+            return
+        try:
+            self.pipeline.commit()
+        except Exception:
+            _LOGGER.exception("could not commit a group of %d sightings", len(batch))
+        batch.clear()
+        self.link.wake()
+
+
+def _restamp(sighting: Sighting, ts: float) -> Sighting:
+    return replace(sighting, ts=ts)
+
+
+def _scanner_status(health: ScannerHealth) -> ScannerStatus:
+    return ScannerStatus(
+        receiver=health.receiver,
+        adapter=health.adapter,
+        mode=health.mode,
+        running=health.running,
+        last_advertisement=None if health.last_advertisement is None else utc(health.last_advertisement),
+        watchdog_restarts=health.watchdog_restarts,
+        errors=health.errors,
+    )

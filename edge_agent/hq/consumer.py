@@ -1,0 +1,326 @@
+"""The HQ reference consumer: every store's feed into one SQLite file, exactly once.
+
+``edge-agent hq consume --broker HOST:PORT --group NAME --db FILE`` subscribes through MQTT v5
+shared subscriptions (``$share/NAME/{prefix}/stores/+/events/+`` and the notifications and
+errors topics), so running more instances with the same group spreads the feed over them. Each
+message is validated against the wire models, deduplicated on ``event_id`` (the table's primary
+key: delivery is at-least-once), and acknowledged to the broker only after its row is
+committed (paho ``manual_ack``). Each instance keeps a broker session for ``SESSION_EXPIRY_S``
+under a stable ``--client-id``: an instance that dies and comes back gets what it had not
+acknowledged (MQTT 5 lets a broker hand such messages to another group member only once the
+session ends). Retained status is not delivered to shared subscriptions, so every instance also
+subscribes to ``{prefix}/stores/+/status`` directly and keeps each store's latest state.
+
+``edge-agent hq report --db FILE`` prints per-store figures from what was stored, and the gaps
+(missing ``seq`` per store, boot and stream; see docs/hq.md).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import statistics
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+import sqlite_utils
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.subscribeoptions import SubscribeOptions
+from pydantic import ValidationError
+
+from edge_agent.core.events import UPLINK_MESSAGES, Message
+
+_LOGGER = logging.getLogger(__name__)
+MODELS: dict[str, type[Message]] = {
+    str(m.model_fields["schema_name"].default): m for m in UPLINK_MESSAGES
+}  # e.g. "visit.v1" -> VisitMessage
+BATCH = 500
+SESSION_EXPIRY_S = 3600
+BATCH_DELAY_S = 0.05
+
+
+def open_hq_database(path: Path) -> sqlite_utils.Database:
+    """The HQ store: one file shared by every consumer of a group (WAL, waits for the lock)."""
+    db = sqlite_utils.Database(path)
+    db.conn.execute("PRAGMA journal_mode=WAL")
+    db.conn.execute("PRAGMA busy_timeout=30000")
+    db["events"].create(
+        {"event_id": str, "store_id": str, "boot_id": str, "stream": str, "seq": int, "schema": str,
+         "ts": str, "payload": str, "received": float, "consumer": str},
+        pk="event_id", if_not_exists=True,
+    )  # fmt: skip
+    db["events"].create_index(["store_id", "boot_id", "stream", "seq"], if_not_exists=True)
+    db["rejected"].create(
+        {"topic": str, "reason": str, "payload_bytes": int, "received": float}, if_not_exists=True
+    )
+    db["store_status"].create(
+        {"store_id": str, "ts": str, "state": str, "payload": str}, pk="store_id", if_not_exists=True
+    )
+    return db
+
+
+@dataclass(slots=True)
+class ConsumerStats:
+    received: int = 0  # messages whose outcome below is committed
+    stored: int = 0  # new rows this instance committed
+    duplicates: int = 0  # already stored (redelivered, or by another instance)
+    rejected: int = 0
+    statuses: int = 0
+    latency_s: list[float] = field(default_factory=list)  # ts of the event -> committed, sampled
+
+
+@dataclass(frozen=True, slots=True)
+class _Incoming:
+    topic: str
+    payload: bytes
+    mid: int
+    qos: int
+    arrived: float
+
+
+class HqConsumer:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        group: str,
+        db_path: Path,
+        prefix: str = "retail/v1",
+        client_id: str | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.name = client_id or f"hq-{group}-{id(self):x}"
+        self._host, self._port = host, port
+        self._prefix = prefix
+        self._group = group
+        self._db_path = db_path
+        self._clock = clock
+        self.stats = ConsumerStats()
+        self._incoming: queue.Queue[_Incoming | None] = queue.Queue()
+        self._writer = threading.Thread(target=self._write_loop, name=f"{self.name}-writer", daemon=True)
+        self.subscribed = threading.Event()
+        client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2, client_id=self.name, protocol=mqtt.MQTTv5, manual_ack=True
+        )
+        client.on_connect = self._on_connect
+        client.on_subscribe = self._on_subscribe
+        client.on_message = self._on_message
+        self._client = client
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> HqConsumer:
+        open_hq_database(self._db_path).conn.close()  # tables exist before any writer needs them
+        self._writer.start()
+        properties = Properties(PacketTypes.CONNECT)
+        properties.SessionExpiryInterval = SESSION_EXPIRY_S
+        self._client.connect_async(
+            self._host, self._port, keepalive=30, clean_start=False, properties=properties
+        )
+        self._client.loop_start()
+        return self
+
+    def stop(self) -> None:
+        self._client.disconnect()
+        self._client.loop_stop()
+        self._incoming.put(None)
+        self._writer.join(10)
+
+    # ------------------------------------------------------------------ paho callbacks (never raise)
+
+    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
+        if reason.is_failure:
+            _LOGGER.warning("hq consumer %s: connection refused: %s", self.name, reason)
+            return
+        stores = f"{self._prefix}/stores/+"
+        shared = [f"{stores}/events/+", f"{stores}/notifications", f"{stores}/errors"]
+        options = SubscribeOptions(qos=1)
+        client.subscribe(
+            [(f"$share/{self._group}/{topic}", options) for topic in shared] + [(f"{stores}/status", options)]
+        )
+
+    def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int, reasons: Any, props: Any) -> None:
+        if all(not r.is_failure for r in reasons):
+            self.subscribed.set()
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
+        self._incoming.put(_Incoming(message.topic, message.payload, message.mid, message.qos, self._clock()))
+
+    # ------------------------------------------------------------------ the writer
+
+    def _write_loop(self) -> None:
+        db = open_hq_database(self._db_path)
+        try:
+            while True:
+                first = self._incoming.get()
+                if first is None:
+                    return
+                batch = [first]
+                deadline = time.monotonic() + BATCH_DELAY_S
+                while len(batch) < BATCH:
+                    try:
+                        item = self._incoming.get(timeout=max(0.0, deadline - time.monotonic()))
+                    except queue.Empty:
+                        break
+                    if item is None:
+                        self._incoming.put(None)
+                        break
+                    batch.append(item)
+                try:
+                    self._store(db, batch)
+                except Exception:  # a bug or a full disk: keep running, the broker redelivers unacked
+                    _LOGGER.exception("hq consumer %s: storing a batch failed", self.name)
+                    continue
+                for item in batch:
+                    if item.qos > 0:
+                        self._client.ack(item.mid, item.qos)
+        finally:
+            db.conn.close()
+
+    def _store(self, db: sqlite_utils.Database, batch: list[_Incoming]) -> None:
+        rows, rejected, statuses = [], [], []
+        for item in batch:
+            try:
+                message = _validate(item.payload)
+            except ValueError as exc:
+                rejected.append((item.topic, str(exc)[:500], len(item.payload), item.arrived))
+                continue
+            if item.topic.endswith("/status"):
+                statuses.append(
+                    (
+                        message.store_id,
+                        message.ts.isoformat(),
+                        getattr(message, "state", ""),
+                        item.payload.decode(),
+                    )
+                )
+                continue
+            stream = item.topic.split(f"/stores/{message.store_id}/", 1)[-1]
+            rows.append(
+                (message.event_id, message.store_id, message.boot_id, stream, message.seq,
+                 message.schema_name, message.ts.isoformat(), item.payload.decode(), item.arrived,
+                 self.name, message.ts.timestamp())
+            )  # fmt: skip
+        conn = db.conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            before = conn.total_changes
+            conn.executemany(
+                "INSERT OR IGNORE INTO events VALUES (?,?,?,?,?,?,?,?,?,?)", [r[:10] for r in rows]
+            )
+            stored = conn.total_changes - before
+            conn.executemany("INSERT INTO rejected VALUES (?,?,?,?)", rejected)
+            conn.executemany(
+                "INSERT INTO store_status VALUES (?,?,?,?) ON CONFLICT(store_id) DO UPDATE SET "
+                "ts=excluded.ts, state=excluded.state, payload=excluded.payload "
+                "WHERE excluded.ts >= store_status.ts",
+                statuses,
+            )
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        committed = self._clock()
+        # Counted once committed, all together: a reader never sees a half-counted batch.
+        self.stats.received += len(batch)
+        self.stats.stored += stored
+        self.stats.duplicates += len(rows) - stored
+        self.stats.rejected += len(rejected)
+        self.stats.statuses += len(statuses)
+        self.stats.latency_s.extend(committed - r[10] for r in rows)
+
+
+def _validate(payload: bytes) -> Message:
+    try:
+        data = json.loads(payload)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"not JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise ValueError("not a JSON object")
+    model = MODELS.get(str(data.get("schema")))
+    if model is None:
+        raise ValueError(f"unknown schema {data.get('schema')!r}")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise ValueError(f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}") from None
+
+
+# ---------------------------------------------------------------------------- report
+
+
+def report(db_path: Path) -> dict[str, dict[str, Any]]:
+    """Per-store journey figures from the stored events."""
+    db = open_hq_database(db_path)
+    stores: dict[str, dict[str, Any]] = {}
+    try:
+        for store_id, schema, payload in db.conn.execute("SELECT store_id, schema, payload FROM events"):
+            _count(stores.setdefault(store_id, _empty_figures()), schema, json.loads(payload))
+        for store_id, boot_id, stream, count, top in db.conn.execute(
+            "SELECT store_id, boot_id, stream, count(*), max(seq) FROM events WHERE seq IS NOT NULL "
+            "GROUP BY store_id, boot_id, stream"
+        ):
+            missing = top - count
+            if missing:
+                stores.setdefault(store_id, _empty_figures())["gaps"].append(
+                    {"boot_id": boot_id, "stream": stream, "missing": missing, "highest_seq": top}
+                )
+        for store_id, state in db.conn.execute("SELECT store_id, state FROM store_status"):
+            stores.setdefault(store_id, _empty_figures())["status"] = state
+    finally:
+        db.conn.close()
+    for figures in stores.values():
+        collected = sorted(figures.pop("collection_s"))
+        figures["collections"] = len(collected)
+        figures["arrival_to_collection_median_s"] = statistics.median(collected) if collected else None
+        converted = len(figures.pop("visits_with_purchase"))
+        figures["visits_with_purchase"] = converted
+        figures["conversion"] = round(converted / figures["visits"], 3) if figures["visits"] else None
+    return stores
+
+
+def _count(figures: dict[str, Any], schema: str, body: dict[str, Any]) -> None:
+    """Add one stored message to its store's figures."""
+    figures["events"] += 1
+    if schema == "visit.v1" and body["phase"] == "ended":
+        figures["visits"] += 1
+        figures["visit_seconds"] += body.get("duration_s") or 0.0
+        for leg in body.get("path", []):
+            figures["zone_dwell_s"][leg["zone"]] = (
+                figures["zone_dwell_s"].get(leg["zone"], 0.0) + leg["dwell_s"]
+            )
+    elif schema == "footfall.v1":
+        figures["footfall_entries"] += body["entries"]
+    elif schema == "notification.v1":
+        key = f"{body['audience']}:{body['template']}"
+        figures["notifications_sent"][key] = figures["notifications_sent"].get(key, 0) + 1
+    elif schema == "suppressed.v1":
+        reason = body["reason"]
+        figures["notifications_suppressed"][reason] = figures["notifications_suppressed"].get(reason, 0) + 1
+    elif schema == "order.v1" and body.get("arrival_to_collection_s") is not None:
+        figures["collection_s"].append(body["arrival_to_collection_s"])
+    elif schema == "purchase.v1" and body.get("visit_id"):
+        figures["visits_with_purchase"].add(body["visit_id"])
+
+
+def _empty_figures() -> dict[str, Any]:
+    return {
+        "events": 0, "visits": 0, "visit_seconds": 0.0, "zone_dwell_s": {}, "footfall_entries": 0,
+        "notifications_sent": {}, "notifications_suppressed": {}, "collection_s": [],
+        "visits_with_purchase": set(), "gaps": [], "status": None,
+    }  # fmt: skip
+
+
+def parse_broker(text: str) -> tuple[str, int]:
+    host, _, port = text.rpartition(":")
+    if not host or not port.isdigit():
+        raise ValueError(f"--broker expects HOST:PORT, got {text!r}")
+    return host, int(port)

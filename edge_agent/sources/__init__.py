@@ -1,1 +1,0 @@
-"""Where sightings come from: local adapters (bleak), remote receivers (MQTT), traces."""

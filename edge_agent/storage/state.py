@@ -1,0 +1,244 @@
+"""What HQ told this store (customer registry, orders), kept in SQLite across restarts.
+
+Written in the same transaction as the messages the change causes, so after a power cut either
+both are there or neither is; the link acknowledges a downlink to the broker only after that
+commit, so the broker redelivers anything we had not made durable.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any
+
+from edge_agent.core.downlinks import (
+    CustomersDownlink,
+    Downlink,
+    ListsDownlink,
+    OffersDownlink,
+    OrdersDownlink,
+    PlanogramDownlink,
+    ReceiptsDownlink,
+)
+from edge_agent.core.events import Message
+from edge_agent.core.identity import Customer
+from edge_agent.core.journey.rules import Order
+from edge_agent.core.journey.touchpoints import touchpoint
+from edge_agent.storage.database import Database
+
+LOGGED = (ListsDownlink, PlanogramDownlink, OffersDownlink, ReceiptsDownlink)
+# The kinds a compaction snapshot replaces, and how many rows a snapshot of them has at most.
+_SNAPSHOT_KINDS = "('lists.v1', 'planogram.v1', 'offers.v1')"
+_SNAPSHOT_ROWS = 3
+
+
+class StateStore:
+    def __init__(self, database: Database) -> None:
+        self._database = database
+        db = database.db
+        db["customers"].create(
+            {"customer_id": str, "identity_key": bytes, "consent_service": int, "consent_marketing": int},
+            pk="customer_id", if_not_exists=True,
+        )  # fmt: skip
+        db["orders"].create(
+            {"order_id": str, "customer_id": str, "status": str, "pickup_point": str,
+             "pickup_zone": str, "version": int},
+            pk="order_id", if_not_exists=True,
+        )  # fmt: skip
+        for column, kind in (("pickup_zone", str), ("version", int)):  # files from before they existed
+            if column not in db["orders"].columns_dict:
+                db["orders"].add_column(column, kind)
+        # One line per touchpoint of a recognised customer's journey (edge-agent journey).
+        db["journey"].create(
+            {"id": int, "customer_id": str, "visit_id": str, "ts": float, "kind": str, "detail": str},
+            pk="id", if_not_exists=True,
+        )  # fmt: skip
+        db["journey"].create_index(["customer_id", "ts"], if_not_exists=True)
+        # Lists, planogram, offers and receipts as applied, replayed into the rules at start.
+        db["downlink_log"].create(
+            {"seq": int, "kind": str, "payload": str, "at": float}, pk="seq", if_not_exists=True
+        )
+        db["meta"].create({"key": str, "value": str}, pk="key", if_not_exists=True)
+        # Recognised customers' open visits (journey so far), so a restart does not split a visit.
+        db["open_visits"].create(
+            {"visit_id": str, "customer_id": str, "record": str}, pk="visit_id", if_not_exists=True
+        )
+        db["open_visits"].create_index(["customer_id"], if_not_exists=True)
+
+    def apply(self, downlink: Downlink, now: float = 0.0) -> None:
+        """Persist a validated downlink; call inside the transaction that enqueues its effects."""
+        with self._database.transaction() as conn:
+            if isinstance(downlink, CustomersDownlink):
+                # Erased or no longer consenting: their journey goes with them.
+                gone = [*downlink.delete, *(r.customer_id for r in downlink.upsert if not r.consent.service
+                                            and not r.consent.marketing)]  # fmt: skip
+                conn.executemany("DELETE FROM journey WHERE customer_id = ?", [(c,) for c in gone])
+                if downlink.full:
+                    kept = [r.customer_id for r in downlink.upsert]
+                    conn.execute(
+                        f"DELETE FROM journey WHERE customer_id NOT IN ({','.join('?' * len(kept))})", kept
+                    )
+                    conn.execute("DELETE FROM customers")
+                conn.executemany(
+                    "DELETE FROM customers WHERE customer_id = ?", [(c,) for c in downlink.delete]
+                )
+                conn.executemany(
+                    "INSERT OR REPLACE INTO customers VALUES (?,?,?,?)",
+                    [
+                        (r.customer_id, r.identity_key, int(r.consent.service), int(r.consent.marketing))
+                        for r in downlink.upsert
+                    ],
+                )
+                if downlink.version is not None:
+                    conn.execute(
+                        "INSERT OR REPLACE INTO meta VALUES ('registry_version', ?)", (str(downlink.version),)
+                    )
+            elif isinstance(downlink, OrdersDownlink):
+                conn.executemany(
+                    "INSERT INTO orders (order_id, customer_id, status, pickup_point, pickup_zone, version) "
+                    "VALUES (?,?,?,?,?,?) ON CONFLICT(order_id) DO UPDATE SET "
+                    "customer_id=excluded.customer_id, status=excluded.status, "
+                    "pickup_point=excluded.pickup_point, pickup_zone=excluded.pickup_zone, "
+                    "version=excluded.version "
+                    "WHERE excluded.version >= coalesce(orders.version, 0)",
+                    [(o.order_id, o.customer_id, o.status, o.pickup_point, o.pickup_zone, o.version)
+                     for o in downlink.orders],
+                )  # fmt: skip
+            elif isinstance(downlink, LOGGED):
+                if getattr(downlink, "full", False):  # a full replacement makes earlier ones moot
+                    conn.execute("DELETE FROM downlink_log WHERE kind = ?", (downlink.schema_name,))
+                conn.execute(
+                    "INSERT INTO downlink_log (kind, payload, at) VALUES (?, ?, ?)",
+                    (downlink.schema_name, downlink.model_dump_json(by_alias=True), now),
+                )
+
+    def compact_downlink_log(
+        self, snapshot: Callable[[], Sequence[Downlink]], receipts_since: float, force: bool = False
+    ) -> None:
+        """Forget receipts older than ``receipts_since`` and, once more lists, planogram or offers
+        downlinks are logged than a snapshot holds (or with ``force``), replace them by
+        ``snapshot()`` (what the rules hold now): the log stays the size of the store's current
+        state, not of its history, and an unchanged log is not rewritten."""
+        with self._database.transaction() as conn:
+            conn.execute("DELETE FROM downlink_log WHERE kind = 'receipts.v1' AND at < ?", (receipts_since,))
+            logged = conn.execute(
+                f"SELECT count(*) FROM downlink_log WHERE kind IN {_SNAPSHOT_KINDS}"
+            ).fetchone()[0]
+            if logged <= _SNAPSHOT_ROWS and not force:
+                return
+            conn.execute(f"DELETE FROM downlink_log WHERE kind IN {_SNAPSHOT_KINDS}")
+            conn.executemany(
+                "INSERT INTO downlink_log (kind, payload, at) VALUES (?, ?, ?)",
+                [(d.schema_name, d.model_dump_json(by_alias=True), receipts_since) for d in snapshot()],
+            )
+
+    def erase(self, customer_id: str) -> dict[str, int]:
+        """Remove every trace of a customer from the file; call inside the pipeline's transaction.
+
+        Unsent outbox rows about the customer are deleted (their payloads name the customer),
+        logged lists too. With ``secure_delete`` the freed pages are zeroed; the caller then
+        checkpoints the WAL so old copies of the pages leave it as well.
+        """
+        pattern = f'%"customer_id":{json.dumps(customer_id)}%'
+        with self._database.transaction() as conn:
+            counts = {
+                "registry": conn.execute(
+                    "DELETE FROM customers WHERE customer_id = ?", (customer_id,)
+                ).rowcount,
+                "outbox": conn.execute(
+                    "DELETE FROM outbox WHERE CAST(payload AS TEXT) LIKE ?", (pattern,)
+                ).rowcount,
+                "journey": conn.execute("DELETE FROM journey WHERE customer_id = ?", (customer_id,)).rowcount,
+                "open_visit": conn.execute(
+                    "DELETE FROM open_visits WHERE customer_id = ?", (customer_id,)
+                ).rowcount,
+            }
+            conn.execute("DELETE FROM orders WHERE customer_id = ?", (customer_id,))
+            conn.execute(
+                "DELETE FROM downlink_log WHERE kind IN ('lists.v1', 'receipts.v1') AND payload LIKE ?",
+                (pattern,),
+            )
+        return counts
+
+    def customers(self, batch: int = 10_000) -> Iterator[Customer]:
+        """Every stored customer, read in batches: a million rows never sit in memory at once."""
+        last = ""
+        while True:
+            with self._database.lock:
+                rows = self._database.db.conn.execute(
+                    "SELECT * FROM customers WHERE customer_id > ? ORDER BY customer_id LIMIT ?",
+                    (last, batch),
+                ).fetchall()
+            for row in rows:
+                yield Customer(row[0], bytes(row[1]), bool(row[2]), bool(row[3]))
+            if len(rows) < batch:
+                return
+            last = rows[-1][0]
+
+    def orders(self) -> list[Order]:
+        with self._database.lock:
+            rows = self._database.db.conn.execute(
+                "SELECT order_id, customer_id, status, pickup_point, pickup_zone, coalesce(version, 0) "
+                "FROM orders"
+            ).fetchall()
+        return [Order(*r) for r in rows]
+
+    def logged_downlinks(self) -> list[Downlink]:
+        """Lists, planogram, offers and receipts in the order they were applied."""
+        with self._database.lock:
+            rows = self._database.db.conn.execute(
+                "SELECT kind, payload FROM downlink_log ORDER BY seq"
+            ).fetchall()
+        kinds = {model.model_fields["schema_name"].annotation.__args__[0]: model for model in LOGGED}
+        return [kinds[kind].model_validate_json(payload) for kind, payload in rows]
+
+    def save_open_visits(self, records: Sequence[dict[str, Any]]) -> None:
+        """Replace the kept open visits (a few dozen rows at most: recognised customers only)."""
+        with self._database.transaction() as conn:
+            conn.execute("DELETE FROM open_visits")
+            conn.executemany(
+                "INSERT INTO open_visits VALUES (?,?,?)",
+                [(r["visit_id"], r["subject"], json.dumps(r, separators=(",", ":"))) for r in records],
+            )
+
+    def update_open_visits(self, customer_ids: Iterable[str], records: Sequence[dict[str, Any]]) -> None:
+        """Replace the kept open visits of ``customer_ids`` by ``records`` (none: visit ended)."""
+        with self._database.transaction() as conn:
+            conn.executemany("DELETE FROM open_visits WHERE customer_id = ?", [(c,) for c in customer_ids])
+            conn.executemany(
+                "INSERT INTO open_visits VALUES (?,?,?)",
+                [(r["visit_id"], r["subject"], json.dumps(r, separators=(",", ":"))) for r in records],
+            )
+
+    def open_visits(self) -> list[dict[str, Any]]:
+        with self._database.lock:
+            rows = self._database.db.conn.execute("SELECT record FROM open_visits").fetchall()
+        return [json.loads(row[0]) for row in rows]
+
+    def record_journey(self, messages: Sequence[Message]) -> None:
+        """Keep the touchpoints among ``messages``; call inside the transaction that enqueues them."""
+        rows = [
+            (t.customer_id, t.visit_id, t.ts, t.kind, t.detail)
+            for t in (touchpoint(m) for m in messages)
+            if t is not None
+        ]
+        if rows:
+            with self._database.transaction() as conn:
+                conn.executemany(
+                    "INSERT INTO journey (customer_id, visit_id, ts, kind, detail) VALUES (?,?,?,?,?)", rows
+                )
+
+    def prune_journey(self, before: float) -> None:
+        with self._database.transaction() as conn:
+            conn.execute("DELETE FROM journey WHERE ts < ?", (before,))
+
+    def put_meta(self, key: str, value: str) -> None:
+        with self._database.transaction() as conn:
+            conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+
+    def registry_version(self) -> int | None:
+        with self._database.lock:
+            row = self._database.db.conn.execute(
+                "SELECT value FROM meta WHERE key='registry_version'"
+            ).fetchone()
+        return int(row[0]) if row else None
