@@ -11,7 +11,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from edge_agent.core.events import BeaconFleetMessage, BeaconMessage, BeaconStatus, Message, utc
+from edge_agent.core.events import (
+    BeaconEvent,
+    BeaconFleetMessage,
+    BeaconMessage,
+    BeaconState,
+    BeaconStatus,
+    Message,
+    utc,
+)
 from edge_agent.core.frames import EddystoneTlm
 from edge_agent.core.ids import EventIdFactory
 from edge_agent.core.settings import BeaconHealthSettings, BeaconSettings
@@ -124,7 +132,9 @@ class BeaconFleet:
 
     @staticmethod
     def _status(beacon: _Beacon) -> BeaconStatus:
-        state = "missing" if beacon.missing else ("never_seen" if beacon.last_seen is None else "present")
+        state: BeaconState = (
+            "missing" if beacon.missing else ("never_seen" if beacon.last_seen is None else "present")
+        )
         return BeaconStatus(
             beacon_id=beacon.beacon_id,
             name=beacon.name,
@@ -135,7 +145,7 @@ class BeaconFleet:
             temperature_c=beacon.temperature_c,
         )
 
-    def _event(self, beacon: _Beacon, event: str, now: float) -> BeaconMessage:
+    def _event(self, beacon: _Beacon, event: BeaconEvent, now: float) -> BeaconMessage:
         return BeaconMessage(
             event_id=self._ids.new(now),
             store_id=self._store_id,

@@ -14,6 +14,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from edge_agent.core.const import PRIORITY_NOTIFICATION, PRIORITY_TELEMETRY, PRIORITY_TRANSACTIONAL
 
+BeaconState = Literal["present", "missing", "never_seen"]
+BeaconEvent = Literal["missing", "returned", "low_battery"]
+
 
 def utc(ts: float) -> datetime:
     return datetime.fromtimestamp(ts, tz=UTC)
@@ -204,7 +207,7 @@ class BeaconStatus(BaseModel):
 
     beacon_id: str
     name: str
-    state: Literal["present", "missing", "never_seen"]
+    state: BeaconState
     last_seen: datetime | None = None
     last_receiver: str | None = None
     battery_mv: int | None = None
@@ -217,7 +220,7 @@ class BeaconMessage(Message):
     stream: ClassVar[str] = "events/beacon"
     priority: ClassVar[int] = PRIORITY_TELEMETRY
     schema_name: Literal["beacon.v1"] = Field("beacon.v1", alias="schema")
-    event: Literal["missing", "returned", "low_battery"]
+    event: BeaconEvent
     beacon: BeaconStatus
 
 

@@ -19,13 +19,13 @@ from edge_agent.core.frames import (
     IBeacon,
     decode_sighting,
 )
+from edge_agent.core.rssi import distance_m
+from edge_agent.core.settings import PresenceSettings
 from edge_agent.core.sighting import Sighting
 
 # Exponential smoothing of RSSI for the display: 0.3 follows a walk within a few packets
 # without jumping with every multipath fade.
 RSSI_SMOOTHING = 0.3
-# Log-distance path loss exponent for an indoor shop floor (2 is free space; shelves add more).
-PATH_LOSS_EXPONENT = 2.5
 # Eddystone advertises its power at 0 m; the power at 1 m is about 41 dB lower (Eddystone spec).
 EDDYSTONE_0M_TO_1M_DB = 41
 
@@ -45,8 +45,12 @@ class DeviceRow:
 
 
 class ScanView:
-    def __init__(self) -> None:
+    """Distances use the presence model's log-distance exponent (``presence.path_loss_exponent``),
+    so the scan view and zone choice agree on how far a device is."""
+
+    def __init__(self, path_loss_exponent: float = PresenceSettings().path_loss_exponent) -> None:
         self.rows: dict[tuple[str, str], DeviceRow] = {}
+        self._path_loss_exponent = path_loss_exponent
 
     def add(self, sighting: Sighting) -> None:
         key = (sighting.receiver, sighting.address)
@@ -63,7 +67,7 @@ class ScanView:
         for frame in decode_sighting(sighting):
             measured_1m = _describe(row, frame) or measured_1m
         if measured_1m is not None:
-            row.distance_m = round(10 ** ((measured_1m - row.smoothed) / (10 * PATH_LOSS_EXPONENT)), 1)
+            row.distance_m = round(distance_m(row.smoothed, measured_1m, self._path_loss_exponent), 1)
 
     def ordered(self) -> list[DeviceRow]:
         """Strongest first: the device in the technician's hand is at the top."""

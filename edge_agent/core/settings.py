@@ -17,7 +17,7 @@ import difflib
 import types
 import typing
 import zoneinfo
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -26,6 +26,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, Va
 from edge_agent.core.const import MAX_INFLIGHT_WINDOW
 from edge_agent.core.errors import ConfigError, ConfigProblem
 from edge_agent.core.journey.templates import check_overrides
+from edge_agent.core.topics import Topics
 
 ENV_PREFIX = "EDGE_AGENT_"
 ENV_NESTING = "__"
@@ -312,6 +313,11 @@ class AgentConfig(Section):
     def client_id(self) -> str:
         return self.mqtt.client_id or f"edge-agent-{self.store.id}"
 
+    @property
+    def topics(self) -> Topics:
+        """The store's topics: every part that publishes or subscribes takes this one."""
+        return Topics(self.mqtt.topic_prefix, self.store.id)
+
 
 # ---------------------------------------------------------------------------- validating
 
@@ -331,7 +337,7 @@ def config_from_mapping(
 
 
 def _overlay_environment(data: dict[str, Any], environ: Mapping[str, str]) -> dict[str, Any]:
-    merged = _deep_copy(data)
+    merged: dict[str, Any] = _deep_copy(data)
     for name, value in sorted(environ.items()):
         if not name.startswith(ENV_PREFIX) or ENV_NESTING not in name:
             continue
@@ -357,11 +363,12 @@ def _deep_copy(data: Any) -> Any:
 
 def _cross_check(config: AgentConfig) -> Iterable[ConfigProblem]:
     """Rules spanning sections, which pydantic's per-field validation cannot see."""
-    for section, items in (
+    sections: tuple[tuple[str, Sequence[ZoneSettings | ReceiverSettings | BeaconSettings]], ...] = (
         ("zones", config.zones),
         ("receivers", config.receivers),
         ("beacons", config.beacons),
-    ):
+    )
+    for section, items in sections:
         seen: set[str] = set()
         for index, item in enumerate(items):
             if item.id in seen:
@@ -443,7 +450,9 @@ def _known_keys(loc: tuple[int | str, ...]) -> list[str]:
     for part in loc:
         if isinstance(part, int):
             continue
-        field = model.model_fields.get(part) if isinstance(model, type) else None
+        field = (
+            model.model_fields.get(part) if isinstance(model, type) and issubclass(model, BaseModel) else None
+        )
         if field is None:
             return []
         model = _model_in(field.annotation)

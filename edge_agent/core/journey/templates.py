@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import string
 from collections.abc import Mapping
+from typing import Any
 
 # template id -> language -> text; the fields each rule supplies are listed per template.
 SHIPPED: dict[str, dict[str, str]] = {
@@ -61,7 +62,7 @@ class Templates:
         return text.format(**fields)
 
 
-def check_overrides(overrides: Mapping[str, Mapping[str, str]]) -> list[tuple[str, str]]:
+def check_overrides(overrides: Mapping[str, Mapping[Any, str]]) -> list[tuple[str, str]]:
     """(key, problem) for each override naming an unknown template or a field never supplied."""
     problems = []
     for template, texts in overrides.items():

@@ -66,4 +66,4 @@ def touchpoint(message: Message) -> Touchpoint | None:
     else:
         return None
     visit_id = getattr(message, "visit_id", None)
-    return Touchpoint(message.customer_id, visit_id, message.ts.timestamp(), kind, detail)  # type: ignore[attr-defined]
+    return Touchpoint(message.customer_id, visit_id, message.ts.timestamp(), kind, detail)
