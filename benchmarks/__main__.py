@@ -42,6 +42,7 @@ from benchmarks.fleet import bench_fleet
 from benchmarks.notification_latency import bench_notification_latency
 from benchmarks.outbox import bench_backlog, bench_drain, bench_enqueue
 from edge_agent.adapters.aes_openssl import fastest_cipher
+from edge_agent.adapters.clock import SYSTEM_CLOCK
 from edge_agent.core.const import EDDYSTONE_SERVICE_UUID
 from edge_agent.core.downlinks import parse_downlink
 from edge_agent.core.frames import (
@@ -63,8 +64,7 @@ from edge_agent.core.frames import (
 )
 from edge_agent.core.ids import EventIdFactory
 from edge_agent.core.store import StoreCore
-from edge_agent.daemon.pipeline import Pipeline
-from edge_agent.storage.database import Database
+from edge_agent.daemon.assembly import assemble, offline_copy
 from edge_agent.tools.demo import demo_config
 from edge_agent.tools.simclock import SimulatedRun
 from edge_agent.tools.storeday import generate
@@ -119,17 +119,15 @@ def bench_replay(repeats: int) -> list[dict]:
 
     def pipeline_run() -> int:
         with tempfile.TemporaryDirectory() as workdir:
-            settings = config.model_copy(
-                update={"storage": config.storage.model_copy(update={"path": Path(workdir) / "b.db"})}
-            )
-            database = Database(settings.storage.path)
-            pipeline = Pipeline(settings, database, EventIdFactory.seeded("bench"))
+            offline = offline_copy(config, Path(workdir) / "b.db")
+            agent = assemble(offline, SYSTEM_CLOCK, None, ids=EventIdFactory.seeded("bench"))
+            pipeline = agent.pipeline
             for kind, payload in day.downlinks:
                 pipeline.downlink(pipeline.topics.downlink(kind), payload, day.sightings[0].ts)
             driver = SimulatedRun(pipeline)
             driver.feed(day.sightings)
             driver.finish()
-            database.close()
+            agent.close()
         return len(day.sightings)
 
     seconds, n = _best_of(repeats, pipeline_run)

@@ -38,12 +38,17 @@ VISIT_SNAPSHOT_S = 30.0
 
 class Pipeline:
     def __init__(
-        self, config: AgentConfig, database: Database, ids: EventIdFactory, cipher: BlockCipher = REFERENCE
+        self,
+        config: AgentConfig,
+        database: Database,
+        ids: EventIdFactory,
+        cipher: BlockCipher = REFERENCE,
+        topics: Topics | None = None,
     ) -> None:
         self.config = config
         self.database = database
         self.ids = ids
-        self.topics = Topics(config.mqtt.topic_prefix, config.store.id)
+        self.topics = topics or config.topics
         # A new boot id at every start: HQ expects each stream's seq to restart at 1 with it.
         self.outbox = Outbox(
             database,

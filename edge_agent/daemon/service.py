@@ -15,27 +15,24 @@ import logging
 import queue
 import signal
 import threading
-import time
-from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from edge_agent.adapters.ble import BleRuntime, BleScanner, ScannerHealth
+from edge_agent.adapters.ble import ScannerHealth
+from edge_agent.adapters.clock import SYSTEM_CLOCK
 from edge_agent.adapters.configfile import load_config
 from edge_agent.adapters.link import DownlinkDelivery, MqttLink
-from edge_agent.adapters.remote import RemoteReceivers
 from edge_agent.adapters.sdnotify import SystemdNotifier
+from edge_agent.core.clock import Clock
 from edge_agent.core.errors import ConfigError
 from edge_agent.core.events import ScannerStatus, StatusMessage, utc
-from edge_agent.core.ids import EventIdFactory
 from edge_agent.core.liveness import Liveness
 from edge_agent.core.settings import AgentConfig
 from edge_agent.core.sighting import Sighting
 from edge_agent.core.trace import TraceProblem, read_trace
-from edge_agent.daemon.pipeline import Pipeline
-from edge_agent.storage.database import Database
+from edge_agent.daemon.assembly import Broker, Wiring, assemble
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -56,30 +53,24 @@ WorkItem = Sighting | DownlinkDelivery | _Tick | object
 
 class Service:
     def __init__(
-        self, config: AgentConfig, clock: Callable[[], float] = time.time, config_path: Path | None = None
+        self, config: AgentConfig, clock: Clock = SYSTEM_CLOCK, config_path: Path | None = None
     ) -> None:
         self.config = config
         self.config_path = config_path
         self.clock = clock
-        self.database = Database(config.storage.path, config.storage.disk_reserve_bytes)
-        self.pipeline = Pipeline(config, self.database, EventIdFactory())
         self._work: queue.Queue[WorkItem] = queue.Queue()
-        self.remote = RemoteReceivers(config, self.submit, clock)
-        self.link = MqttLink(
-            config,
-            self.pipeline.outbox,
+        wiring = Wiring(
             on_downlink=self._work.put,
+            submit=self.submit,
             status_payload=lambda state: self.status_message(state).to_json(),
-            sighting_filters=self.remote.topic_filters,
-            on_sighting_message=self.remote.handle if self.remote.topic_filters else None,
-            clock=clock,
         )
-        scanners = [
-            BleScanner(receiver.id, receiver.adapter, self.submit, config.ble, clock, config.gatt)
-            for receiver in config.receivers
-            if receiver.adapter
-        ]
-        self.ble = BleRuntime(scanners) if scanners else None
+        self.agent = assemble(config, clock, Broker.of(config), wiring)
+        self.database = self.agent.database
+        self.pipeline = self.agent.pipeline
+        assert self.agent.link is not None  # a broker was given
+        self.link: MqttLink = self.agent.link
+        self.remote = self.agent.remote
+        self.ble = self.agent.ble
         self._scheduler = BackgroundScheduler(timezone="UTC")
         self.notifier = SystemdNotifier()
         self.liveness = Liveness()
@@ -109,8 +100,8 @@ class Service:
                     _LOGGER.warning("trace %s: %s, skipped", path, item)
                     continue
                 if offset is None:
-                    offset = self.clock() - item.ts
-                delay = item.ts + offset - self.clock()
+                    offset = self.clock.wall() - item.ts
+                delay = item.ts + offset - self.clock.wall()
                 if delay > 0 and self._stopped.wait(delay):
                     return
                 self.submit(_restamp(item, item.ts + offset))
@@ -154,17 +145,17 @@ class Service:
         """Finish the current group, commit pending PUBACKs, disconnect cleanly, close SQLite."""
         if self._stopped.is_set():
             return
-        deadline = time.monotonic() + timeout
+        deadline = self.clock.monotonic() + timeout
         self._stopped.set()
         self.notifier.stopping()
         if self.ble is not None:
-            self.ble.stop(max(0.1, deadline - time.monotonic()))
+            self.ble.stop(max(0.1, deadline - self.clock.monotonic()))
         self._scheduler.shutdown(wait=False)
         self._work.put(_STOP)
         if self._thread is not None:
-            self._thread.join(max(0.1, deadline - time.monotonic()))
-        self.pipeline.outbox.flush_gaps(self.clock())  # held back by a full disk: keep them if it fits
-        self.link.stop(max(0.1, deadline - time.monotonic()))
+            self._thread.join(max(0.1, deadline - self.clock.monotonic()))
+        self.pipeline.outbox.flush_gaps(self.clock.wall())  # held back by a full disk: keep them if it fits
+        self.link.stop(max(0.1, deadline - self.clock.monotonic()))
         self.database.close()
 
     def run_forever(self) -> int:
@@ -230,7 +221,7 @@ class Service:
     # ------------------------------------------------------------------ supervision
 
     def _tick(self) -> None:
-        self.liveness.beat("scheduler", time.monotonic())
+        self.liveness.beat("scheduler", self.clock.monotonic())
         self._work.put(_TICK)
 
     def stall_limits(self) -> dict[str, float]:
@@ -252,7 +243,7 @@ class Service:
     def _watchdog(self) -> None:
         self.liveness.beat("sender", self.link.last_progress)
         self.liveness.beat("mqtt", self.link.network_progress)
-        stalled = self.liveness.stalled(time.monotonic(), self.stall_limits())
+        stalled = self.liveness.stalled(self.clock.monotonic(), self.stall_limits())
         if stalled != self._stalled:
             if stalled:
                 _LOGGER.error(
@@ -264,12 +255,12 @@ class Service:
 
     def status_message(self, state: str) -> StatusMessage:
         if state != "online":  # the last will is built before anything else exists; it needs no figures
-            return self.pipeline.status(state, self.clock())
+            return self.pipeline.status(state, self.clock.wall())
         last_sync = self.link.stats.last_sync
         scanners = self.ble.scanners if self.ble is not None else []
         return self.pipeline.status(
             state,
-            self.clock(),
+            self.clock.wall(),
             last_sync=None if last_sync is None else utc(last_sync),
             sent=self.link.stats.acknowledged,
             resent=self.link.stats.resent,
@@ -301,8 +292,8 @@ class Service:
         batch: list[Sighting] = []
         batch_deadline = 0.0
         while True:
-            self.liveness.beat("main", time.monotonic())
-            timeout = max(0.0, batch_deadline - time.monotonic()) if batch else 0.5
+            self.liveness.beat("main", self.clock.monotonic())
+            timeout = max(0.0, batch_deadline - self.clock.monotonic()) if batch else 0.5
             try:
                 item = self._work.get(timeout=timeout)
             except queue.Empty:
@@ -310,13 +301,13 @@ class Service:
                 continue
             if isinstance(item, Sighting):
                 if not batch:
-                    batch_deadline = time.monotonic() + group_delay
+                    batch_deadline = self.clock.monotonic() + group_delay
                 batch.append(item)
                 # Sightings go through the core as they come; their messages are committed in
                 # groups (one fsync each), closed when full or old, or at once when a shopper
                 # is being notified: that message must not wait for the group.
                 urgent = self.pipeline.observe(item)
-                if not urgent and len(batch) < group_max and time.monotonic() < batch_deadline:
+                if not urgent and len(batch) < group_max and self.clock.monotonic() < batch_deadline:
                     continue
                 self._flush(batch)
                 continue
@@ -330,10 +321,10 @@ class Service:
 
     def _handle(self, item: WorkItem) -> None:
         if isinstance(item, DownlinkDelivery):
-            self.pipeline.downlink(item.topic, item.payload, self.clock())
+            self.pipeline.downlink(item.topic, item.payload, self.clock.wall())
             self.link.ack_downlink(item.mid, item.qos)  # only now: the effect is committed
             self.link.wake()
-        elif item is _TICK and self.pipeline.tick(self.clock()):
+        elif item is _TICK and self.pipeline.tick(self.clock.wall()):
             self.link.wake()
         elif item is _RELOAD:
             self.reload()

@@ -22,16 +22,15 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from edge_agent.adapters.clock import simulated_wall
 from edge_agent.adapters.configfile import load_config
 from edge_agent.adapters.link import DownlinkDelivery, MqttLink
-from edge_agent.core.ids import EventIdFactory
 from edge_agent.core.settings import AgentConfig
 from edge_agent.core.sighting import Sighting
-from edge_agent.daemon.pipeline import Pipeline
-from edge_agent.storage.database import Database
+from edge_agent.daemon.assembly import Broker, Wiring, assemble, offline_copy
 from edge_agent.storage.statusview import journey_lines, read_journey
 from edge_agent.tools.embedded_broker import EmbeddedBroker
-from edge_agent.tools.simclock import SimulatedRun
+from edge_agent.tools.simclock import SimulatedRun, SimulatedTime
 from edge_agent.tools.storeday import StoreDay, demo_config, generate
 
 DELIVERY_DEADLINE_S = 120.0
@@ -117,10 +116,8 @@ def run_demo(
         host, port = host or "127.0.0.1", int(port_text)
     try:
         with tempfile.TemporaryDirectory(prefix="edge-agent-demo-") as workdir:
-            mqtt_settings = config.mqtt.model_copy(update={"host": host, "port": port})
-            storage = config.storage.model_copy(update={"path": Path(workdir) / "agent.db"})
-            config = config.model_copy(update={"mqtt": mqtt_settings, "storage": storage})
-            result = _run(config, host, port, (seed, shoppers, hours), console)
+            config = offline_copy(config, Path(workdir) / "agent.db")
+            result = _run(config, Broker(host, port), (seed, shoppers, hours), console)
     finally:
         if embedded is not None:
             embedded.stop()
@@ -129,17 +126,17 @@ def run_demo(
 
 
 def _run(
-    config: AgentConfig, host: str, port: int, day_shape: tuple[int, int, int], console: Console
+    config: AgentConfig, broker: Broker, day_shape: tuple[int, int, int], console: Console
 ) -> DemoResult:
     seed, shoppers, hours = day_shape
     day = generate(seed=seed, timezone=config.store.timezone, shoppers=shoppers,
                    app_customers=max(1, shoppers // 8), open_hours=(9, 9 + hours),
                    rotation_exponent=config.identity.rotation_exponent)  # fmt: skip
-    agent = _DemoAgent(config, day.sightings[0].ts)
-    hq = HqObserver(host, port, config.mqtt.topic_prefix, config.mqtt.protocol)
+    agent = _DemoAgent(config, broker, day.sightings[0].ts)
+    hq = HqObserver(broker.host, broker.port, config.mqtt.topic_prefix, config.mqtt.protocol)
     result = DemoResult()
     try:
-        agent.connect(host, port)
+        agent.connect()
         # HQ sends the registry and the orders; the agent applies them as they arrive.
         for kind, payload in day.downlinks:
             hq.publish(agent.pipeline.topics.downlink(kind), payload)
@@ -183,22 +180,22 @@ def _example_journey(config: AgentConfig, day: StoreDay) -> list[str]:
 class _DemoAgent:
     """The agent's real parts (pipeline, SQLite outbox, MQTT link) on a simulated clock."""
 
-    def __init__(self, config: AgentConfig, day_start: float) -> None:
+    def __init__(self, config: AgentConfig, broker: Broker, day_start: float) -> None:
         self._day_start = day_start
-        self.database = Database(config.storage.path)
-        self.pipeline = Pipeline(config, self.database, EventIdFactory())
         self._downlinks: queue.Queue[DownlinkDelivery] = queue.Queue()
-        self.now = day_start  # the simulated clock, moved on by the replay
-        self.link = MqttLink(
-            config, self.pipeline.outbox, on_downlink=self._downlinks.put,
-            status_payload=lambda state: self.pipeline.status(state, day_start).to_json(),
-            clock=lambda: self.now,
-        )  # fmt: skip
+        self.time = SimulatedTime(day_start)  # moved on by the replay
+        self.agent = assemble(
+            config, simulated_wall(self.time.wall), broker, Wiring(on_downlink=self._downlinks.put)
+        )
+        self.pipeline = self.agent.pipeline
+        assert self.agent.link is not None  # a broker was given
+        self.link: MqttLink = self.agent.link
 
-    def connect(self, host: str, port: int) -> None:
+    def connect(self) -> None:
         self.link.start()
         if not self.link.wait_connected(15):
-            raise RuntimeError(f"could not connect to the MQTT broker at {host}:{port}")
+            broker = self.agent.config.mqtt
+            raise RuntimeError(f"could not connect to the MQTT broker at {broker.host}:{broker.port}")
 
     def apply_downlinks(self, expected: int = 0, timeout: float = 15.0) -> None:
         """Apply what the link delivered; wait (bounded) until ``expected`` have been applied."""
@@ -221,7 +218,9 @@ class _DemoAgent:
 
         def after_batch() -> None:
             if driver.report.last_ts is not None:
-                self.now = driver.report.last_ts
+                # The wall clock follows the sightings, not the ticks that close the day after
+                # them: a notification's expiry is judged against the shopper's time.
+                self.time.now = driver.report.last_ts
             self.apply_downlinks()
             self.link.wake()
             progress.update(task, completed=driver.report.sightings)
@@ -246,8 +245,7 @@ class _DemoAgent:
             time.sleep(0.05)  # refreshes the progress bar; the loop is bounded by the deadline
 
     def close(self) -> None:
-        self.link.stop()
-        self.database.close()
+        self.agent.close()
 
 
 def _summarise(messages: list[tuple[str, dict[str, Any]]], result: DemoResult) -> None:

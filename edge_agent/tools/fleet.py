@@ -21,14 +21,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from edge_agent.adapters.clock import SYSTEM_CLOCK
 from edge_agent.adapters.link import MqttLink
 from edge_agent.core.events import FootfallMessage, utc
-from edge_agent.core.ids import EventIdFactory
 from edge_agent.core.settings import AgentConfig, config_from_mapping
-from edge_agent.core.topics import Topics
+from edge_agent.daemon.assembly import Broker, assemble, offline_copy
 from edge_agent.hq.consumer import HqConsumer
-from edge_agent.storage.database import Database
-from edge_agent.storage.outbox import Outbox
 
 STORES_PER_PROCESS = 100
 TICK_S = 0.2  # each store commits its events in groups this often, as the daemon's main loop does
@@ -49,24 +47,21 @@ class FleetResult:
 
 class VirtualStore:
     def __init__(self, store_id: str, host: str, port: int, workdir: Path) -> None:
-        self.config: AgentConfig = config_from_mapping(
-            {
-                "store": {"id": store_id},
-                "mqtt": {"host": host, "port": port, "reconnect_min_s": 0.1, "reconnect_max_s": 1.0},
-                "storage": {"path": str(workdir / f"{store_id}.db")},
-            }
+        config: AgentConfig = config_from_mapping(
+            {"store": {"id": store_id}, "mqtt": {"reconnect_min_s": 0.1, "reconnect_max_s": 1.0}}
         )
-        self.database = Database(self.config.storage.path)
-        self.outbox = Outbox(self.database, Topics(self.config.mqtt.topic_prefix, store_id), boot_id=store_id)
-        self.ids = EventIdFactory()
-        self.link = MqttLink(
-            self.config, self.outbox, on_downlink=lambda delivery: None,
-            status_payload=lambda state: b'{"schema":"status.v1"}',
-        )  # fmt: skip
+        self.agent = assemble(
+            offline_copy(config, workdir / f"{store_id}.db"), SYSTEM_CLOCK, Broker(host, port)
+        )
+        self.config = self.agent.config
+        self.outbox = self.agent.outbox
+        self.ids = self.agent.pipeline.ids
+        assert self.agent.link is not None  # a broker was given
+        self.link: MqttLink = self.agent.link
         self.added = 0
 
     def add(self, count: int) -> None:
-        now = time.time()
+        now = self.agent.clock.wall()
         store_id = self.config.store.id
         messages = [
             FootfallMessage(
@@ -80,8 +75,7 @@ class VirtualStore:
         self.link.wake()
 
     def close(self) -> None:
-        self.link.stop(2.0)
-        self.database.close()
+        self.agent.close(2.0)
 
 
 def run_fleet(

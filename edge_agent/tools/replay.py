@@ -16,14 +16,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
+from edge_agent.adapters.clock import simulated_wall
 from edge_agent.core.ids import EventIdFactory
 from edge_agent.core.settings import AgentConfig
 from edge_agent.core.sighting import Sighting
 from edge_agent.core.trace import TraceProblem, read_trace
-from edge_agent.daemon.pipeline import Pipeline
-from edge_agent.storage.database import Database
+from edge_agent.daemon.assembly import assemble, offline_copy
 from edge_agent.storage.outbox import Outbox
-from edge_agent.tools.simclock import SimulatedRun
+from edge_agent.tools.simclock import SimulatedRun, SimulatedTime
 
 DEFAULT_SEED = "edge-agent-replay"
 
@@ -68,9 +68,13 @@ def replay(
 ) -> ReplayReport:
     report = ReplayReport()
     with tempfile.TemporaryDirectory(prefix="edge-agent-replay-") as workdir:
-        database = Database(Path(workdir) / "replay.db")
+        simulated = SimulatedTime()
+        agent = assemble(
+            offline_copy(config, Path(workdir) / "replay.db"), simulated_wall(simulated.wall), None,
+            ids=EventIdFactory.seeded(seed),
+        )  # fmt: skip
         try:
-            pipeline = Pipeline(config, database, EventIdFactory.seeded(seed))
+            pipeline = agent.pipeline
             uplink = FileUplink(pipeline.outbox, out)
             sightings = _sightings(read_trace(trace_lines), report, problems)
             first = next(sightings, None)
@@ -78,7 +82,8 @@ def replay(
                 for kind, payload in downlinks:
                     pipeline.downlink(pipeline.topics.downlink(kind), payload, first.ts)
                 uplink.drain()
-                driver = SimulatedRun(pipeline, after_batch=uplink.drain, speed=speed)
+                simulated.now = first.ts
+                driver = SimulatedRun(pipeline, after_batch=uplink.drain, speed=speed, time=simulated)
                 for kind, payload, when in timed_downlinks:
                     at = first.ts + float(when[1:]) if when.startswith("+") else float(when)
                     topic = pipeline.topics.downlink(kind)
@@ -93,7 +98,7 @@ def replay(
             report.downlinks_applied = pipeline.counters["downlinks_applied"]
             report.downlinks_rejected = pipeline.counters["downlinks_rejected"]
         finally:
-            database.close()
+            agent.close()
     return report
 
 

@@ -8,12 +8,25 @@ output is what the daemon would have published.
 
 from __future__ import annotations
 
-import time
+import time as _time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from edge_agent.core.sighting import Sighting
 from edge_agent.daemon.pipeline import Pipeline
+
+
+class SimulatedTime:
+    """The wall clock of a replayed day: what ``now`` is for the parts that read a clock (the
+    link's expiry sweep, status messages), moved on by ``SimulatedRun`` as the day goes."""
+
+    __slots__ = ("now",)
+
+    def __init__(self, start: float = 0.0) -> None:
+        self.now = start
+
+    def wall(self) -> float:
+        return self.now
 
 
 @dataclass(slots=True)
@@ -30,6 +43,7 @@ class SimulatedRun:
         *,
         after_batch: Callable[[], None] = lambda: None,
         speed: float | None = None,
+        time: SimulatedTime | None = None,
     ) -> None:
         config = pipeline.config
         self._pipeline = pipeline
@@ -42,6 +56,7 @@ class SimulatedRun:
         # (simulated time, action): downlinks that arrive in the middle of a replayed day.
         self._scheduled: list[tuple[float, Callable[[float], None]]] = []
         self.report = DriveReport()
+        self.time = time or SimulatedTime()
         self._wall_start = 0.0
 
     def at(self, ts: float, action: Callable[[float], None]) -> None:
@@ -73,6 +88,7 @@ class SimulatedRun:
             self.report.last_ts = (
                 sighting.ts if self.report.last_ts is None else max(self.report.last_ts, sighting.ts)
             )
+            self.time.now = max(self.time.now, sighting.ts)
             if len(self._batch) >= self._group:
                 self._flush()
 
@@ -94,6 +110,7 @@ class SimulatedRun:
     def _advance_to(self, now: float) -> None:
         assert self._next_tick is not None
         while self._next_tick <= now:
+            self.time.now = max(self.time.now, self._next_tick)
             self._pipeline.tick(self._next_tick)
             self._next_tick += self._tick_s
         self._after_batch()
@@ -108,8 +125,8 @@ class SimulatedRun:
         if self._speed is None:
             return
         if self.report.first_ts is None:
-            self._wall_start = time.monotonic()
+            self._wall_start = _time.monotonic()
             return
-        delay = (ts - self.report.first_ts) / self._speed - (time.monotonic() - self._wall_start)
+        delay = (ts - self.report.first_ts) / self._speed - (_time.monotonic() - self._wall_start)
         if delay > 0:
-            time.sleep(delay)  # pacing a replay to real time, not synchronisation
+            _time.sleep(delay)  # pacing a replay to real time, not synchronisation
