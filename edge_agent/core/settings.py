@@ -24,7 +24,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
 from edge_agent.core.const import MAX_INFLIGHT_WINDOW
-from edge_agent.core.errors import ConfigError, ConfigProblem
+from edge_agent.core.errors import ConfigError, ConfigProblem, key_path
 from edge_agent.core.journey.templates import check_overrides
 from edge_agent.core.topics import Topics
 
@@ -414,13 +414,6 @@ def _check_layout(config: AgentConfig) -> Iterable[ConfigProblem]:
 # ---------------------------------------------------------------------------- error messages
 
 
-def _key_path(loc: tuple[int | str, ...]) -> str:
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out
-
-
 def _describe(error: Mapping[str, Any]) -> ConfigProblem:
     loc = tuple(error["loc"])
     kind = error["type"]
@@ -430,18 +423,18 @@ def _describe(error: Mapping[str, Any]) -> ConfigProblem:
         close = difflib.get_close_matches(str(loc[-1]), known, n=1)
         if close:
             reason += f" (did you mean {close[0]!r}?)"
-        return ConfigProblem(_key_path(loc), reason)
+        return ConfigProblem(key_path(loc), reason)
     if kind == "missing":
-        return ConfigProblem(_key_path(loc), "required key is missing")
+        return ConfigProblem(key_path(loc), "required key is missing")
     message = str(error["msg"])
     if kind == "value_error":
-        return ConfigProblem(_key_path(loc), message.removeprefix("Value error, "))
+        return ConfigProblem(key_path(loc), message.removeprefix("Value error, "))
     if kind == "string_pattern_mismatch" and "pattern" in error.get("ctx", {}):
         message = f"must match {error['ctx']['pattern']}"
     reason = message[:1].lower() + message[1:]
     if "input" in error and not isinstance(error["input"], dict | list):
         reason += f", got {error['input']!r}"
-    return ConfigProblem(_key_path(loc), reason)
+    return ConfigProblem(key_path(loc), reason)
 
 
 def _known_keys(loc: tuple[int | str, ...]) -> list[str]:
