@@ -11,6 +11,7 @@ import pytest
 from edge_agent.adapters.configfile import load_config, render_toml
 from edge_agent.core.const import EXIT_CONFIG
 from edge_agent.core.errors import ConfigError
+from edge_agent.core.settings import config_from_mapping, config_warnings
 from tests.conftest import REPO
 
 
@@ -125,9 +126,15 @@ def test_floor_plan_mistakes_name_their_keys(tmp_path: Path) -> None:
     )
     with pytest.raises(ConfigError) as caught:
         load_config(bad)
-    keys = {p.key for p in caught.value.problems}
-    # Field errors first (the cross-checks wait until every field is valid).
-    assert keys == {"receivers[0].position", "presence.filter"}
+    # Field errors and the zones they name wrongly, in one pass: a technician on a slow SSH
+    # session must not fix the file twice to see the rest.
+    assert [p.key for p in caught.value.problems] == [
+        "receivers[0].position",
+        "presence.filter",
+        "zones[0].adjacent[0]",
+        "zones[0].adjacent[1]",
+        "store.entrance_zone",
+    ]
     bad.write_text(
         bad.read_text().replace("position = [1, 2, 3]", "position = [1, 2]").replace('"average"', '"median"')
     )
@@ -136,9 +143,43 @@ def test_floor_plan_mistakes_name_their_keys(tmp_path: Path) -> None:
     assert [str(p) for p in caught.value.problems] == [
         "zones[0].adjacent[0]: not another zone of this store: 'b'",
         "zones[0].adjacent[1]: not another zone of this store: 'a'",
+        "store.entrance_zone: unknown zone 'door' (zones: a, c)",
         "zones[0].polygon: needs at least three corners",
-        "store.entrance_zone: unknown zone 'door'",
     ]
+
+
+def test_a_pickup_zone_that_does_not_exist_is_refused(tmp_path: Path) -> None:
+    """With no such zone the "customer at the counter" alert could never fire."""
+    bad = tmp_path / "bad.toml"
+    bad.write_text(
+        '[store]\nid = "s1"\n[[zones]]\nid = "a"\n[rules.click_and_collect]\npickup_zone = "pickup"\n'
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_config(bad)
+    assert [str(p) for p in caught.value.problems] == [
+        "rules.click_and_collect.pickup_zone: unknown zone 'pickup' (zones: a)"
+    ]
+
+
+def test_an_unknown_zone_is_reported_together_with_a_field_error(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text(
+        '[store]\nid = "s1"\n[[zones]]\nid = "a"\n[[receivers]]\nid = "r"\nzone = "b"\n[mqtt]\nport = 0\n'
+    )
+    result = _cli("config", "check", str(bad))
+    assert result.returncode == EXIT_CONFIG
+    assert "mqtt.port: must be between 1 and 65535, got 0" in result.stderr
+    assert "receivers[0].zone: unknown zone 'b' (zones: a)" in result.stderr
+
+
+def test_a_file_without_an_mqtt_section_is_valid_but_warned_about() -> None:
+    config = config_from_mapping({"store": {"id": "s1"}})
+    [warning] = config_warnings(config)
+    assert warning.key == "mqtt"
+    assert "127.0.0.1:1883" in warning.reason
+    assert config_warnings(config_from_mapping({"store": {"id": "s1"}, "mqtt": {"host": "hq"}})) == []
+    from_environment = config_from_mapping({"store": {"id": "s1"}}, environ={"EDGE_AGENT_MQTT__HOST": "hq"})
+    assert config_warnings(from_environment) == []
 
 
 def test_a_template_override_naming_an_unknown_field_is_refused_with_its_key(tmp_path: Path) -> None:

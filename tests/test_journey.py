@@ -423,6 +423,8 @@ def test_erase_removes_a_customer_from_every_table_and_from_the_files_bytes(tmp_
     assert receipt["open_visit_removed"] is True
     assert receipt["unsent_messages_removed"] >= 3
     assert [p for p in payloads if p.get("customer_id") == "c1"] == [receipt]  # nothing else about them
+    with sqlite3.connect(config.storage.path) as conn:  # the byte count kept by the erasure itself
+        assert pipeline.outbox.bytes == conn.execute("SELECT sum(length(payload)) FROM outbox").fetchone()[0]
     assert pipeline.core.open_visits == 0
 
     run.feed(parse_trace_line(line) for line in _walk("c1", (("shop", 30),), start=T0 + 42))  # still walking

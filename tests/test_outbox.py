@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import stat
 import tempfile
 from pathlib import Path
@@ -261,3 +262,32 @@ def test_a_file_from_before_indexes_only_expiring_rows_once_reopened(tmp_path: P
     schemas = {json.loads(row.payload)["schema"] for row in outbox.due(10)}
     assert "visit.v1" in schemas
     assert "notification.v1" not in schemas
+
+
+def _file_bytes(database: Database) -> int:
+    with database.lock:
+        return database.db.conn.execute("SELECT coalesce(sum(length(payload)), 0) FROM outbox").fetchone()[0]
+
+
+def test_erasing_a_customer_keeps_the_byte_count_without_a_recount(tmp_path: Path) -> None:
+    database = Database(tmp_path / "a.db")
+    outbox = Outbox(database, TOPICS, boot_id="b1")
+    outbox.add([_visit(1), _footfall(1), _notification(1), _visit(2)], now=0)
+    in_flight = outbox.due(10)  # their sizes are in memory for the acknowledgement
+    with database.transaction():
+        assert outbox.erase_customer("c") == 3  # the visits and the notification name customer "c"
+    assert [p["event_id"] for p in outbox.peek_payloads()] == ["f1"]
+    assert outbox.bytes == _file_bytes(database)
+    outbox.acknowledge([row.id for row in in_flight])  # erased rows among them: counted once
+    assert outbox.bytes == _file_bytes(database) == 0
+    outbox.add([_visit(3)], now=1)
+
+    def erases_then_fails(conn: sqlite3.Connection) -> None:
+        assert outbox.erase_customer("c") == 1
+        raise RuntimeError("the erasure's transaction does not commit")
+
+    with pytest.raises(RuntimeError):
+        database.write(erases_then_fails)
+    assert outbox.depth() == 1
+    assert outbox.bytes == _file_bytes(database) > 0
+    assert outbox.erase_customer("someone else") == 0

@@ -9,7 +9,17 @@ EdgeAgentError
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+
+
+def key_path(loc: Sequence[int | str]) -> str:
+    """A pydantic error location as the key a person reads: ``upsert[3].identity_key``,
+    ``receivers[1].zone``. The one spelling for config, downlink, trace and sighting errors."""
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
 
 
 class EdgeAgentError(Exception):

@@ -23,6 +23,7 @@ from dataclasses import dataclass, replace
 
 from pydantic import ValidationError
 
+from edge_agent.core.errors import key_path
 from edge_agent.core.frames import IBeacon, encode_ibeacon
 from edge_agent.core.sighting import Sighting
 from edge_agent.core.trace import TraceLine
@@ -58,7 +59,7 @@ def parse_generic(
             sighting = TraceLine.model_validate(item).to_sighting()
         except ValidationError as exc:
             first = exc.errors(include_input=False)[0]
-            key = ".".join(str(p) for p in first["loc"])
+            key = key_path(first["loc"])
             return RemoteRejected(f"item {index}: {key}: {first['msg']}")
         # The topic names the receiver; a node cannot speak for another.
         sightings.append(replace(sighting, receiver=receiver))

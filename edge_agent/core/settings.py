@@ -24,7 +24,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
 from edge_agent.core.const import MAX_INFLIGHT_WINDOW
-from edge_agent.core.errors import ConfigError, ConfigProblem
+from edge_agent.core.errors import ConfigError, ConfigProblem, key_path
 from edge_agent.core.journey.templates import check_overrides
 from edge_agent.core.topics import Topics
 
@@ -326,11 +326,16 @@ def config_from_mapping(
     data: dict[str, Any], source: str = "<config>", environ: Mapping[str, str] | None = None
 ) -> AgentConfig:
     merged = _overlay_environment(data, environ or {})
+    # References between sections (a receiver's zone, the pickup zone) are checked on the raw
+    # data, so they are reported together with field errors instead of after they are fixed.
+    references = list(_reference_problems(merged))
     try:
         config = AgentConfig.model_validate(merged)
     except ValidationError as exc:
-        raise ConfigError(source, [_describe(error) for error in exc.errors()]) from None
-    problems = list(_cross_check(config))
+        fields = [_describe(error) for error in exc.errors()]
+        named = {problem.key for problem in fields}
+        raise ConfigError(source, fields + [p for p in references if p.key not in named]) from None
+    problems = references + list(_cross_check(config))
     if problems:
         raise ConfigError(source, problems)
     return config
@@ -391,34 +396,70 @@ def _cross_check(config: AgentConfig) -> Iterable[ConfigProblem]:
 
 
 def _check_layout(config: AgentConfig) -> Iterable[ConfigProblem]:
-    """Receivers, zones and the entrance must name zones that exist."""
-    zone_ids = {zone.id for zone in config.zones}
-    for index, receiver in enumerate(config.receivers):
-        if receiver.zone not in zone_ids:
-            known = ", ".join(sorted(zone_ids)) or "none defined"
-            yield ConfigProblem(
-                f"receivers[{index}].zone", f"unknown zone {receiver.zone!r} (zones: {known})"
-            )
     for index, zone in enumerate(config.zones):
-        for position, neighbour in enumerate(zone.adjacent):
-            if neighbour not in zone_ids or neighbour == zone.id:
+        if zone.polygon and len(zone.polygon) < 3:
+            yield ConfigProblem(f"zones[{index}].polygon", "needs at least three corners")
+
+
+def _reference_problems(data: Mapping[str, Any]) -> Iterable[ConfigProblem]:
+    """Receivers, adjacency, the entrance and the pickup zone must name zones that exist.
+
+    Read from the raw mapping, whatever else is wrong with it: a value of the wrong type is the
+    field check's to report, so it is skipped here."""
+    zones = [z for z in _table_array(data.get("zones")) if isinstance(z, Mapping)]
+    zone_ids = {z["id"] for z in zones if isinstance(z.get("id"), str)}
+    known = ", ".join(sorted(zone_ids)) or "none defined"
+
+    def unknown(key: str, value: object) -> Iterable[ConfigProblem]:
+        if isinstance(value, str) and value not in zone_ids:
+            yield ConfigProblem(key, f"unknown zone {value!r} (zones: {known})")
+
+    for index, receiver in enumerate(_table_array(data.get("receivers"))):
+        if isinstance(receiver, Mapping):
+            yield from unknown(f"receivers[{index}].zone", receiver.get("zone"))
+    for index, zone in enumerate(_table_array(data.get("zones"))):
+        if not isinstance(zone, Mapping):
+            continue
+        for position, neighbour in enumerate(_table_array(zone.get("adjacent"))):
+            if isinstance(neighbour, str) and (neighbour not in zone_ids or neighbour == zone.get("id")):
                 yield ConfigProblem(
                     f"zones[{index}].adjacent[{position}]", f"not another zone of this store: {neighbour!r}"
                 )
-        if zone.polygon and len(zone.polygon) < 3:
-            yield ConfigProblem(f"zones[{index}].polygon", "needs at least three corners")
-    if config.store.entrance_zone is not None and config.store.entrance_zone not in zone_ids:
-        yield ConfigProblem("store.entrance_zone", f"unknown zone {config.store.entrance_zone!r}")
+    yield from unknown("store.entrance_zone", _lookup(data, "store", "entrance_zone"))
+    # Without it the counter alert ("customer at the counter") can never fire.
+    yield from unknown(
+        "rules.click_and_collect.pickup_zone", _lookup(data, "rules", "click_and_collect", "pickup_zone")
+    )
+
+
+def _table_array(value: object) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def _lookup(data: Mapping[str, Any], *path: str) -> object:
+    node: object = data
+    for part in path:
+        if not isinstance(node, Mapping):
+            return None
+        node = node.get(part)
+    return node
+
+
+def config_warnings(config: AgentConfig) -> list[ConfigProblem]:
+    """What is valid but probably not meant: a technician should read these before a start."""
+    warnings = []
+    if "mqtt" not in config.model_fields_set:
+        warnings.append(
+            ConfigProblem(
+                "mqtt",
+                f"no [mqtt] section: the agent will connect to {config.mqtt.host}:{config.mqtt.port}, "
+                "the default; name the broker HQ gave this store",
+            )
+        )
+    return warnings
 
 
 # ---------------------------------------------------------------------------- error messages
-
-
-def _key_path(loc: tuple[int | str, ...]) -> str:
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out
 
 
 def _describe(error: Mapping[str, Any]) -> ConfigProblem:
@@ -430,18 +471,18 @@ def _describe(error: Mapping[str, Any]) -> ConfigProblem:
         close = difflib.get_close_matches(str(loc[-1]), known, n=1)
         if close:
             reason += f" (did you mean {close[0]!r}?)"
-        return ConfigProblem(_key_path(loc), reason)
+        return ConfigProblem(key_path(loc), reason)
     if kind == "missing":
-        return ConfigProblem(_key_path(loc), "required key is missing")
+        return ConfigProblem(key_path(loc), "required key is missing")
     message = str(error["msg"])
     if kind == "value_error":
-        return ConfigProblem(_key_path(loc), message.removeprefix("Value error, "))
+        return ConfigProblem(key_path(loc), message.removeprefix("Value error, "))
     if kind == "string_pattern_mismatch" and "pattern" in error.get("ctx", {}):
         message = f"must match {error['ctx']['pattern']}"
     reason = message[:1].lower() + message[1:]
     if "input" in error and not isinstance(error["input"], dict | list):
         reason += f", got {error['input']!r}"
-    return ConfigProblem(_key_path(loc), reason)
+    return ConfigProblem(key_path(loc), reason)
 
 
 def _known_keys(loc: tuple[int | str, ...]) -> list[str]:

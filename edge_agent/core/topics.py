@@ -20,6 +20,11 @@ class Topics:
         """``stream`` is ``events/<kind>``, ``notifications``, ``status`` or ``errors``."""
         return f"{self.store_root}/{stream}"
 
+    def stream_of(self, topic: str) -> str:
+        """The stream an uplink topic of this store names, whatever its prefix (rows queued
+        under an earlier ``topic_prefix`` keep their stream)."""
+        return topic.split(f"/stores/{self.store_id}/", 1)[-1]
+
     @property
     def status(self) -> str:
         return self.uplink("status")

@@ -15,6 +15,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from edge_agent.core.errors import key_path
 from edge_agent.core.sighting import Sighting
 
 _HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
@@ -100,7 +101,7 @@ def parse_trace_line(text: str) -> Sighting:
 def _first_error(exc: ValidationError) -> str:
     parts = []
     for error in exc.errors():
-        key = ".".join(str(p) for p in error["loc"])
+        key = key_path(error["loc"])
         parts.append(f"{key}: {error['msg'].removeprefix('Value error, ')}")
     return "; ".join(parts)
 

@@ -203,16 +203,16 @@ class Pipeline:
             for command in downlink.commands:
                 had_visit = self.core.erase(command.customer_id)
                 counts = self.state.erase(command.customer_id)
+                unsent = self.outbox.erase_customer(command.customer_id)
                 receipt = ErasureMessage(
                     event_id=self.ids.new(now), store_id=self.config.store.id, ts=utc(now),
                     request_id=command.request_id, customer_id=command.customer_id,
-                    registry=counts["registry"] > 0, unsent_messages_removed=counts["outbox"],
+                    registry=counts["registry"] > 0, unsent_messages_removed=unsent,
                     journey_entries_removed=counts["journey"],
                     open_visit_removed=had_visit or counts["open_visit"] > 0,
                 )  # fmt: skip
                 self.outbox.add([receipt], now)
                 _LOGGER.info("erased a customer request_id=%s", command.request_id)
-            self.outbox.recount()  # their unsent rows went by the state's delete
             # The erased customers' logged lists went with rows shared with others: rebuild them.
             self.state.compact_downlink_log(
                 self.core.journey.snapshot_downlinks, self._journey_horizon(now), force=True

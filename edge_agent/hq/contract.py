@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, get_args
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel
 
@@ -78,7 +78,9 @@ def json_schemas(prefix: str) -> dict[str, dict[str, Any]]:
     for channel in channels(prefix):
         if channel.schema_name in schemas:
             continue
-        mode = "serialization" if channel.action == "send" else "validation"
+        mode: Literal["serialization", "validation"] = (
+            "serialization" if channel.action == "send" else "validation"
+        )
         schema = channel.model.model_json_schema(by_alias=True, mode=mode)
         schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
         schema["$id"] = f"{channel.schema_name}.json"

@@ -253,7 +253,7 @@ class Database:
                 if not is_disk_full(exc):
                     raise
                 return False
-        return busy == 0
+        return bool(busy == 0)
 
     def _shrink(self) -> None:
         """Give freed pages back to the filesystem, so the reserve can be rebuilt: in rounds, each

@@ -133,20 +133,17 @@ class StateStore:
             )
 
     def erase(self, customer_id: str) -> dict[str, int]:
-        """Remove every trace of a customer from the file; call inside the pipeline's transaction.
+        """Remove every trace of a customer from the state's tables; call inside the pipeline's
+        transaction, beside ``Outbox.erase_customer`` (the unsent messages about them).
 
-        Unsent outbox rows about the customer are deleted (their payloads name the customer),
-        logged lists too. With ``secure_delete`` the freed pages are zeroed; the caller then
-        checkpoints the WAL so old copies of the pages leave it as well.
+        Logged lists naming the customer are deleted too. With ``secure_delete`` the freed pages
+        are zeroed; the caller then checkpoints the WAL so old copies of the pages leave it as well.
         """
         pattern = f'%"customer_id":{json.dumps(customer_id)}%'
         with self._database.transaction() as conn:
             counts = {
                 "registry": conn.execute(
                     "DELETE FROM customers WHERE customer_id = ?", (customer_id,)
-                ).rowcount,
-                "outbox": conn.execute(
-                    "DELETE FROM outbox WHERE CAST(payload AS TEXT) LIKE ?", (pattern,)
                 ).rowcount,
                 "journey": conn.execute("DELETE FROM journey WHERE customer_id = ?", (customer_id,)).rowcount,
                 "open_visit": conn.execute(

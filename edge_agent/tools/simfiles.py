@@ -41,7 +41,7 @@ def write_simulation(simulation: StoreDaySimulation, out: Path, command: str) ->
         header.update({k: _plain(v) for k, v in dataclasses.asdict(settings).items()})
         handle.write(json.dumps(header) + "\n")
         for customer in simulation.customers:
-            record = {
+            record: dict[str, object] = {
                 "record": "customer", "customer_id": customer.customer_id,
                 "identity_key": customer.identity_key.hex(), "platform": customer.platform,
                 "consent": {"service": customer.consent_service, "marketing": customer.consent_marketing},

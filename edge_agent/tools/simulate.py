@@ -30,6 +30,7 @@ import zoneinfo
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
+from typing import Any
 
 from edge_agent.core.const import EDDYSTONE_SERVICE_UUID
 from edge_agent.core.frames import EddystoneEid, encode_apple_overflow, encode_eddystone_eid
@@ -196,7 +197,7 @@ class StoreDaySimulation:
 
     def _advertisement(
         self, shopper: Shopper, ts: float, tokens: dict[tuple[str, int], bytes]
-    ) -> tuple[str, dict[str, object]]:
+    ) -> tuple[str, dict[str, Any]]:  # Sighting's keyword fields
         s = self.settings
         since_arrival = ts - shopper.arrive + shopper.rotation_phase
         rotation = int(since_arrival // s.address_rotation_s)
