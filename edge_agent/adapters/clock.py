@@ -1,4 +1,4 @@
-"""The system's clocks, for the daemon; replay and the demo build a ``Clock`` of their own."""
+"""Clocks for the adapters: the system's, and a simulated wall clock for replay and the demo."""
 
 from __future__ import annotations
 
@@ -6,8 +6,9 @@ import time
 from collections.abc import Callable
 
 from edge_agent.core.clock import Clock
+from edge_agent.storage.clock import SYSTEM_CLOCK
 
-SYSTEM_CLOCK = Clock(wall=time.time, monotonic=time.monotonic)
+__all__ = ["SYSTEM_CLOCK", "simulated_wall"]
 
 
 def simulated_wall(now: Callable[[], float]) -> Clock:

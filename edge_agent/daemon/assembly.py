@@ -104,7 +104,9 @@ def assemble(
         )
     database = Database(config.storage.path, config.storage.disk_reserve_bytes)
     try:
-        pipeline = Pipeline(config, database, ids or EventIdFactory(), fastest_cipher(), topics=topics)
+        pipeline = Pipeline(
+            config, database, ids or EventIdFactory(), fastest_cipher(), topics=topics, clock=clock
+        )
         remote = _remote(config, topics, clock, wiring.submit) if broker is not None else None
         link = None
         if broker is not None:

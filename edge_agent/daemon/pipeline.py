@@ -15,6 +15,7 @@ from typing import Any
 
 from edge_agent import __version__
 from edge_agent.core.cipher import REFERENCE, BlockCipher
+from edge_agent.core.clock import Clock
 from edge_agent.core.const import PRIORITY_NAMES, PRIORITY_NOTIFICATION
 from edge_agent.core.downlinks import CommandsDownlink, message_id_of, parse_downlink
 from edge_agent.core.errors import DiskFull, DownlinkRejected
@@ -24,6 +25,7 @@ from edge_agent.core.settings import AgentConfig
 from edge_agent.core.sighting import Sighting
 from edge_agent.core.store import StoreCore
 from edge_agent.core.topics import Topics
+from edge_agent.storage.clock import SYSTEM_CLOCK
 from edge_agent.storage.database import Database
 from edge_agent.storage.outbox import Outbox
 from edge_agent.storage.state import StateStore
@@ -44,6 +46,7 @@ class Pipeline:
         ids: EventIdFactory,
         cipher: BlockCipher = REFERENCE,
         topics: Topics | None = None,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.config = config
         self.database = database
@@ -56,6 +59,7 @@ class Pipeline:
             boot_id=ids.random(8).hex(),
             max_bytes=config.storage.outbox_max_bytes,
             ids=ids,
+            clock=clock,
         )
         self.state = StateStore(database)
         self.core = StoreCore(config, ids, cipher)

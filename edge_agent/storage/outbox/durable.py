@@ -12,7 +12,6 @@ import json
 import logging
 import sqlite3
 import threading
-import time
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import Any, cast
@@ -22,6 +21,7 @@ from edge_agent.core.errors import DiskFull
 from edge_agent.core.events import Message
 from edge_agent.core.ids import EventIdFactory
 from edge_agent.core.topics import Topics
+from edge_agent.storage.clock import SYSTEM_CLOCK
 from edge_agent.storage.database import Database, is_disk_full
 from edge_agent.storage.outbox import dropping, policy, sending, tables
 from edge_agent.storage.outbox.dropping import Queued
@@ -32,7 +32,6 @@ from edge_agent.storage.outbox.sending import OutboxRow
 
 _LOGGER = logging.getLogger(__name__)
 # The outbox's clock unless told otherwise: the system's (storage may not import the adapters').
-SYSTEM_TIME = Clock(wall=time.time, monotonic=time.monotonic)
 # Sizes of rows handed out and never acknowledged are forgotten past this many.
 SIZES_KEPT = 100_000
 # Room kept for the gap records an eviction writes (a few hundred bytes each).
@@ -52,7 +51,7 @@ class Outbox:
         boot_id: str | None = None,
         max_bytes: int | None = None,
         ids: EventIdFactory | None = None,
-        clock: Clock = SYSTEM_TIME,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self._database = database
         self._topics = topics
