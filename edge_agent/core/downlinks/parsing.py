@@ -14,7 +14,7 @@ from pydantic import ValidationError
 from edge_agent.core.const import MAX_DOWNLINK_BYTES
 from edge_agent.core.downlinks.models import Downlink
 from edge_agent.core.downlinks.registry import DOWNLINKS, DownlinkRegistry
-from edge_agent.core.errors import DownlinkRejected
+from edge_agent.core.errors import DownlinkRejected, key_path
 
 
 def parse_downlink(kind: str, payload: bytes, registry: DownlinkRegistry = DOWNLINKS) -> Downlink:
@@ -58,7 +58,7 @@ def _reasons(exc: ValidationError, limit: int = 5) -> str:
     errors = exc.errors(include_input=False, include_url=False)
     parts = []
     for error in errors[:limit]:
-        key = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error["loc"]).lstrip(".")
+        key = key_path(error["loc"])
         parts.append(f"{key or '(root)'}: {error['msg'].removeprefix('Value error, ')}")
     if len(errors) > limit:
         parts.append(f"and {len(errors) - limit} more")
