@@ -16,7 +16,7 @@ from typing import Any
 
 from edge_agent.core.beacons import BeaconFleet
 from edge_agent.core.cipher import REFERENCE, BlockCipher
-from edge_agent.core.downlinks import CustomersDownlink, Downlink
+from edge_agent.core.downlinks import CustomersDownlink, Downlink, Handlers
 from edge_agent.core.events import (
     DwellMessage,
     FootfallMessage,
@@ -38,7 +38,7 @@ from edge_agent.core.frames import (
 )
 from edge_agent.core.identity import AnonymousHasher, Customer, Registry, TokenResolver
 from edge_agent.core.ids import EventIdFactory
-from edge_agent.core.journey.rules import JourneyRules, Order
+from edge_agent.core.journey.rules import JourneyRules, Order, VisitOf
 from edge_agent.core.layout import StoreLayout
 from edge_agent.core.presence import (
     OpenVisit,
@@ -56,6 +56,8 @@ from edge_agent.core.sighting import Sighting
 ENTRY_SETTLE_S = 5.0
 # Footfall catches up at most this many empty intervals after a long pause (a day of 15 min).
 MAX_CATCH_UP_INTERVALS = 96
+# What the store core applies itself (AppliedBy.REGISTRY); the journey rules apply the rest.
+REGISTRY_KINDS: Handlers[StoreCore, [], None] = Handlers("customer registry")
 
 
 class StoreCore:
@@ -83,7 +85,7 @@ class StoreCore:
         self._interval_s = config.footfall.interval_s
         self._interval_start: float | None = None
         # New pseudonyms whose entry is being decided: subject -> [deadline, best rssi, its receiver].
-        self._settling: dict[Subject, list] = {}
+        self._settling: dict[Subject, list[Any]] = {}
         self._entries = self._exits = self._recognised = 0
 
     def reconfigure(self, config: AgentConfig) -> None:
@@ -168,26 +170,31 @@ class StoreCore:
         version: int | None,
         downlinks: Iterable[Downlink] = (),
     ) -> None:
-        """Restore what the state store kept across a restart (``downlinks``: lists, planogram,
-        offers and receipts, replayed in the order they were applied)."""
+        """Restore what the state store kept across a restart (``downlinks``: the logged kinds,
+        Persistence.LOG, replayed in the order they were applied)."""
         for customer in customers:
             self._set_customer(customer)
         for order in orders:
             self._journey.orders[order.order_id] = order
         for downlink in downlinks:
-            self._journey.apply(downlink, 0.0, lambda customer_id: None)
+            self._dispatch(downlink, 0.0, _nobody_in_the_store)
         self.registry_version = version
 
     def apply(self, downlink: Downlink, now: float) -> list[Message]:
         """Take a validated downlink in; returns the messages it causes (purchases, collections)."""
-        if isinstance(downlink, CustomersDownlink):
-            self._apply_customers(downlink)
+        return self._dispatch(downlink, now, self._open_visit_of)
+
+    def _dispatch(self, downlink: Downlink, now: float, visit_of: VisitOf) -> list[Message]:
+        """The customer registry's kinds (AppliedBy.REGISTRY) here, the others by the journey rules."""
+        if type(downlink) in REGISTRY_KINDS:
+            REGISTRY_KINDS.apply(self, downlink)
             return []
-        return self._journey.apply(downlink, now, self._open_visit_of)
+        return self._journey.apply(downlink, now, visit_of)
 
     def _open_visit_of(self, customer_id: str) -> OpenVisit | None:
         return self._tracker.open_visits.get(Subject("customer", customer_id))
 
+    @REGISTRY_KINDS.handles(CustomersDownlink)
     def _apply_customers(self, downlink: CustomersDownlink) -> None:
         if downlink.full:
             for customer_id in self.customers:
@@ -412,3 +419,8 @@ class StoreCore:
             self._entries = self._exits = self._recognised = 0
             self._interval_start = end
         return messages
+
+
+def _nobody_in_the_store(customer_id: str) -> OpenVisit | None:
+    """Replayed downlinks meet no open visit: they were applied before this start."""
+    return None

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-DOWNLINK_KINDS = ("customers", "orders", "lists", "planogram", "receipts", "offers", "commands")
+from edge_agent.core.downlinks.registry import DOWNLINKS
+
+# The levels a downlink topic may end in (``.../in/<kind>``), as the registry declares them.
+DOWNLINK_KINDS: tuple[str, ...] = DOWNLINKS.kinds
 
 
 @dataclass(frozen=True, slots=True)

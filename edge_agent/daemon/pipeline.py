@@ -17,7 +17,14 @@ from edge_agent import __version__
 from edge_agent.core.cipher import REFERENCE, BlockCipher
 from edge_agent.core.clock import Clock
 from edge_agent.core.const import PRIORITY_NAMES, PRIORITY_NOTIFICATION
-from edge_agent.core.downlinks import CommandsDownlink, message_id_of, parse_downlink
+from edge_agent.core.downlinks import (
+    DOWNLINKS,
+    AppliedBy,
+    CommandsDownlink,
+    Handlers,
+    message_id_of,
+    parse_downlink,
+)
 from edge_agent.core.errors import DiskFull, DownlinkRejected
 from edge_agent.core.events import ErasureMessage, ErrorMessage, Message, StatusMessage, utc
 from edge_agent.core.ids import EventIdFactory
@@ -36,6 +43,8 @@ _LOGGER = logging.getLogger(__name__)
 JOURNEY_PRUNE_S = 3600.0
 # How stale a kept open visit's last sighting may get.
 VISIT_SNAPSHOT_S = 30.0
+# The kinds the pipeline applies itself (AppliedBy.ERASURE), each by its method.
+ERASURE_COMMANDS: Handlers[Pipeline, [float], None] = Handlers("pipeline")
 
 
 class Pipeline:
@@ -184,8 +193,10 @@ class Pipeline:
         except DownlinkRejected as exc:
             self._reject(topic, kind, payload, exc.reason, now)
             return False
-        if isinstance(downlink, CommandsDownlink):
-            self._erase(downlink, now)
+        if DOWNLINKS.of(downlink).applied_by is AppliedBy.ERASURE:
+            # Across memory, file and WAL, after committing what was observed: not in the
+            # transaction below.
+            ERASURE_COMMANDS.apply(self, downlink, now)
             self.counters["downlinks_applied"] += 1
             return True
         with self.database.transaction():
@@ -268,3 +279,7 @@ class Pipeline:
             alarm="; ".join(a for a in (self.outbox.alarm, *self.database.alarms.values()) if a) or None,
             **figures,
         )
+
+
+# The erasure command's handler is the pipeline's own ``_erase``.
+ERASURE_COMMANDS.handles(CommandsDownlink)(Pipeline._erase)

@@ -18,7 +18,7 @@ from typing import Any, Literal, get_args
 from pydantic import BaseModel
 
 from edge_agent import __version__
-from edge_agent.core.downlinks import DOWNLINK_MODELS
+from edge_agent.core.downlinks import DOWNLINKS
 from edge_agent.core.events import UPLINK_MESSAGES
 from edge_agent.core.trace import TraceLine
 
@@ -54,7 +54,8 @@ def channels(prefix: str) -> list[Channel]:
         )
         for model in UPLINK_MESSAGES
     ]  # fmt: skip
-    for kind, model in DOWNLINK_MODELS.items():
+    for declaration in DOWNLINKS:
+        kind, model = declaration.kind, declaration.model
         for scope, root in (("store", f"{store}/in"), ("fleet", f"{prefix}/fleet/in")):
             found.append(
                 Channel(

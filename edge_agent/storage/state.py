@@ -8,17 +8,19 @@ commit, so the broker redelivers anything we had not made durable.
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 from edge_agent.core.downlinks import (
+    DOWNLINKS,
     CustomersDownlink,
     Downlink,
-    ListsDownlink,
-    OffersDownlink,
+    DownlinkKind,
+    DownlinkRegistry,
+    Handlers,
     OrdersDownlink,
-    PlanogramDownlink,
-    ReceiptsDownlink,
+    Persistence,
 )
 from edge_agent.core.events import Message
 from edge_agent.core.identity import Customer
@@ -26,110 +28,130 @@ from edge_agent.core.journey.rules import Order
 from edge_agent.core.journey.touchpoints import touchpoint
 from edge_agent.storage.database import Database
 
-LOGGED = (ListsDownlink, PlanogramDownlink, OffersDownlink, ReceiptsDownlink)
-# The kinds a compaction snapshot replaces, and how many rows a snapshot of them has at most.
-_SNAPSHOT_KINDS = "('lists.v1', 'planogram.v1', 'offers.v1')"
-_SNAPSHOT_ROWS = 3
+# How each kind kept in its own tables (Persistence.TABLE) is written.
+TABLE_WRITERS: Handlers[StateStore, [sqlite3.Connection], None] = Handlers("state store")
 
 
 class StateStore:
-    def __init__(self, database: Database) -> None:
+    def __init__(self, database: Database, downlinks: DownlinkRegistry = DOWNLINKS) -> None:
         self._database = database
+        self._downlinks = downlinks
+        logged = downlinks.kept(Persistence.LOG)
+        self._logged_models = {d.schema: d.model for d in logged}
+        # The logged kinds a compaction snapshot replaces (a snapshot has one row of each at most),
+        # and those forgotten past the journey horizon instead.
+        self._snapshot_kinds = tuple(d.schema for d in logged if d.snapshot)
+        self._expiring_kinds = tuple(d.schema for d in logged if not d.snapshot)
         db = database.db
-        db["customers"].create(
+        db.table("customers").create(
             {"customer_id": str, "identity_key": bytes, "consent_service": int, "consent_marketing": int},
             pk="customer_id", if_not_exists=True,
         )  # fmt: skip
-        db["orders"].create(
+        db.table("orders").create(
             {"order_id": str, "customer_id": str, "status": str, "pickup_point": str,
              "pickup_zone": str, "version": int},
             pk="order_id", if_not_exists=True,
         )  # fmt: skip
         for column, kind in (("pickup_zone", str), ("version", int)):  # files from before they existed
-            if column not in db["orders"].columns_dict:
-                db["orders"].add_column(column, kind)
+            if column not in db.table("orders").columns_dict:
+                db.table("orders").add_column(column, kind)
         # One line per touchpoint of a recognised customer's journey (edge-agent journey).
-        db["journey"].create(
+        db.table("journey").create(
             {"id": int, "customer_id": str, "visit_id": str, "ts": float, "kind": str, "detail": str},
             pk="id", if_not_exists=True,
         )  # fmt: skip
-        db["journey"].create_index(["customer_id", "ts"], if_not_exists=True)
-        # Lists, planogram, offers and receipts as applied, replayed into the rules at start.
-        db["downlink_log"].create(
+        db.table("journey").create_index(["customer_id", "ts"], if_not_exists=True)
+        # The logged kinds (lists, planogram, offers, receipts) as applied, replayed into the rules at start.
+        db.table("downlink_log").create(
             {"seq": int, "kind": str, "payload": str, "at": float}, pk="seq", if_not_exists=True
         )
-        db["meta"].create({"key": str, "value": str}, pk="key", if_not_exists=True)
+        db.table("meta").create({"key": str, "value": str}, pk="key", if_not_exists=True)
         # Recognised customers' open visits (journey so far), so a restart does not split a visit.
-        db["open_visits"].create(
+        db.table("open_visits").create(
             {"visit_id": str, "customer_id": str, "record": str}, pk="visit_id", if_not_exists=True
         )
-        db["open_visits"].create_index(["customer_id"], if_not_exists=True)
+        db.table("open_visits").create_index(["customer_id"], if_not_exists=True)
 
     def apply(self, downlink: Downlink, now: float = 0.0) -> None:
         """Persist a validated downlink; call inside the transaction that enqueues its effects."""
+        declaration = self._downlinks.of(downlink)
         with self._database.transaction() as conn:
-            if isinstance(downlink, CustomersDownlink):
-                # Erased or no longer consenting: their journey goes with them.
-                gone = [*downlink.delete, *(r.customer_id for r in downlink.upsert if not r.consent.service
-                                            and not r.consent.marketing)]  # fmt: skip
-                conn.executemany("DELETE FROM journey WHERE customer_id = ?", [(c,) for c in gone])
-                if downlink.full:
-                    kept = [r.customer_id for r in downlink.upsert]
-                    conn.execute(
-                        f"DELETE FROM journey WHERE customer_id NOT IN ({','.join('?' * len(kept))})", kept
-                    )
-                    conn.execute("DELETE FROM customers")
-                conn.executemany(
-                    "DELETE FROM customers WHERE customer_id = ?", [(c,) for c in downlink.delete]
-                )
-                conn.executemany(
-                    "INSERT OR REPLACE INTO customers VALUES (?,?,?,?)",
-                    [
-                        (r.customer_id, r.identity_key, int(r.consent.service), int(r.consent.marketing))
-                        for r in downlink.upsert
-                    ],
-                )
-                if downlink.version is not None:
-                    conn.execute(
-                        "INSERT OR REPLACE INTO meta VALUES ('registry_version', ?)", (str(downlink.version),)
-                    )
-            elif isinstance(downlink, OrdersDownlink):
-                conn.executemany(
-                    "INSERT INTO orders (order_id, customer_id, status, pickup_point, pickup_zone, version) "
-                    "VALUES (?,?,?,?,?,?) ON CONFLICT(order_id) DO UPDATE SET "
-                    "customer_id=excluded.customer_id, status=excluded.status, "
-                    "pickup_point=excluded.pickup_point, pickup_zone=excluded.pickup_zone, "
-                    "version=excluded.version "
-                    "WHERE excluded.version >= coalesce(orders.version, 0)",
-                    [(o.order_id, o.customer_id, o.status, o.pickup_point, o.pickup_zone, o.version)
-                     for o in downlink.orders],
-                )  # fmt: skip
-            elif isinstance(downlink, LOGGED):
-                if getattr(downlink, "full", False):  # a full replacement makes earlier ones moot
-                    conn.execute("DELETE FROM downlink_log WHERE kind = ?", (downlink.schema_name,))
-                conn.execute(
-                    "INSERT INTO downlink_log (kind, payload, at) VALUES (?, ?, ?)",
-                    (downlink.schema_name, downlink.model_dump_json(by_alias=True), now),
-                )
+            if declaration.persistence is Persistence.TABLE:
+                TABLE_WRITERS.apply(self, downlink, conn)
+            elif declaration.persistence is Persistence.LOG:
+                self._log(conn, declaration, downlink, now)
+
+    @TABLE_WRITERS.handles(CustomersDownlink)
+    def _write_customers(self, downlink: CustomersDownlink, conn: sqlite3.Connection) -> None:
+        # Erased or no longer consenting: their journey goes with them.
+        gone = [*downlink.delete, *(r.customer_id for r in downlink.upsert if not r.consent.service
+                                    and not r.consent.marketing)]  # fmt: skip
+        conn.executemany("DELETE FROM journey WHERE customer_id = ?", [(c,) for c in gone])
+        if downlink.full:
+            kept = [r.customer_id for r in downlink.upsert]
+            conn.execute(f"DELETE FROM journey WHERE customer_id NOT IN ({_marks(kept)})", kept)
+            conn.execute("DELETE FROM customers")
+        conn.executemany("DELETE FROM customers WHERE customer_id = ?", [(c,) for c in downlink.delete])
+        conn.executemany(
+            "INSERT OR REPLACE INTO customers VALUES (?,?,?,?)",
+            [
+                (r.customer_id, r.identity_key, int(r.consent.service), int(r.consent.marketing))
+                for r in downlink.upsert
+            ],
+        )
+        if downlink.version is not None:
+            conn.execute(
+                "INSERT OR REPLACE INTO meta VALUES ('registry_version', ?)", (str(downlink.version),)
+            )
+
+    @TABLE_WRITERS.handles(OrdersDownlink)
+    def _write_orders(self, downlink: OrdersDownlink, conn: sqlite3.Connection) -> None:
+        conn.executemany(
+            "INSERT INTO orders (order_id, customer_id, status, pickup_point, pickup_zone, version) "
+            "VALUES (?,?,?,?,?,?) ON CONFLICT(order_id) DO UPDATE SET "
+            "customer_id=excluded.customer_id, status=excluded.status, "
+            "pickup_point=excluded.pickup_point, pickup_zone=excluded.pickup_zone, "
+            "version=excluded.version "
+            "WHERE excluded.version >= coalesce(orders.version, 0)",
+            [(o.order_id, o.customer_id, o.status, o.pickup_point, o.pickup_zone, o.version)
+             for o in downlink.orders],
+        )  # fmt: skip
+
+    @staticmethod
+    def _log(conn: sqlite3.Connection, declaration: DownlinkKind, downlink: Downlink, now: float) -> None:
+        if getattr(downlink, "full", False):  # a full replacement makes earlier ones moot
+            conn.execute("DELETE FROM downlink_log WHERE kind = ?", (declaration.schema,))
+        conn.execute(
+            "INSERT INTO downlink_log (kind, payload, at) VALUES (?, ?, ?)",
+            (declaration.schema, downlink.model_dump_json(by_alias=True), now),
+        )
 
     def compact_downlink_log(
         self, snapshot: Callable[[], Sequence[Downlink]], receipts_since: float, force: bool = False
     ) -> None:
-        """Forget receipts older than ``receipts_since`` and, once more lists, planogram or offers
-        downlinks are logged than a snapshot holds (or with ``force``), replace them by
-        ``snapshot()`` (what the rules hold now): the log stays the size of the store's current
-        state, not of its history, and an unchanged log is not rewritten."""
+        """Forget receipts (the logged kinds no snapshot replaces) older than ``receipts_since``
+        and, once more lists, planogram or offers downlinks (the kinds a snapshot replaces) are
+        logged than a snapshot holds (or with ``force``), replace them by ``snapshot()`` (what
+        the rules hold now): the log stays the size of the store's current state, not of its
+        history, and an unchanged log is not rewritten."""
+        expiring, snapshot_kinds = self._expiring_kinds, self._snapshot_kinds
         with self._database.transaction() as conn:
-            conn.execute("DELETE FROM downlink_log WHERE kind = 'receipts.v1' AND at < ?", (receipts_since,))
+            conn.execute(
+                f"DELETE FROM downlink_log WHERE kind IN ({_marks(expiring)}) AND at < ?",
+                (*expiring, receipts_since),
+            )
             logged = conn.execute(
-                f"SELECT count(*) FROM downlink_log WHERE kind IN {_SNAPSHOT_KINDS}"
+                f"SELECT count(*) FROM downlink_log WHERE kind IN ({_marks(snapshot_kinds)})", snapshot_kinds
             ).fetchone()[0]
-            if logged <= _SNAPSHOT_ROWS and not force:
+            if logged <= len(snapshot_kinds) and not force:
                 return
-            conn.execute(f"DELETE FROM downlink_log WHERE kind IN {_SNAPSHOT_KINDS}")
+            conn.execute(f"DELETE FROM downlink_log WHERE kind IN ({_marks(snapshot_kinds)})", snapshot_kinds)
             conn.executemany(
                 "INSERT INTO downlink_log (kind, payload, at) VALUES (?, ?, ?)",
-                [(d.schema_name, d.model_dump_json(by_alias=True), receipts_since) for d in snapshot()],
+                [
+                    (self._downlinks.of(d).schema, d.model_dump_json(by_alias=True), receipts_since)
+                    for d in snapshot()
+                ],
             )
 
     def erase(self, customer_id: str) -> dict[str, int]:
@@ -181,13 +203,13 @@ class StateStore:
         return [Order(*r) for r in rows]
 
     def logged_downlinks(self) -> list[Downlink]:
-        """Lists, planogram, offers and receipts in the order they were applied."""
+        """The logged kinds (lists, planogram, offers, receipts) in the order they were applied."""
         with self._database.lock:
             rows = self._database.db.conn.execute(
                 "SELECT kind, payload FROM downlink_log ORDER BY seq"
             ).fetchall()
-        kinds = {model.model_fields["schema_name"].annotation.__args__[0]: model for model in LOGGED}
-        return [kinds[kind].model_validate_json(payload) for kind, payload in rows]
+        models = self._logged_models
+        return [models[kind].model_validate_json(payload) for kind, payload in rows]
 
     def save_open_visits(self, records: Sequence[dict[str, Any]]) -> None:
         """Replace the kept open visits (a few dozen rows at most: recognised customers only)."""
@@ -239,3 +261,8 @@ class StateStore:
                 "SELECT value FROM meta WHERE key='registry_version'"
             ).fetchone()
         return int(row[0]) if row else None
+
+
+def _marks(values: Sequence[object]) -> str:
+    """The placeholders of an SQL ``IN (...)`` list of ``values``."""
+    return ",".join("?" * len(values))

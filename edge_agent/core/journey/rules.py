@@ -16,13 +16,15 @@ Every customer notification passes the guards (``guards``); one they stop become
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Literal, cast
 from zoneinfo import ZoneInfo
 
 from edge_agent.core.downlinks import (
     Downlink,
+    Handlers,
     ListsDownlink,
     OfferRecord,
     OffersDownlink,
@@ -47,6 +49,12 @@ from edge_agent.core.journey.guards import NotificationGuard
 from edge_agent.core.journey.templates import Templates
 from edge_agent.core.presence import OpenVisit
 from edge_agent.core.settings import RulesSettings
+
+OrderPhase = Literal["arrived", "at_counter", "collected"]
+# Where a receipt's customer is in the store now (None: not in the store).
+VisitOf = Callable[[str], OpenVisit | None]
+# The rule that applies each downlink kind the journey rules hold (AppliedBy.JOURNEY).
+JOURNEY_RULES: Handlers[JourneyRules, [float, VisitOf], list[Message]] = Handlers("journey rules")
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,39 +92,47 @@ class JourneyRules:
 
     def retune(self, settings: RulesSettings) -> None:
         self._settings = settings
-        self._templates = Templates(settings.templates)
+        # The language keys are Literal["en", "it"], which Templates reads as plain strings.
+        self._templates = Templates(cast(Mapping[str, Mapping[str, str]], settings.templates))
         self._guard.retune(settings.guards)
 
     # ------------------------------------------------------------------ downlinks
 
-    def apply(
-        self, downlink: Downlink, now: float, visit_of: Callable[[str], OpenVisit | None]
-    ) -> list[Message]:
-        """Take a validated downlink in; returns what it causes (a purchase, a collection)."""
-        if isinstance(downlink, OrdersDownlink):
-            return self._apply_orders(downlink, now)
-        if isinstance(downlink, ListsDownlink):
-            for shopping_list in downlink.lists:
-                held = self.lists.get(shopping_list.customer_id)
-                if held is None or shopping_list.version >= held.version:
-                    self.lists[shopping_list.customer_id] = shopping_list
-        elif isinstance(downlink, PlanogramDownlink):
-            if downlink.full:
-                self.planogram.clear()
-            for sku in downlink.remove:
-                self.planogram.pop(sku, None)
-            self.planogram.update({item.sku: item for item in downlink.items})
-        elif isinstance(downlink, OffersDownlink):
-            if downlink.full:
-                self.offers.clear()
-            for offer_id in downlink.remove:
-                self.offers.pop(offer_id, None)
-            self.offers.update({offer.offer_id: offer for offer in downlink.offers})
-        elif isinstance(downlink, ReceiptsDownlink):
-            return self._apply_receipts(downlink, now, visit_of)
+    def apply(self, downlink: Downlink, now: float, visit_of: VisitOf) -> list[Message]:
+        """Take a validated downlink in; returns what it causes (a purchase, a collection).
+
+        Each kind's rule is the method below marked ``@JOURNEY_RULES.handles`` for its model.
+        """
+        return JOURNEY_RULES.apply(self, downlink, now, visit_of)
+
+    @JOURNEY_RULES.handles(ListsDownlink)
+    def _apply_lists(self, downlink: ListsDownlink, now: float, visit_of: VisitOf) -> list[Message]:
+        for shopping_list in downlink.lists:
+            held = self.lists.get(shopping_list.customer_id)
+            if held is None or shopping_list.version >= held.version:
+                self.lists[shopping_list.customer_id] = shopping_list
         return []
 
-    def _apply_orders(self, downlink: OrdersDownlink, now: float) -> list[Message]:
+    @JOURNEY_RULES.handles(PlanogramDownlink)
+    def _apply_planogram(self, downlink: PlanogramDownlink, now: float, visit_of: VisitOf) -> list[Message]:
+        if downlink.full:
+            self.planogram.clear()
+        for sku in downlink.remove:
+            self.planogram.pop(sku, None)
+        self.planogram.update({item.sku: item for item in downlink.items})
+        return []
+
+    @JOURNEY_RULES.handles(OffersDownlink)
+    def _apply_offers(self, downlink: OffersDownlink, now: float, visit_of: VisitOf) -> list[Message]:
+        if downlink.full:
+            self.offers.clear()
+        for offer_id in downlink.remove:
+            self.offers.pop(offer_id, None)
+        self.offers.update({offer.offer_id: offer for offer in downlink.offers})
+        return []
+
+    @JOURNEY_RULES.handles(OrdersDownlink)
+    def _apply_orders(self, downlink: OrdersDownlink, now: float, visit_of: VisitOf) -> list[Message]:
         messages: list[Message] = []
         for record in downlink.orders:
             held = self.orders.get(record.order_id)
@@ -134,9 +150,8 @@ class JourneyRules:
                 )  # fmt: skip
         return messages
 
-    def _apply_receipts(
-        self, downlink: ReceiptsDownlink, now: float, visit_of: Callable[[str], OpenVisit | None]
-    ) -> list[Message]:
+    @JOURNEY_RULES.handles(ReceiptsDownlink)
+    def _apply_receipts(self, downlink: ReceiptsDownlink, now: float, visit_of: VisitOf) -> list[Message]:
         messages: list[Message] = []
         for receipt in downlink.receipts:
             if receipt.receipt_id in self._receipts_seen:
@@ -345,7 +360,7 @@ class JourneyRules:
         *,
         staff: bool = False,
     ) -> Message:
-        audience = "staff" if staff else "customer"
+        audience: Literal["customer", "staff"] = "staff" if staff else "customer"
         reason = self._guard.refusal(customer, purpose, visit.visit_id, now, staff=staff)
         if reason is not None:
             return SuppressedMessage(
@@ -364,11 +379,11 @@ class JourneyRules:
         )  # fmt: skip
 
     def _order_event(
-        self, order_id: str, customer_id: str, visit_id: str | None, phase: str, now: float,
+        self, order_id: str, customer_id: str, visit_id: str | None, phase: OrderPhase, now: float,
         arrival_to_collection_s: float | None = None,
     ) -> OrderMessage:  # fmt: skip
         return OrderMessage(
             event_id=self._ids.new(now), store_id=self._store_id, ts=utc(now), order_id=order_id,
-            customer_id=customer_id, visit_id=visit_id, phase=phase,  # type: ignore[arg-type]
+            customer_id=customer_id, visit_id=visit_id, phase=phase,
             arrival_to_collection_s=arrival_to_collection_s,
         )  # fmt: skip

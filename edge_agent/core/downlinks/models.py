@@ -1,22 +1,17 @@
-"""Messages from HQ (DESIGN §5 "down"), validated completely before anything is applied.
+"""The messages HQ sends a store (DESIGN §5 "down"), as pydantic models that validate them whole.
 
-A downlink is either applied whole or rejected with a reason that goes back to HQ on the errors
-topic; it is never half-applied. Reasons name the field (``upsert[3].identity_key``) but never
-echo values, because a customers downlink carries identity keys.
+Every model here is declared, with its topic kind and how it is kept, in ``registry``; parsing
+(``parsing``) looks the model up there.
 """
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from edge_agent.core.const import MAX_DOWNLINK_BYTES
-from edge_agent.core.errors import DownlinkRejected
 from edge_agent.core.identity import IDENTITY_KEY_BYTES
-from edge_agent.core.topics import DOWNLINK_KINDS
 
 Id = Annotated[str, Field(min_length=1, max_length=128)]
 
@@ -184,64 +179,3 @@ class EraseCommand(Strict):
 class CommandsDownlink(Downlink):
     schema_name: Literal["commands.v1"] = Field(alias="schema")
     commands: Annotated[list[EraseCommand], Field(min_length=1, max_length=1000)]
-
-
-DOWNLINK_MODELS: dict[str, type[Downlink]] = {
-    "customers": CustomersDownlink,
-    "orders": OrdersDownlink,
-    "lists": ListsDownlink,
-    "planogram": PlanogramDownlink,
-    "receipts": ReceiptsDownlink,
-    "offers": OffersDownlink,
-    "commands": CommandsDownlink,
-}
-
-
-def parse_downlink(kind: str, payload: bytes) -> Downlink:
-    """Validate a downlink of ``kind``; raise DownlinkRejected with a reason for HQ."""
-    model = DOWNLINK_MODELS.get(kind)
-    if model is None:
-        if kind in DOWNLINK_KINDS:
-            raise DownlinkRejected(f"kind {kind!r} is not supported by this agent version")
-        raise DownlinkRejected(f"unknown kind {kind!r}")
-    if len(payload) > MAX_DOWNLINK_BYTES:
-        raise DownlinkRejected(f"payload of {len(payload)} bytes exceeds the {MAX_DOWNLINK_BYTES}-byte limit")
-    try:
-        text = payload.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise DownlinkRejected(f"payload is not UTF-8 (byte {exc.start})") from None
-    try:
-        raw = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise DownlinkRejected(
-            f"payload is not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
-        ) from None
-    except RecursionError:
-        raise DownlinkRejected("payload is not JSON: nested too deeply") from None
-    if not isinstance(raw, dict):
-        raise DownlinkRejected("payload must be a JSON object")
-    try:
-        return model.model_validate(raw)
-    except ValidationError as exc:
-        raise DownlinkRejected(_reasons(exc)) from None
-
-
-def message_id_of(payload: bytes) -> str | None:
-    """Best-effort message id of a payload that may be invalid, for the error report."""
-    try:
-        raw = json.loads(payload)
-    except (ValueError, RecursionError):
-        return None
-    value = raw.get("message_id") if isinstance(raw, dict) else None
-    return value[:128] if isinstance(value, str) else None
-
-
-def _reasons(exc: ValidationError, limit: int = 5) -> str:
-    errors = exc.errors(include_input=False, include_url=False)
-    parts = []
-    for error in errors[:limit]:
-        key = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error["loc"]).lstrip(".")
-        parts.append(f"{key or '(root)'}: {error['msg'].removeprefix('Value error, ')}")
-    if len(errors) > limit:
-        parts.append(f"and {len(errors) - limit} more")
-    return "; ".join(parts)

@@ -1,0 +1,73 @@
+"""Messages from HQ to a store: the models (``models``), each kind declared once (``registry``),
+validation (``parsing``) and the tables that route each kind to its handler (``handlers``)."""
+
+from __future__ import annotations
+
+from edge_agent.core.downlinks.handlers import Handlers
+from edge_agent.core.downlinks.models import (
+    CommandsDownlink,
+    Consent,
+    CustomerRecord,
+    CustomersDownlink,
+    Downlink,
+    EraseCommand,
+    Id,
+    Label,
+    ListItem,
+    ListsDownlink,
+    OfferRecord,
+    OffersDownlink,
+    OrderRecord,
+    OrdersDownlink,
+    PlanogramDownlink,
+    PlanogramItem,
+    ReceiptItem,
+    ReceiptRecord,
+    ReceiptsDownlink,
+    ShoppingList,
+    Sku,
+    Strict,
+    Version,
+)
+from edge_agent.core.downlinks.parsing import message_id_of, parse_downlink
+from edge_agent.core.downlinks.registry import (
+    DOWNLINKS,
+    AppliedBy,
+    DownlinkKind,
+    DownlinkRegistry,
+    Persistence,
+)
+
+__all__ = [
+    "DOWNLINKS",
+    "AppliedBy",
+    "CommandsDownlink",
+    "Consent",
+    "CustomerRecord",
+    "CustomersDownlink",
+    "Downlink",
+    "DownlinkKind",
+    "DownlinkRegistry",
+    "EraseCommand",
+    "Handlers",
+    "Id",
+    "Label",
+    "ListItem",
+    "ListsDownlink",
+    "OfferRecord",
+    "OffersDownlink",
+    "OrderRecord",
+    "OrdersDownlink",
+    "Persistence",
+    "PlanogramDownlink",
+    "PlanogramItem",
+    "ReceiptItem",
+    "ReceiptRecord",
+    "ReceiptsDownlink",
+    "ShoppingList",
+    "Sku",
+    "Strict",
+    "Version",
+    "message_id_of",
+    "parse_downlink",
+]
