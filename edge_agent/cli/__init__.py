@@ -66,7 +66,9 @@ def _parser() -> argparse.ArgumentParser:
     run.set_defaults(handler=_cmd_run)
 
     demo = commands.add_parser("demo", help="replay a synthetic store day through MQTT and show what HQ gets")
-    demo.add_argument("--broker", metavar="HOST:PORT", help="use this broker instead of the embedded one")
+    demo.add_argument(
+        "--broker", type=_demo_broker, metavar="HOST:PORT", help="use this broker instead of the embedded one"
+    )
     demo.add_argument("--config", type=Path, help="store configuration (default: the bundled demo store)")
     demo.add_argument("--seed", type=int, default=7)
     demo.add_argument("--shoppers", type=int, default=240)
@@ -142,12 +144,23 @@ def _add_contract_commands(commands: argparse._SubParsersAction) -> None:
 
 def _broker_address(text: str) -> tuple[str, int]:
     """``--broker HOST:PORT`` checked by argparse, so each command gets (host, port) or usage."""
-    from edge_agent.hq.consumer import parse_broker  # noqa: PLC0415
+    from edge_agent.core.address import parse_host_port  # noqa: PLC0415
 
     try:
-        return parse_broker(text)
+        return parse_host_port(text)
     except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+        raise argparse.ArgumentTypeError(f"--broker {exc}") from None
+
+
+def _demo_broker(text: str) -> str:
+    """``--broker`` checked as the demo reads it (an empty host is this machine), kept as text."""
+    from edge_agent.core.address import parse_host_port  # noqa: PLC0415
+
+    try:
+        parse_host_port(text, default_host="127.0.0.1")
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"--broker {exc}") from None
+    return text
 
 
 def _add_hq_commands(commands: argparse._SubParsersAction) -> None:

@@ -317,10 +317,3 @@ def _empty_figures() -> dict[str, Any]:
         "notifications_sent": {}, "notifications_suppressed": {}, "collection_s": [],
         "visits_with_purchase": set(), "gaps": [], "status": None,
     }  # fmt: skip
-
-
-def parse_broker(text: str) -> tuple[str, int]:
-    host, _, port = text.rpartition(":")
-    if not host or not port.isdigit():
-        raise ValueError(f"--broker expects HOST:PORT, got {text!r}")
-    return host, int(port)

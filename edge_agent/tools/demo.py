@@ -24,6 +24,7 @@ from rich.table import Table
 
 from edge_agent.adapters.configfile import load_config
 from edge_agent.adapters.link import DownlinkDelivery, MqttLink
+from edge_agent.core.address import parse_host_port
 from edge_agent.core.ids import EventIdFactory
 from edge_agent.core.settings import AgentConfig
 from edge_agent.core.sighting import Sighting
@@ -113,8 +114,7 @@ def run_demo(
         host, port = embedded.host, embedded.port
         console.print(f"[dim]embedded MQTT broker on {host}:{port} (MQTT 3.1.1)[/dim]")
     else:
-        host, _, port_text = broker.rpartition(":")
-        host, port = host or "127.0.0.1", int(port_text)
+        host, port = parse_host_port(broker, default_host="127.0.0.1")
     try:
         with tempfile.TemporaryDirectory(prefix="edge-agent-demo-") as workdir:
             mqtt_settings = config.mqtt.model_copy(update={"host": host, "port": port})
