@@ -295,14 +295,13 @@ def _cmd_scan(args: argparse.Namespace) -> int:
 
 
 def _cmd_journey(args: argparse.Namespace) -> int:
-    import zoneinfo  # noqa: PLC0415
-    from datetime import date, datetime, time, timedelta  # noqa: PLC0415
+    from datetime import date  # noqa: PLC0415
 
     from edge_agent.adapters.configfile import load_config  # noqa: PLC0415
-    from edge_agent.storage.statusview import StatusUnavailable, journey_lines, read_journey  # noqa: PLC0415
+    from edge_agent.storage.journeyview import journey_lines, local_day_bounds, read_journey  # noqa: PLC0415
+    from edge_agent.storage.readonly import DatabaseUnavailable  # noqa: PLC0415
 
     config = load_config(args.config)
-    tz = zoneinfo.ZoneInfo(config.store.timezone)
     since, until = 0.0, float("inf")
     if args.date:
         try:
@@ -310,11 +309,10 @@ def _cmd_journey(args: argparse.Namespace) -> int:
         except ValueError:
             print(f"--date expects YYYY-MM-DD, got {args.date!r}", file=sys.stderr)
             return EXIT_USAGE
-        since = datetime.combine(day, time(0), tz).timestamp()
-        until = datetime.combine(day + timedelta(days=1), time(0), tz).timestamp()
+        since, until = local_day_bounds(day, config.store.timezone)
     try:
         rows = read_journey(config.storage.path, args.customer_id, since, until)
-    except StatusUnavailable as exc:
+    except DatabaseUnavailable as exc:
         print(str(exc), file=sys.stderr)
         return 1
     if not rows:
@@ -325,54 +323,26 @@ def _cmd_journey(args: argparse.Namespace) -> int:
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
-    import json  # noqa: PLC0415
     import time  # noqa: PLC0415
 
-    from edge_agent import __version__  # noqa: PLC0415
     from edge_agent.adapters.configfile import load_config  # noqa: PLC0415
-    from edge_agent.storage.statusview import StatusUnavailable, read_status  # noqa: PLC0415
+    from edge_agent.daemon.statusview import read_status, status_lines, status_view  # noqa: PLC0415
+    from edge_agent.storage.readonly import DatabaseUnavailable  # noqa: PLC0415
 
     config = load_config(args.config)
     now = time.time()
     try:
-        status = read_status(config.storage.path, now)
-    except StatusUnavailable as exc:
+        figures = read_status(config.storage.path, now)
+    except DatabaseUnavailable as exc:
         print(str(exc), file=sys.stderr)
         return 1
-    snapshot = status.pop("snapshot")
-    heartbeat_age = _age(snapshot.get("ts"), now)
-    status |= {
-        "agent_version": snapshot.get("agent_version", __version__),
-        "last_heartbeat_s": heartbeat_age,
-        # Three missed heartbeats: the daemon is stopped or stuck.
-        "daemon": "unknown" if heartbeat_age is None
-        else ("running" if heartbeat_age <= 3 * config.scheduler.heartbeat_interval_s else "not reporting"),
-        "link": snapshot.get("link", "unknown"),
-        "last_sync_s": _age(snapshot.get("last_sync"), now),
-        "open_visits": snapshot.get("open_visits"),
-        "missing_beacons": snapshot.get("missing_beacons", []),
-        "scanners": snapshot.get("scanners", []),
-    }  # fmt: skip
+    status = status_view(figures, now, config.scheduler.heartbeat_interval_s, __version__)
     if args.json:
         print(json.dumps(status, indent=2))
         return 0
-    for key in ("daemon", "agent_version", "link", "last_sync_s", "last_heartbeat_s", "queue_depth",
-                "queue_by_priority", "oldest_queued_s", "open_visits", "registry_size", "registry_version",
-                "missing_beacons"):  # fmt: skip
-        print(f"{key:<18} {status[key]}")
-    for scanner in status["scanners"]:
-        state = "running" if scanner["running"] else "DOWN"
-        print(
-            f"scanner {scanner['receiver']}/{scanner['adapter']}: {state}, mode {scanner['mode']}, "
-            f"{scanner['watchdog_restarts']} restarts, {scanner['errors']} errors"
-        )
+    for line in status_lines(status):
+        print(line)
     return 0
-
-
-def _age(iso: str | None, now: float) -> float | None:
-    from datetime import datetime  # noqa: PLC0415
-
-    return None if not iso else round(now - datetime.fromisoformat(iso).timestamp(), 1)
 
 
 def _cmd_replay(args: argparse.Namespace) -> int:

@@ -30,7 +30,7 @@ from edge_agent.core.settings import AgentConfig
 from edge_agent.core.sighting import Sighting
 from edge_agent.daemon.pipeline import Pipeline
 from edge_agent.storage.database import Database
-from edge_agent.storage.statusview import journey_lines, read_journey
+from edge_agent.storage.journeyview import journey_lines, read_journey
 from edge_agent.tools.embedded_broker import EmbeddedBroker
 from edge_agent.tools.simclock import SimulatedRun
 from edge_agent.tools.storeday import StoreDay, demo_config, generate
