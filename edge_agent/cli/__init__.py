@@ -544,7 +544,7 @@ def _cmd_simulate_fleet(args: argparse.Namespace) -> int:
 
 
 def _cmd_hq_report(args: argparse.Namespace) -> int:
-    from edge_agent.hq.consumer import report  # noqa: PLC0415
+    from edge_agent.hq.report import report, report_table  # noqa: PLC0415
 
     if not args.db.exists():
         print(f"no such database: {args.db}", file=sys.stderr)
@@ -554,26 +554,8 @@ def _cmd_hq_report(args: argparse.Namespace) -> int:
         print(json.dumps(figures, indent=2, sort_keys=True))
         return 0
     from rich.console import Console  # noqa: PLC0415
-    from rich.table import Table  # noqa: PLC0415
 
-    table = Table(title=f"HQ report from {args.db}")
-    columns = ("store", "status", "visits", "mean visit", "top zones by dwell", "footfall", "notifications",
-               "suppressed", "C&C collected (median wait)", "conversion", "gaps")  # fmt: skip
-    for column in columns:
-        table.add_column(column)
-    for store_id, f in sorted(figures.items()):
-        zones = sorted(f["zone_dwell_s"].items(), key=lambda kv: -kv[1])[:3]
-        table.add_row(
-            store_id, str(f["status"]), str(f["visits"]),
-            f"{f['visit_seconds'] / f['visits'] / 60:.1f} min" if f["visits"] else "-",
-            ", ".join(f"{z} {s / 60:.0f} min" for z, s in zones) or "-", str(f["footfall_entries"]),
-            ", ".join(f"{k} {n}" for k, n in sorted(f["notifications_sent"].items())) or "-",
-            ", ".join(f"{k} {n}" for k, n in sorted(f["notifications_suppressed"].items())) or "-",
-            f"{f['collections']} ({(f['arrival_to_collection_median_s'] or 0) / 60:.1f} min)",
-            "-" if f["conversion"] is None else f"{f['conversion']:.0%}",
-            str(sum(g["missing"] for g in f["gaps"])),
-        )  # fmt: skip
-    Console().print(table)
+    Console().print(report_table(figures, title=f"HQ report from {args.db}"))
     return 0
 
 
