@@ -347,27 +347,14 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
 def _cmd_replay(args: argparse.Namespace) -> int:
     from edge_agent.adapters.configfile import load_config  # noqa: PLC0415
-    from edge_agent.tools.replay import DEFAULT_SEED, read_downlink_file, replay  # noqa: PLC0415
+    from edge_agent.tools.replay import DEFAULT_SEED, DownlinkSpecError, read_downlink_specs, replay  # noqa: PLC0415
 
     config = load_config(args.config)
-    downlinks: list[tuple[str, bytes]] = []
-    timed: list[tuple[str, bytes, str]] = []
-    for spec in args.downlink:
-        kind, sep, target = spec.partition("=")
-        file, _, when = target.rpartition("@") if "@" in target else (target, "", "")
-        if not sep or not kind or not file or (when and not _is_when(when)):
-            print(f"--downlink expects KIND=FILE or KIND=FILE@WHEN (seconds or +seconds), got {spec!r}",
-                  file=sys.stderr)  # fmt: skip
-            return EXIT_USAGE
-        try:
-            payloads = read_downlink_file(Path(file))
-        except OSError as exc:
-            print(f"cannot read downlink file {file}: {exc.strerror}", file=sys.stderr)
-            return EXIT_USAGE
-        if when:
-            timed.extend((kind, payload, when) for payload in payloads)
-        else:
-            downlinks.extend((kind, payload) for payload in payloads)
+    try:
+        downlinks, timed = read_downlink_specs(args.downlink)
+    except DownlinkSpecError as exc:
+        print(str(exc), file=sys.stderr)
+        return EXIT_USAGE
     try:
         trace = args.trace.open(encoding="utf-8", errors="replace")
     except OSError as exc:
@@ -390,14 +377,6 @@ def _cmd_replay(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     return 0
-
-
-def _is_when(text: str) -> bool:
-    try:
-        float(text.removeprefix("+"))
-    except ValueError:
-        return False
-    return True
 
 
 class _output:  # noqa: N801 - used as a context manager like open()
