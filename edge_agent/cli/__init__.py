@@ -397,7 +397,7 @@ class _output:  # noqa: N801 - used as a context manager like open()
 
 def _layout_config(path: Path | None) -> AgentConfig:
     from edge_agent.adapters.configfile import load_config  # noqa: PLC0415
-    from edge_agent.tools.demo import demo_config  # noqa: PLC0415
+    from edge_agent.tools.storeday import demo_config  # noqa: PLC0415
 
     return load_config(path) if path else demo_config()
 
@@ -550,14 +550,16 @@ def _cmd_schema_export(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from rich.console import Console  # noqa: PLC0415
 
-    from edge_agent.tools.demo import print_summary, run_demo  # noqa: PLC0415
+    from edge_agent.tools.demo import export_demo_day, print_summary, run_demo  # noqa: PLC0415
 
     console = Console()
     if not 2 <= args.hours <= 14:
         print("--hours must be between 2 and 14", file=sys.stderr)
         return EXIT_USAGE
     if args.export:
-        return _export_demo_day(args)
+        sightings, downlinks = export_demo_day(args.export, args.seed, args.shoppers, args.hours)
+        print(f"wrote {sightings} sightings and {downlinks} downlinks to {args.export}")
+        return 0
     try:
         result = run_demo(
             args.broker,
@@ -572,32 +574,6 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         return 1
     print_summary(result, console)
     return 0 if result.published > 0 and result.lost == 0 else 1
-
-
-def _export_demo_day(args: argparse.Namespace) -> int:
-    from edge_agent.core.trace import format_trace_line  # noqa: PLC0415
-    from edge_agent.tools.storeday import generate  # noqa: PLC0415
-
-    out: Path = args.export
-    out.mkdir(parents=True, exist_ok=True)
-    day = generate(
-        seed=args.seed,
-        shoppers=args.shoppers,
-        app_customers=max(1, args.shoppers // 8),
-        open_hours=(9, 9 + args.hours),
-    )
-    with (out / "trace.jsonl").open("w", encoding="utf-8") as trace:
-        trace.write(
-            f"# edge-agent synthetic store day: seed {args.seed}, {args.shoppers} shoppers, {args.hours} h\n"
-            f"# made by: edge-agent demo --export DIR --seed {args.seed} --shoppers {args.shoppers} "
-            f"--hours {args.hours}\n"
-        )
-        for sighting in day.sightings:
-            trace.write(format_trace_line(sighting) + "\n")
-    for kind, payload in day.downlinks:
-        (out / f"{kind}.jsonl").write_bytes(payload + b"\n")
-    print(f"wrote {len(day.sightings)} sightings and {len(day.downlinks)} downlinks to {out}")
-    return 0
 
 
 if __name__ == "__main__":
