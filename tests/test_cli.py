@@ -1,16 +1,45 @@
-"""The ``edge-agent`` command line itself: ``--broker HOST:PORT`` read by one parser for every
-command that takes it."""
+"""The ``edge-agent`` command line itself: its commands in order, a help text for every option,
+and ``--broker HOST:PORT`` read by one parser for every command that takes it."""
 
 from __future__ import annotations
+
+import argparse
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from edge_agent.cli import main
+from edge_agent.cli import _parser, main
 from edge_agent.core.address import parse_host_port
 
 _HOSTS = st.text(st.characters(blacklist_categories=["Cs"], blacklist_characters="\x00"), min_size=1)
+
+
+def _subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    found = {}
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                found[name] = sub
+                found |= {f"{name} {n}": p for n, p in _subparsers(sub).items()}
+    return found
+
+
+def test_the_commands_are_listed_in_the_order_of_the_help() -> None:
+    assert list(_subparsers(_parser())) == [
+        "run", "demo", "replay", "simulate", "evaluate", "hq", "hq consume", "hq report", "simulate-fleet",
+        "schema", "schema export", "scan", "journey", "status", "config", "config check", "config show",
+    ]  # fmt: skip
+
+
+def test_every_option_and_argument_of_every_command_says_what_it_is_for() -> None:
+    missing = [
+        f"{name} {action.dest}"
+        for name, sub in _subparsers(_parser()).items()
+        for action in sub._actions
+        if not isinstance(action, argparse._SubParsersAction) and not action.help
+    ]
+    assert missing == []
 
 
 @given(host=_HOSTS, port=st.integers(0, 99_999))
