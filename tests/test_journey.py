@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from edge_agent.cli import main
-from edge_agent.core.settings import config_from_mapping
 from edge_agent.core.trace import format_trace_line
+from edge_agent.core.validation import config_from_mapping
 from edge_agent.tools.replay import replay
 from tests.helpers import KEYS, app_sighting
 

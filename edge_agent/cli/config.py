@@ -22,9 +22,12 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def _cmd_config_check(args: argparse.Namespace) -> int:
     from edge_agent.adapters.configfile import load_config  # noqa: PLC0415
+    from edge_agent.core.validation import config_warnings  # noqa: PLC0415
 
     config = load_config(args.file)
     print(f"{args.file}: valid (store {config.store.id}, {len(config.receivers)} receivers)")
+    for warning in config_warnings(config):
+        print(f"  warning: {warning}", file=sys.stderr)
     return 0
 
 

@@ -12,7 +12,9 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     schema = commands.add_parser("schema", help="the HQ contract: JSON Schemas and an AsyncAPI 3.0 document")
     schema_commands = schema.add_subparsers(dest="schema_command", required=True)
     export = schema_commands.add_parser("export", help="write DIR/schemas/*.json and DIR/asyncapi.json")
-    export.add_argument("directory", type=Path, help="where schemas/ and asyncapi.json go (created if missing)")
+    export.add_argument(
+        "directory", type=Path, help="where schemas/ and asyncapi.json go (created if missing)"
+    )
     export.add_argument("--config", type=Path, help="take the topic prefix from this configuration")
     export.set_defaults(handler=_cmd_schema_export)
 

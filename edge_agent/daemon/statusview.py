@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from edge_agent.core.const import PRIORITY_NAMES
+from edge_agent.storage.outbox import queue_figures
 from edge_agent.storage.readonly import open_read_only
 
 # Three missed heartbeats: the daemon is stopped or stuck.
@@ -31,8 +32,7 @@ TEXT_KEYS = (
 def read_status(db_path: Path, now: float) -> dict[str, Any]:
     """Live queue and registry figures, and the daemon's last heartbeat snapshot (``snapshot``)."""
     with open_read_only(db_path) as conn:
-        queue = dict(conn.execute("SELECT priority, count(*) FROM outbox GROUP BY priority").fetchall())
-        oldest = conn.execute("SELECT min(created) FROM outbox").fetchone()[0]
+        queue, oldest = queue_figures(conn)
         registry = conn.execute("SELECT count(*) FROM customers").fetchone()[0]
         meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
     snapshot = json.loads(meta["status"]) if "status" in meta else {}

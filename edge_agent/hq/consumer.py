@@ -33,6 +33,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 from pydantic import ValidationError
 
+from edge_agent.core.errors import key_path
 from edge_agent.core.events import UPLINK_MESSAGES, Message
 
 _LOGGER = logging.getLogger(__name__)
@@ -249,4 +250,4 @@ def _validate(payload: bytes) -> Message:
         return model.model_validate(data)
     except ValidationError as exc:
         first = exc.errors()[0]
-        raise ValueError(f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}") from None
+        raise ValueError(f"{key_path(first['loc'])}: {first['msg']}") from None

@@ -24,8 +24,9 @@ from typing import Any
 from edge_agent.adapters.link import MqttLink
 from edge_agent.core.events import FootfallMessage, utc
 from edge_agent.core.ids import EventIdFactory
-from edge_agent.core.settings import AgentConfig, config_from_mapping
+from edge_agent.core.settings import AgentConfig
 from edge_agent.core.topics import Topics
+from edge_agent.core.validation import config_from_mapping
 from edge_agent.hq.consumer import HqConsumer
 from edge_agent.storage.database import Database
 from edge_agent.storage.outbox import Outbox
