@@ -25,8 +25,8 @@ from edge_agent.core.const import EDDYSTONE_SERVICE_UUID
 from edge_agent.core.events import FootfallMessage, utc
 from edge_agent.core.frames import EddystoneEid, encode_eddystone_eid
 from edge_agent.core.identity import eid_token
-from edge_agent.core.settings import config_from_mapping
 from edge_agent.core.sighting import Sighting
+from edge_agent.core.validation import config_from_mapping
 from edge_agent.daemon.service import Service
 from tests.conftest import Mosquitto
 

@@ -40,8 +40,8 @@ from edge_agent.core.events import (
     ZoneMessage,
     utc,
 )
-from edge_agent.core.settings import config_from_mapping
 from edge_agent.core.topics import Topics
+from edge_agent.core.validation import config_from_mapping
 from edge_agent.storage.database import Database
 from edge_agent.storage.outbox import Outbox
 from tests.conftest import Mosquitto

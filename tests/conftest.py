@@ -24,7 +24,8 @@ from hypothesis import settings
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from edge_agent.core.settings import AgentConfig, config_from_mapping
+from edge_agent.core.settings import AgentConfig
+from edge_agent.core.validation import config_from_mapping
 
 REPO = Path(__file__).resolve().parents[1]
 

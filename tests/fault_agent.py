@@ -26,7 +26,7 @@ from typing import Any
 
 from edge_agent.core.errors import DiskFull
 from edge_agent.core.events import BeaconMessage, BeaconStatus, Message, PurchaseMessage, utc
-from edge_agent.core.settings import config_from_mapping
+from edge_agent.core.validation import config_from_mapping
 from edge_agent.daemon.service import Service
 
 

@@ -11,8 +11,9 @@ import pytest
 from edge_agent.adapters.ble import BleRuntime, BleScanner
 from edge_agent.core.const import EDDYSTONE_SERVICE_UUID
 from edge_agent.core.frames import EddystoneEid, IBeacon, decode_sighting, encode_apple_overflow
-from edge_agent.core.settings import BleSettings, GattSettings, config_from_mapping
+from edge_agent.core.settings import BleSettings, GattSettings
 from edge_agent.core.sighting import Sighting
+from edge_agent.core.validation import config_from_mapping
 from edge_agent.daemon.service import Service
 from tests.conftest import wait_for
 from tests.fakebluez.fixture import FakeBluez, fake_bluez

@@ -11,7 +11,7 @@ import pytest
 from edge_agent.adapters.configfile import load_config, render_toml
 from edge_agent.core.const import EXIT_CONFIG
 from edge_agent.core.errors import ConfigError
-from edge_agent.core.settings import config_from_mapping, config_warnings
+from edge_agent.core.validation import config_from_mapping, config_warnings
 from tests.conftest import REPO
 
 
@@ -190,3 +190,11 @@ def test_a_template_override_naming_an_unknown_field_is_refused_with_its_key(tmp
     [problem] = caught.value.problems
     assert problem.key == "rules.templates.cnc.arrival.customer.en"
     assert "first_name" in problem.reason
+
+
+def test_config_check_says_where_a_file_without_mqtt_will_connect(tmp_path: Path) -> None:
+    plain = tmp_path / "plain.toml"
+    plain.write_text('[store]\nid = "s1"\n')
+    result = _cli("config", "check", str(plain))
+    assert result.returncode == 0
+    assert "warning: mqtt: no [mqtt] section: the agent will connect to 127.0.0.1:1883" in result.stderr

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -52,3 +53,28 @@ def test_demo_rejects_an_impossible_day() -> None:
     result = _demo("--hours", "30")
     assert result.returncode == 2
     assert "--hours must be between 2 and 14" in result.stderr
+
+
+def test_the_exported_day_is_a_trace_and_downlinks_replay_reads(tmp_path: Path) -> None:
+    from edge_agent.core.sighting import Sighting
+    from edge_agent.core.trace import read_trace
+    from edge_agent.tools.demo import export_demo_day
+    from edge_agent.tools.replay import read_downlink_file
+
+    sightings, downlinks = export_demo_day(tmp_path / "day", seed=3, shoppers=8, hours=2)
+    trace = (tmp_path / "day" / "trace.jsonl").read_text(encoding="utf-8").splitlines()
+    assert trace[:2] == [
+        "# edge-agent synthetic store day: seed 3, 8 shoppers, 2 h",
+        "# made by: edge-agent demo --export DIR --seed 3 --shoppers 8 --hours 2",
+    ]
+    parsed = list(read_trace(trace))
+    assert len(parsed) == sightings > 0
+    assert all(isinstance(item, Sighting) for item in parsed)
+    files = sorted((tmp_path / "day").glob("*.jsonl"))
+    assert [f.name for f in files if f.name != "trace.jsonl"] == [
+        "customers.jsonl",
+        "lists.jsonl",
+        "orders.jsonl",
+        "planogram.jsonl",
+    ]
+    assert sum(len(read_downlink_file(f)) for f in files if f.name != "trace.jsonl") == downlinks

@@ -14,7 +14,8 @@ import pytest
 
 from edge_agent.cli import main
 from edge_agent.core.events import FootfallMessage, Message, StatusMessage, VisitMessage, utc
-from edge_agent.hq.consumer import HqConsumer, report
+from edge_agent.hq.consumer import HqConsumer
+from edge_agent.hq.report import report
 from tests.conftest import Mosquitto, Subscriber, wait_for
 
 T0 = 1_764_000_000.0
@@ -157,3 +158,32 @@ def test_report_has_click_and_collect_waits_suppressions_and_conversion(
     assert figures["arrival_to_collection_median_s"] == 240.0
     assert figures["notifications_suppressed"] == {"quiet hours": 1}
     assert figures["conversion"] == 1.0
+
+
+def test_the_report_table_has_a_row_per_store_in_order_with_minutes_and_percentages() -> None:
+    from rich.console import Console
+
+    from edge_agent.hq.report import COLUMNS, report_table
+
+    figures = {
+        "s2": {"status": None, "visits": 0, "visit_seconds": 0.0, "zone_dwell_s": {}, "footfall_entries": 0,
+               "notifications_sent": {}, "notifications_suppressed": {}, "collections": 0,
+               "arrival_to_collection_median_s": None, "conversion": None, "gaps": []},
+        "s1": {"status": "online", "visits": 2, "visit_seconds": 1200.0,
+               "zone_dwell_s": {"a": 60.0, "b": 600.0, "c": 120.0, "d": 30.0}, "footfall_entries": 9,
+               "notifications_sent": {"staff:cnc": 1, "customer:cnc": 2},
+               "notifications_suppressed": {"quiet hours": 1}, "collections": 1,
+               "arrival_to_collection_median_s": 240.0, "conversion": 0.5,
+               "gaps": [{"missing": 2}, {"missing": 1}]},
+    }  # fmt: skip
+    table = report_table(figures, title="HQ report from hq.db")
+    assert [column.header for column in table.columns] == list(COLUMNS)
+    s1, s2 = zip(*(column.cells for column in table.columns), strict=True)
+    assert s1 == (
+        "s1", "online", "2", "10.0 min", "b 10 min, c 2 min, a 1 min", "9", "customer:cnc 2, staff:cnc 1",
+        "quiet hours 1", "1 (4.0 min)", "50%", "3",
+    )  # fmt: skip
+    assert s2 == ("s2", "None", "0", "-", "-", "0", "-", "-", "0 (0.0 min)", "-", "0")
+    console = Console(record=True, width=200)
+    console.print(table)
+    assert "HQ report from hq.db" in console.export_text()

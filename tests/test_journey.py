@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from edge_agent.cli import main
-from edge_agent.core.settings import config_from_mapping
 from edge_agent.core.trace import format_trace_line
+from edge_agent.core.validation import config_from_mapping
 from edge_agent.tools.replay import replay
 from tests.helpers import KEYS, app_sighting
 
@@ -440,3 +440,15 @@ def test_erase_removes_a_customer_from_every_table_and_from_the_files_bytes(tmp_
     for secret in (b'"c1"', KEYS["c1"], KEYS["c1"].hex().encode()):
         assert secret not in stored, secret
     assert KEYS["c2"] in stored
+
+
+def test_a_local_day_runs_from_midnight_to_midnight_in_the_stores_time_zone() -> None:
+    from datetime import date
+
+    from edge_agent.storage.journeyview import local_day_bounds
+
+    since, until = local_day_bounds(date(2025, 11, 24), "Europe/Rome")
+    assert since == 1_763_938_800.0  # 2025-11-23T23:00:00Z
+    assert until - since == 86_400
+    since, until = local_day_bounds(date(2025, 3, 30), "Europe/Rome")  # the clocks go forward
+    assert until - since == 23 * 3600

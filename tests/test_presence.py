@@ -22,7 +22,7 @@ from edge_agent.core.presence import (
     ZoneEntered,
 )
 from edge_agent.core.rssi import KalmanLevel, WindowMedian, distance_m
-from edge_agent.core.settings import config_from_mapping
+from edge_agent.core.validation import config_from_mapping
 
 ALICE = Subject("customer", "alice")
 _ids = itertools.count()

@@ -7,6 +7,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from edge_agent.tools.replay import DownlinkSpec, DownlinkSpecError, parse_downlink_spec, read_downlink_specs
 from tests.conftest import REPO
 
 SAMPLE = REPO / "traces" / "sample"
@@ -92,3 +97,66 @@ def test_malformed_downlink_option_is_a_usage_error() -> None:
     result = _replay("--downlink", "customers", "--output", "-")
     assert result.returncode == 2
     assert "KIND=FILE" in result.stderr
+
+
+# ------------------------------------------------------------------ --downlink KIND=FILE[@WHEN]
+
+_KINDS = st.text(st.characters(blacklist_characters="=\x00"), min_size=1, max_size=12)
+_FILES = st.text(st.characters(blacklist_characters="\x00"), min_size=1, max_size=20)
+_WHENS = st.one_of(
+    st.integers(0, 2**40).map(str),
+    st.floats(0, 1e10, allow_nan=False).map(repr),
+    st.integers(0, 86_400).map(lambda s: f"+{s}"),
+    st.floats(0, 86_400, allow_nan=False).map(lambda s: f"+{s!r}"),
+)
+
+
+@given(kind=_KINDS, file=_FILES.filter(lambda f: "@" not in f))
+def test_a_well_formed_spec_without_when_round_trips(kind: str, file: str) -> None:
+    spec = parse_downlink_spec(f"{kind}={file}")
+    assert spec == DownlinkSpec(kind, file, "")
+    assert str(spec) == f"{kind}={file}"
+
+
+@given(kind=_KINDS, file=_FILES, when=_WHENS)
+def test_a_well_formed_spec_with_when_round_trips_whatever_the_file_name_holds(
+    kind: str, file: str, when: str
+) -> None:
+    spec = parse_downlink_spec(f"{kind}={file}@{when}")
+    assert spec == DownlinkSpec(kind, file, when)
+    assert parse_downlink_spec(str(spec)) == spec
+
+
+@given(
+    spec=st.one_of(
+        st.text(st.characters(blacklist_characters="="), max_size=20),  # no KIND=
+        _FILES.map(lambda f: f"={f}"),  # no KIND
+        _KINDS.map(lambda k: f"{k}="),  # no FILE
+        st.tuples(_KINDS, _WHENS).map(lambda kw: f"{kw[0]}=@{kw[1]}"),  # no FILE before WHEN
+        st.tuples(_KINDS, _FILES, st.sampled_from(["noon", "+", "1h", "+-+1", "12:00"])).map(
+            lambda kfw: f"{kfw[0]}={kfw[1]}@{kfw[2]}"
+        ),  # a WHEN that is no number of seconds
+    )
+)
+def test_a_malformed_spec_raises_the_error_the_command_prints(spec: str) -> None:
+    with pytest.raises(DownlinkSpecError) as raised:
+        parse_downlink_spec(spec)
+    assert str(raised.value) == (
+        f"--downlink expects KIND=FILE or KIND=FILE@WHEN (seconds or +seconds), got {spec!r}"
+    )
+
+
+def test_specs_read_in_order_into_downlinks_before_the_trace_and_timed_ones(tmp_path: Path) -> None:
+    orders, late = tmp_path / "orders.jsonl", tmp_path / "late@noon.jsonl"
+    orders.write_text('{"a": 1}\n\n{"a": 2}\n', encoding="utf-8")
+    late.write_text('{"b": 1}\n', encoding="utf-8")
+    downlinks, timed = read_downlink_specs([f"orders={orders}", f"orders={late}@+60", f"lists={orders}"])
+    assert downlinks == [
+        ("orders", b'{"a": 1}'),
+        ("orders", b'{"a": 2}'),
+        ("lists", b'{"a": 1}'),
+        ("lists", b'{"a": 2}'),
+    ]
+    assert timed == [("orders", b'{"b": 1}', "+60")]
+    with pytest.raises(DownlinkSpecError, match=r"^cannot read downlink file \./none: No such file"):
+        read_downlink_specs(["customers=./none", "malformed"])

@@ -16,7 +16,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 import pytest
 
-from edge_agent.core.settings import config_from_mapping
+from edge_agent.core.validation import config_from_mapping
 from edge_agent.daemon.service import Service
 from tests.conftest import REPO, Mosquitto, free_port, port_open, wait_for
 from tests.helpers import app_sighting, customers_downlink

@@ -77,3 +77,57 @@ def test_status_without_a_database_says_so(tmp_path: Path) -> None:
     result = _status(config_file)
     assert result.returncode == 1
     assert "no agent database" in result.stderr
+
+
+def _figures(snapshot: dict[str, object]) -> dict[str, object]:
+    return {
+        "queue_by_priority": {"normal": 2}, "queue_depth": 2, "oldest_queued_s": 4.0, "registry_size": 1,
+        "registry_version": 7, "snapshot": snapshot,
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("heartbeat_age_s", "daemon"),
+    [(None, "unknown"), (0.0, "running"), (3.0, "running"), (3.1, "not reporting")],
+)
+def test_three_missed_heartbeats_mean_the_daemon_is_not_reporting(
+    heartbeat_age_s: float | None, daemon: str
+) -> None:
+    from edge_agent.core.events import utc
+    from edge_agent.daemon.statusview import status_view
+
+    now = 1_764_000_000.0
+    snapshot = {} if heartbeat_age_s is None else {"ts": utc(now - heartbeat_age_s).isoformat()}
+    status = status_view(_figures(snapshot), now, heartbeat_interval_s=1.0, agent_version="9.9")
+    assert status["daemon"] == daemon
+    assert status["last_heartbeat_s"] == heartbeat_age_s
+    assert status["agent_version"] == "9.9"
+    assert (status["link"], status["missing_beacons"], status["scanners"]) == ("unknown", [], [])
+
+
+def test_the_status_view_keeps_its_keys_in_order_and_the_text_one_line_each() -> None:
+    from edge_agent.core.events import utc
+    from edge_agent.daemon.statusview import status_lines, status_view
+
+    now = 1_764_000_000.0
+    snapshot = {
+        "ts": utc(now - 2).isoformat(), "last_sync": utc(now - 5).isoformat(), "agent_version": "1.2.3",
+        "link": "up", "open_visits": 3, "missing_beacons": ["b1"],
+        "scanners": [{"receiver": "e", "adapter": "hci0", "running": False, "mode": "passive",
+                      "watchdog_restarts": 2, "errors": 1}],
+    }  # fmt: skip
+    status = status_view(_figures(snapshot), now, heartbeat_interval_s=30.0, agent_version="9.9")
+    assert list(status) == [
+        "queue_by_priority", "queue_depth", "oldest_queued_s", "registry_size", "registry_version",
+        "agent_version", "last_heartbeat_s", "daemon", "link", "last_sync_s", "open_visits",
+        "missing_beacons", "scanners",
+    ]  # fmt: skip
+    lines = status_lines(status)
+    assert lines[:4] == [
+        "daemon             running",
+        "agent_version      1.2.3",
+        "link               up",
+        "last_sync_s        5.0",
+    ]
+    assert "queue_by_priority  {'normal': 2}" in lines
+    assert lines[-1] == "scanner e/hci0: DOWN, mode passive, 2 restarts, 1 errors"

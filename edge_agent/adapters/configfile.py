@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from edge_agent.core.errors import ConfigError, ConfigProblem
-from edge_agent.core.settings import AgentConfig, config_from_mapping
+from edge_agent.core.settings import AgentConfig
+from edge_agent.core.validation import config_from_mapping
 
 
 def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> AgentConfig:

@@ -11,8 +11,7 @@ acknowledged (MQTT 5 lets a broker hand such messages to another group member on
 session ends). Retained status is not delivered to shared subscriptions, so every instance also
 subscribes to ``{prefix}/stores/+/status`` directly and keeps each store's latest state.
 
-``edge-agent hq report --db FILE`` prints per-store figures from what was stored, and the gaps
-(missing ``seq`` per store, boot and stream; see docs/hq.md).
+What was stored is read back by ``report`` (``edge-agent hq report``).
 """
 
 from __future__ import annotations
@@ -20,7 +19,6 @@ from __future__ import annotations
 import json
 import logging
 import queue
-import statistics
 import threading
 import time
 from collections.abc import Callable
@@ -35,6 +33,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 from pydantic import ValidationError
 
+from edge_agent.core.errors import key_path
 from edge_agent.core.events import UPLINK_MESSAGES, Message
 
 _LOGGER = logging.getLogger(__name__)
@@ -251,76 +250,4 @@ def _validate(payload: bytes) -> Message:
         return model.model_validate(data)
     except ValidationError as exc:
         first = exc.errors()[0]
-        raise ValueError(f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}") from None
-
-
-# ---------------------------------------------------------------------------- report
-
-
-def report(db_path: Path) -> dict[str, dict[str, Any]]:
-    """Per-store journey figures from the stored events."""
-    db = open_hq_database(db_path)
-    stores: dict[str, dict[str, Any]] = {}
-    try:
-        for store_id, schema, payload in db.conn.execute("SELECT store_id, schema, payload FROM events"):
-            _count(stores.setdefault(store_id, _empty_figures()), schema, json.loads(payload))
-        for store_id, boot_id, stream, count, top in db.conn.execute(
-            "SELECT store_id, boot_id, stream, count(*), max(seq) FROM events WHERE seq IS NOT NULL "
-            "GROUP BY store_id, boot_id, stream"
-        ):
-            missing = top - count
-            if missing:
-                stores.setdefault(store_id, _empty_figures())["gaps"].append(
-                    {"boot_id": boot_id, "stream": stream, "missing": missing, "highest_seq": top}
-                )
-        for store_id, state in db.conn.execute("SELECT store_id, state FROM store_status"):
-            stores.setdefault(store_id, _empty_figures())["status"] = state
-    finally:
-        db.conn.close()
-    for figures in stores.values():
-        collected = sorted(figures.pop("collection_s"))
-        figures["collections"] = len(collected)
-        figures["arrival_to_collection_median_s"] = statistics.median(collected) if collected else None
-        converted = len(figures.pop("visits_with_purchase"))
-        figures["visits_with_purchase"] = converted
-        figures["conversion"] = round(converted / figures["visits"], 3) if figures["visits"] else None
-    return stores
-
-
-def _count(figures: dict[str, Any], schema: str, body: dict[str, Any]) -> None:
-    """Add one stored message to its store's figures."""
-    figures["events"] += 1
-    if schema == "visit.v1" and body["phase"] == "ended":
-        figures["visits"] += 1
-        figures["visit_seconds"] += body.get("duration_s") or 0.0
-        for leg in body.get("path", []):
-            figures["zone_dwell_s"][leg["zone"]] = (
-                figures["zone_dwell_s"].get(leg["zone"], 0.0) + leg["dwell_s"]
-            )
-    elif schema == "footfall.v1":
-        figures["footfall_entries"] += body["entries"]
-    elif schema == "notification.v1":
-        key = f"{body['audience']}:{body['template']}"
-        figures["notifications_sent"][key] = figures["notifications_sent"].get(key, 0) + 1
-    elif schema == "suppressed.v1":
-        reason = body["reason"]
-        figures["notifications_suppressed"][reason] = figures["notifications_suppressed"].get(reason, 0) + 1
-    elif schema == "order.v1" and body.get("arrival_to_collection_s") is not None:
-        figures["collection_s"].append(body["arrival_to_collection_s"])
-    elif schema == "purchase.v1" and body.get("visit_id"):
-        figures["visits_with_purchase"].add(body["visit_id"])
-
-
-def _empty_figures() -> dict[str, Any]:
-    return {
-        "events": 0, "visits": 0, "visit_seconds": 0.0, "zone_dwell_s": {}, "footfall_entries": 0,
-        "notifications_sent": {}, "notifications_suppressed": {}, "collection_s": [],
-        "visits_with_purchase": set(), "gaps": [], "status": None,
-    }  # fmt: skip
-
-
-def parse_broker(text: str) -> tuple[str, int]:
-    host, _, port = text.rpartition(":")
-    if not host or not port.isdigit():
-        raise ValueError(f"--broker expects HOST:PORT, got {text!r}")
-    return host, int(port)
+        raise ValueError(f"{key_path(first['loc'])}: {first['msg']}") from None

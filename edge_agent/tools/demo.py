@@ -3,6 +3,7 @@
 HQ's side is played by a subscriber on the same broker: it publishes the customer registry and
 orders as downlinks, then counts what arrives. Nothing is faked between them: the agent
 validates the downlinks, commits every event to SQLite, and deletes a row only after PUBACK.
+``export_demo_day`` writes the same day's trace and downlinks as files instead (``--export``).
 """
 
 from __future__ import annotations
@@ -25,10 +26,12 @@ from rich.table import Table
 from edge_agent.adapters.clock import simulated_wall
 from edge_agent.adapters.configfile import load_config
 from edge_agent.adapters.link import DownlinkDelivery, MqttLink
+from edge_agent.core.address import parse_host_port
 from edge_agent.core.settings import AgentConfig
 from edge_agent.core.sighting import Sighting
+from edge_agent.core.trace import format_trace_line
 from edge_agent.daemon.assembly import Broker, Wiring, assemble, offline_copy
-from edge_agent.storage.statusview import journey_lines, read_journey
+from edge_agent.storage.journeyview import journey_lines, read_journey
 from edge_agent.tools.embedded_broker import EmbeddedBroker
 from edge_agent.tools.simclock import SimulatedRun, SimulatedTime
 from edge_agent.tools.storeday import StoreDay, demo_config, generate
@@ -112,8 +115,7 @@ def run_demo(
         host, port = embedded.host, embedded.port
         console.print(f"[dim]embedded MQTT broker on {host}:{port} (MQTT 3.1.1)[/dim]")
     else:
-        host, _, port_text = broker.rpartition(":")
-        host, port = host or "127.0.0.1", int(port_text)
+        host, port = parse_host_port(broker, default_host="127.0.0.1")
     try:
         with tempfile.TemporaryDirectory(prefix="edge-agent-demo-") as workdir:
             config = offline_copy(config, Path(workdir) / "agent.db")
@@ -290,3 +292,22 @@ def print_summary(result: DemoResult, console: Console) -> None:
         for line in result.example_journey:
             console.print(line, markup=False, highlight=False, soft_wrap=True)
     console.print(f"done in {result.seconds:.1f} s")
+
+
+def export_demo_day(out: Path, seed: int, shoppers: int, hours: int) -> tuple[int, int]:
+    """Write the demo's store day to ``out``: ``trace.jsonl`` (headed by how to make it again) and
+    one ``KIND.jsonl`` per downlink, for ``edge-agent replay``. Returns (sightings, downlinks)."""
+    out.mkdir(parents=True, exist_ok=True)
+    day = generate(
+        seed=seed, shoppers=shoppers, app_customers=max(1, shoppers // 8), open_hours=(9, 9 + hours)
+    )
+    with (out / "trace.jsonl").open("w", encoding="utf-8") as trace:
+        trace.write(
+            f"# edge-agent synthetic store day: seed {seed}, {shoppers} shoppers, {hours} h\n"
+            f"# made by: edge-agent demo --export DIR --seed {seed} --shoppers {shoppers} --hours {hours}\n"
+        )
+        for sighting in day.sightings:
+            trace.write(format_trace_line(sighting) + "\n")
+    for kind, payload in day.downlinks:
+        (out / f"{kind}.jsonl").write_bytes(payload + b"\n")
+    return len(day.sightings), len(day.downlinks)

@@ -24,7 +24,8 @@ from typing import Any
 from edge_agent.adapters.clock import SYSTEM_CLOCK
 from edge_agent.adapters.link import MqttLink
 from edge_agent.core.events import FootfallMessage, utc
-from edge_agent.core.settings import AgentConfig, config_from_mapping
+from edge_agent.core.settings import AgentConfig
+from edge_agent.core.validation import config_from_mapping
 from edge_agent.daemon.assembly import Broker, assemble, offline_copy
 from edge_agent.hq.consumer import HqConsumer
 

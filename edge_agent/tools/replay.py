@@ -3,6 +3,7 @@
 No broker: the outbox is drained into JSON lines ``{"topic": ..., "payload": {...}}``, each row
 acknowledged as it is written, exactly where the MQTT link would have published it. Event ids
 and anonymous salts come from a seeded stream, so the same inputs give byte-identical output.
+Downlinks come from files named by ``KIND=FILE[@WHEN]`` specs (``parse_downlink_spec``).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from edge_agent.storage.outbox import Outbox
 from edge_agent.tools.simclock import SimulatedRun, SimulatedTime
 
 DEFAULT_SEED = "edge-agent-replay"
+SPEC_FORM = "KIND=FILE or KIND=FILE@WHEN (seconds or +seconds)"
 
 
 class FileUplink:
@@ -116,3 +118,59 @@ def _sightings(
 def read_downlink_file(path: Path) -> list[bytes]:
     """A downlink file holds one message per line, the same JSON HQ would publish."""
     return [line.encode() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+class DownlinkSpecError(ValueError):
+    """A ``--downlink`` spec that is malformed or names a file that cannot be read; the message
+    says which, as the command prints it."""
+
+
+@dataclass(frozen=True, slots=True)
+class DownlinkSpec:
+    """``KIND=FILE[@WHEN]``: apply the messages in FILE as KIND downlinks before the trace, or at
+    WHEN (Unix seconds, or ``+SECONDS`` after the first sighting)."""
+
+    kind: str
+    file: str  # as typed (not a Path): an error names it the way the user wrote it
+    when: str = ""  # empty: before the trace
+
+    def __str__(self) -> str:
+        return f"{self.kind}={self.file}" + (f"@{self.when}" if self.when else "")
+
+
+def parse_downlink_spec(spec: str) -> DownlinkSpec:
+    """The parts of ``KIND=FILE[@WHEN]``, or DownlinkSpecError. A FILE holding ``@`` needs a WHEN
+    (the last ``@`` starts it); a trailing ``@`` with nothing after it means no WHEN."""
+    kind, sep, target = spec.partition("=")
+    file, _, when = target.rpartition("@") if "@" in target else (target, "", "")
+    if not sep or not kind or not file or (when and not _is_when(when)):
+        raise DownlinkSpecError(f"--downlink expects {SPEC_FORM}, got {spec!r}")
+    return DownlinkSpec(kind, file, when)
+
+
+def read_downlink_specs(
+    specs: Iterable[str],
+) -> tuple[list[tuple[str, bytes]], list[tuple[str, bytes, str]]]:
+    """The ``downlinks`` and ``timed_downlinks`` of ``replay`` from ``--downlink`` specs, in
+    order, each file read as it comes; DownlinkSpecError for the first spec that fails."""
+    downlinks: list[tuple[str, bytes]] = []
+    timed: list[tuple[str, bytes, str]] = []
+    for text in specs:
+        spec = parse_downlink_spec(text)
+        try:
+            payloads = read_downlink_file(Path(spec.file))
+        except OSError as exc:
+            raise DownlinkSpecError(f"cannot read downlink file {spec.file}: {exc.strerror}") from exc
+        if spec.when:
+            timed.extend((spec.kind, payload, spec.when) for payload in payloads)
+        else:
+            downlinks.extend((spec.kind, payload) for payload in payloads)
+    return downlinks, timed
+
+
+def _is_when(text: str) -> bool:
+    try:
+        float(text.removeprefix("+"))
+    except ValueError:
+        return False
+    return True

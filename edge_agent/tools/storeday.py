@@ -19,8 +19,9 @@ from importlib import resources
 
 from edge_agent.core.const import EDDYSTONE_SERVICE_UUID
 from edge_agent.core.frames import EddystoneUid, IBeacon, encode_eddystone_uid, encode_ibeacon
-from edge_agent.core.settings import AgentConfig, config_from_mapping
+from edge_agent.core.settings import AgentConfig
 from edge_agent.core.sighting import Sighting
+from edge_agent.core.validation import config_from_mapping
 from edge_agent.tools.simulate import SimulationSettings, simulate_store_day
 
 # Receivers next to the store's fixed beacons (demo.toml [[beacons]]), one beacon each.

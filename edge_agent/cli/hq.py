@@ -1,0 +1,125 @@
+"""``edge-agent hq consume|report`` and ``simulate-fleet``: the reference consumer HQ teams start
+from, its report, and the load test that drives N virtual stores into it."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from edge_agent.cli.common import EXIT_USAGE, broker_address
+
+_LOGGER = logging.getLogger(__name__)
+STATS_INTERVAL_S = 10
+
+
+def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    hq = commands.add_parser("hq", help="the HQ reference consumer of every store's feed")
+    hq_commands = hq.add_subparsers(dest="hq_command", required=True)
+    consume = hq_commands.add_parser("consume", help="store every store's events in SQLite, exactly once")
+    consume.add_argument(
+        "--broker",
+        required=True,
+        type=broker_address,
+        metavar="HOST:PORT",
+        help="HOST:PORT of the chain's broker",
+    )
+    consume.add_argument("--group", required=True, help="shared-subscription group: instances split the feed")
+    consume.add_argument(
+        "--db", type=Path, required=True, help="the SQLite file the group shares (created if missing)"
+    )
+    consume.add_argument("--prefix", default="retail/v1", help="the stores' topic prefix (default retail/v1)")
+    consume.add_argument("--client-id", help="stable id of this instance, so a restart resumes its session")
+    consume.set_defaults(handler=_cmd_hq_consume)
+    fleet = commands.add_parser("simulate-fleet", help="N virtual stores against a broker, HQ consuming them")
+    fleet.add_argument("--stores", type=int, required=True, help="how many virtual stores publish at once")
+    fleet.add_argument(
+        "--broker",
+        required=True,
+        type=broker_address,
+        metavar="HOST:PORT",
+        help="HOST:PORT of an MQTT v5 broker (shared subscriptions)",
+    )
+    fleet.add_argument("--rate", type=float, default=10.0, help="events per store per second (default 10)")
+    fleet.add_argument("--seconds", type=float, default=10.0, help="how long to offer that load (default 10)")
+    fleet.add_argument("--burst", type=int, default=0, help="instead: this many events per store at once")
+    fleet.add_argument("--consumers", type=int, default=2, help="HQ consumer instances in the group")
+    fleet.set_defaults(handler=_cmd_simulate_fleet)
+    hq_report = hq_commands.add_parser(
+        "report", help="per-store journey figures from the consumer's database"
+    )
+    hq_report.add_argument("--db", type=Path, required=True, help="the database hq consume filled")
+    hq_report.add_argument("--json", action="store_true", help="print the figures as JSON, gaps included")
+    hq_report.set_defaults(handler=_cmd_hq_report)
+
+
+def _cmd_hq_consume(args: argparse.Namespace) -> int:
+    import signal  # noqa: PLC0415
+    import threading  # noqa: PLC0415
+
+    from edge_agent.hq.consumer import HqConsumer  # noqa: PLC0415
+
+    host, port = args.broker
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    consumer = HqConsumer(
+        host, port, args.group, args.db, prefix=args.prefix, client_id=args.client_id
+    ).start()
+    _LOGGER.info("hq consumer %s in group %s -> %s", consumer.name, args.group, args.db)
+    try:
+        while not stop.wait(STATS_INTERVAL_S):
+            s = consumer.stats
+            _LOGGER.info(
+                "received=%d stored=%d duplicates=%d rejected=%d",
+                s.received,
+                s.stored,
+                s.duplicates,
+                s.rejected,
+            )
+    except KeyboardInterrupt:
+        pass
+    consumer.stop()
+    return 0
+
+
+def _cmd_simulate_fleet(args: argparse.Namespace) -> int:
+    from edge_agent.tools.fleet import run_fleet  # noqa: PLC0415
+
+    host, port = args.broker
+    if args.stores < 1 or args.consumers < 1 or args.rate <= 0 or args.seconds <= 0 or args.burst < 0:
+        print("--stores, --consumers >= 1; --rate, --seconds > 0; --burst >= 0", file=sys.stderr)
+        return EXIT_USAGE
+    r = run_fleet(
+        host,
+        port,
+        args.stores,
+        rate=args.rate,
+        seconds=args.seconds,
+        consumers=args.consumers,
+        burst=args.burst,
+    )
+    print(
+        f"{r.stores} stores, {r.consumers} HQ consumers: {r.delivered}/{r.events} events in "
+        f"{r.seconds:.1f} s = {r.messages_per_s:,.0f} msg/s end to end; outbox -> HQ database "
+        f"p50 {r.latency_p50_ms:.0f} ms, p99 {r.latency_p99_ms:.0f} ms, max {r.latency_max_ms:.0f} ms"
+    )
+    return 0 if r.delivered == r.events else 1
+
+
+def _cmd_hq_report(args: argparse.Namespace) -> int:
+    import json  # noqa: PLC0415
+
+    from edge_agent.hq.report import report, report_table  # noqa: PLC0415
+
+    if not args.db.exists():
+        print(f"no such database: {args.db}", file=sys.stderr)
+        return EXIT_USAGE
+    figures = report(args.db)
+    if args.json:
+        print(json.dumps(figures, indent=2, sort_keys=True))
+        return 0
+    from rich.console import Console  # noqa: PLC0415
+
+    Console().print(report_table(figures, title=f"HQ report from {args.db}"))
+    return 0

@@ -1,0 +1,93 @@
+"""``edge-agent status``: what a technician needs to know about the local agent, read-only.
+
+Queue and registry figures are read live from the daemon's SQLite file (WAL lets a reader in
+beside the running daemon); link state, last sync, scanners and missing beacons come from the
+snapshot the daemon stores at every heartbeat (``service.Service._heartbeat``), whose age says
+whether the daemon is alive. It lives in the daemon package because what the figures mean is the
+daemon's: the snapshot is its heartbeat, and "not reporting" is counted in its heartbeat
+intervals. The command only loads the configuration and prints what ``status_lines`` gives.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from edge_agent.core.const import PRIORITY_NAMES
+from edge_agent.storage.outbox import queue_figures
+from edge_agent.storage.readonly import open_read_only
+
+# Three missed heartbeats: the daemon is stopped or stuck.
+MISSED_HEARTBEATS = 3
+# The text view's rows, in this order; the scanners follow, one line each.
+TEXT_KEYS = (
+    "daemon", "agent_version", "link", "last_sync_s", "last_heartbeat_s", "queue_depth",
+    "queue_by_priority", "oldest_queued_s", "open_visits", "registry_size", "registry_version",
+    "missing_beacons",
+)  # fmt: skip
+
+
+def read_status(db_path: Path, now: float) -> dict[str, Any]:
+    """Live queue and registry figures, and the daemon's last heartbeat snapshot (``snapshot``)."""
+    with open_read_only(db_path) as conn:
+        queue, oldest = queue_figures(conn)
+        registry = conn.execute("SELECT count(*) FROM customers").fetchone()[0]
+        meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+    snapshot = json.loads(meta["status"]) if "status" in meta else {}
+    return {
+        "queue_by_priority": {PRIORITY_NAMES.get(p, str(p)): n for p, n in sorted(queue.items())},
+        "queue_depth": sum(queue.values()),
+        "oldest_queued_s": None if oldest is None else round(max(0.0, now - oldest), 1),
+        "registry_size": registry,
+        "registry_version": int(meta["registry_version"]) if "registry_version" in meta else None,
+        "snapshot": snapshot,
+    }
+
+
+def status_view(
+    figures: dict[str, Any], now: float, heartbeat_interval_s: float, agent_version: str
+) -> dict[str, Any]:
+    """What ``edge-agent status --json`` prints, from what ``read_status`` read at ``now``.
+
+    ``agent_version`` stands in until a daemon has stored a snapshot saying which one it runs.
+    The keys keep their order: scripts diff this output.
+    """
+    status = dict(figures)
+    snapshot: dict[str, Any] = status.pop("snapshot")
+    heartbeat_age = _age(snapshot.get("ts"), now)
+    if heartbeat_age is None:
+        daemon = "unknown"
+    elif heartbeat_age <= MISSED_HEARTBEATS * heartbeat_interval_s:
+        daemon = "running"
+    else:
+        daemon = "not reporting"
+    status |= {
+        "agent_version": snapshot.get("agent_version", agent_version),
+        "last_heartbeat_s": heartbeat_age,
+        "daemon": daemon,
+        "link": snapshot.get("link", "unknown"),
+        "last_sync_s": _age(snapshot.get("last_sync"), now),
+        "open_visits": snapshot.get("open_visits"),
+        "missing_beacons": snapshot.get("missing_beacons", []),
+        "scanners": snapshot.get("scanners", []),
+    }
+    return status
+
+
+def status_lines(status: dict[str, Any]) -> list[str]:
+    """The text view of ``status_view``: aligned ``key value`` rows, then one line per scanner."""
+    lines = [f"{key:<18} {status[key]}" for key in TEXT_KEYS]
+    for scanner in status["scanners"]:
+        state = "running" if scanner["running"] else "DOWN"
+        lines.append(
+            f"scanner {scanner['receiver']}/{scanner['adapter']}: {state}, mode {scanner['mode']}, "
+            f"{scanner['watchdog_restarts']} restarts, {scanner['errors']} errors"
+        )
+    return lines
+
+
+def _age(iso: str | None, now: float) -> float | None:
+    """Seconds from an ISO timestamp of the snapshot to ``now``, to a tenth; None if absent."""
+    return None if not iso else round(now - datetime.fromisoformat(iso).timestamp(), 1)

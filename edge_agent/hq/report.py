@@ -1,0 +1,106 @@
+"""``edge-agent hq report``: per-store journey figures from what the HQ consumer stored.
+
+Visits, dwell per zone, footfall, notifications sent and suppressed, click-and-collect waits and
+conversion, each store's latest status, and the gaps: missing ``seq`` per store, boot and stream
+(delivery is at-least-once and deduplicated, so a gap is a message HQ never got; see docs/hq.md).
+``report`` gives the figures (``--json`` prints them as they are), ``report_table`` their table.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from pathlib import Path
+from typing import Any
+
+from rich.table import Table
+
+from edge_agent.hq.consumer import open_hq_database
+
+COLUMNS = (
+    "store", "status", "visits", "mean visit", "top zones by dwell", "footfall", "notifications",
+    "suppressed", "C&C collected (median wait)", "conversion", "gaps",
+)  # fmt: skip
+TOP_ZONES = 3
+
+
+def report(db_path: Path) -> dict[str, dict[str, Any]]:
+    """Per-store journey figures from the stored events."""
+    db = open_hq_database(db_path)
+    stores: dict[str, dict[str, Any]] = {}
+    try:
+        for store_id, schema, payload in db.conn.execute("SELECT store_id, schema, payload FROM events"):
+            _count(stores.setdefault(store_id, _empty_figures()), schema, json.loads(payload))
+        for store_id, boot_id, stream, count, top in db.conn.execute(
+            "SELECT store_id, boot_id, stream, count(*), max(seq) FROM events WHERE seq IS NOT NULL "
+            "GROUP BY store_id, boot_id, stream"
+        ):
+            missing = top - count
+            if missing:
+                stores.setdefault(store_id, _empty_figures())["gaps"].append(
+                    {"boot_id": boot_id, "stream": stream, "missing": missing, "highest_seq": top}
+                )
+        for store_id, state in db.conn.execute("SELECT store_id, state FROM store_status"):
+            stores.setdefault(store_id, _empty_figures())["status"] = state
+    finally:
+        db.conn.close()
+    for figures in stores.values():
+        collected = sorted(figures.pop("collection_s"))
+        figures["collections"] = len(collected)
+        figures["arrival_to_collection_median_s"] = statistics.median(collected) if collected else None
+        converted = len(figures.pop("visits_with_purchase"))
+        figures["visits_with_purchase"] = converted
+        figures["conversion"] = round(converted / figures["visits"], 3) if figures["visits"] else None
+    return stores
+
+
+def _count(figures: dict[str, Any], schema: str, body: dict[str, Any]) -> None:
+    """Add one stored message to its store's figures."""
+    figures["events"] += 1
+    if schema == "visit.v1" and body["phase"] == "ended":
+        figures["visits"] += 1
+        figures["visit_seconds"] += body.get("duration_s") or 0.0
+        for leg in body.get("path", []):
+            figures["zone_dwell_s"][leg["zone"]] = (
+                figures["zone_dwell_s"].get(leg["zone"], 0.0) + leg["dwell_s"]
+            )
+    elif schema == "footfall.v1":
+        figures["footfall_entries"] += body["entries"]
+    elif schema == "notification.v1":
+        key = f"{body['audience']}:{body['template']}"
+        figures["notifications_sent"][key] = figures["notifications_sent"].get(key, 0) + 1
+    elif schema == "suppressed.v1":
+        reason = body["reason"]
+        figures["notifications_suppressed"][reason] = figures["notifications_suppressed"].get(reason, 0) + 1
+    elif schema == "order.v1" and body.get("arrival_to_collection_s") is not None:
+        figures["collection_s"].append(body["arrival_to_collection_s"])
+    elif schema == "purchase.v1" and body.get("visit_id"):
+        figures["visits_with_purchase"].add(body["visit_id"])
+
+
+def _empty_figures() -> dict[str, Any]:
+    return {
+        "events": 0, "visits": 0, "visit_seconds": 0.0, "zone_dwell_s": {}, "footfall_entries": 0,
+        "notifications_sent": {}, "notifications_suppressed": {}, "collection_s": [],
+        "visits_with_purchase": set(), "gaps": [], "status": None,
+    }  # fmt: skip
+
+
+def report_table(figures: dict[str, dict[str, Any]], title: str) -> Table:
+    """The figures of ``report`` as one row per store, stores in order; durations in minutes."""
+    table = Table(title=title)
+    for column in COLUMNS:
+        table.add_column(column)
+    for store_id, f in sorted(figures.items()):
+        zones = sorted(f["zone_dwell_s"].items(), key=lambda kv: -kv[1])[:TOP_ZONES]
+        table.add_row(
+            store_id, str(f["status"]), str(f["visits"]),
+            f"{f['visit_seconds'] / f['visits'] / 60:.1f} min" if f["visits"] else "-",
+            ", ".join(f"{z} {s / 60:.0f} min" for z, s in zones) or "-", str(f["footfall_entries"]),
+            ", ".join(f"{k} {n}" for k, n in sorted(f["notifications_sent"].items())) or "-",
+            ", ".join(f"{k} {n}" for k, n in sorted(f["notifications_suppressed"].items())) or "-",
+            f"{f['collections']} ({(f['arrival_to_collection_median_s'] or 0) / 60:.1f} min)",
+            "-" if f["conversion"] is None else f"{f['conversion']:.0%}",
+            str(sum(g["missing"] for g in f["gaps"])),
+        )  # fmt: skip
+    return table
