@@ -23,6 +23,7 @@ from pathlib import Path
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from edge_agent.adapters.ble import BleRuntime, BleScanner, ScannerHealth
+from edge_agent.adapters.clock import SYSTEM_CLOCK, simulated_wall
 from edge_agent.adapters.configfile import load_config
 from edge_agent.adapters.link import DownlinkDelivery, MqttLink
 from edge_agent.adapters.remote import RemoteReceivers
@@ -33,6 +34,7 @@ from edge_agent.core.ids import EventIdFactory
 from edge_agent.core.liveness import Liveness
 from edge_agent.core.settings import AgentConfig
 from edge_agent.core.sighting import Sighting
+from edge_agent.core.topics import Topics
 from edge_agent.core.trace import TraceProblem, read_trace
 from edge_agent.daemon.pipeline import Pipeline
 from edge_agent.storage.database import Database
@@ -64,18 +66,23 @@ class Service:
         self.database = Database(config.storage.path, config.storage.disk_reserve_bytes)
         self.pipeline = Pipeline(config, self.database, EventIdFactory())
         self._work: queue.Queue[WorkItem] = queue.Queue()
-        self.remote = RemoteReceivers(config, self.submit, clock)
+        adapter_clock = SYSTEM_CLOCK if clock is time.time else simulated_wall(clock)
+        topics = Topics(config.mqtt.topic_prefix, config.store.id)
+        receiver_ids = [receiver.id for receiver in config.receivers]
+        self.remote = RemoteReceivers(config.remote, topics, receiver_ids, self.submit, adapter_clock)
         self.link = MqttLink(
-            config,
+            config.mqtt,
+            topics,
             self.pipeline.outbox,
+            client_id=config.client_id,
             on_downlink=self._work.put,
             status_payload=lambda state: self.status_message(state).to_json(),
             sighting_filters=self.remote.topic_filters,
             on_sighting_message=self.remote.handle if self.remote.topic_filters else None,
-            clock=clock,
+            clock=adapter_clock,
         )
         scanners = [
-            BleScanner(receiver.id, receiver.adapter, self.submit, config.ble, clock, config.gatt)
+            BleScanner(receiver.id, receiver.adapter, self.submit, config.ble, adapter_clock, config.gatt)
             for receiver in config.receivers
             if receiver.adapter
         ]

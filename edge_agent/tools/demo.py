@@ -23,12 +23,14 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from edge_agent.adapters.clock import simulated_wall
 from edge_agent.adapters.configfile import load_config
 from edge_agent.adapters.link import DownlinkDelivery, MqttLink
 from edge_agent.core.address import parse_host_port
 from edge_agent.core.ids import EventIdFactory
 from edge_agent.core.settings import AgentConfig
 from edge_agent.core.sighting import Sighting
+from edge_agent.core.topics import Topics
 from edge_agent.core.trace import format_trace_line
 from edge_agent.daemon.pipeline import Pipeline
 from edge_agent.storage.database import Database
@@ -192,9 +194,10 @@ class _DemoAgent:
         self._downlinks: queue.Queue[DownlinkDelivery] = queue.Queue()
         self.now = day_start  # the simulated clock, moved on by the replay
         self.link = MqttLink(
-            config, self.pipeline.outbox, on_downlink=self._downlinks.put,
+            config.mqtt, Topics(config.mqtt.topic_prefix, config.store.id), self.pipeline.outbox,
+            client_id=config.client_id, on_downlink=self._downlinks.put,
             status_payload=lambda state: self.pipeline.status(state, day_start).to_json(),
-            clock=lambda: self.now,
+            clock=simulated_wall(lambda: self.now),
         )  # fmt: skip
 
     def connect(self, host: str, port: int) -> None:

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from edge_agent.adapters.clock import SYSTEM_CLOCK
 from edge_agent.adapters.link import MqttLink
 from edge_agent.core.events import FootfallMessage, utc
 from edge_agent.core.ids import EventIdFactory
@@ -58,11 +59,13 @@ class VirtualStore:
             }
         )
         self.database = Database(self.config.storage.path)
-        self.outbox = Outbox(self.database, Topics(self.config.mqtt.topic_prefix, store_id), boot_id=store_id)
+        topics = Topics(self.config.mqtt.topic_prefix, store_id)
+        self.outbox = Outbox(self.database, topics, boot_id=store_id)
         self.ids = EventIdFactory()
         self.link = MqttLink(
-            self.config, self.outbox, on_downlink=lambda delivery: None,
-            status_payload=lambda state: b'{"schema":"status.v1"}',
+            self.config.mqtt, topics, self.outbox, client_id=self.config.client_id,
+            on_downlink=lambda delivery: None, status_payload=lambda state: b'{"schema":"status.v1"}',
+            clock=SYSTEM_CLOCK,
         )  # fmt: skip
         self.added = 0
 
