@@ -30,6 +30,7 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 
+from edge_agent.adapters.clock import SYSTEM_CLOCK
 from edge_agent.adapters.link import MqttLink
 from edge_agent.core.events import (
     DwellMessage,
@@ -177,7 +178,15 @@ def _link(broker: Mosquitto, outbox: Outbox, client_id: str) -> MqttLink:
             },
         }
     )
-    return MqttLink(config, outbox, on_downlink=lambda delivery: None, status_payload=lambda state: b"{}")
+    return MqttLink(
+        config.mqtt,
+        Topics(config.mqtt.topic_prefix, STORE),
+        outbox,
+        client_id=config.client_id,
+        on_downlink=lambda delivery: None,
+        status_payload=lambda state: b"{}",
+        clock=SYSTEM_CLOCK,
+    )
 
 
 def _wait(condition: Callable[[], bool], timeout: float, what: str) -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from edge_agent.adapters.ble import BleRuntime, BleScanner
+from edge_agent.adapters.clock import SYSTEM_CLOCK
 from edge_agent.core.const import EDDYSTONE_SERVICE_UUID
 from edge_agent.core.frames import EddystoneEid, IBeacon, decode_sighting, encode_apple_overflow
 from edge_agent.core.settings import BleSettings, GattSettings
@@ -34,7 +35,7 @@ def bluez() -> Iterator[FakeBluez]:
 
 def _scan(settings: BleSettings) -> tuple[BleRuntime, BleScanner, list[Sighting]]:
     sightings: list[Sighting] = []
-    scanner = BleScanner("entrance", "hci0", sightings.append, settings)
+    scanner = BleScanner("entrance", "hci0", sightings.append, settings, SYSTEM_CLOCK)
     runtime = BleRuntime([scanner])
     runtime.start()
     wait_for(lambda: scanner.health.running, 10, "the scan to start")
@@ -123,7 +124,7 @@ def test_bluez_refusing_to_scan_is_retried_with_backoff_and_counted(bluez: FakeB
     bluez.fail_discovery(error)
     sightings: list[Sighting] = []
     settings = BleSettings(restart_backoff_min_s=0.05, restart_backoff_max_s=0.2, throttle_s=0)
-    scanner = BleScanner("entrance", "hci0", sightings.append, settings)
+    scanner = BleScanner("entrance", "hci0", sightings.append, settings, SYSTEM_CLOCK)
     runtime = BleRuntime([scanner])
     runtime.start()
     try:
@@ -178,7 +179,7 @@ GATT = GattSettings(overflow_bit=APP_BIT, retry_min_s=60, retry_max_s=60, connec
 
 def test_token_is_read_over_gatt_from_a_backgrounded_iphone(bluez: FakeBluez) -> None:
     sightings: list[Sighting] = []
-    scanner = BleScanner("entrance", "hci0", sightings.append, BleSettings(throttle_s=0), gatt=GATT)
+    scanner = BleScanner("entrance", "hci0", sightings.append, BleSettings(throttle_s=0), SYSTEM_CLOCK, GATT)
     runtime = BleRuntime([scanner])
     runtime.start()
     try:

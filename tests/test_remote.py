@@ -16,12 +16,16 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from edge_agent.adapters.remote import RemoteReceivers
 from edge_agent.core.frames import IBeacon, decode_sighting
 from edge_agent.core.receiver_formats import RemoteRejected, parse_espresense, parse_generic
+from edge_agent.core.settings import RemoteSettings
 from edge_agent.core.sighting import Sighting
+from edge_agent.core.topics import Topics
 from edge_agent.core.trace import format_trace_line
 from edge_agent.daemon.service import Service
 from tests.conftest import Mosquitto, Subscriber, make_config, wait_for
+from tests.fakes import ManualClock
 from tests.helpers import app_sighting, customers_downlink
 
 RECEIVERS = frozenset({"aisle-1", "entrance"})
@@ -91,6 +95,42 @@ ESPRESENSE_VALUES = st.none() | st.booleans() | st.integers() | st.floats() | st
 def test_random_espresense_shaped_objects_never_raise(doc: dict) -> None:
     result = parse_espresense("aisle-1", json.dumps(doc).encode(), 0.0, RECEIVERS)
     assert isinstance(result, Sighting | RemoteRejected)
+
+
+LEVEL = st.text(st.characters(blacklist_characters="/#+", blacklist_categories=("Cs",)), max_size=20)
+
+
+@given(st.sampled_from(["espresense", "site/esp"]), LEVEL, LEVEL)
+def test_an_espresense_topic_names_its_room(prefix: str, device: str, room: str) -> None:
+    assert Topics.espresense_room(f"{prefix}/devices/{device}/{room}", prefix) == room
+
+
+@given(st.text(max_size=60))
+def test_a_topic_outside_the_espresense_tree_names_no_room(topic: str) -> None:
+    if not topic.startswith("espresense/devices/"):
+        assert Topics.espresense_room(topic, "espresense") is None
+
+
+def test_the_espresense_filter_matches_device_and_room() -> None:
+    assert Topics.espresense("site/esp") == "site/esp/devices/+/+"
+
+
+def test_remote_receivers_stamp_espresense_sightings_with_the_wall_clock_and_route_by_topic() -> None:
+    time = ManualClock(wall=1234.5)
+    accepted: list[Sighting] = []
+    remote = RemoteReceivers(
+        RemoteSettings(espresense=True), Topics("retail/v1", "s1"), ["entrance"], accepted.append, time.clock
+    )
+    assert remote.topic_filters == ("retail/v1/stores/s1/sightings/+", "espresense/devices/+/+")
+    remote.handle("espresense/devices/apple:1005:9-26/entrance", json.dumps(PHONE).encode())
+    remote.handle("espresense/devices/x/kitchen", json.dumps(PHONE).encode())
+    remote.handle("elsewhere/devices/x/entrance", json.dumps(PHONE).encode())
+    line = format_trace_line(app_sighting("c1", 99.0, receiver="spoofed"))
+    remote.handle("retail/v1/stores/s1/sightings/entrance", line.encode())
+    assert [(s.ts, s.receiver) for s in accepted] == [(1234.5, "entrance"), (99.0, "entrance")]
+    assert remote.counters == {
+        "accepted": 2, "rejected": 2, "rejected: unknown": 1, "rejected: unexpected": 1,
+    }  # fmt: skip
 
 
 @pytest.mark.mqtt

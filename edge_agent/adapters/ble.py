@@ -14,18 +14,18 @@ import asyncio
 import contextlib
 import logging
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from bleak import BleakScanner
-from bleak.args.bluez import OrPattern
+from bleak.args.bluez import BlueZScannerArgs, OrPattern
 from bleak.assigned_numbers import AdvertisementDataType
 from bleak.backends.device import BLEDevice
 from bleak.backends.scanner import AdvertisementData
 from bleak.exc import BleakDBusError, BleakError
 
 from edge_agent.adapters.gatt import TokenReader
+from edge_agent.core.clock import Clock
 from edge_agent.core.const import COMPANY_APPLE, EDDYSTONE_SERVICE_UUID
 from edge_agent.core.frames import AppleOverflow, EddystoneEid, decode_apple_overflow, encode_eddystone_eid
 from edge_agent.core.settings import BleSettings, GattSettings
@@ -73,27 +73,28 @@ class BleScanner:
         self,
         receiver: str,
         adapter: str,
-        emit: Callable[[Sighting], None],
+        submit: Callable[[Sighting], None],
         settings: BleSettings,
-        clock: Callable[[], float] = time.time,
+        clock: Clock,
         gatt: GattSettings | None = None,
     ) -> None:
+        """Sightings carry ``clock``'s wall time; the watchdog measures silence on its monotonic time."""
         self._receiver = receiver
         self._adapter = adapter
-        self._emit = emit
+        self._submit = submit
         self._settings = settings
         self._clock = clock
         self._throttle = SightingThrottle(settings.throttle_s)
-        self._heard = time.monotonic()
+        self._heard = clock.monotonic()  # the last advertisement
         self.health = ScannerHealth(receiver, adapter, settings.mode)
         self._mode = settings.mode
         self._app_bit = gatt.overflow_bit if gatt is not None else None
         self.tokens = TokenReader(gatt, clock) if gatt is not None and self._app_bit is not None else None
 
     def _on_advertisement(self, device: BLEDevice, advertisement: AdvertisementData) -> None:
-        self._heard = time.monotonic()
+        self._heard = self._clock.monotonic()
         self.health.advertisements += 1
-        now = self._clock()
+        now = self._clock.wall()
         self.health.last_advertisement = now
         service_data = {uuid.lower(): bytes(data) for uuid, data in advertisement.service_data.items()}
         if self.tokens is not None and self._shows_app_in_background(advertisement.manufacturer_data):
@@ -115,7 +116,7 @@ class BleScanner:
         )
         if self._throttle.admit(sighting):
             self.health.sightings += 1
-            self._emit(sighting)
+            self._submit(sighting)
 
     def _shows_app_in_background(self, manufacturer_data: dict[int, bytes]) -> bool:
         data = manufacturer_data.get(COMPANY_APPLE)
@@ -125,7 +126,7 @@ class BleScanner:
         return isinstance(overflow, AppleOverflow) and overflow.has_bit(self._app_bit)
 
     def _make_scanner(self) -> BleakScanner:
-        bluez: dict = {"adapter": self._adapter}
+        bluez: BlueZScannerArgs = {"adapter": self._adapter}
         if self._mode == "passive":
             bluez["or_patterns"] = list(_PASSIVE_PATTERNS)
         return BleakScanner(self._on_advertisement, scanning_mode=self._mode, bluez=bluez)
@@ -150,7 +151,7 @@ class BleScanner:
                 continue
             self.health.starts += 1
             self.health.running = True
-            self._heard = time.monotonic()
+            self._heard = self._clock.monotonic()
             _LOGGER.info("scanning receiver=%s adapter=%s mode=%s", self._receiver, self._adapter, self._mode)
             await self._watch(stopping)
             self.health.running = False
@@ -165,7 +166,7 @@ class BleScanner:
     async def _watch(self, stopping: asyncio.Event) -> None:
         while not stopping.is_set():
             await _wait(stopping, _WATCHDOG_CHECK_S)
-            silent = time.monotonic() - self._heard
+            silent = self._clock.monotonic() - self._heard
             if silent > self._settings.watchdog_s:
                 self.health.watchdog_restarts += 1
                 _LOGGER.warning(

@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from bleak import BleakClient
 from bleak.backends.device import BLEDevice
 from bleak.exc import BleakError
 
+from edge_agent.core.clock import Clock
 from edge_agent.core.identity import TOKEN_BYTES
 from edge_agent.core.settings import GattSettings
 
@@ -39,12 +39,13 @@ class GattHealth:
 
 
 class TokenReader:
-    def __init__(self, settings: GattSettings, clock: Callable[[], float]) -> None:
+    def __init__(self, settings: GattSettings, clock: Clock) -> None:
+        """The cache's lifetime and the retry backoff are durations: ``clock``'s monotonic time."""
         self._settings = settings
-        self._clock = clock
-        self._cache: dict[str, tuple[bytes, float]] = {}  # address -> (token, expires)
+        self._monotonic = clock.monotonic
+        self._cache: dict[str, tuple[bytes, float]] = {}  # address -> (token, monotonic expiry)
         self._pending: set[str] = set()
-        self._retry: dict[str, tuple[float, int]] = {}  # address -> (not before, attempts)
+        self._retry: dict[str, tuple[float, int]] = {}  # address -> (monotonic not before, attempts)
         self._slots: asyncio.Semaphore | None = None  # made on the scanning loop
         self.health = GattHealth()
 
@@ -53,7 +54,7 @@ class TokenReader:
         if entry is None:
             return None
         token, expires = entry
-        if self._clock() >= expires:
+        if self._monotonic() >= expires:
             del self._cache[address]
             return None
         self.health.cache_hits += 1
@@ -63,7 +64,7 @@ class TokenReader:
         if address in self._pending or address in self._cache:
             return False
         retry = self._retry.get(address)
-        return retry is None or self._clock() >= retry[0]
+        return retry is None or self._monotonic() >= retry[0]
 
     def start_read(self, device: BLEDevice) -> None:
         """Schedule a read on the running loop (called from bleak's detection callback)."""
@@ -86,7 +87,7 @@ class TokenReader:
         else:
             self.health.reads += 1
             self._retry.pop(device.address, None)
-            self._cache[device.address] = (token, self._clock() + self._settings.cache_s)
+            self._cache[device.address] = (token, self._monotonic() + self._settings.cache_s)
         finally:
             self._pending.discard(device.address)
 
@@ -100,7 +101,7 @@ class TokenReader:
     def _failed(self, address: str, exc: BaseException) -> None:
         attempts = self._retry.get(address, (0.0, 0))[1] + 1
         delay = min(self._settings.retry_max_s, self._settings.retry_min_s * 2 ** (attempts - 1))
-        self._retry[address] = (self._clock() + delay, attempts)
+        self._retry[address] = (self._monotonic() + delay, attempts)
         self.health.failures += 1
         self.health.last_error = f"{type(exc).__name__}: {exc}"
         # The address is a phone's: it stays out of the log.

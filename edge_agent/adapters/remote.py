@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import logging
-import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
+from edge_agent.core.clock import Clock
 from edge_agent.core.receiver_formats import RemoteRejected, parse_espresense, parse_generic
-from edge_agent.core.settings import AgentConfig
+from edge_agent.core.settings import RemoteSettings
 from edge_agent.core.sighting import Sighting
 from edge_agent.core.topics import Topics
 
@@ -19,20 +19,26 @@ class RemoteReceivers:
     """Routes each message by topic to its parser; counts what it accepts and what it drops."""
 
     def __init__(
-        self, config: AgentConfig, submit: Callable[[Sighting], None], clock: Callable[[], float] = time.time
+        self,
+        settings: RemoteSettings,
+        topics: Topics,
+        receivers: Iterable[str],
+        submit: Callable[[Sighting], None],
+        clock: Clock,
     ) -> None:
-        self._settings = config.remote
-        self._topics = Topics(config.mqtt.topic_prefix, config.store.id)
-        self._receivers = frozenset(r.id for r in config.receivers)
+        """``receivers``: the configured receiver ids; a sighting from any other is rejected.
+        An ESPresense sighting is stamped with ``clock``'s wall time (its payload has none)."""
+        self._settings = settings
+        self._topics = topics
+        self._receivers = frozenset(receivers)
         self._submit = submit
         self._clock = clock
-        self._espresense_root = f"{self._settings.espresense_prefix}/devices/"
         self.counters: Counter[str] = Counter()
         filters = []
-        if self._settings.generic:
-            filters.append(self._topics.sightings())
-        if self._settings.espresense:
-            filters.append(f"{self._espresense_root}+/+")
+        if settings.generic:
+            filters.append(topics.sightings())
+        if settings.espresense:
+            filters.append(Topics.espresense(settings.espresense_prefix))
         self.topic_filters = tuple(filters)
 
     def handle(self, topic: str, payload: bytes) -> None:
@@ -55,8 +61,8 @@ class RemoteReceivers:
         receiver = self._topics.sightings_receiver(topic)
         if receiver is not None:
             return parse_generic(receiver, payload, self._receivers)
-        if topic.startswith(self._espresense_root):
-            room = topic.rsplit("/", 1)[-1]
-            parsed = parse_espresense(room, payload, self._clock(), self._receivers)
+        room = Topics.espresense_room(topic, self._settings.espresense_prefix)
+        if room is not None:
+            parsed = parse_espresense(room, payload, self._clock.wall(), self._receivers)
             return parsed if isinstance(parsed, RemoteRejected) else [parsed]
         return RemoteRejected(f"unexpected topic {topic!r}")

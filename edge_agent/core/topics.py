@@ -55,3 +55,14 @@ class Topics:
                 kind = topic[len(root) :]
                 return kind if kind and "/" not in kind else None
         return None
+
+    @staticmethod
+    def espresense(espresense_prefix: str) -> str:
+        """The filter for what ESPresense nodes publish: ``{prefix}/devices/{device}/{room}``."""
+        return f"{espresense_prefix}/devices/+/+"
+
+    @staticmethod
+    def espresense_room(topic: str, espresense_prefix: str) -> str | None:
+        """The room (the receiver id) an ESPresense topic ends in, or None if it is not one."""
+        root = f"{espresense_prefix}/devices/"
+        return topic.rsplit("/", 1)[-1] if topic.startswith(root) else None

@@ -15,6 +15,7 @@ from rich.live import Live
 from rich.table import Table
 
 from edge_agent.adapters.ble import BleRuntime, BleScanner
+from edge_agent.adapters.clock import SYSTEM_CLOCK
 from edge_agent.core.scanview import ScanView
 from edge_agent.core.settings import BleSettings
 from edge_agent.core.sighting import Sighting
@@ -44,7 +45,9 @@ def run_scan(
                 recording.write(format_trace_line(sighting) + "\n")
                 recording.flush()  # a technician may pull the plug; keep what was heard
 
-    scanners = [BleScanner(receiver, adapter, emit, settings) for receiver, adapter in receivers]
+    scanners = [
+        BleScanner(receiver, adapter, emit, settings, SYSTEM_CLOCK) for receiver, adapter in receivers
+    ]
     runtime = BleRuntime(scanners)
     runtime.start()
     deadline = None if duration is None else time.monotonic() + duration
