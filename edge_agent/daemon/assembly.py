@@ -46,13 +46,14 @@ class Wiring:
 
     ``on_downlink``: a downlink the link received (apply it, then ``link.ack_downlink``).
     ``submit``: a sighting from a local scanner or a remote receiver; ``None`` builds no source.
-    ``status_payload``: the retained status for a state (``online``/``offline``); ``None`` uses
-    the pipeline's figures at the clock's wall time.
+    ``online_status``: the retained ``online`` status with the driver's figures (the daemon adds
+    the link's and scanners'); ``None`` uses the pipeline's. The ``offline`` one (the last will,
+    built with the link, before anything else exists) never needs figures.
     """
 
     on_downlink: Callable[[DownlinkDelivery], None] = field(default=lambda delivery: None)
     submit: Callable[[Sighting], None] | None = None
-    status_payload: Callable[[str], bytes] | None = None
+    online_status: Callable[[], bytes] | None = None
 
 
 @dataclass(slots=True)
@@ -110,7 +111,13 @@ def assemble(
         remote = _remote(config, topics, clock, wiring.submit) if broker is not None else None
         link = None
         if broker is not None:
-            status = wiring.status_payload or (lambda state: pipeline.status(state, clock.wall()).to_json())
+            online = wiring.online_status
+
+            def status(state: str) -> bytes:
+                if state == "online" and online is not None:
+                    return online()
+                return pipeline.status(state, clock.wall()).to_json()
+
             link = MqttLink(
                 config.mqtt, topics, pipeline.outbox, client_id=config.client_id,
                 on_downlink=wiring.on_downlink, status_payload=status,

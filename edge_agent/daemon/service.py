@@ -62,7 +62,7 @@ class Service:
         wiring = Wiring(
             on_downlink=self._work.put,
             submit=self.submit,
-            status_payload=lambda state: self.status_message(state).to_json(),
+            online_status=lambda: self.status_message("online").to_json(),
         )
         self.agent = assemble(config, clock, Broker.of(config), wiring)
         self.database = self.agent.database
