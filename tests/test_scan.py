@@ -109,3 +109,17 @@ def test_scan_view_shows_the_overflow_bits_a_technician_needs_for_gatt() -> None
     view.add(Sighting(1.0, "entrance", PHONE, -60, manufacturer_data={company: data}))
     [row] = view.ordered()
     assert (row.kind, row.identity) == ("iOS background", "overflow bits 62,120")
+
+
+def test_scan_view_shows_encrypted_tlm_and_beacon_only_frames() -> None:
+    from edge_agent.core.const import EDDYSTONE_SERVICE_UUID
+
+    view = ScanView()
+    etlm = bytes.fromhex("2001") + bytes(16)
+    view.add(Sighting(1.0, "entrance", "C2:00:00:00:00:01", -60, service_data={EDDYSTONE_SERVICE_UUID: etlm}))
+    view.add(
+        Sighting(1.0, "entrance", "C2:00:00:00:00:02", -70, service_data={EDDYSTONE_SERVICE_UUID: b"\x40"})
+    )
+    encrypted, other = view.ordered()
+    assert (encrypted.kind, encrypted.details) == ("Eddystone-eTLM", {"tlm": "encrypted"})
+    assert (other.kind, other.identity) == ("beacon", "unknown Eddystone frame type 0x40")
