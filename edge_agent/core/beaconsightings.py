@@ -57,6 +57,7 @@ class BeaconSightings:
         self._k = identity.rotation_exponent
         self._skew = identity.skew_windows
         self._tokens: dict[int, dict[bytes, str]] = {}
+        self._tokens_window: int | None = None
 
     def __repr__(self) -> str:  # never the keys
         return f"BeaconSightings({len(self._keys)} keyed beacons, {len(self._addresses)} addresses)"
@@ -97,10 +98,13 @@ class BeaconSightings:
         """The keyed fleet beacon whose EID token this is, around ``now``."""
         if not self._keys:
             return None
-        windows = self._windows(now)
-        self._tokens = {w: self._tokens.get(w) or self._tokens_of(w) for w in windows}
-        for window in windows:
-            beacon_id = self._tokens[window].get(eid)
+        current = (int(now) & 0xFFFFFFFF) >> self._k
+        if current != self._tokens_window:  # once per rotation, not per phone's EID frame
+            self._tokens_window = current
+            windows = self._windows(now)
+            self._tokens = {w: self._tokens.get(w) or self._tokens_of(w) for w in windows}
+        for tokens in self._tokens.values():
+            beacon_id = tokens.get(eid)
             if beacon_id is not None:
                 return beacon_id
         return None
