@@ -8,6 +8,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from edge_agent.core.const import EDDYSTONE_SERVICE_UUID
 from edge_agent.core.etlm import encrypt_tlm
 from edge_agent.core.events import BeaconFleetMessage, FootfallMessage, Message
@@ -127,3 +130,22 @@ def test_a_beacon_identity_key_is_checked_and_never_shown() -> None:
     assert KEY.hex() not in repr(config)
     with pytest.raises(ConfigError, match="32 hex digits"):
         config_from_mapping({"store": {"id": "s1"}, "beacons": [{"id": "b", "identity_key": "00ff"}]})
+
+
+@given(
+    st.binary(min_size=1, max_size=24).filter(lambda data: data[0] != 0x30),
+    st.dictionaries(st.integers(0, 0xFFFF), st.binary(max_size=24), max_size=2),
+)
+@settings(max_examples=50, deadline=None)
+def test_any_sighting_with_a_beacon_only_frame_is_never_a_visitor(
+    eddystone: bytes, manufacturer: dict
+) -> None:
+    core = _core()
+    for i in range(5):
+        core.observe(
+            Sighting(START + i, "entrance", ADDRESS, -50, manufacturer_data=manufacturer,
+                     service_data={EDDYSTONE_SERVICE_UUID: eddystone})
+        )  # fmt: skip
+    core.observe(Sighting(START + 6, "entrance", ADDRESS, -50, manufacturer_data=manufacturer))
+    assert core.open_visits == 0
+    assert _entries(core.tick(START + 3600)) == 0

@@ -14,6 +14,7 @@ mapping handed in.
 from __future__ import annotations
 
 import difflib
+import string
 import types
 import typing
 import zoneinfo
@@ -98,11 +99,7 @@ class ReceiverSettings(Section):
 
 
 def _check_identity_key(key: SecretStr) -> SecretStr:
-    try:
-        raw = bytes.fromhex(key.get_secret_value())
-    except ValueError:
-        raw = b""
-    if len(raw) != 16:
+    if len(value := key.get_secret_value()) != 32 or not set(value) <= set(string.hexdigits):
         raise ValueError("must be 32 hex digits (a 16-byte Eddystone-EID identity key)")
     return key
 
