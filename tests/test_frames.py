@@ -20,7 +20,9 @@ from edge_agent.core.const import COMPANY_APPLE, EDDYSTONE_SERVICE_UUID
 from edge_agent.core.frames import (
     AltBeacon,
     AppleOverflow,
+    BeaconOnly,
     EddystoneEid,
+    EddystoneEncryptedTlm,
     EddystoneTlm,
     EddystoneUid,
     EddystoneUrl,
@@ -34,6 +36,7 @@ from edge_agent.core.frames import (
     encode_altbeacon,
     encode_apple_overflow,
     encode_eddystone_eid,
+    encode_eddystone_encrypted_tlm,
     encode_eddystone_tlm,
     encode_eddystone_uid,
     encode_eddystone_url,
@@ -98,10 +101,41 @@ def test_eddystone_tlm_fixed_point_temperature_and_counters() -> None:
     assert decode_eddystone(unsupported).temperature_c is None
 
 
-def test_encrypted_tlm_is_declined_with_a_reason() -> None:
-    assert decode_eddystone(bytes.fromhex("2001") + bytes(16)) == NotThisFrame(
-        "Eddystone-TLM version 0x01 (encrypted) is not decoded"
+def test_encrypted_tlm_envelope_is_decoded() -> None:
+    # tlm-encrypted.md: 20 01 | ETLM (12) | salt (2) | MIC (2).
+    body = bytes.fromhex("2001") + bytes(range(12)) + bytes.fromhex("abcd") + bytes.fromhex("1234")
+    frame = decode_eddystone(body)
+    assert frame == EddystoneEncryptedTlm(bytes(range(12)), bytes.fromhex("abcd"), bytes.fromhex("1234"))
+    assert encode_eddystone_encrypted_tlm(frame) == body
+    assert decode_eddystone(body[:-1]) == NotThisFrame("encrypted Eddystone-TLM must be 18 bytes, got 17")
+
+
+def test_eddystone_url_without_an_encoded_byte_is_rejected() -> None:
+    # eddystone-url/README.md: "3+ | Encoded URL | Length 1-17": the scheme alone is no URL.
+    assert decode_eddystone(bytes.fromhex("109f02")) == NotThisFrame(
+        "Eddystone-URL has no encoded URL after the scheme (1-17 bytes required)"
     )
+
+
+def test_frames_only_beacons_send_are_beacon_only_not_nothing() -> None:
+    # Unknown frame types (0x40, 0x50, ...), later TLM versions, and malformed UID/URL/TLM frames
+    # in 0xFEAA service data all come from beacons or tags; a malformed EID decodes to nothing.
+    assert decode_eddystone(bytes.fromhex("40") + bytes(20)) == BeaconOnly(
+        0x40, "unknown Eddystone frame type 0x40"
+    )
+    assert decode_eddystone(bytes.fromhex("2002") + bytes(12)) == BeaconOnly(
+        0x20, "Eddystone-TLM version 0x02 is not decoded"
+    )
+    [url] = decode_advertisement({}, {EDDYSTONE_SERVICE_UUID: bytes.fromhex("109f02")})
+    assert isinstance(url, BeaconOnly)
+    assert url.frame_type == 0x10
+    assert decode_advertisement({}, {EDDYSTONE_SERVICE_UUID: bytes.fromhex("30ec01")}) == []
+
+
+@given(st.binary(min_size=1, max_size=30).filter(lambda data: data[0] != 0x30))
+def test_any_non_eid_eddystone_service_data_is_a_beacon_frame(data: bytes) -> None:
+    [frame] = decode_advertisement({}, {EDDYSTONE_SERVICE_UUID: data})
+    assert not isinstance(frame, EddystoneEid | NotThisFrame)
 
 
 def test_eddystone_eid() -> None:
@@ -172,10 +206,22 @@ def test_apple_overflow_area_published_captures() -> None:
     young = bytes.fromhex("0100000000000000000000000000000080")
     frame = decode_apple_overflow(0x004C, young)
     assert isinstance(frame, AppleOverflow)
-    assert [bit for bit in range(128) if frame.has_bit(bit)] == [120]
-    # HCI capture "... 14 FF 4C 00 01 00 00 00 00 00 00 00 02 00 ..." for service 3333.
+    # Young's table (OverflowAreaUtils.swift in his reference app) puts ...0039 at index 127:
+    # bit = mask byte x 8 + bit in the byte, least significant first; 0x80 in byte 15 is 127.
+    assert [bit for bit in range(128) if frame.has_bit(bit)] == [127]
+    # HCI capture "... 14 FF 4C 00 01 00 00 00 00 00 00 00 02 00 ..." for service 3333:
+    # 0x02 in mask byte 7 is bit 7 x 8 + 1.
     hci = bytes.fromhex("0100000000000000020000000000000000")
-    assert [bit for bit in range(128) if decode_apple_overflow(0x004C, hci).has_bit(bit)] == [62]
+    assert [bit for bit in range(128) if decode_apple_overflow(0x004C, hci).has_bit(bit)] == [57]
+
+
+def test_apple_overflow_numbering_follows_youngs_table_at_both_ends() -> None:
+    # His table's first entries: index 0 is ...007C (byte 0, 0x01), index 7 ...0000 (byte 0, 0x80),
+    # index 8 ...0036 (byte 1, 0x01).
+    assert encode_apple_overflow([0])[1] == bytes.fromhex("01") + bytes.fromhex("01") + bytes(15)
+    assert encode_apple_overflow([7])[1] == bytes.fromhex("01") + bytes.fromhex("80") + bytes(15)
+    assert encode_apple_overflow([8])[1] == bytes.fromhex("01") + bytes.fromhex("0001") + bytes(14)
+    assert encode_apple_overflow([127])[1] == bytes.fromhex("01") + bytes(15) + bytes.fromhex("80")
 
 
 def test_overflow_area_is_recognised_in_a_whole_advertisement() -> None:
@@ -206,7 +252,7 @@ url_text = st.text(alphabet=st.characters(min_codepoint=0x21, max_codepoint=0x7E
 def test_eddystone_url_round_trip(scheme: str, rest: str, power: int) -> None:
     frame = EddystoneUrl(power, scheme + rest)
     encoded = encode_eddystone_url(frame)
-    if len(encoded) - 3 <= 17:  # longer URLs do not fit a frame, by specification
+    if 1 <= len(encoded) - 3 <= 17:  # other lengths are not a URL frame, by specification
         assert decode_eddystone(encoded) == frame
 
 

@@ -21,6 +21,7 @@ from tests.helpers import app_sighting, customers_downlink
 
 AIRLOCATE = bytes.fromhex("0215e2c56db5dffb48d2b060d0f5a71096e000010002c5")
 TLM = bytes.fromhex("20000bb81780000003e800000e10")
+NEARBY_INFO = bytes.fromhex("1005031c0d2f9a")  # an Apple continuity message
 PHONE, BEACON = "5A:11:22:33:44:55", "C0:FF:EE:00:00:01"
 
 
@@ -30,18 +31,17 @@ def bluez() -> Iterator[FakeBluez]:
         yield handle
 
 
-@pytest.mark.ble
-def test_recorded_scan_replays_to_the_same_sightings(bluez: FakeBluez, tmp_path: Path) -> None:
-    record = tmp_path / "store.jsonl"
+def _record(bluez: FakeBluez, record: Path, *flags: str) -> None:
+    """Scan the fake BlueZ for a few seconds while a beacon and an app phone advertise."""
     scan = subprocess.Popen(
         [sys.executable, "-m", "edge_agent", "scan", "--adapter", "hci0", "--duration", "6",
-         "--throttle", "0", "--record", str(record)],
+         "--throttle", "0", "--record", str(record), *flags],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
         wait_for(bluez.discovering, 15, "the scan to start discovery")
         bluez.add_advertiser(BEACON, rssi=-80, manufacturer={0x004C: AIRLOCATE})
-        bluez.add_advertiser(PHONE, rssi=-80)
+        bluez.add_advertiser(PHONE, rssi=-80, manufacturer={0x004C: NEARBY_INFO})
         token = app_sighting("c1", time.time()).service_data
         for rssi in (-60, -58, -56):
             bluez.advertise(PHONE, rssi, service=token)
@@ -50,6 +50,26 @@ def test_recorded_scan_replays_to_the_same_sightings(bluez: FakeBluez, tmp_path:
     finally:
         _, stderr = scan.communicate(timeout=30)
     assert scan.returncode == 0, stderr
+
+
+def _replay(record: Path, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    config = tmp_path / "agent.toml"
+    config.write_text(
+        '[store]\nid = "s1"\n[[zones]]\nid = "e"\n[[receivers]]\nid = "hci0"\nzone = "e"\nadapter = "hci0"\n'
+    )
+    customers = tmp_path / "customers.jsonl"
+    customers.write_bytes(customers_downlink(("c1", True, False)) + b"\n")
+    return subprocess.run(
+        [sys.executable, "-m", "edge_agent", "replay", str(record), "--config", str(config),
+         "--downlink", f"customers={customers}", "--output", "-"],
+        check=False, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+
+
+@pytest.mark.ble
+def test_recorded_scan_replays_to_the_same_sightings(bluez: FakeBluez, tmp_path: Path) -> None:
+    record = tmp_path / "store.jsonl"
+    _record(bluez, record, "--record-raw")
 
     recorded = [s for s in read_trace(record.read_text().splitlines()) if isinstance(s, Sighting)]
     assert not [p for p in read_trace(record.read_text().splitlines()) if isinstance(p, TraceProblem)]
@@ -60,19 +80,28 @@ def test_recorded_scan_replays_to_the_same_sightings(bluez: FakeBluez, tmp_path:
     assert IBeacon("e2c56db5-dffb-48d2-b060-d0f5a71096e0", 1, 2, -59) in decode_sighting(beacon)
     assert EddystoneTlm(3000, 23.5, 1000, 360.0) in decode_sighting(beacon)
 
-    config = tmp_path / "agent.toml"
-    config.write_text(
-        '[store]\nid = "s1"\n[[zones]]\nid = "e"\n[[receivers]]\nid = "hci0"\nzone = "e"\nadapter = "hci0"\n'
-    )
-    customers = tmp_path / "customers.jsonl"
-    customers.write_bytes(customers_downlink(("c1", True, False)) + b"\n")
-    replay = subprocess.run(
-        [sys.executable, "-m", "edge_agent", "replay", str(record), "--config", str(config),
-         "--downlink", f"customers={customers}", "--output", "-"],
-        check=False, capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+    replay = _replay(record, tmp_path)
     assert replay.returncode == 0, replay.stderr
     assert f"replayed {len(recorded)} sightings" in replay.stderr
+    assert '"customer_id":"c1","phase":"started"' in replay.stdout
+
+
+@pytest.mark.ble
+def test_a_default_recording_carries_no_phone_address_and_still_replays(
+    bluez: FakeBluez, tmp_path: Path
+) -> None:
+    record = tmp_path / "store.jsonl"
+    _record(bluez, record)
+    text = record.read_text()
+    assert PHONE not in text.upper()
+    assert NEARBY_INFO.hex() not in text.lower()  # continuity payloads fingerprint a phone
+    assert BEACON in text  # a technician finds a beacon by its address
+    recorded = [s for s in read_trace(text.splitlines()) if isinstance(s, Sighting)]
+    phone = [s for s in recorded if s.service_data and s.address != BEACON]
+    assert [s.rssi for s in phone] == [-60, -58, -56]
+    assert len({s.address for s in phone}) == 1  # one phone, one pseudonym
+    replay = _replay(record, tmp_path)
+    assert replay.returncode == 0, replay.stderr
     assert '"customer_id":"c1","phase":"started"' in replay.stdout
 
 
@@ -109,3 +138,17 @@ def test_scan_view_shows_the_overflow_bits_a_technician_needs_for_gatt() -> None
     view.add(Sighting(1.0, "entrance", PHONE, -60, manufacturer_data={company: data}))
     [row] = view.ordered()
     assert (row.kind, row.identity) == ("iOS background", "overflow bits 62,120")
+
+
+def test_scan_view_shows_encrypted_tlm_and_beacon_only_frames() -> None:
+    from edge_agent.core.const import EDDYSTONE_SERVICE_UUID
+
+    view = ScanView()
+    etlm = bytes.fromhex("2001") + bytes(16)
+    view.add(Sighting(1.0, "entrance", "C2:00:00:00:00:01", -60, service_data={EDDYSTONE_SERVICE_UUID: etlm}))
+    view.add(
+        Sighting(1.0, "entrance", "C2:00:00:00:00:02", -70, service_data={EDDYSTONE_SERVICE_UUID: b"\x40"})
+    )
+    encrypted, other = view.ordered()
+    assert (encrypted.kind, encrypted.details) == ("Eddystone-eTLM", {"tlm": "encrypted"})
+    assert (other.kind, other.identity) == ("beacon", "unknown Eddystone frame type 0x40")

@@ -15,7 +15,19 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     scan.add_argument("--config", type=Path, help="scan the receivers with an adapter in this file")
     scan.add_argument("--adapter", action="append", default=[], metavar="hciN", help="scan this adapter")
     scan.add_argument("--duration", type=float, help="stop after this many seconds (default: Ctrl-C)")
-    scan.add_argument("--record", type=Path, metavar="FILE", help="write what is heard as a trace")
+    scan.add_argument(
+        "--record",
+        type=Path,
+        metavar="FILE",
+        help="write what is heard as a trace: phones' addresses pseudonymised for this recording, "
+        "only the advertisement fields the agent decodes kept",
+    )
+    scan.add_argument(
+        "--record-raw",
+        action="store_true",
+        help="with --record: keep every device's real address and every advertisement field "
+        "(personal data: use only when needed)",
+    )
     scan.add_argument("--throttle", type=float, help="seconds between RSSI-only updates of one device")
     scan.set_defaults(handler=_cmd_scan)
 
@@ -42,7 +54,12 @@ def _cmd_scan(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     if args.throttle is not None:
         settings = settings.model_copy(update={"throttle_s": args.throttle})
-    view = run_scan(receivers, settings, Console(), duration=args.duration, record=args.record)
+    if args.record_raw and not args.record:
+        print("--record-raw goes with --record FILE", file=sys.stderr)
+        return EXIT_USAGE
+    view = run_scan(
+        receivers, settings, Console(), duration=args.duration, record=args.record, raw=args.record_raw
+    )
     if args.record:
         print(
             f"recorded {sum(r.sightings for r in view.rows.values())} sightings to {args.record}",

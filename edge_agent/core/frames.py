@@ -7,13 +7,17 @@ the health counters count.
 Formats (byte layouts from the public specifications):
 - iBeacon: Apple manufacturer data ``02 15 | uuid(16) | major(2) | minor(2) | tx(1)``.
 - AltBeacon: any company's manufacturer data ``BE AC | id(20) | ref rssi(1) | reserved(1)``.
-- Eddystone (service 0xFEAA): UID ``00``, URL ``10``, TLM ``20``, EID ``30`` frames, as in
-  github.com/google/eddystone (protocol-specification.md and each frame's page).
+- Eddystone (service 0xFEAA): UID ``00``, URL ``10``, TLM ``20`` (plain, version ``00``, and
+  encrypted, version ``01``: eddystone-tlm/tlm-encrypted.md), EID ``30`` frames, as in
+  github.com/google/eddystone (protocol-specification.md and each frame's page). Any other
+  frame type in 0xFEAA service data only ever comes from a beacon or tag: ``BeaconOnly``.
 - Apple's "overflow area": Apple manufacturer data ``01 | 128-bit mask``. A backgrounded iOS app
   cannot advertise its service UUID; iOS sets one bit of this mask per advertised service
   instead (the UUID-to-bit hash is Apple's and unpublished, so the app's bit is configured,
-  found from a capture). Bits are numbered from 0, the most significant bit of the first mask
-  byte, to 127. Layout as published by D. G. Young, "Hacking the Overflow Area" (2020).
+  found from a capture). Bits are numbered as in D. G. Young's published table ("Hacking the
+  Overflow Area", 2020, and OverflowAreaUtils.swift in his reference app): bit = mask byte
+  index x 8 + bit within the byte, least significant bit first. So ``...80`` in the last mask
+  byte is bit 127 (his table's service ...0039), ``01`` in the first byte is bit 0.
 """
 
 from __future__ import annotations
@@ -94,10 +98,33 @@ class AppleOverflow:
     mask: bytes  # 16 bytes
 
     def has_bit(self, bit: int) -> bool:
-        return 0 <= bit < 128 and bool(self.mask[bit // 8] & (0x80 >> (bit % 8)))
+        # Young's numbering: byte index x 8 + bit, least significant bit first (module docstring).
+        return 0 <= bit < 128 and bool(self.mask[bit // 8] & (1 << (bit % 8)))
 
 
-Frame = IBeacon | AltBeacon | EddystoneUid | EddystoneUrl | EddystoneTlm | EddystoneEid | AppleOverflow
+@dataclass(frozen=True, slots=True)
+class EddystoneEncryptedTlm:
+    """Encrypted telemetry (TLM version 01): readable only with the beacon's identity key
+    (``core.etlm.decrypt_tlm``); on its own it says just "a beacon is here"."""
+
+    ciphertext: bytes  # 12 bytes: the plain TLM fields after frame type and version
+    salt: bytes  # 2 bytes, the low half of the EAX nonce
+    mic: bytes  # 2 bytes, the truncated EAX tag
+
+
+@dataclass(frozen=True, slots=True)
+class BeaconOnly:
+    """0xFEAA service data the agent does not read but only a beacon or tag sends: an unknown
+    frame type, a TLM version after 01, or a malformed UID/URL/TLM frame. Never a shopper."""
+
+    frame_type: int
+    reason: str
+
+
+Frame = (
+    IBeacon | AltBeacon | EddystoneUid | EddystoneUrl | EddystoneTlm | EddystoneEncryptedTlm
+    | EddystoneEid | AppleOverflow | BeaconOnly
+)  # fmt: skip
 
 IBEACON_PREFIX: Final = b"\x02\x15"
 IBEACON_LENGTH: Final = 23
@@ -116,8 +143,15 @@ URL_EXPANSIONS: Final = (
     ".com/", ".org/", ".edu/", ".net/", ".info/", ".biz/", ".gov/",
     ".com", ".org", ".edu", ".net", ".info", ".biz", ".gov",
 )  # fmt: skip
-# The URL frame holds at most 17 encoded bytes after the scheme (spec: frame length <= 20).
+# The URL frame holds 1 to 17 encoded bytes after the scheme (eddystone-url, "Length 1-17").
+URL_MIN_ENCODED: Final = 1
 URL_MAX_ENCODED: Final = 17
+TLM_PLAIN: Final = 0x00
+TLM_ENCRYPTED: Final = 0x01
+TLM_PLAIN_LENGTH: Final = 14
+# Frame type, version, 12 bytes of ciphertext, 2 of salt, 2 of MIC (tlm-encrypted.md).
+TLM_ENCRYPTED_LENGTH: Final = 18
+TLM_FIELDS_LENGTH: Final = 12
 # TLM temperature 0x8000 and battery 0 mean "not supported" in the specification.
 TLM_TEMPERATURE_UNSUPPORTED: Final = 0x8000
 
@@ -182,7 +216,7 @@ def decode_eddystone(data: bytes) -> Frame | NotThisFrame:
         return _decode_tlm(data)
     if frame_type == EDDYSTONE_EID:
         return _decode_eid(data)
-    return NotThisFrame(f"unknown Eddystone frame type 0x{frame_type:02x}")
+    return BeaconOnly(frame_type, f"unknown Eddystone frame type 0x{frame_type:02x}")
 
 
 def _decode_uid(data: bytes) -> EddystoneUid | NotThisFrame:
@@ -195,6 +229,8 @@ def _decode_uid(data: bytes) -> EddystoneUid | NotThisFrame:
 def _decode_url(data: bytes) -> EddystoneUrl | NotThisFrame:
     if len(data) < 3:
         return NotThisFrame("Eddystone-URL too short")
+    if len(data) - 3 < URL_MIN_ENCODED:
+        return NotThisFrame("Eddystone-URL has no encoded URL after the scheme (1-17 bytes required)")
     if len(data) - 3 > URL_MAX_ENCODED:
         return NotThisFrame(f"Eddystone-URL longer than {URL_MAX_ENCODED} encoded bytes")
     if data[2] >= len(URL_SCHEMES):
@@ -210,23 +246,33 @@ def _decode_url(data: bytes) -> EddystoneUrl | NotThisFrame:
     return EddystoneUrl(tx_power=_signed(data[1]), url="".join(parts))
 
 
-def _decode_tlm(data: bytes) -> EddystoneTlm | NotThisFrame:
+def _decode_tlm(data: bytes) -> EddystoneTlm | EddystoneEncryptedTlm | BeaconOnly | NotThisFrame:
     if len(data) < 2:
         return NotThisFrame("Eddystone-TLM too short")
-    if data[1] != 0x00:
-        return NotThisFrame(f"Eddystone-TLM version 0x{data[1]:02x} (encrypted) is not decoded")
-    if len(data) != 14:
-        return NotThisFrame(f"Eddystone-TLM must be 14 bytes, got {len(data)}")
-    battery = int.from_bytes(data[2:4], "big")
-    raw_temperature = int.from_bytes(data[4:6], "big")
+    if data[1] == TLM_ENCRYPTED:
+        if len(data) != TLM_ENCRYPTED_LENGTH:
+            length = TLM_ENCRYPTED_LENGTH
+            return NotThisFrame(f"encrypted Eddystone-TLM must be {length} bytes, got {len(data)}")
+        return EddystoneEncryptedTlm(bytes(data[2:14]), bytes(data[14:16]), bytes(data[16:18]))
+    if data[1] != TLM_PLAIN:
+        return BeaconOnly(EDDYSTONE_TLM, f"Eddystone-TLM version 0x{data[1]:02x} is not decoded")
+    if len(data) != TLM_PLAIN_LENGTH:
+        return NotThisFrame(f"Eddystone-TLM must be {TLM_PLAIN_LENGTH} bytes, got {len(data)}")
+    return decode_tlm_fields(data[2:])
+
+
+def decode_tlm_fields(fields: bytes) -> EddystoneTlm:
+    """The 12 bytes after a TLM's frame type and version (plain, or decrypted ETLM)."""
+    battery = int.from_bytes(fields[0:2], "big")
+    raw_temperature = int.from_bytes(fields[2:4], "big")
     temperature = None
     if raw_temperature != TLM_TEMPERATURE_UNSUPPORTED:
-        temperature = int.from_bytes(data[4:6], "big", signed=True) / 256.0
+        temperature = int.from_bytes(fields[2:4], "big", signed=True) / 256.0
     return EddystoneTlm(
         battery_mv=battery or None,
         temperature_c=temperature,
-        advertising_count=int.from_bytes(data[6:10], "big"),
-        uptime_s=int.from_bytes(data[10:14], "big") / 10.0,
+        advertising_count=int.from_bytes(fields[4:8], "big"),
+        uptime_s=int.from_bytes(fields[8:12], "big") / 10.0,
     )
 
 
@@ -253,10 +299,13 @@ def decode_advertisement(
         if decoded is not None and not isinstance(decoded, NotThisFrame):
             frames.append(decoded)
     eddystone = service_data.get(EDDYSTONE_SERVICE_UUID)
-    if eddystone is not None:
+    if eddystone:
         decoded = decode_eddystone(eddystone)
         if not isinstance(decoded, NotThisFrame):
             frames.append(decoded)
+        elif eddystone[0] != EDDYSTONE_EID:
+            # A malformed UID, URL or TLM frame is still a beacon's: phones send only EID here.
+            frames.append(BeaconOnly(eddystone[0], decoded.reason))
     return frames
 
 
@@ -312,23 +361,31 @@ def encode_eddystone_url(frame: EddystoneUrl) -> bytes:
     return bytes([EDDYSTONE_URL, frame.tx_power & 0xFF, scheme]) + bytes(encoded)
 
 
-def encode_eddystone_tlm(frame: EddystoneTlm) -> bytes:
+def encode_tlm_fields(frame: EddystoneTlm) -> bytes:
+    """The 12 bytes after frame type and version: what a beacon encrypts for ETLM."""
     temperature = (
         TLM_TEMPERATURE_UNSUPPORTED
         if frame.temperature_c is None
         else round(frame.temperature_c * 256) & 0xFFFF
     )
     return (
-        bytes([EDDYSTONE_TLM, 0x00])
-        + (frame.battery_mv or 0).to_bytes(2, "big")
+        (frame.battery_mv or 0).to_bytes(2, "big")
         + temperature.to_bytes(2, "big")
         + frame.advertising_count.to_bytes(4, "big")
         + round(frame.uptime_s * 10).to_bytes(4, "big")
     )
 
 
+def encode_eddystone_tlm(frame: EddystoneTlm) -> bytes:
+    return bytes([EDDYSTONE_TLM, TLM_PLAIN]) + encode_tlm_fields(frame)
+
+
+def encode_eddystone_encrypted_tlm(frame: EddystoneEncryptedTlm) -> bytes:
+    return bytes([EDDYSTONE_TLM, TLM_ENCRYPTED]) + frame.ciphertext + frame.salt + frame.mic
+
+
 def encode_apple_overflow(bits: list[int]) -> tuple[int, bytes]:
     mask = bytearray(16)
     for bit in bits:
-        mask[bit // 8] |= 0x80 >> (bit % 8)
+        mask[bit // 8] |= 1 << (bit % 8)  # Young's numbering, as AppleOverflow.has_bit
     return COMPANY_APPLE, bytes([APPLE_OVERFLOW_TYPE]) + bytes(mask)

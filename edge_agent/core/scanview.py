@@ -11,7 +11,9 @@ from dataclasses import dataclass, field
 from edge_agent.core.frames import (
     AltBeacon,
     AppleOverflow,
+    BeaconOnly,
     EddystoneEid,
+    EddystoneEncryptedTlm,
     EddystoneTlm,
     EddystoneUid,
     EddystoneUrl,
@@ -93,13 +95,29 @@ def _describe(row: DeviceRow, frame: Frame) -> int | None:
             row.details["url"] = frame.url
             return frame.tx_power - EDDYSTONE_0M_TO_1M_DB
         case AppleOverflow():
-            # How a technician finds the app's gatt.overflow_bit: the bit its iPhones show.
+            # How a technician finds the app's gatt.overflow_bit: the bit its iPhones show,
+            # numbered as gatt.overflow_bit is (Young's table, see core.frames).
             bits = [bit for bit in range(128) if frame.has_bit(bit)]
             row.kind, row.identity = "iOS background", "overflow bits " + ",".join(map(str, bits))
+        case EddystoneTlm() | EddystoneEncryptedTlm() | BeaconOnly():
+            _describe_beacon_data(row, frame)
+    return None
+
+
+def _describe_beacon_data(row: DeviceRow, frame: EddystoneTlm | EddystoneEncryptedTlm | BeaconOnly) -> None:
+    """Frames that say how a beacon is, not who it is (they come between its identity frames)."""
+    match frame:
         case EddystoneTlm():
             if frame.battery_mv is not None:
                 row.details["battery"] = f"{frame.battery_mv} mV"
             if frame.temperature_c is not None:
                 row.details["temp"] = f"{frame.temperature_c:.1f} °C"
             row.details["uptime"] = f"{frame.uptime_s / 3600:.1f} h"
-    return None
+        case EddystoneEncryptedTlm():
+            row.details["tlm"] = "encrypted"
+            if row.kind == "other":
+                row.kind = "Eddystone-eTLM"
+        case BeaconOnly():
+            row.details["frame"] = f"0x{frame.frame_type:02x}"
+            if row.kind == "other":
+                row.kind, row.identity = "beacon", frame.reason

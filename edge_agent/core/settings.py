@@ -8,6 +8,7 @@ environment is ``adapters.configfile``.
 
 from __future__ import annotations
 
+import string
 import zoneinfo
 from pathlib import Path
 from typing import Annotated, Literal
@@ -83,11 +84,21 @@ class ReceiverSettings(Section):
     measured_power_dbm: Dbm = -59
 
 
+def _check_identity_key(key: SecretStr) -> SecretStr:
+    if len(value := key.get_secret_value()) != 32 or not set(value) <= set(string.hexdigits):
+        raise ValueError("must be 32 hex digits (a 16-byte Eddystone-EID identity key)")
+    return key
+
+
 class BeaconSettings(Section):
     """A fixed store beacon: sighted to locate things, never counted as a visitor."""
 
     id: Annotated[str, Field(min_length=1)]
     name: str = ""
+    # An Eddystone-EID beacon's identity key (32 hex digits): the agent then knows the beacon's
+    # tokens and decrypts its encrypted TLM (battery, temperature) for beacon health. A secret
+    # like the MQTT password: `config show` prints asterisks, it is never logged nor sent.
+    identity_key: Annotated[SecretStr, AfterValidator(_check_identity_key)] | None = None
 
 
 class BeaconHealthSettings(Section):
@@ -163,7 +174,9 @@ class GattSettings(Section):
     """Reading the app's token over GATT from iPhones whose app runs in the background.
 
     Off until ``overflow_bit`` is set: the bit iOS sets in Apple's overflow area for the app's
-    service UUID (Apple does not publish the hash; read it from a capture of the app).
+    service UUID (Apple does not publish the hash; read it from a capture of the app, e.g. the
+    "overflow bits" ``edge-agent scan`` shows). Bits are numbered as in D. G. Young's published
+    table: mask byte index x 8 + bit within the byte, least significant bit first (``core.frames``).
     """
 
     overflow_bit: Annotated[int, _between(0, 127)] | None = None

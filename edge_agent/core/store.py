@@ -15,6 +15,7 @@ from datetime import time as dt_time
 from typing import Any
 
 from edge_agent.core.beacons import BeaconFleet
+from edge_agent.core.beaconsightings import BeaconSightings
 from edge_agent.core.cipher import REFERENCE, BlockCipher
 from edge_agent.core.downlinks import CustomersDownlink, Downlink, Handlers
 from edge_agent.core.events import (
@@ -29,9 +30,9 @@ from edge_agent.core.events import (
 from edge_agent.core.frames import (
     AltBeacon,
     EddystoneEid,
+    EddystoneEncryptedTlm,
     EddystoneTlm,
     EddystoneUid,
-    EddystoneUrl,
     Frame,
     IBeacon,
     decode_sighting,
@@ -66,6 +67,7 @@ class StoreCore:
         self._tz = zoneinfo.ZoneInfo(config.store.timezone)
         self._ids = ids
         self._fleet = BeaconFleet(config.beacons, config.beacon_health, self._store_id, ids)
+        self._beacon_sightings = BeaconSightings(config.beacons, config.identity)
         self._identity = config.identity
         self._resolver = TokenResolver(
             config.identity.rotation_exponent, config.identity.skew_windows, cipher=cipher
@@ -99,6 +101,7 @@ class StoreCore:
         self._occupancy_window_s = config.footfall.occupancy_window_s
         self._journey.retune(config.rules)
         self._fleet.retune(config.beacons, config.beacon_health)
+        self._beacon_sightings.retune(config.beacons, config.identity)
         self._interval_s = config.footfall.interval_s  # the open interval ends at its start + the new length
         if config.identity != self._identity:
             # New token parameters invalidate every precomputed window: rebuild, but only then,
@@ -326,17 +329,45 @@ class StoreCore:
         ]  # fmt: skip
 
     def _fleet_observe(self, sighting: Sighting, frames: list[Frame]) -> list[Message]:
+        """Beacon health from the frames, and which addresses are beacons' (see ``_subject``)."""
         messages: list[Message] = []
+        address, ts = sighting.address, sighting.ts
+        beacons = self._beacon_sightings
         for frame in frames:
+            if beacons.is_beacon_frame(frame, self._fleet):
+                beacons.remember(address, ts)
             if isinstance(frame, IBeacon | EddystoneUid | AltBeacon) and frame.identifier in self._fleet:
-                messages += self._fleet.seen(
-                    frame.identifier, sighting.address, sighting.receiver, sighting.ts
-                )
+                messages += self._fleet.seen(frame.identifier, address, sighting.receiver, ts)
             elif isinstance(frame, EddystoneTlm):
-                messages += self._fleet.telemetry(sighting.address, frame, sighting.ts)
+                messages += self._fleet.telemetry(address, frame, ts)
+            elif isinstance(frame, EddystoneEncryptedTlm):
+                decrypted = beacons.telemetry(frame, ts)
+                if decrypted is not None and decrypted[0] in self._fleet:
+                    messages += self._fleet.seen(decrypted[0], address, sighting.receiver, ts)
+                    messages += self._fleet.telemetry(address, decrypted[1], ts)
+            elif isinstance(frame, EddystoneEid):
+                beacon_id = beacons.beacon_of_token(frame.eid, ts)
+                if beacon_id is not None and beacon_id in self._fleet:
+                    beacons.remember(address, ts)
+                    messages += self._fleet.seen(beacon_id, address, sighting.receiver, ts)
         return messages
 
     def _subject(self, sighting: Sighting, frames: list[Frame], now: float) -> Subject | None:
+        """Who this sighting is; None for a beacon, which is never a shopper.
+
+        A beacon is known by any frame only beacons send, in this sighting or earlier from the
+        same address (``_fleet_observe`` remembers those), so an EID beacon's EID frames between
+        its encrypted TLM frames count neither in footfall nor as a visit.
+        """
+        if self._beacon_sightings.is_beacon_address(sighting.address, now):
+            identities = [f.identifier for f in frames if isinstance(f, IBeacon | EddystoneUid | AltBeacon)]
+            if not identities:
+                self.counters["beacon_telemetry"] += 1  # TLM, URL, or an EID beacon's frames
+            elif any(identifier in self._fleet for identifier in identities):
+                self.counters["fixed_beacon"] += 1
+            else:
+                self.counters["unknown_beacon"] += 1
+            return None
         for frame in frames:
             if isinstance(frame, EddystoneEid):
                 customer_id = self._resolver.resolve(frame.eid, now)
@@ -345,13 +376,9 @@ class StoreCore:
                     return Subject("customer", customer_id)
                 self.counters["unresolved_tokens"] += 1
                 return Subject("anonymous", self._hasher.for_token(self._local_day(now), frame.eid))
-            if isinstance(frame, IBeacon | EddystoneUid | AltBeacon):
-                key = "fixed_beacon" if frame.identifier in self._fleet else "unknown_beacon"
-                self.counters[key] += 1
+            if isinstance(frame, IBeacon | AltBeacon):
+                self.counters["unknown_beacon"] += 1  # the fleet's own are remembered above
                 return None
-        if frames and all(isinstance(f, EddystoneUrl | EddystoneTlm) for f in frames):
-            self.counters["beacon_telemetry"] += 1  # a beacon's telemetry, not a visitor
-            return None
         return Subject("anonymous", self._hasher.for_address(self._local_day(now), sighting.address))
 
     def _local_day(self, now: float) -> int:

@@ -1,11 +1,15 @@
 """``edge-agent scan``: a live table of what the local adapters hear, optionally recorded.
 
 The recording is the trace format (DESIGN §3) of exactly the sightings the agent would process
-(after throttling), so ``edge-agent replay`` of the file sees the same sightings.
+(after throttling), so ``edge-agent replay`` of the file sees the same sightings. By default
+phones' addresses are pseudonymised under a key drawn for the recording and discarded when it
+ends, and only the fields the agent decodes are kept (``core.recording``); ``raw=True``
+(``--record-raw``) writes everything as heard, for a technician who needs it and knows why.
 """
 
 from __future__ import annotations
 
+import secrets
 import threading
 import time
 from pathlib import Path
@@ -16,12 +20,15 @@ from rich.table import Table
 
 from edge_agent.adapters.ble import BleRuntime, BleScanner
 from edge_agent.adapters.clock import SYSTEM_CLOCK
+from edge_agent.core.recording import RecordingFilter
 from edge_agent.core.scanview import ScanView
 from edge_agent.core.settings import BleSettings
 from edge_agent.core.sighting import Sighting
 from edge_agent.core.trace import format_trace_line
 
 REFRESH_S = 0.25
+# 256 bits for HMAC-SHA256: nobody can search the address space for a pseudonym's origin.
+RECORDING_KEY_BYTES = 32
 
 
 def run_scan(
@@ -30,19 +37,28 @@ def run_scan(
     console: Console,
     duration: float | None = None,
     record: Path | None = None,
+    raw: bool = False,
 ) -> ScanView:
-    """Scan ``receivers`` (receiver id, adapter) until ``duration`` passes or Ctrl-C."""
+    """Scan ``receivers`` (receiver id, adapter) until ``duration`` passes or Ctrl-C.
+
+    ``record``: write the sightings there, pseudonymised and filtered unless ``raw``.
+    """
     view = ScanView()
     lock = threading.Lock()
     recording = record.open("w", encoding="utf-8") if record else None
+    # The key lives only in this filter, which goes when the scan returns: nobody can redo
+    # this recording's pseudonyms afterwards, nor match them with another recording's.
+    privacy = None if raw else RecordingFilter(secrets.token_bytes(RECORDING_KEY_BYTES))
     if recording is not None:
         recording.write(f"# edge-agent scan --record, started {time.strftime('%Y-%m-%dT%H:%M:%S%z')}\n")
+        recording.write(f"# {recording_note(raw)}\n")
 
     def emit(sighting: Sighting) -> None:
         with lock:
-            view.add(sighting)
+            view.add(sighting)  # the screen shows what is heard; only the file is filtered
             if recording is not None:
-                recording.write(format_trace_line(sighting) + "\n")
+                kept = sighting if privacy is None else privacy.apply(sighting)
+                recording.write(format_trace_line(kept) + "\n")
                 recording.flush()  # a technician may pull the plug; keep what was heard
 
     scanners = [
@@ -63,6 +79,15 @@ def run_scan(
         if recording is not None:
             recording.close()
     return view
+
+
+def recording_note(raw: bool) -> str:
+    if raw:
+        return "RAW recording: real Bluetooth addresses and full advertisements of every device"
+    return (
+        "addresses of devices that are not beacons are pseudonyms under a key discarded at the end; "
+        "only the fields the agent decodes are kept"
+    )
 
 
 def _render(view: ScanView, scanners: list[BleScanner], lock: threading.Lock) -> Table:
