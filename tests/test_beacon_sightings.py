@@ -120,7 +120,7 @@ def test_a_beacon_identity_key_is_checked_and_never_shown() -> None:
 
     from edge_agent.adapters.configfile import render_toml
     from edge_agent.core.errors import ConfigError
-    from edge_agent.core.settings import config_from_mapping
+    from edge_agent.core.validation import config_from_mapping
 
     config = config_from_mapping(
         {"store": {"id": "s1"}, "beacons": [{"id": "eid:lobby", "identity_key": KEY.hex()}]}
