@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install everything the tests need (mosquitto from Debian, the package with its test extras),
-# then lint and run the whole suite. Extra arguments go to pytest.
+# then lint, type-check (mypy, strict for the core) and run the whole suite. Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # mosquitto: the real broker the MQTT tests start. dbus: the private bus for the fake BlueZ.
@@ -27,6 +27,7 @@ fi
 source scripts/venv.sh '.[test]'
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
+.venv/bin/mypy
 set +e
 .venv/bin/python -m pytest "$@"
 status=$?

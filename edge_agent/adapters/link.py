@@ -43,6 +43,7 @@ from edge_agent.adapters.link_stats import LinkStats
 from edge_agent.adapters.uplink import Ack, UplinkQueue, UplinkWindow
 from edge_agent.core.clock import Clock
 from edge_agent.core.errors import BrokerRefused
+from edge_agent.core.events import StatusState
 from edge_agent.core.settings import MqttSettings
 from edge_agent.core.topics import Topics
 
@@ -78,7 +79,7 @@ class MqttLink:
         *,
         client_id: str,
         on_downlink: Callable[[DownlinkDelivery], None],
-        status_payload: Callable[[str], bytes],
+        status_payload: Callable[[StatusState], bytes],
         sighting_filters: Sequence[str] = (),
         on_sighting_message: Callable[[str, bytes], None] | None = None,
         clock: Clock,

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from edge_agent.core.const import PRIORITY_NOTIFICATION, PRIORITY_TELEMETRY, PRIORITY_TRANSACTIONAL
 
+StatusState = Literal["online", "offline"]
 BeaconState = Literal["present", "missing", "never_seen"]
 BeaconEvent = Literal["missing", "returned", "low_battery"]
 
@@ -268,7 +269,7 @@ class StatusMessage(Message):
     stream: ClassVar[str] = "status"
     retain: ClassVar[bool] = True
     schema_name: Literal["status.v1"] = Field("status.v1", alias="schema")
-    state: Literal["online", "offline"]
+    state: StatusState
     agent_version: str
     queue_depth: int | None = None
     queue_by_priority: dict[str, int] | None = None  # "notification" | "transactional" | "telemetry"

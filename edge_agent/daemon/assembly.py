@@ -18,6 +18,7 @@ from edge_agent.adapters.ble import BleRuntime, BleScanner
 from edge_agent.adapters.link import DownlinkDelivery, MqttLink
 from edge_agent.adapters.remote import RemoteReceivers
 from edge_agent.core.clock import Clock
+from edge_agent.core.events import StatusState
 from edge_agent.core.ids import EventIdFactory
 from edge_agent.core.settings import AgentConfig
 from edge_agent.core.sighting import Sighting
@@ -113,7 +114,7 @@ def assemble(
         if broker is not None:
             online = wiring.online_status
 
-            def status(state: str) -> bytes:
+            def status(state: StatusState) -> bytes:
                 if state == "online" and online is not None:
                     return online()
                 return pipeline.status(state, clock.wall()).to_json()

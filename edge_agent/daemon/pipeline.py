@@ -26,7 +26,7 @@ from edge_agent.core.downlinks import (
     parse_downlink,
 )
 from edge_agent.core.errors import DiskFull, DownlinkRejected
-from edge_agent.core.events import ErasureMessage, ErrorMessage, Message, StatusMessage, utc
+from edge_agent.core.events import ErasureMessage, ErrorMessage, Message, StatusMessage, StatusState, utc
 from edge_agent.core.ids import EventIdFactory
 from edge_agent.core.settings import AgentConfig
 from edge_agent.core.sighting import Sighting
@@ -251,7 +251,7 @@ class Pipeline:
         )
         self.outbox.add([error], now)
 
-    def status(self, state: str, now: float, **figures: Any) -> StatusMessage:
+    def status(self, state: StatusState, now: float, **figures: Any) -> StatusMessage:
         """Birth, heartbeat or goodbye; an 'online' one carries the local figures."""
         if state != "online":
             return StatusMessage(

@@ -27,7 +27,7 @@ from edge_agent.adapters.link import DownlinkDelivery, MqttLink
 from edge_agent.adapters.sdnotify import SystemdNotifier
 from edge_agent.core.clock import Clock
 from edge_agent.core.errors import ConfigError
-from edge_agent.core.events import ScannerStatus, StatusMessage, utc
+from edge_agent.core.events import ScannerStatus, StatusMessage, StatusState, utc
 from edge_agent.core.liveness import Liveness
 from edge_agent.core.settings import AgentConfig
 from edge_agent.core.sighting import Sighting
@@ -253,7 +253,7 @@ class Service:
         if not stalled:
             self.notifier.notify(watchdog="1", status=self.status_line())
 
-    def status_message(self, state: str) -> StatusMessage:
+    def status_message(self, state: StatusState) -> StatusMessage:
         if state != "online":  # the last will is built before anything else exists; it needs no figures
             return self.pipeline.status(state, self.clock.wall())
         last_sync = self.link.stats.last_sync

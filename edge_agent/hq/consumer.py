@@ -28,6 +28,7 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 import sqlite_utils
+from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
@@ -50,16 +51,16 @@ def open_hq_database(path: Path) -> sqlite_utils.Database:
     db = sqlite_utils.Database(path)
     db.conn.execute("PRAGMA journal_mode=WAL")
     db.conn.execute("PRAGMA busy_timeout=30000")
-    db["events"].create(
+    db.table("events").create(
         {"event_id": str, "store_id": str, "boot_id": str, "stream": str, "seq": int, "schema": str,
          "ts": str, "payload": str, "received": float, "consumer": str},
         pk="event_id", if_not_exists=True,
     )  # fmt: skip
-    db["events"].create_index(["store_id", "boot_id", "stream", "seq"], if_not_exists=True)
-    db["rejected"].create(
+    db.table("events").create_index(["store_id", "boot_id", "stream", "seq"], if_not_exists=True)
+    db.table("rejected").create(
         {"topic": str, "reason": str, "payload_bytes": int, "received": float}, if_not_exists=True
     )
-    db["store_status"].create(
+    db.table("store_status").create(
         {"store_id": str, "ts": str, "state": str, "payload": str}, pk="store_id", if_not_exists=True
     )
     return db
@@ -106,7 +107,7 @@ class HqConsumer:
         self._writer = threading.Thread(target=self._write_loop, name=f"{self.name}-writer", daemon=True)
         self.subscribed = threading.Event()
         client = mqtt.Client(
-            mqtt.CallbackAPIVersion.VERSION2, client_id=self.name, protocol=mqtt.MQTTv5, manual_ack=True
+            CallbackAPIVersion.VERSION2, client_id=self.name, protocol=mqtt.MQTTv5, manual_ack=True
         )
         client.on_connect = self._on_connect
         client.on_subscribe = self._on_subscribe
@@ -118,7 +119,7 @@ class HqConsumer:
     def start(self) -> HqConsumer:
         open_hq_database(self._db_path).conn.close()  # tables exist before any writer needs them
         self._writer.start()
-        properties = Properties(PacketTypes.CONNECT)
+        properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]  # paho leaves it unannotated
         properties.SessionExpiryInterval = SESSION_EXPIRY_S
         self._client.connect_async(
             self._host, self._port, keepalive=30, clean_start=False, properties=properties
@@ -150,7 +151,9 @@ class HqConsumer:
             self.subscribed.set()
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
-        self._incoming.put(_Incoming(message.topic, message.payload, message.mid, message.qos, self._clock()))
+        self._incoming.put(
+            _Incoming(message.topic, bytes(message.payload), message.mid, message.qos, self._clock())
+        )
 
     # ------------------------------------------------------------------ the writer
 

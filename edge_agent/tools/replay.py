@@ -8,6 +8,7 @@ Downlinks come from files named by ``KIND=FILE[@WHEN]`` specs (``parse_downlink_
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import sys
@@ -23,6 +24,7 @@ from edge_agent.core.settings import AgentConfig
 from edge_agent.core.sighting import Sighting
 from edge_agent.core.trace import TraceProblem, read_trace
 from edge_agent.daemon.assembly import assemble, offline_copy
+from edge_agent.daemon.pipeline import Pipeline
 from edge_agent.storage.outbox import Outbox
 from edge_agent.tools.simclock import SimulatedRun, SimulatedTime
 
@@ -89,9 +91,7 @@ def replay(
                 for kind, payload, when in timed_downlinks:
                     at = first.ts + float(when[1:]) if when.startswith("+") else float(when)
                     topic = pipeline.topics.downlink(kind)
-                    driver.at(
-                        at, lambda ts, topic=topic, payload=payload: pipeline.downlink(topic, payload, ts)
-                    )
+                    driver.at(at, functools.partial(_apply_at, pipeline, topic, payload))
                 driver.feed(itertools.chain([first], sightings))
                 driver.finish()
                 report.sightings = driver.report.sightings
@@ -102,6 +102,11 @@ def replay(
         finally:
             agent.close()
     return report
+
+
+def _apply_at(pipeline: Pipeline, topic: str, payload: bytes, ts: float) -> None:
+    """A downlink that arrives in the middle of the replayed day."""
+    pipeline.downlink(topic, payload, ts)
 
 
 def _sightings(
