@@ -17,6 +17,7 @@ from edge_agent.core.events import (
     BeaconMessage,
     BeaconState,
     BeaconStatus,
+    Envelopes,
     Message,
     utc,
 )
@@ -50,6 +51,7 @@ class BeaconFleet:
         self._settings = settings
         self._store_id = store_id
         self._ids = ids
+        self._envelope = Envelopes(store_id, ids)
         self._beacons = {b.id: _Beacon(b.id, b.name) for b in beacons}
         self._by_address: dict[str, str] = {}
         self._watch_since: float | None = None
@@ -121,9 +123,7 @@ class BeaconFleet:
     def summary(self, now: float) -> BeaconFleetMessage:
         statuses = [self._status(b) for b in self._beacons.values()]
         return BeaconFleetMessage(
-            event_id=self._ids.new(now),
-            store_id=self._store_id,
-            ts=utc(now),
+            **self._envelope.at(now),
             present=sum(s.state == "present" for s in statuses),
             missing=sum(s.state == "missing" for s in statuses),
             low_battery=sum(b.low_battery for b in self._beacons.values()),
@@ -147,9 +147,7 @@ class BeaconFleet:
 
     def _event(self, beacon: _Beacon, event: BeaconEvent, now: float) -> BeaconMessage:
         return BeaconMessage(
-            event_id=self._ids.new(now),
-            store_id=self._store_id,
-            ts=utc(now),
+            **self._envelope.at(now),
             event=event,
             beacon=self._status(beacon),
         )

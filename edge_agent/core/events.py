@@ -7,12 +7,14 @@ topic below the store root and ``priority`` its place in the outbox queue.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Annotated, ClassVar, Literal
+from typing import Annotated, ClassVar, Literal, TypedDict
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from edge_agent.core.const import PRIORITY_NOTIFICATION, PRIORITY_TELEMETRY, PRIORITY_TRANSACTIONAL
+from edge_agent.core.ids import EventIdFactory
 
 StatusState = Literal["online", "offline"]
 BeaconState = Literal["present", "missing", "never_seen"]
@@ -21,6 +23,27 @@ BeaconEvent = Literal["missing", "returned", "low_battery"]
 
 def utc(ts: float) -> datetime:
     return datetime.fromtimestamp(ts, tz=UTC)
+
+
+class Envelope(TypedDict):
+    """What every message starts with (DESIGN §5), unpacked into its constructor."""
+
+    event_id: str
+    store_id: str
+    ts: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Envelopes:
+    """Envelopes of one store: a fresh sortable id (HQ deduplicates on it), the store, the moment.
+
+    Every part that makes messages holds one, so the three fields are written in one place."""
+
+    store_id: str
+    ids: EventIdFactory
+
+    def at(self, now: float) -> Envelope:
+        return {"event_id": self.ids.new(now), "store_id": self.store_id, "ts": utc(now)}
 
 
 class Message(BaseModel):

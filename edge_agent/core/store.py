@@ -20,13 +20,14 @@ from edge_agent.core.cipher import REFERENCE, BlockCipher
 from edge_agent.core.downlinks import CustomersDownlink, Downlink, Handlers
 from edge_agent.core.events import (
     DwellMessage,
-    FootfallMessage,
+    Envelopes,
     Message,
     VisitMessage,
     ZoneInterval,
     ZoneMessage,
     utc,
 )
+from edge_agent.core.footfall import Footfall
 from edge_agent.core.frames import (
     AltBeacon,
     EddystoneEid,
@@ -53,10 +54,6 @@ from edge_agent.core.presence import (
 from edge_agent.core.settings import AgentConfig
 from edge_agent.core.sighting import Sighting
 
-# A new pseudonym's strongest receiver over this long decides whether it came in by the door.
-ENTRY_SETTLE_S = 5.0
-# Footfall catches up at most this many empty intervals after a long pause (a day of 15 min).
-MAX_CATCH_UP_INTERVALS = 96
 # What the store core applies itself (AppliedBy.REGISTRY); the journey rules apply the rest.
 REGISTRY_KINDS: Handlers[StoreCore, [], None] = Handlers("customer registry")
 
@@ -66,6 +63,7 @@ class StoreCore:
         self._store_id = config.store.id
         self._tz = zoneinfo.ZoneInfo(config.store.timezone)
         self._ids = ids
+        self._envelope = Envelopes(self._store_id, ids)
         self._fleet = BeaconFleet(config.beacons, config.beacon_health, self._store_id, ids)
         self._beacon_sightings = BeaconSightings(config.beacons, config.identity)
         self._identity = config.identity
@@ -76,7 +74,6 @@ class StoreCore:
         self._day_span: tuple[float, float, int] = (0.0, 0.0, 0)
         self._layout = StoreLayout.from_config(config)
         self._tracker = VisitTracker(config.presence, self._layout)
-        self._entrance_receivers = self._receivers_in(config.store.entrance_zone)
         self._occupancy_window_s = config.footfall.occupancy_window_s
         self._journey = JourneyRules(config.rules, self._store_id, config.store.timezone, ids)
         self.registry_version: int | None = None
@@ -84,11 +81,10 @@ class StoreCore:
         # Customers whose kept open visit changed shape (started, moved, ended, erased): the
         # pipeline rewrites just their rows with the messages that announce it.
         self.changed_visits: set[str] = set()
-        self._interval_s = config.footfall.interval_s
-        self._interval_start: float | None = None
-        # New pseudonyms whose entry is being decided: subject -> [deadline, best rssi, its receiver].
-        self._settling: dict[Subject, list[Any]] = {}
-        self._entries = self._exits = self._recognised = 0
+        self._footfall = Footfall(
+            config.footfall.interval_s, self._receivers_in(config.store.entrance_zone), self._envelope,
+            self.counters,
+        )  # fmt: skip
 
     def reconfigure(self, config: AgentConfig) -> None:
         """Apply a reloaded configuration without losing open visits, registry or orders.
@@ -97,12 +93,11 @@ class StoreCore:
         """
         self._layout = StoreLayout.from_config(config)
         self._tracker.retune(config.presence, self._layout)
-        self._entrance_receivers = self._receivers_in(config.store.entrance_zone)
         self._occupancy_window_s = config.footfall.occupancy_window_s
         self._journey.retune(config.rules)
         self._fleet.retune(config.beacons, config.beacon_health)
         self._beacon_sightings.retune(config.beacons, config.identity)
-        self._interval_s = config.footfall.interval_s  # the open interval ends at its start + the new length
+        self._footfall.retune(config.footfall.interval_s, self._receivers_in(config.store.entrance_zone))
         if config.identity != self._identity:
             # New token parameters invalidate every precomputed window: rebuild, but only then,
             # since a rebuild recomputes every registered customer's tokens.
@@ -241,7 +236,7 @@ class StoreCore:
     def observe(self, sighting: Sighting) -> list[Message]:
         self.counters["sightings"] += 1
         now = sighting.ts
-        self._start_footfall(now)
+        self._footfall.start(now)
         frames = decode_sighting(sighting)
         beacon_messages = self._fleet_observe(sighting, frames)
         subject = self._subject(sighting, frames, now)
@@ -251,35 +246,16 @@ class StoreCore:
         events = self._tracker.observe(
             subject, sighting.receiver, sighting.rssi, now, self._ids.new, locate=recognised
         )
-        if not recognised and self._settling:
-            arrival = self._settling.get(subject)
-            if arrival is not None and sighting.rssi > arrival[1]:
-                arrival[1], arrival[2] = sighting.rssi, sighting.receiver
+        if not recognised and self._footfall.settling:
+            self._footfall.heard(subject, sighting.rssi, sighting.receiver)
         if not events:
             return beacon_messages
         messages = beacon_messages
         for event in events:
-            if isinstance(event, VisitStarted) and not recognised and self._entrance_receivers:
-                self._settling[subject] = [now + ENTRY_SETTLE_S, sighting.rssi, sighting.receiver]
-                continue
+            if isinstance(event, VisitStarted):
+                self._footfall.arrived(subject, sighting.rssi, sighting.receiver, now, recognised)
             messages.extend(self._presence_messages(event, now))
         return messages
-
-    def _settle_entries(self, now: float) -> None:
-        """Decide, a few seconds after a new pseudonym appears, whether it came in by the door.
-
-        Every receiver in range hears a phone, so the first one to report it says little; the
-        strongest over the first seconds says where it is. A pseudonym that appears away from
-        the entrance is a phone already inside that rotated its address (README, "Footfall").
-        """
-        for subject, (deadline, _, receiver) in list(self._settling.items()):
-            if deadline > now:
-                continue
-            del self._settling[subject]
-            if receiver in self._entrance_receivers:
-                self._entries += 1
-            else:
-                self.counters["rotations_not_counted"] += 1
 
     def _presence_messages(self, event: PresenceEvent, now: float) -> list[Message]:
         """Wire messages for a presence event; anonymous visitors only move the counters."""
@@ -288,12 +264,10 @@ class StoreCore:
         if recognised:
             self.changed_visits.add(visit.subject.id)
         if isinstance(event, VisitStarted):
-            self._entries += 1
             if not recognised:
                 return []
-            self._recognised += 1
             started = VisitMessage(
-                event_id=self._ids.new(now), store_id=self._store_id, ts=utc(now),
+                **self._envelope.at(now),
                 visit_id=visit.visit_id, customer_id=visit.subject.id, phase="started",
                 started_at=utc(visit.started_at), entry_receiver=visit.entry_receiver,
                 receivers=[visit.entry_receiver],
@@ -302,7 +276,7 @@ class StoreCore:
             assert customer is not None  # resolved a moment ago
             return [started, *self._journey.visit_started(visit, customer, now)]
         if isinstance(event, VisitEnded):
-            self._exits += 1
+            self._footfall.left()
             if not recognised:
                 return []
             ended = self._visit_ended(event, now)
@@ -311,7 +285,7 @@ class StoreCore:
             return []
         if isinstance(event, ZoneEntered):
             zone = ZoneMessage(
-                event_id=self._ids.new(now), store_id=self._store_id, ts=utc(now),
+                **self._envelope.at(now),
                 visit_id=visit.visit_id, customer_id=visit.subject.id, zone=event.stay.zone,
                 from_zone=event.previous, entered_at=utc(event.stay.entered_at),
                 distance_m=None if event.distance_m is None else round(event.distance_m, 2),
@@ -322,7 +296,7 @@ class StoreCore:
             return [zone, *self._journey.zone_entered(visit, customer, event.stay.zone, now)]
         return [
             DwellMessage(
-                event_id=self._ids.new(now), store_id=self._store_id, ts=utc(now),
+                **self._envelope.at(now),
                 visit_id=visit.visit_id, customer_id=visit.subject.id, zone=event.stay.zone,
                 entered_at=utc(event.stay.entered_at), dwell_s=round(event.ts - event.stay.entered_at, 3),
             )
@@ -396,14 +370,14 @@ class StoreCore:
 
     def tick(self, now: float) -> list[Message]:
         """Close visits gone silent and footfall intervals that have ended."""
-        self._start_footfall(now)
+        self._footfall.start(now)
         messages: list[Message] = []
         # The scheduled tick, not the first token heard after a boundary, rebuilds the tables.
         self._resolver.advance(now)
-        self._settle_entries(now)
+        self._footfall.settle(now)
         for event in self._tracker.expire(now):
             messages.extend(self._presence_messages(event, now))
-        messages.extend(self._close_footfall(now))
+        messages.extend(self._footfall.close(now, self.occupancy))
         messages.extend(self._fleet.tick(now))
         return messages
 
@@ -418,34 +392,12 @@ class StoreCore:
             for stay in visit.path
         ]  # fmt: skip
         return VisitMessage(
-            event_id=self._ids.new(now), store_id=self._store_id, ts=utc(now),
+            **self._envelope.at(now),
             visit_id=visit.visit_id, customer_id=visit.subject.id, phase="ended",
             started_at=utc(visit.started_at), ended_at=utc(visit.last_seen),
             duration_s=round(visit.last_seen - visit.started_at, 3),
             entry_receiver=visit.entry_receiver, receivers=sorted(visit.receivers), path=path,
         )  # fmt: skip
-
-    def _start_footfall(self, now: float) -> None:
-        if self._interval_start is None:
-            self._interval_start = now - now % self._interval_s
-
-    def _close_footfall(self, now: float) -> list[Message]:
-        messages: list[Message] = []
-        assert self._interval_start is not None
-        while now >= self._interval_start + self._interval_s:
-            end = self._interval_start + self._interval_s
-            if len(messages) < MAX_CATCH_UP_INTERVALS:
-                messages.append(
-                    FootfallMessage(
-                        event_id=self._ids.new(end), store_id=self._store_id, ts=utc(end),
-                        interval_start=utc(self._interval_start), interval_end=utc(end),
-                        entries=self._entries, exits=self._exits, occupancy=self.occupancy(end),
-                        customers_recognised=self._recognised,
-                    )
-                )  # fmt: skip
-            self._entries = self._exits = self._recognised = 0
-            self._interval_start = end
-        return messages
 
 
 def _nobody_in_the_store(customer_id: str) -> OpenVisit | None:

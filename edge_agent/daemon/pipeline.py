@@ -26,7 +26,14 @@ from edge_agent.core.downlinks import (
     parse_downlink,
 )
 from edge_agent.core.errors import DiskFull, DownlinkRejected
-from edge_agent.core.events import ErasureMessage, ErrorMessage, Message, StatusMessage, StatusState, utc
+from edge_agent.core.events import (
+    Envelopes,
+    ErasureMessage,
+    ErrorMessage,
+    Message,
+    StatusMessage,
+    StatusState,
+)
 from edge_agent.core.ids import EventIdFactory
 from edge_agent.core.settings import AgentConfig
 from edge_agent.core.sighting import Sighting
@@ -60,6 +67,7 @@ class Pipeline:
         self.config = config
         self.database = database
         self.ids = ids
+        self.envelope = Envelopes(config.store.id, ids)
         self.topics = topics or config.topics
         # A new boot id at every start: HQ expects each stream's seq to restart at 1 with it.
         self.outbox = Outbox(
@@ -220,7 +228,7 @@ class Pipeline:
                 counts = self.state.erase(command.customer_id)
                 unsent = self.outbox.erase_customer(command.customer_id)
                 receipt = ErasureMessage(
-                    event_id=self.ids.new(now), store_id=self.config.store.id, ts=utc(now),
+                    **self.envelope.at(now),
                     request_id=command.request_id, customer_id=command.customer_id,
                     registry=counts["registry"] > 0, unsent_messages_removed=unsent,
                     journey_entries_removed=counts["journey"],
@@ -239,9 +247,7 @@ class Pipeline:
         message_id = message_id_of(payload)
         _LOGGER.warning("downlink rejected kind=%s message_id=%s reason=%s", kind, message_id, reason)
         error = ErrorMessage(
-            event_id=self.ids.new(now),
-            store_id=self.config.store.id,
-            ts=utc(now),
+            **self.envelope.at(now),
             topic=topic,
             kind=kind,
             message_id=message_id,
@@ -255,15 +261,13 @@ class Pipeline:
         """Birth, heartbeat or goodbye; an 'online' one carries the local figures."""
         if state != "online":
             return StatusMessage(
-                event_id=self.ids.new(now), store_id=self.config.store.id, ts=utc(now),
+                **self.envelope.at(now),
                 state=state, agent_version=__version__, boot_id=self.outbox.boot_id,
             )  # fmt: skip
         by_priority = self.outbox.depth_by_priority()
         oldest = self.outbox.oldest_created()
         return StatusMessage(
-            event_id=self.ids.new(now),
-            store_id=self.config.store.id,
-            ts=utc(now),
+            **self.envelope.at(now),
             state=state,
             agent_version=__version__,
             boot_id=self.outbox.boot_id,

@@ -63,10 +63,9 @@ class VirtualStore:
 
     def add(self, count: int) -> None:
         now = self.agent.clock.wall()
-        store_id = self.config.store.id
         messages = [
             FootfallMessage(
-                event_id=self.ids.new(now), store_id=store_id, ts=utc(now), interval_start=utc(now - 60),
+                **self.agent.pipeline.envelope.at(now), interval_start=utc(now - 60),
                 interval_end=utc(now), entries=1, exits=0, occupancy=1, customers_recognised=0,
             )
             for _ in range(count)

@@ -36,6 +36,7 @@ from edge_agent.core.downlinks import (
     ShoppingList,
 )
 from edge_agent.core.events import (
+    Envelopes,
     Message,
     NotificationMessage,
     OrderMessage,
@@ -79,6 +80,7 @@ class JourneyRules:
         self._store_id = store_id
         self._tz = ZoneInfo(timezone)
         self._ids = ids
+        self._envelope = Envelopes(store_id, ids)
         self._guard = NotificationGuard(settings.guards, timezone)
         self.orders: dict[str, Order] = {}
         self.lists: dict[str, ShoppingList] = {}
@@ -162,7 +164,7 @@ class JourneyRules:
                 self._purchases[visit.visit_id].append(receipt)
             messages.append(
                 PurchaseMessage(
-                    event_id=self._ids.new(now), store_id=self._store_id, ts=utc(now),
+                    **self._envelope.at(now),
                     receipt_id=receipt.receipt_id, customer_id=receipt.customer_id,
                     visit_id=None if visit is None else visit.visit_id, total=receipt.total,
                     items=sum(item.quantity for item in receipt.items),
@@ -364,7 +366,7 @@ class JourneyRules:
         reason = self._guard.refusal(customer, purpose, visit.visit_id, now, staff=staff)
         if reason is not None:
             return SuppressedMessage(
-                event_id=self._ids.new(now), store_id=self._store_id, ts=utc(now),
+                **self._envelope.at(now),
                 customer_id=customer.customer_id, visit_id=visit.visit_id, template=template,
                 audience=audience, reason=reason,
             )  # fmt: skip
@@ -372,7 +374,7 @@ class JourneyRules:
             self._guard.sent(customer.customer_id, visit.visit_id, now)
         language = self._settings.language
         return NotificationMessage(
-            event_id=self._ids.new(now), store_id=self._store_id, ts=utc(now), audience=audience,
+            **self._envelope.at(now), audience=audience,
             channel="staff_device" if staff else "push", customer_id=customer.customer_id,
             visit_id=visit.visit_id, template=template, language=language,
             text=self._templates.render(template, language, **fields), data=data, expires=utc(now + ttl_s),
@@ -383,7 +385,7 @@ class JourneyRules:
         arrival_to_collection_s: float | None = None,
     ) -> OrderMessage:  # fmt: skip
         return OrderMessage(
-            event_id=self._ids.new(now), store_id=self._store_id, ts=utc(now), order_id=order_id,
+            **self._envelope.at(now), order_id=order_id,
             customer_id=customer_id, visit_id=visit_id, phase=phase,
             arrival_to_collection_s=arrival_to_collection_s,
         )  # fmt: skip

@@ -18,7 +18,7 @@ from typing import Any, cast
 
 from edge_agent.core.clock import Clock
 from edge_agent.core.errors import DiskFull
-from edge_agent.core.events import Message
+from edge_agent.core.events import Envelopes, Message
 from edge_agent.core.ids import EventIdFactory
 from edge_agent.core.topics import Topics
 from edge_agent.storage.clock import SYSTEM_CLOCK
@@ -57,7 +57,7 @@ class Outbox:
         self._topics = topics
         self.boot_id = boot_id
         self.max_bytes = max_bytes
-        self._ids = ids or EventIdFactory()
+        self._envelope = Envelopes(topics.store_id, ids or EventIdFactory())
         self._clock = clock
         # Sequence numbers and the byte count, shared by the main loop and the sender. Always taken
         # inside Database.transaction (its lock first, then this one), never the other way round.
@@ -173,8 +173,7 @@ class Outbox:
 
     def _insert_gaps(self, gaps: Sequence[GapRun], now: float) -> None:
         """Gap records are small and always stored, even past the cap: HQ must learn of every drop."""
-        store_id = self._topics.store_id
-        messages = [gap.message(self._ids.new(now), store_id, now) for gap in gaps]
+        messages = [gap.message(self._envelope.at(now)) for gap in gaps]
         if messages:
             rows, numbered = self._stamper.stamp(messages, self.boot_id, self._seq)
             self._insert(rows, now)

@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
-from edge_agent.core.events import GapMessage, utc
+from edge_agent.core.events import Envelope, GapMessage
 
 GapReason = Literal["expired", "evicted", "dead_letter", "refused"]
 
@@ -68,10 +68,10 @@ class GapRun:
             break  # the latest run of this stream does not continue: a new record
         held.append(self)
 
-    def message(self, event_id: str, store_id: str, now: float) -> GapMessage:
+    def message(self, envelope: Envelope) -> GapMessage:
         """The ``gap.v1`` record HQ receives."""
         return GapMessage(
-            event_id=event_id, store_id=store_id, ts=utc(now), reason=self.reason,
+            **envelope, reason=self.reason,
             dropped_boot_id=self.boot_id, dropped_stream=self.stream, first_seq=self.first_seq,
             last_seq=self.last_seq, count=self.count,
         )  # fmt: skip
