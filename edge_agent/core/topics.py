@@ -26,7 +26,16 @@ class Topics:
     def stream_of(self, topic: str) -> str:
         """The stream an uplink topic of this store names, whatever its prefix (rows queued
         under an earlier ``topic_prefix`` keep their stream)."""
-        return topic.split(f"/stores/{self.store_id}/", 1)[-1]
+        parsed = self.store_and_stream(topic)
+        return parsed[1] if parsed is not None and parsed[0] == self.store_id else topic
+
+    @staticmethod
+    def store_and_stream(topic: str) -> tuple[str, str] | None:
+        """``(store id, stream)`` of any store's topic, as HQ reads the feed (``stream`` is what
+        follows the store: ``events/visit``, ``status``, ``in/orders``...), else None."""
+        _, found, rest = topic.partition("/stores/")
+        store_id, slash, stream = rest.partition("/")
+        return (store_id, stream) if found and slash and store_id and stream else None
 
     @property
     def status(self) -> str:

@@ -36,6 +36,7 @@ from pydantic import ValidationError
 
 from edge_agent.core.errors import key_path
 from edge_agent.core.events import UPLINK_MESSAGES, Message
+from edge_agent.core.topics import Topics
 
 _LOGGER = logging.getLogger(__name__)
 MODELS: dict[str, type[Message]] = {
@@ -204,7 +205,8 @@ class HqConsumer:
                     )
                 )
                 continue
-            stream = item.topic.split(f"/stores/{message.store_id}/", 1)[-1]
+            parsed = Topics.store_and_stream(item.topic)
+            stream = parsed[1] if parsed is not None else item.topic
             rows.append(
                 (message.event_id, message.store_id, message.boot_id, stream, message.seq,
                  message.schema_name, message.ts.isoformat(), item.payload.decode(), item.arrived,

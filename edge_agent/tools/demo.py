@@ -30,6 +30,7 @@ from edge_agent.adapters.link import DownlinkDelivery, MqttLink
 from edge_agent.core.address import parse_host_port
 from edge_agent.core.settings import AgentConfig
 from edge_agent.core.sighting import Sighting
+from edge_agent.core.topics import Topics
 from edge_agent.core.trace import format_trace_line
 from edge_agent.daemon.assembly import Broker, Wiring, assemble, offline_copy
 from edge_agent.storage.journeyview import journey_lines, read_journey
@@ -253,7 +254,8 @@ class _DemoAgent:
 
 def _summarise(messages: list[tuple[str, dict[str, Any]]], result: DemoResult) -> None:
     for topic, payload in messages:
-        stream = topic.split("/stores/", 1)[-1].split("/", 1)[-1]
+        parsed = Topics.store_and_stream(topic)
+        stream = parsed[1] if parsed is not None else topic
         if stream.startswith("in/"):
             continue  # HQ's own downlinks, echoed by the broker
         result.received[stream] += 1
