@@ -160,3 +160,19 @@ def test_specs_read_in_order_into_downlinks_before_the_trace_and_timed_ones(tmp_
     assert timed == [("orders", b'{"b": 1}', "+60")]
     with pytest.raises(DownlinkSpecError, match=r"^cannot read downlink file \./none: No such file"):
         read_downlink_specs(["customers=./none", "malformed"])
+
+
+def test_the_sample_trace_is_what_its_header_command_makes(tmp_path: Path) -> None:
+    """The committed sample says how it was made; that command must still make it, byte for byte."""
+    header = (SAMPLE / "trace.jsonl").read_text(encoding="utf-8").splitlines()[1]
+    command = header.removeprefix("# made by: ").split()
+    assert command[:4] == ["edge-agent", "demo", "--export", "DIR"], header
+    out = tmp_path / "day"
+    subprocess.run(
+        [sys.executable, "-m", "edge_agent", *command[1:3], str(out), *command[4:]],
+        check=True, capture_output=True, timeout=120,
+    )  # fmt: skip
+    made = sorted(p.name for p in out.iterdir())
+    assert made == sorted(p.name for p in SAMPLE.iterdir())
+    for name in made:
+        assert (out / name).read_bytes() == (SAMPLE / name).read_bytes(), name
