@@ -194,6 +194,7 @@ class _DemoAgent:
         self.pipeline = self.agent.pipeline
         assert self.agent.link is not None  # a broker was given
         self.link: MqttLink = self.agent.link
+        self._handed_over = 0  # outbox messages the link has been given time to deliver
 
     def connect(self) -> None:
         self.link.start()
@@ -221,6 +222,7 @@ class _DemoAgent:
         task = progress.add_task("store day", total=len(sightings))
 
         def after_batch() -> None:
+            self._deliver_committed()
             if driver.report.last_ts is not None:
                 # The wall clock follows the sightings, not the ticks that close the day after
                 # them: a notification's expiry is judged against the shopper's time.
@@ -234,6 +236,24 @@ class _DemoAgent:
         driver.finish()
         progress.update(task, completed=len(sightings))
         return driver.report.sightings
+
+    def _deliver_committed(self) -> None:
+        """Let the link hand HQ what the day has committed before the simulated clock moves on.
+
+        The day runs at hours a second, so a notification's TTL (minutes of the shopper's time) is
+        milliseconds here: without this wait, whether the link thread got to a notification before
+        the clock passed its expiry would depend on how busy the machine is, and so would the
+        demo's figures. A real store's link has the real minutes."""
+        outbox, stats = self.pipeline.outbox, self.link.stats
+        if outbox.enqueued == self._handed_over:
+            return
+        self.link.wake()
+        deadline = time.monotonic() + DELIVERY_DEADLINE_S
+        while stats.acknowledged + sum(outbox.dropped.values()) < outbox.enqueued:
+            if time.monotonic() > deadline or not self.link.connected:
+                return  # deliver() reports what is left
+            time.sleep(0.001)  # the link thread acknowledges within a few ms on loopback
+        self._handed_over = outbox.enqueued
 
     def deliver(self, hq: HqObserver, progress: Progress) -> None:
         """Wait (bounded) until the outbox is empty and HQ has seen every acknowledged event."""
