@@ -178,3 +178,11 @@ def test_no_raw_phone_address_reaches_an_event_or_the_database_file(tmp_path: Pa
             assert form not in payloads, address
             assert form not in stored, address
         assert raw not in stored, address
+
+
+def test_the_demo_day_is_in_time_order() -> None:
+    """Replay and the demo take sightings in order; a late one is seen after time moved past it."""
+    from edge_agent.tools.storeday import generate
+
+    sightings = generate(seed=7, shoppers=24, app_customers=3, open_hours=(9, 11)).sightings
+    assert all(a.ts <= b.ts for a, b in itertools.pairwise(sightings))

@@ -168,4 +168,8 @@ def _fixed_beacons(opening: float, closing: float) -> list[Sighting]:
             Sighting(ts, "counter", "C0:FF:EE:00:01:01", -58, service_data={EDDYSTONE_SERVICE_UUID: uid})
         )
         ts += 60.0
+    # heapq.merge with the shoppers' stream needs this stream in time order too: beacon by beacon,
+    # it put four beacons' first sightings at the end of the day, so they were "missing" at 09:10
+    # and "returned" with a morning timestamp after closing.
+    sightings.sort(key=lambda sighting: sighting.ts)
     return sightings
