@@ -345,16 +345,16 @@ def test_journey_command_shows_one_customers_touchpoints_and_erasure_removes_the
     shown = capsys.readouterr().out
     for expected in ("entry", "order O-7 arrived", "cnc.arrival.customer", "entered counter", "exit"):
         assert expected in shown, expected
-    assert main(["journey", "c1", "--config", str(config_file), "--date", "2025-11-25"]) == 0
-    assert "no journey kept for c1 on 2025-11-25" in capsys.readouterr().out
+    assert main(["journey", "c1", "--config", str(config_file), "--date", "2025-11-25"]) == 1
+    assert "no journey kept for c1 on 2025-11-25" in capsys.readouterr().err
 
     database = Database(config.storage.path)
     pipeline = Pipeline(config, database, EventIdFactory.seeded("journey-2"))
     erase = json.dumps({"schema": "customers.v1", "message_id": "reg-9", "delete": ["c1"]}).encode()
     assert pipeline.downlink(pipeline.topics.downlink("customers"), erase, T0 + 3600)
     database.close()
-    assert main(["journey", "c1", "--config", str(config_file)]) == 0
-    assert "no journey kept for c1" in capsys.readouterr().out
+    assert main(["journey", "c1", "--config", str(config_file)]) == 1
+    assert "no journey kept for c1" in capsys.readouterr().err
 
 
 def _journey_of_c1(tmp_path: Path, legs: Sequence[tuple[str, int]]) -> tuple[Path, list[dict[str, Any]]]:
@@ -406,6 +406,21 @@ def test_a_journeys_zone_line_shows_when_the_shopper_entered_and_a_dwell_line_wh
     [when] = [t for t, detail in shown if detail.startswith("dwelling in shop")]
     assert when == local(dwell["entered_at"], dwell["dwell_s"])
     assert [t for t, _ in shown] == sorted(t for t, _ in shown)  # in the order of the times shown
+
+
+def test_the_journey_of_a_customer_the_store_keeps_nothing_about_exits_1_and_says_why_on_stderr(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config_file, _ = _journey_of_c1(tmp_path, CNC_WALK)
+    assert main(["journey", "UNKNOWN-ID", "--config", str(config_file)]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.startswith("no journey kept for UNKNOWN-ID: this store keeps none for that customer")
+    for reason in ("erased", "never recognised", "storage.journey_days = 7 days"):
+        assert reason in captured.err, reason
+    assert main(["journey", "c1", "--config", str(config_file), "--date", "2025-11-23"]) == 1
+    assert "no journey kept for c1 on 2025-11-23" in capsys.readouterr().err
+    assert main(["journey", "c1", "--config", str(config_file), "--date", "2025-11-24"]) == 0
 
 
 def test_lists_planogram_offers_and_receipts_survive_a_restart_and_their_log_stays_small(
