@@ -94,8 +94,9 @@ def _empty_figures() -> dict[str, Any]:
 def report_blocks(figures: dict[str, dict[str, Any]], title: str) -> Group:
     """The figures of ``report`` for a terminal of 80 columns: one block per store, stores in
     order, each a short table of figure and value, a figure made of several parts (zones,
-    notifications, gaps) on one line per part. Durations are in minutes; a figure nothing was
-    stored for is "-", not a zero dressed as a measurement."""
+    notifications, gaps) on one line per part. Durations are in minutes. Counts stay counts (0
+    visits is what HQ stored); a figure derived from nothing (a mean, a median, a share, a list)
+    is "-", not a zero dressed as a measurement, and no gap is "none"."""
     if not figures:
         return Group(Text(title), Text("no store has reported to this database yet"))
     return Group(Text(title), *(_store_block(store_id, f) for store_id, f in sorted(figures.items())))
