@@ -7,8 +7,9 @@ import json
 import sqlite3
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -160,10 +161,32 @@ def test_report_has_click_and_collect_waits_suppressions_and_conversion(
     assert figures["conversion"] == 1.0
 
 
-def test_the_report_table_has_a_row_per_store_in_order_with_minutes_and_percentages() -> None:
+def _blocks(text: str) -> dict[str, dict[str, list[str]]]:
+    """The report's text as {store: {figure: its lines}}, read back from the boxes."""
+    blocks: dict[str, dict[str, list[str]]] = {}
+    figure = ""
+    for line in text.splitlines():
+        if line.startswith("store "):
+            store = blocks.setdefault(line.split()[1], {})
+        elif line.startswith("│"):
+            label, value = (cell.strip() for cell in line.strip("│").split("│"))
+            figure = label or figure
+            store.setdefault(figure, []).append(value)
+    return blocks
+
+
+def _render(figures: dict[str, dict[str, Any]], title: str = "HQ report from hq.db") -> str:
     from rich.console import Console
 
-    from edge_agent.hq.report import COLUMNS, report_table
+    from edge_agent.hq.report import report_blocks
+
+    console = Console(record=True, width=80)
+    console.print(report_blocks(figures, title=title))
+    return console.export_text()
+
+
+def test_the_report_has_a_block_per_store_in_order_with_minutes_and_percentages() -> None:
+    from edge_agent.hq.report import LABELS
 
     figures = {
         "s2": {"status": None, "visits": 0, "visit_seconds": 0.0, "zone_dwell_s": {}, "footfall_entries": 0,
@@ -174,16 +197,104 @@ def test_the_report_table_has_a_row_per_store_in_order_with_minutes_and_percenta
                "notifications_sent": {"staff:cnc": 1, "customer:cnc": 2},
                "notifications_suppressed": {"quiet hours": 1}, "collections": 1,
                "arrival_to_collection_median_s": 240.0, "conversion": 0.5,
-               "gaps": [{"missing": 2}, {"missing": 1}]},
+               "gaps": [{"boot_id": "b1", "stream": "events/visit", "missing": 2, "highest_seq": 9},
+                        {"boot_id": "b2", "stream": "events/zone", "missing": 1, "highest_seq": 4}]},
     }  # fmt: skip
-    table = report_table(figures, title="HQ report from hq.db")
-    assert [column.header for column in table.columns] == list(COLUMNS)
-    s1, s2 = zip(*(column.cells for column in table.columns), strict=True)
-    assert s1 == (
-        "s1", "online", "2", "10.0 min", "b 10 min, c 2 min, a 1 min", "9", "customer:cnc 2, staff:cnc 1",
-        "quiet hours 1", "1 (4.0 min)", "50%", "3",
-    )  # fmt: skip
-    assert s2 == ("s2", "None", "0", "-", "-", "0", "-", "-", "0 (0.0 min)", "-", "0")
-    console = Console(record=True, width=200)
-    console.print(table)
-    assert "HQ report from hq.db" in console.export_text()
+    text = _render(figures)
+    assert text.startswith("HQ report from hq.db\n")
+    blocks = _blocks(text)
+    assert list(blocks) == ["s1", "s2"]
+    assert list(blocks["s1"]) == list(blocks["s2"]) == list(LABELS)
+    assert blocks["s1"] == {
+        "status": ["online"], "visits": ["2"], "mean visit": ["10.0 min"],
+        "top zones by dwell": ["b 10 min", "c 2 min", "a 1 min"], "footfall": ["9"],
+        "notifications": ["customer:cnc 2", "staff:cnc 1"], "suppressed": ["quiet hours 1"],
+        "C&C collected (median wait)": ["1 (4.0 min)"], "conversion": ["50%"],
+        "gaps": ["3 missing", "events/visit: 2 (boot b1, seq 1-9)", "events/zone: 1 (boot b2, seq 1-4)"],
+    }  # fmt: skip
+    assert blocks["s2"] == {
+        "status": ["-"], "visits": ["0"], "mean visit": ["-"], "top zones by dwell": ["-"], "footfall": ["0"],
+        "notifications": ["-"], "suppressed": ["-"], "C&C collected (median wait)": ["-"],
+        "conversion": ["-"], "gaps": ["none"],
+    }  # fmt: skip
+
+
+def _hq_database(path: Path, messages: Sequence[Message], statuses: Sequence[StatusMessage] = ()) -> Path:
+    """An HQ database holding ``messages`` and ``statuses`` as ``hq consume`` stores them."""
+    from edge_agent.hq.consumer import open_hq_database
+
+    db = open_hq_database(path)
+    with db.conn:
+        db.conn.executemany(
+            "INSERT INTO events VALUES (?,?,?,?,?,?,?,?,?,?)",
+            [(m.event_id, m.store_id, m.boot_id, m.stream, m.seq, m.schema_name, m.ts.isoformat(),
+              m.to_json().decode(), T0, "hq-test") for m in messages],
+        )  # fmt: skip
+        db.conn.executemany(
+            "INSERT INTO store_status VALUES (?,?,?,?)",
+            [(s.store_id, s.ts.isoformat(), s.state, s.to_json().decode()) for s in statuses],
+        )
+    db.conn.close()
+    return path
+
+
+def test_the_text_report_fits_80_columns_cuts_nothing_and_shows_missing_figures_as_a_dash(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from edge_agent.core.events import NotificationMessage, OrderMessage, SuppressedMessage
+
+    base: dict[str, Any] = {"ts": utc(T0), "boot_id": "01KAV9GGERVFYKSFACEH6SK94R", "customer_id": "c1"}
+    busy = "store-with-a-rather-long-identifier-0042"
+    feed: list[Message] = [
+        *(_visit(busy, n) for n in (1, 2, 5)),
+        OrderMessage(event_id="01O1", store_id=busy, seq=1, order_id="O-1", visit_id="v1", phase="collected",
+                     arrival_to_collection_s=240.0, **base),
+        NotificationMessage(event_id="01N1", store_id=busy, seq=1, visit_id="v1", audience="customer",
+                            template="cnc.arrival.customer", language="en", channel="push",
+                            text="Welcome! Your order O-1 is ready: collect it at Counter B.",
+                            expires=utc(T0 + 600), **base),
+        SuppressedMessage(event_id="01S1", store_id=busy, seq=1, visit_id="v1", template="shelf.location",
+                          audience="customer", reason="no marketing consent given by this customer [yet]",
+                          **base),
+        _visit("quiet", 1),
+    ]  # fmt: skip
+    status = StatusMessage(
+        event_id="01ST", store_id="idle", ts=utc(T0), state="online", agent_version="0", boot_id="b"
+    )
+    full = _hq_database(tmp_path / "hq.db", feed, [status])
+    empty = _hq_database(tmp_path / "empty.db", [])
+    monkeypatch.setenv("COLUMNS", "80")
+
+    assert main(["hq", "report", "--db", str(full)]) == 0
+    text = capsys.readouterr().out
+    assert max(len(line) for line in text.splitlines()) <= 80, text
+    assert "…" not in text
+    blocks = _blocks(text)
+    assert list(blocks) == ["idle", "quiet", busy]
+    assert blocks[busy]["C&C collected (median wait)"] == ["1 (4.0 min)"]
+    assert " ".join(blocks[busy]["suppressed"]) == "no marketing consent given by this customer [yet] 1"
+    assert blocks[busy]["gaps"][0] == "2 missing"
+    assert blocks["quiet"]["C&C collected (median wait)"] == ["-"]
+    assert blocks["quiet"]["conversion"] == ["0%"]
+    idle = blocks["idle"]
+    assert idle["status"] == ["online"]
+    for figure in ("mean visit", "top zones by dwell", "notifications", "suppressed",
+                   "C&C collected (median wait)", "conversion"):  # fmt: skip
+        assert idle[figure] == ["-"], figure
+    assert idle["gaps"] == ["none"]
+
+    assert main(["hq", "report", "--db", str(empty)]) == 0
+    *title, nothing = capsys.readouterr().out.splitlines()
+    assert max(len(line) for line in title) <= 80  # a long path wraps, whole
+    assert " ".join(line.strip() for line in title) == f"HQ report from {empty}"
+    assert nothing == "no store has reported to this database yet"
+
+    assert main(["hq", "report", "--db", str(full), "--json"]) == 0  # the figures, keys as they were
+    figures = json.loads(capsys.readouterr().out)
+    assert set(figures[busy]) == {
+        "events", "visits", "visit_seconds", "zone_dwell_s", "footfall_entries", "notifications_sent",
+        "notifications_suppressed", "collections", "arrival_to_collection_median_s", "visits_with_purchase",
+        "conversion", "gaps", "status",
+    }  # fmt: skip
+    assert figures["idle"]["collections"] == 0
+    assert figures["idle"]["arrival_to_collection_median_s"] is None

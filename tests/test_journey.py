@@ -345,16 +345,82 @@ def test_journey_command_shows_one_customers_touchpoints_and_erasure_removes_the
     shown = capsys.readouterr().out
     for expected in ("entry", "order O-7 arrived", "cnc.arrival.customer", "entered counter", "exit"):
         assert expected in shown, expected
-    assert main(["journey", "c1", "--config", str(config_file), "--date", "2025-11-25"]) == 0
-    assert "no journey kept for c1 on 2025-11-25" in capsys.readouterr().out
+    assert main(["journey", "c1", "--config", str(config_file), "--date", "2025-11-25"]) == 1
+    assert "no journey kept for c1 on 2025-11-25" in capsys.readouterr().err
 
     database = Database(config.storage.path)
     pipeline = Pipeline(config, database, EventIdFactory.seeded("journey-2"))
     erase = json.dumps({"schema": "customers.v1", "message_id": "reg-9", "delete": ["c1"]}).encode()
     assert pipeline.downlink(pipeline.topics.downlink("customers"), erase, T0 + 3600)
     database.close()
+    assert main(["journey", "c1", "--config", str(config_file)]) == 1
+    assert "no journey kept for c1" in capsys.readouterr().err
+
+
+def _journey_of_c1(tmp_path: Path, legs: Sequence[tuple[str, int]]) -> tuple[Path, list[dict[str, Any]]]:
+    """The store file of a pipeline run of ``c1`` walking ``legs``, and the messages it emitted."""
+    from edge_agent.adapters.configfile import load_config
+    from edge_agent.core.ids import EventIdFactory
+    from edge_agent.core.trace import parse_trace_line
+    from edge_agent.daemon.pipeline import Pipeline
+    from edge_agent.storage.database import Database
+    from edge_agent.tools.simclock import SimulatedRun
+
+    config_file = _store_file(tmp_path)
+    config = load_config(config_file)
+    database = Database(config.storage.path)
+    pipeline = Pipeline(config, database, EventIdFactory.seeded("journey-times"))
+    for kind, payload in (_customers(("c1", True, True)), _order()):
+        assert pipeline.downlink(pipeline.topics.downlink(kind), payload, T0)
+    run = SimulatedRun(pipeline)
+    run.feed(parse_trace_line(line) for line in _walk("c1", legs))
+    run.finish()
+    messages = pipeline.outbox.peek_payloads()
+    database.close()
+    return config_file, messages
+
+
+def test_a_journeys_zone_line_shows_when_the_shopper_entered_and_a_dwell_line_when_the_threshold_was_met(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from datetime import datetime, timedelta
+    from zoneinfo import ZoneInfo
+
+    # 80 s in the shop: longer than presence.dwell_s (60 s), so the shop has a dwell line too.
+    config_file, messages = _journey_of_c1(tmp_path, (("entrance", 20), ("shop", 80), ("counter", 60)))
     assert main(["journey", "c1", "--config", str(config_file)]) == 0
-    assert "no journey kept for c1" in capsys.readouterr().out
+    _, *lines = capsys.readouterr().out.splitlines()
+    shown = [(line[:19], line.split(maxsplit=5)[5]) for line in lines]  # (local time, detail)
+
+    def local(utc_text: str, later_s: float = 0.0) -> str:
+        moment = datetime.fromisoformat(utc_text) + timedelta(seconds=later_s)
+        return moment.astimezone(ZoneInfo("Europe/Rome")).strftime("%Y-%m-%d %H:%M:%S")
+
+    zones = _of(messages, "zone.v1")
+    assert [z["zone"] for z in zones] == ["entrance", "shop", "counter"]
+    assert any(z["entered_at"] != z["ts"] for z in zones)  # a move is emitted after its lead began
+    for zone in zones:
+        [when] = [t for t, detail in shown if detail.startswith(f"entered {zone['zone']}")]
+        assert when == local(zone["entered_at"]), zone
+    [dwell] = [d for d in _of(messages, "dwell.v1") if d["zone"] == "shop"]
+    [when] = [t for t, detail in shown if detail.startswith("dwelling in shop")]
+    assert when == local(dwell["entered_at"], dwell["dwell_s"])
+    assert [t for t, _ in shown] == sorted(t for t, _ in shown)  # in the order of the times shown
+
+
+def test_the_journey_of_a_customer_the_store_keeps_nothing_about_exits_1_and_says_why_on_stderr(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config_file, _ = _journey_of_c1(tmp_path, CNC_WALK)
+    assert main(["journey", "UNKNOWN-ID", "--config", str(config_file)]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.startswith("no journey kept for UNKNOWN-ID: this store keeps none for that customer")
+    for reason in ("erased", "never recognised", "storage.journey_days = 7 days"):
+        assert reason in captured.err, reason
+    assert main(["journey", "c1", "--config", str(config_file), "--date", "2025-11-23"]) == 1
+    assert "no journey kept for c1 on 2025-11-23" in capsys.readouterr().err
+    assert main(["journey", "c1", "--config", str(config_file), "--date", "2025-11-24"]) == 0
 
 
 def test_lists_planogram_offers_and_receipts_survive_a_restart_and_their_log_stays_small(

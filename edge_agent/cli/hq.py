@@ -110,7 +110,7 @@ def _cmd_simulate_fleet(args: argparse.Namespace) -> int:
 def _cmd_hq_report(args: argparse.Namespace) -> int:
     import json  # noqa: PLC0415
 
-    from edge_agent.hq.report import report, report_table  # noqa: PLC0415
+    from edge_agent.hq.report import report, report_blocks  # noqa: PLC0415
 
     if not args.db.exists():
         print(f"no such database: {args.db}", file=sys.stderr)
@@ -121,5 +121,5 @@ def _cmd_hq_report(args: argparse.Namespace) -> int:
         return 0
     from rich.console import Console  # noqa: PLC0415
 
-    Console().print(report_table(figures, title=f"HQ report from {args.db}"))
+    Console().print(report_blocks(figures, title=f"HQ report from {args.db}"))
     return 0

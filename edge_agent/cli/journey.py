@@ -1,6 +1,9 @@
 """``edge-agent journey CUSTOMER_ID``: what support staff ask first ("did they get the message?").
 
 The query and the lines are ``edge_agent.storage.journeyview``'s; this parses the options.
+A customer with nothing kept (for that day) exits 1 (``EXIT_NOTHING_KEPT``), as ``grep`` does
+when nothing matches: the command was well formed, the store just has no such journey, and a
+script telling the two apart needs a status, not a sentence on stdout.
 """
 
 from __future__ import annotations
@@ -10,6 +13,8 @@ import sys
 from pathlib import Path
 
 from edge_agent.cli.common import EXIT_USAGE
+
+EXIT_NOTHING_KEPT = 1
 
 
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -44,7 +49,12 @@ def _cmd_journey(args: argparse.Namespace) -> int:
         print(str(exc), file=sys.stderr)
         return 1
     if not rows:
-        print(f"no journey kept for {args.customer_id}" + (f" on {args.date}" if args.date else ""))
-        return 0
+        print(
+            f"no journey kept for {args.customer_id}" + (f" on {args.date}" if args.date else "")
+            + ": this store keeps none for that customer (erased, never recognised here, or older "
+            f"than storage.journey_days = {config.storage.journey_days:g} days)",
+            file=sys.stderr,
+        )  # fmt: skip
+        return EXIT_NOTHING_KEPT
     print("\n".join(journey_lines(args.customer_id, config.store.id, config.store.timezone, rows)))
     return 0

@@ -3,7 +3,7 @@
 Visits, dwell per zone, footfall, notifications sent and suppressed, click-and-collect waits and
 conversion, each store's latest status, and the gaps: missing ``seq`` per store, boot and stream
 (delivery is at-least-once and deduplicated, so a gap is a message HQ never got; see docs/hq.md).
-``report`` gives the figures (``--json`` prints them as they are), ``report_table`` their table.
+``report`` gives the figures (``--json`` prints them as they are), ``report_blocks`` their text.
 """
 
 from __future__ import annotations
@@ -13,15 +13,20 @@ import statistics
 from pathlib import Path
 from typing import Any
 
+from rich import box
+from rich.console import Group
+from rich.constrain import Constrain
 from rich.table import Table
+from rich.text import Text
 
 from edge_agent.hq.consumer import open_hq_database
 
-COLUMNS = (
-    "store", "status", "visits", "mean visit", "top zones by dwell", "footfall", "notifications",
+LABELS = (
+    "status", "visits", "mean visit", "top zones by dwell", "footfall", "notifications",
     "suppressed", "C&C collected (median wait)", "conversion", "gaps",
 )  # fmt: skip
 TOP_ZONES = 3
+BLOCK_WIDTH = 80  # a terminal's default width
 
 
 def report(db_path: Path) -> dict[str, dict[str, Any]]:
@@ -86,21 +91,49 @@ def _empty_figures() -> dict[str, Any]:
     }  # fmt: skip
 
 
-def report_table(figures: dict[str, dict[str, Any]], title: str) -> Table:
-    """The figures of ``report`` as one row per store, stores in order; durations in minutes."""
-    table = Table(title=title)
-    for column in COLUMNS:
-        table.add_column(column)
-    for store_id, f in sorted(figures.items()):
-        zones = sorted(f["zone_dwell_s"].items(), key=lambda kv: -kv[1])[:TOP_ZONES]
-        table.add_row(
-            store_id, str(f["status"]), str(f["visits"]),
-            f"{f['visit_seconds'] / f['visits'] / 60:.1f} min" if f["visits"] else "-",
-            ", ".join(f"{z} {s / 60:.0f} min" for z, s in zones) or "-", str(f["footfall_entries"]),
-            ", ".join(f"{k} {n}" for k, n in sorted(f["notifications_sent"].items())) or "-",
-            ", ".join(f"{k} {n}" for k, n in sorted(f["notifications_suppressed"].items())) or "-",
-            f"{f['collections']} ({(f['arrival_to_collection_median_s'] or 0) / 60:.1f} min)",
-            "-" if f["conversion"] is None else f"{f['conversion']:.0%}",
-            str(sum(g["missing"] for g in f["gaps"])),
-        )  # fmt: skip
-    return table
+def report_blocks(figures: dict[str, dict[str, Any]], title: str) -> Group:
+    """The figures of ``report`` for a terminal of 80 columns: one block per store, stores in
+    order, each a short table of figure and value, a figure made of several parts (zones,
+    notifications, gaps) on one line per part. Durations are in minutes. Counts stay counts (0
+    visits is what HQ stored); a figure derived from nothing (a mean, a median, a share, a list)
+    is "-", not a zero dressed as a measurement, and no gap is "none"."""
+    if not figures:
+        return Group(Text(title), Text("no store has reported to this database yet"))
+    return Group(Text(title), *(_store_block(store_id, f) for store_id, f in sorted(figures.items())))
+
+
+def _store_block(store_id: str, f: dict[str, Any]) -> Constrain:
+    """One store's block, as wide as the terminal up to ``BLOCK_WIDTH``, so blocks line up."""
+    table = Table(
+        title=Text(f"store {store_id}"), title_justify="left", show_header=False, box=box.ROUNDED, expand=True
+    )
+    table.add_column("figure", no_wrap=True)
+    # Values fold rather than end in "…": a cut figure would be a wrong one.
+    table.add_column("value", overflow="fold", ratio=1)
+    for label, value in zip(LABELS, _store_values(f), strict=True):
+        table.add_row(label, Text(value))  # Text: what stores send is never read as markup
+    return Constrain(table, width=BLOCK_WIDTH)
+
+
+def _store_values(f: dict[str, Any]) -> tuple[str, ...]:
+    """The values of ``LABELS``, in order, for one store's figures."""
+    zones = sorted(f["zone_dwell_s"].items(), key=lambda kv: -kv[1])[:TOP_ZONES]
+    median = f["arrival_to_collection_median_s"]
+    gaps = f["gaps"]
+    return (
+        f["status"] or "-",
+        str(f["visits"]),
+        f"{f['visit_seconds'] / f['visits'] / 60:.1f} min" if f["visits"] else "-",
+        "\n".join(f"{z} {s / 60:.0f} min" for z, s in zones) or "-",
+        str(f["footfall_entries"]),
+        "\n".join(f"{k} {n}" for k, n in sorted(f["notifications_sent"].items())) or "-",
+        "\n".join(f"{k} {n}" for k, n in sorted(f["notifications_suppressed"].items())) or "-",
+        f"{f['collections']} ({median / 60:.1f} min)" if f["collections"] else "-",
+        "-" if f["conversion"] is None else f"{f['conversion']:.0%}",
+        "\n".join(
+            [f"{sum(g['missing'] for g in gaps)} missing"]
+            + [f"{g['stream']}: {g['missing']} (boot {g['boot_id']}, seq 1-{g['highest_seq']})" for g in gaps]
+        )
+        if gaps
+        else "none",
+    )

@@ -18,7 +18,9 @@ Touchpoint = tuple[float, str, str, str]  # ts, visit id, kind, detail
 
 
 def read_journey(db_path: Path, customer_id: str, since: float, until: float) -> list[Touchpoint]:
-    """(ts, visit id, kind, detail) of one customer's touchpoints, oldest first."""
+    """(ts, visit id, kind, detail) of one customer's touchpoints, oldest first: in the order of
+    the times their lines show (when each happened to the shopper, see
+    ``core.journey.touchpoints``), ties in the order they were kept."""
     with open_read_only(db_path) as conn:
         return conn.execute(
             "SELECT ts, coalesce(visit_id, ''), kind, detail FROM journey "

@@ -2,7 +2,15 @@
 
 Every message about a recognised customer (visit, zone, dwell, notification sent or suppressed,
 order, purchase) becomes a short human-readable line kept in the store's SQLite for
-``storage.journey_days``. Pure: message in, (customer, visit, kind, detail) out.
+``storage.journey_days``. Pure: message in, (customer, visit, time, kind, detail) out.
+
+A line is dated when it happened to the shopper, which is not always when its message was
+emitted: a zone line when the shopper entered the zone (``entered_at``: a move is emitted once
+the zone has held the lead for ``presence.zone_min_s``, so later), a dwell line when the
+shopper had stayed in the zone for its dwell threshold (``entered_at + dwell_s``: the moment a
+dwell offer fires, so it sits just before the notification it caused, the zone line above it
+giving the time of entry). Every other line is dated by its message. The journey is read in
+the order of these times.
 """
 
 from __future__ import annotations
@@ -66,4 +74,13 @@ def touchpoint(message: Message) -> Touchpoint | None:
     else:
         return None
     visit_id = getattr(message, "visit_id", None)
-    return Touchpoint(message.customer_id, visit_id, message.ts.timestamp(), kind, detail)
+    return Touchpoint(message.customer_id, visit_id, _happened_at(message), kind, detail)
+
+
+def _happened_at(message: Message) -> float:
+    """When the touchpoint happened to the shopper (see the module's docstring), Unix seconds."""
+    if isinstance(message, ZoneMessage):
+        return message.entered_at.timestamp()
+    if isinstance(message, DwellMessage):
+        return message.entered_at.timestamp() + message.dwell_s
+    return message.ts.timestamp()
