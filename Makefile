@@ -1,5 +1,5 @@
 # The README's two commands are `make demo` and `make test`; each installs what it needs.
-.PHONY: demo test faults bench install lint clean
+.PHONY: demo test faults bench install lint clean readme
 
 demo:
 	./scripts/demo.sh
@@ -10,6 +10,10 @@ test:
 # The fault-injection tests alone, with their delivered/lost/duplicated table (make test runs them too).
 faults:
 	./scripts/test.sh -m faults -s
+
+# The README's example output, from a run of the demo (tests/test_readme.py checks it).
+readme:
+	.venv/bin/python -m edge_agent.tools.readme
 
 bench:
 	./scripts/bench.sh

@@ -309,7 +309,7 @@ def print_summary(result: DemoResult, console: Console) -> None:
         table.add_row(name, str(value))
     console.print(table)
     if result.sample_notification:
-        console.print(f'example customer notification: "{result.sample_notification}"')
+        console.print(f'example customer notification: "{result.sample_notification}"', soft_wrap=True)
     if result.example_journey:
         console.print("example journey, as support staff would see it:", markup=False)
         for line in result.example_journey:
