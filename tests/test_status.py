@@ -59,8 +59,10 @@ def test_status_reads_the_running_daemons_figures(
         assert status["registry_version"] == 7
         assert status["queue_depth"] == sum(status["queue_by_priority"].values())
         assert status["last_sync_s"] is not None
+        assert status["remote"] == {"accepted": 0, "rejected": {}, "unknown_receivers": {}}
         text = _status(config_file).stdout
         assert "link               up" in text
+        assert "remote: 0 sightings accepted, 0 messages rejected" in text
     finally:
         service.stop(5)
     # Stopped: the snapshot ages and status says the daemon is not reporting.
@@ -120,7 +122,7 @@ def test_the_status_view_keeps_its_keys_in_order_and_the_text_one_line_each() ->
     assert list(status) == [
         "queue_by_priority", "queue_depth", "oldest_queued_s", "registry_size", "registry_version",
         "agent_version", "last_heartbeat_s", "daemon", "link", "last_sync_s", "open_visits",
-        "missing_beacons", "scanners",
+        "missing_beacons", "scanners", "remote",
     ]  # fmt: skip
     lines = status_lines(status)
     assert lines[:4] == [
@@ -131,3 +133,4 @@ def test_the_status_view_keeps_its_keys_in_order_and_the_text_one_line_each() ->
     ]
     assert "queue_by_priority  {'normal': 2}" in lines
     assert lines[-1] == "scanner e/hci0: DOWN, mode passive, 2 restarts, 1 errors"
+

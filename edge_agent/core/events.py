@@ -286,6 +286,19 @@ class ScannerStatus(BaseModel):
     errors: int
 
 
+class RemoteStatus(BaseModel):
+    """Remote receivers since start: sightings accepted, messages rejected by reason, and the
+    receiver ids of the topics a rejected unknown receiver used (at most a few dozen: the ids
+    come from the network; more of them are counted under ``unknown_receiver`` only)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    accepted: int
+    # "unknown_receiver" | "too_large" | "not_json" | "invalid" | "clock_skew" | ...
+    rejected: dict[str, int]
+    unknown_receivers: dict[str, int]
+
+
 class StatusMessage(Message):
     """Retained store status: birth and heartbeat (online, with figures) or offline."""
 
@@ -311,6 +324,7 @@ class StatusMessage(Message):
     dropped: dict[str, int] | None = None
     alarm: str | None = None
     scanners: list[ScannerStatus] | None = None
+    remote: RemoteStatus | None = None
 
 
 # Every message type the agent publishes (the HQ contract is generated from this list).

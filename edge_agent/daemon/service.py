@@ -265,6 +265,7 @@ class Service:
             sent=self.link.stats.acknowledged,
             resent=self.link.stats.resent,
             scanners=[_scanner_status(scanner.health) for scanner in scanners],
+            remote=self.remote.status() if self.remote is not None else None,
         )
 
     def _heartbeat(self) -> None:
