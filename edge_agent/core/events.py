@@ -284,6 +284,9 @@ class ScannerStatus(BaseModel):
     last_advertisement: datetime | None
     watchdog_restarts: int
     errors: int
+    # Why the last start failed, in a technician's words ("no D-Bus system bus at ...", "BlueZ
+    # not running ...", "adapter hci1 not found"); None once the scanner is running again.
+    reason: str | None = None
 
 
 class RemoteStatus(BaseModel):

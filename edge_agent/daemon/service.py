@@ -355,4 +355,5 @@ def _scanner_status(health: ScannerHealth) -> ScannerStatus:
         last_advertisement=None if health.last_advertisement is None else utc(health.last_advertisement),
         watchdog_restarts=health.watchdog_restarts,
         errors=health.errors,
+        reason=health.reason or None,
     )

@@ -79,13 +79,16 @@ def status_view(
 
 
 def status_lines(status: dict[str, Any]) -> list[str]:
-    """The text view of ``status_view``: aligned ``key value`` rows, one line per scanner, then the remote receivers' counters."""
+    """The text view of ``status_view``: aligned ``key value`` rows, one line per scanner (with
+    why it is down, when it is), then the remote receivers' counters."""
     lines = [f"{key:<18} {status[key]}" for key in TEXT_KEYS]
     for scanner in status["scanners"]:
         state = "running" if scanner["running"] else "DOWN"
+        reason = scanner.get("reason")
         lines.append(
             f"scanner {scanner['receiver']}/{scanner['adapter']}: {state}, mode {scanner['mode']}, "
             f"{scanner['watchdog_restarts']} restarts, {scanner['errors']} errors"
+            + (f": {reason}" if reason else "")
         )
     lines.extend(remote_lines(status.get("remote")))
     return lines
