@@ -8,9 +8,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from bleak.exc import BleakBluetoothNotAvailableError, BleakBluetoothNotAvailableReason, BleakDBusError
 from dbusmock import BusType, PrivateDBus
 
 from edge_agent.adapters.ble import BleRuntime, BleScanner
+from edge_agent.adapters.bluez_errors import explain
 from edge_agent.adapters.clock import SYSTEM_CLOCK
 from edge_agent.core.const import EDDYSTONE_SERVICE_UUID
 from edge_agent.core.frames import EddystoneEid, IBeacon, decode_sighting, encode_apple_overflow
@@ -319,3 +321,51 @@ def test_status_v1_and_the_status_line_carry_why_the_scanner_is_down(
         assert line.endswith(f"errors: no D-Bus system bus at {address} {NO_BUS_HINT}")
     finally:
         service.stop(5)
+
+
+def test_a_malformed_bus_address_is_named_and_does_not_end_the_ble_runtime(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("DBUS_SYSTEM_BUS_ADDRESS", "garbage")
+    runtime, scanner = _failing()
+    try:
+        wait_for(lambda: scanner.health.errors >= 2, 10, "retries, not a dead runtime")
+        assert (
+            scanner.health.reason
+            == "D-Bus system bus address 'garbage' is not valid (DBUS_SYSTEM_BUS_ADDRESS)"
+        )
+    finally:
+        runtime.stop()
+
+
+@pytest.mark.parametrize(
+    ("error", "reason"),
+    [
+        (ConnectionRefusedError(111, "Connection refused"), "no D-Bus system bus at unix:path=/x "),
+        (
+            PermissionError(13, "Permission denied"),
+            "not allowed to open the D-Bus system bus at unix:path=/x",
+        ),
+        (EOFError(), "closed the connection"),
+        (
+            BleakDBusError("org.freedesktop.DBus.Error.AccessDenied", []),
+            "D-Bus policy denies this user BlueZ",
+        ),
+        (BleakDBusError("org.bluez.Error.NotReady", []), "adapter hci0 not ready (powered off"),
+        (BleakDBusError("org.bluez.Error.InProgress", []), "adapter hci0 busy"),
+        (
+            BleakDBusError("org.bluez.Error.Failed", ["No such adapter"]),
+            "BlueZ refused: org.bluez.Error.Failed (No such adapter)",
+        ),
+        (
+            BleakBluetoothNotAvailableError("x", BleakBluetoothNotAvailableReason.POWERED_OFF),
+            "Bluetooth not available: the adapter is powered off",
+        ),
+        (ValueError("odd"), "ValueError: odd"),
+    ],
+)
+def test_each_start_failure_is_explained_in_a_technicians_words(
+    monkeypatch: pytest.MonkeyPatch, error: BaseException, reason: str
+) -> None:
+    monkeypatch.setenv("DBUS_SYSTEM_BUS_ADDRESS", "unix:path=/x")
+    assert reason in explain(error, "hci0")
