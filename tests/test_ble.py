@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from bleak.exc import BleakBluetoothNotAvailableError, BleakBluetoothNotAvailableReason, BleakDBusError
+from dbusmock import BusType, PrivateDBus
 
 from edge_agent.adapters.ble import BleRuntime, BleScanner
+from edge_agent.adapters.bluez_errors import explain
 from edge_agent.adapters.clock import SYSTEM_CLOCK
 from edge_agent.core.const import EDDYSTONE_SERVICE_UUID
 from edge_agent.core.frames import EddystoneEid, IBeacon, decode_sighting, encode_apple_overflow
@@ -16,6 +20,7 @@ from edge_agent.core.settings import BleSettings, GattSettings
 from edge_agent.core.sighting import Sighting
 from edge_agent.core.validation import config_from_mapping
 from edge_agent.daemon.service import Service
+from edge_agent.daemon.statusview import TEXT_KEYS, status_lines
 from tests.conftest import wait_for
 from tests.fakebluez.fixture import FakeBluez, fake_bluez
 from tests.helpers import app_sighting, customers_downlink
@@ -214,3 +219,153 @@ def test_token_is_read_over_gatt_from_a_backgrounded_iphone(bluez: FakeBluez) ->
         assert scanner.tokens.health.most_connected <= GATT.max_connections
     finally:
         runtime.stop()
+
+
+NO_BUS_HINT = "(is dbus running? is bluetoothd installed?)"
+FAST_RETRIES = BleSettings(restart_backoff_min_s=0.05, restart_backoff_max_s=0.2, throttle_s=0)
+
+
+def _failing(adapter: str = "hci0") -> tuple[BleRuntime, BleScanner]:
+    scanner = BleScanner("entrance", adapter, lambda s: None, FAST_RETRIES, SYSTEM_CLOCK)
+    runtime = BleRuntime([scanner])
+    runtime.start()
+    return runtime, scanner
+
+
+def _ble_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [
+        r.getMessage()
+        for r in caplog.records
+        if r.name == "edge_agent.adapters.ble" and r.levelno == logging.WARNING
+    ]
+
+
+def test_without_a_system_bus_the_scanner_names_it_once_not_at_every_retry(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    address = f"unix:path={tmp_path / 'no-such-bus'}"
+    monkeypatch.setenv("DBUS_SYSTEM_BUS_ADDRESS", address)
+    caplog.set_level(logging.WARNING, logger="edge_agent.adapters.ble")
+    runtime, scanner = _failing()
+    try:
+        wait_for(lambda: scanner.health.errors >= 5, 10, "repeated failed starts")
+        assert not scanner.health.running
+        assert scanner.health.reason == f"no D-Bus system bus at {address} {NO_BUS_HINT}"
+        assert _ble_warnings(caplog) == [
+            f"scanner start failed receiver=entrance adapter=hci0: no D-Bus system bus at {address} "
+            f"{NO_BUS_HINT}; retrying"
+        ]
+        # The reason changes (dbus is started, bluetoothd is not): said at once.
+        with PrivateDBus(BusType.SYSTEM):
+            wait_for(lambda: "BlueZ not running" in scanner.health.reason, 10, "the new reason")
+            wait_for(lambda: len(_ble_warnings(caplog)) == 2, 10, "the new reason in the log")
+            assert "org.bluez not on the bus" in _ble_warnings(caplog)[1]
+    finally:
+        runtime.stop()
+
+
+def test_a_bus_without_bluez_is_named_as_such(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="edge_agent.adapters.ble")
+    with PrivateDBus(BusType.SYSTEM):
+        runtime, scanner = _failing()
+        try:
+            wait_for(lambda: scanner.health.errors >= 3, 10, "repeated failed starts")
+            assert scanner.health.reason == (
+                "BlueZ not running (org.bluez not on the bus: is bluetoothd installed and started?)"
+            )
+            assert len(_ble_warnings(caplog)) == 1
+        finally:
+            runtime.stop()
+
+
+def test_a_missing_adapter_is_named_and_the_reason_goes_once_it_scans(bluez: FakeBluez) -> None:
+    runtime, scanner = _failing("hci1")
+    try:
+        wait_for(lambda: scanner.health.errors >= 2, 10, "failed starts on the missing adapter")
+        assert scanner.health.reason.startswith("adapter hci1 not found")
+        bluez.add_adapter("hci1")
+        wait_for(lambda: scanner.health.running, 10, "the scan once the adapter is there")
+        assert scanner.health.reason == ""
+    finally:
+        runtime.stop()
+
+
+def test_status_v1_and_the_status_line_carry_why_the_scanner_is_down(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    address = f"unix:path={tmp_path / 'no-such-bus'}"
+    monkeypatch.setenv("DBUS_SYSTEM_BUS_ADDRESS", address)
+    config = config_from_mapping(
+        {
+            "store": {"id": "s1"},
+            "zones": [{"id": "entrance"}],
+            "receivers": [{"id": "entrance", "zone": "entrance", "adapter": "hci0"}],
+            "mqtt": {"port": 9, "reconnect_min_s": 5, "reconnect_max_s": 5},  # no broker needed
+            "storage": {"path": str(tmp_path / "agent.db")},
+            "ble": {"restart_backoff_min_s": 0.05, "restart_backoff_max_s": 0.2},
+        }
+    )
+    service = Service(config)
+    service.start()
+    try:
+        assert service.ble is not None
+        health = service.ble.scanners[0].health
+        wait_for(lambda: health.errors >= 2, 10, "failed starts")
+        message = service.status_message("online")
+        assert message.scanners is not None
+        assert message.scanners[0].reason == f"no D-Bus system bus at {address} {NO_BUS_HINT}"
+        wire = message.model_dump(mode="json")
+        assert wire["scanners"][0]["reason"] == message.scanners[0].reason
+        line = status_lines({**dict.fromkeys(TEXT_KEYS), "scanners": wire["scanners"]})[-1]
+        assert line.startswith("scanner entrance/hci0: DOWN, mode active, 0 restarts, ")
+        assert line.endswith(f"errors: no D-Bus system bus at {address} {NO_BUS_HINT}")
+    finally:
+        service.stop(5)
+
+
+def test_a_malformed_bus_address_is_named_and_does_not_end_the_ble_runtime(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("DBUS_SYSTEM_BUS_ADDRESS", "garbage")
+    runtime, scanner = _failing()
+    try:
+        wait_for(lambda: scanner.health.errors >= 2, 10, "retries, not a dead runtime")
+        assert (
+            scanner.health.reason
+            == "D-Bus system bus address 'garbage' is not valid (DBUS_SYSTEM_BUS_ADDRESS)"
+        )
+    finally:
+        runtime.stop()
+
+
+@pytest.mark.parametrize(
+    ("error", "reason"),
+    [
+        (ConnectionRefusedError(111, "Connection refused"), "no D-Bus system bus at unix:path=/x "),
+        (
+            PermissionError(13, "Permission denied"),
+            "not allowed to open the D-Bus system bus at unix:path=/x",
+        ),
+        (EOFError(), "closed the connection"),
+        (
+            BleakDBusError("org.freedesktop.DBus.Error.AccessDenied", []),
+            "D-Bus policy denies this user BlueZ",
+        ),
+        (BleakDBusError("org.bluez.Error.NotReady", []), "adapter hci0 not ready (powered off"),
+        (BleakDBusError("org.bluez.Error.InProgress", []), "adapter hci0 busy"),
+        (
+            BleakDBusError("org.bluez.Error.Failed", ["No such adapter"]),
+            "BlueZ refused: org.bluez.Error.Failed (No such adapter)",
+        ),
+        (
+            BleakBluetoothNotAvailableError("x", BleakBluetoothNotAvailableReason.POWERED_OFF),
+            "Bluetooth not available: the adapter is powered off",
+        ),
+        (ValueError("odd"), "ValueError: odd"),
+    ],
+)
+def test_each_start_failure_is_explained_in_a_technicians_words(
+    monkeypatch: pytest.MonkeyPatch, error: BaseException, reason: str
+) -> None:
+    monkeypatch.setenv("DBUS_SYSTEM_BUS_ADDRESS", "unix:path=/x")
+    assert reason in explain(error, "hci0")

@@ -106,3 +106,22 @@ def test_status_messages_the_demo_publishes_validate(exported: Path, tmp_path: P
     for state in ("online", "offline"):
         status.validate(json.loads(pipeline.status(state, 1_764_000_000.0).to_json()))
     database.close()
+
+
+def test_status_v1_describes_why_a_scanner_is_down_and_the_remote_receivers_counters(exported: Path) -> None:
+    schema = json.loads((exported / "schemas" / "status.v1.json").read_text())
+    assert "reason" in schema["$defs"]["ScannerStatus"]["properties"]
+    assert set(schema["$defs"]["RemoteStatus"]["properties"]) == {"accepted", "rejected", "unknown_receivers"}
+    status = _validator(exported, "status.v1")
+    base = {
+        "schema": "status.v1", "event_id": "01J0000000000000000000000A", "store_id": "s1",
+        "ts": "2026-12-01T10:00:00Z", "state": "online", "agent_version": "1.0",
+    }  # fmt: skip
+    scanner = {
+        "receiver": "e", "adapter": "hci0", "mode": "active", "running": False, "last_advertisement": None,
+        "watchdog_restarts": 0, "errors": 5, "reason": "BlueZ not running (org.bluez not on the bus)",
+    }  # fmt: skip
+    remote = {"accepted": 3, "rejected": {"clock_skew": 2}, "unknown_receivers": {"kitchen": 1}}
+    status.validate({**base, "scanners": [scanner], "remote": remote})
+    with pytest.raises(jsonschema.ValidationError):
+        status.validate({**base, "remote": {**remote, "rejected": {"clock_skew": "two"}}})

@@ -8,6 +8,7 @@ is the one ESPresense 4.x publishes on espresense/devices/{id}/{room}; its iBeac
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -16,9 +17,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from edge_agent.adapters.remote import RemoteReceivers
+from edge_agent.adapters.remote import MAX_UNKNOWN_RECEIVERS, RemoteReceivers
+from edge_agent.core.events import RemoteStatus
 from edge_agent.core.frames import IBeacon, decode_sighting
 from edge_agent.core.receiver_formats import RemoteRejected, parse_espresense, parse_generic
+from edge_agent.core.repeats import REPEAT_INTERVAL_S
 from edge_agent.core.settings import RemoteSettings
 from edge_agent.core.sighting import Sighting
 from edge_agent.core.topics import Topics
@@ -125,12 +128,176 @@ def test_remote_receivers_stamp_espresense_sightings_with_the_wall_clock_and_rou
     remote.handle("espresense/devices/apple:1005:9-26/entrance", json.dumps(PHONE).encode())
     remote.handle("espresense/devices/x/kitchen", json.dumps(PHONE).encode())
     remote.handle("elsewhere/devices/x/entrance", json.dumps(PHONE).encode())
-    line = format_trace_line(app_sighting("c1", 99.0, receiver="spoofed"))
+    line = format_trace_line(app_sighting("c1", 1230.0, receiver="spoofed"))
     remote.handle("retail/v1/stores/s1/sightings/entrance", line.encode())
-    assert [(s.ts, s.receiver) for s in accepted] == [(1234.5, "entrance"), (99.0, "entrance")]
-    assert remote.counters == {
-        "accepted": 2, "rejected": 2, "rejected: unknown": 1, "rejected: unexpected": 1,
-    }  # fmt: skip
+    assert [(s.ts, s.receiver) for s in accepted] == [(1234.5, "entrance"), (1230.0, "entrance")]
+    assert remote.status() == RemoteStatus(
+        accepted=2, rejected={"unknown_receiver": 1, "unexpected_topic": 1}, unknown_receivers={"kitchen": 1}
+    )
+
+
+GENERIC = "retail/v1/stores/s1/sightings/"
+
+
+def _remote(clock: ManualClock, accepted: list[Sighting] | None = None) -> RemoteReceivers:
+    sink = accepted if accepted is not None else []
+    return RemoteReceivers(
+        RemoteSettings(espresense=True), Topics("retail/v1", "s1"), ["entrance", "counter"], sink.append,
+        clock.clock,
+    )  # fmt: skip
+
+
+def _warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+
+
+def test_rejected_messages_are_counted_by_reason_and_warned_about_without_their_payload(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    clock = ManualClock()
+    remote = _remote(clock)
+    caplog.set_level(logging.WARNING, logger="edge_agent.adapters.remote")
+    no_ts = json.loads(format_trace_line(app_sighting("c1", clock.wall)))
+    del no_ts["ts"]
+    for _ in range(3):
+        remote.handle(GENERIC + "entrance", json.dumps(no_ts).encode())
+    remote.handle(GENERIC + "counter", b"\x00garbage 5A:00:00:00:00:01")
+    remote.handle(
+        "espresense/devices/apple:1005:9-26/counter", json.dumps({**PHONE, "rssi": "loud"}).encode()
+    )
+    assert remote.status() == RemoteStatus(
+        accepted=0, rejected={"invalid": 4, "not_json": 1}, unknown_receivers={}
+    )
+    warnings = _warnings(caplog)
+    assert warnings == [
+        "remote message from receiver 'entrance' rejected (invalid): item 0: ts: Field required",
+        "remote message from receiver 'counter' rejected (not_json): payload is not JSON",
+        "remote message from receiver 'counter' rejected (invalid): rssi missing or out of range",
+    ]
+    logged = " ".join(warnings)
+    assert "5A:00" not in logged
+    assert "D8:3A" not in logged.upper()
+    assert "apple:1005" not in logged
+
+    clock.advance(REPEAT_INTERVAL_S)  # a few minutes on: the same fault is said again, with its count
+    remote.handle(GENERIC + "entrance", json.dumps(no_ts).encode())
+    assert _warnings(caplog)[-1].endswith("item 0: ts: Field required (2 more since the last warning)")
+
+
+def test_each_unknown_receiver_is_warned_about_at_once_then_every_few_minutes(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    clock = ManualClock()
+    remote = _remote(clock)
+    caplog.set_level(logging.WARNING, logger="edge_agent.adapters.remote")
+    line = format_trace_line(app_sighting("c1", clock.wall)).encode()
+    for _ in range(5):
+        remote.handle(GENERIC + "kitchen", line)
+        remote.handle("espresense/devices/x/roof", json.dumps(PHONE).encode())
+    assert remote.status().unknown_receivers == {"kitchen": 5, "roof": 5}
+    assert remote.status().rejected == {"unknown_receiver": 10}
+    assert _warnings(caplog) == [
+        "remote receiver 'kitchen' is not in the configuration: its sightings are dropped "
+        "(configured: counter, entrance)",
+        "remote receiver 'roof' is not in the configuration: its sightings are dropped "
+        "(configured: counter, entrance)",
+    ]
+    clock.advance(REPEAT_INTERVAL_S - 1)
+    remote.handle(GENERIC + "kitchen", line)
+    assert len(_warnings(caplog)) == 2
+    clock.advance(1)
+    remote.handle(GENERIC + "kitchen", line)
+    assert _warnings(caplog)[-1].endswith("(5 more since the last warning)")
+
+
+def test_unknown_receiver_ids_from_the_network_are_bounded_in_counters_and_log(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    clock = ManualClock()
+    remote = _remote(clock)
+    caplog.set_level(logging.WARNING, logger="edge_agent.adapters.remote")
+    for n in range(200):
+        remote.handle(f"{GENERIC}stranger-{n}-{'x' * 100}", b"{}")
+    status = remote.status()
+    assert status.rejected == {"unknown_receiver": 200}
+    assert len(status.unknown_receivers) == MAX_UNKNOWN_RECEIVERS
+    assert all(len(receiver) <= 64 for receiver in status.unknown_receivers)
+    assert len(_warnings(caplog)) == MAX_UNKNOWN_RECEIVERS + 1  # one each, then one for the rest
+
+
+@pytest.mark.parametrize("offset", [3600.0, -3600.0, 30.5, -31.0])
+def test_a_sighting_dated_far_from_the_local_clock_is_rejected_counted_and_warned(
+    caplog: pytest.LogCaptureFixture, offset: float
+) -> None:
+    clock = ManualClock()
+    accepted: list[Sighting] = []
+    remote = _remote(clock, accepted)
+    caplog.set_level(logging.WARNING, logger="edge_agent.adapters.remote")
+    good = json.loads(format_trace_line(app_sighting("c1", clock.wall - 1)))
+    skewed = json.loads(format_trace_line(app_sighting("c1", clock.wall + offset)))
+    for _ in range(3):
+        remote.handle(GENERIC + "entrance", json.dumps([good, skewed]).encode())  # one clock, one verdict
+    assert accepted == []
+    assert remote.status().rejected == {"clock_skew": 3}
+    assert _warnings(caplog) == [
+        f"remote receiver 'entrance' clock is {offset:+.1f} s off the local clock (limit "
+        "remote.max_clock_skew_s = 30 s): its sightings are dropped until its clock is synced (NTP/SNTP)"
+    ]
+    remote.handle(GENERIC + "entrance", json.dumps(good).encode())
+    assert len(accepted) == 1
+
+
+@given(offset=st.floats(-7200, 7200, allow_nan=False), skew=st.sampled_from([1.0, 30.0, 600.0]))
+def test_a_generic_sighting_is_accepted_exactly_when_within_the_allowed_skew(
+    offset: float, skew: float
+) -> None:
+    clock = ManualClock()
+    accepted: list[Sighting] = []
+    remote = RemoteReceivers(
+        RemoteSettings(max_clock_skew_s=skew), Topics("retail/v1", "s1"), ["entrance"], accepted.append,
+        clock.clock,
+    )  # fmt: skip
+    ts = clock.wall + offset
+    remote.handle(GENERIC + "entrance", format_trace_line(app_sighting("c1", ts)).encode())
+    within = abs(ts - clock.wall) <= skew
+    assert len(accepted) == (1 if within else 0)
+    assert remote.status().rejected == ({} if within else {"clock_skew": 1})
+
+
+TOPIC_LEVEL = st.text(st.characters(blacklist_characters="/#+", blacklist_categories=("Cs",)), max_size=80)
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from([GENERIC, "espresense/devices/x/", "elsewhere/"]),
+            st.sampled_from(["entrance", "counter"]) | TOPIC_LEVEL,
+            st.binary(max_size=200)
+            | st.just(format_trace_line(app_sighting("c1", 1_700_000_000.0)).encode()),
+        ),
+        max_size=20,
+    )
+)
+def test_any_message_from_the_network_is_accepted_or_counted_once_and_never_raises(
+    messages: list[tuple[str, str, bytes]],
+) -> None:
+    clock = ManualClock()
+    accepted: list[Sighting] = []
+    remote = _remote(clock, accepted)
+    rejected = 0
+    for base, receiver, payload in messages:
+        before = len(accepted)
+        remote.handle(base + receiver, payload)
+        now_rejected = sum(remote.status().rejected.values())
+        # each message: rejected once, or its sightings accepted; never both
+        assert now_rejected - rejected in (0, 1)
+        assert now_rejected == rejected or len(accepted) == before
+        rejected = now_rejected
+    status = remote.status()
+    assert status.accepted == len(accepted)
+    topic_ids = {receiver[:64] for _, receiver, _ in messages}
+    assert set(status.unknown_receivers) <= topic_ids - {"entrance", "counter"}
+    assert sum(status.unknown_receivers.values()) <= status.rejected.get("unknown_receiver", 0)
 
 
 @pytest.mark.mqtt
@@ -156,7 +323,45 @@ def test_remote_receivers_feed_the_daemon_and_garbage_is_counted(
         hq.publish("retail/v1/stores/s1/sightings/counter", line.encode())
         wait_for(lambda: hq.on("/events/visit"), 10, "the customer's visit from a generic receiver")
         assert hq.on("/events/visit")[0]["entry_receiver"] == "counter"
-        assert service.remote.counters["rejected"] == 11
-        assert service.remote.counters["accepted"] == 2
+        status = service.remote.status()
+        assert sum(status.rejected.values()) == 11
+        assert status.accepted == 2
+    finally:
+        service.stop(5)
+
+
+@pytest.mark.mqtt
+def test_the_daemon_drops_remote_sightings_from_a_wrong_clock_and_says_so_in_status_v1(
+    tmp_path: Path, mosquitto: Mosquitto, subscriber_factory: Callable[..., Subscriber]
+) -> None:
+    hq = subscriber_factory(mosquitto)
+    config = make_config(tmp_path, mosquitto, scheduler={"tick_interval_s": 0.1, "heartbeat_interval_s": 0.3})
+    service = Service(config)
+    service.pipeline.downlink(
+        "retail/v1/stores/s1/in/customers", customers_downlink(("c1", True, False)), time.time()
+    )
+    service.start()
+    try:
+        assert service.link.wait_connected(10)
+        ahead = format_trace_line(app_sighting("c1", time.time() + 3600))  # would stay open all day
+        hq.publish("retail/v1/stores/s1/sightings/entrance", ahead.encode())
+        hq.publish("retail/v1/stores/s1/sightings/kitchen", ahead.encode())
+        hq.publish("retail/v1/stores/s1/sightings/entrance", b"{garbage")
+        beat = wait_for(
+            lambda: [s for s in hq.on("/status") if "not_json" in str(s.get("remote"))],
+            10, "a heartbeat with the remote counters",
+        )[-1]  # fmt: skip
+        assert beat["remote"] == {
+            "accepted": 0,
+            "rejected": {"clock_skew": 1, "unknown_receiver": 1, "not_json": 1},
+            "unknown_receivers": {"kitchen": 1},
+        }
+        assert service.pipeline.core.open_visits == 0
+
+        hq.publish(
+            "retail/v1/stores/s1/sightings/entrance",
+            format_trace_line(app_sighting("c1", time.time())).encode(),
+        )
+        wait_for(lambda: service.pipeline.core.open_visits == 1, 10, "the visit from a synced clock")
     finally:
         service.stop(5)

@@ -93,6 +93,44 @@ def test_rejected_downlink_file_shows_up_on_the_errors_topic(tmp_path: Path) -> 
     assert "orders" in errors[0]["payload"]["reason"]
 
 
+def test_a_trace_from_receivers_the_config_does_not_know_is_named_once_each(tmp_path: Path) -> None:
+    lines = (SAMPLE / "trace.jsonl").read_text().splitlines()
+    sightings = [i for i, line in enumerate(lines) if line.startswith("{")]
+    for index in sightings[:3]:
+        lines[index] = lines[index].replace('"receiver":"', '"receiver":"door-2","was":"', 1)
+    for index in sightings[3:5]:
+        lines[index] = lines[index].replace('"receiver":"', '"receiver":"attic","was":"', 1)
+    trace = tmp_path / "elsewhere.jsonl"
+    trace.write_text("\n".join(lines) + "\n")
+    result = _replay("--output", "-", trace=trace)
+    assert result.returncode == 0
+    warnings = [line for line in result.stderr.splitlines() if "not in the configuration" in line]
+    assert warnings == [
+        "trace receiver 'attic' is not in the configuration: its 2 sightings were ignored (the "
+        "configuration knows: entrance, checkout, counter, clothing, home, toys, grocery, bakery, "
+        "electronics)",
+        "trace receiver 'door-2' is not in the configuration: its 3 sightings were ignored (the "
+        "configuration knows: entrance, checkout, counter, clothing, home, toys, grocery, bakery, "
+        "electronics)",
+    ]
+
+
+def test_the_replay_report_counts_sightings_of_unknown_receivers() -> None:
+    import io
+
+    from edge_agent.adapters.configfile import load_config
+    from edge_agent.tools.replay import replay
+
+    config = load_config(DEMO_CONFIG)
+    line = (SAMPLE / "trace.jsonl").read_text().splitlines()[2]
+    ghost = line.replace('"receiver":"', '"receiver":"ghost","was":"', 1)
+    problems = io.StringIO()
+    report = replay(config, [line, ghost, ghost], io.StringIO(), problems=problems)
+    assert report.unknown_receivers == {"ghost": 2}
+    assert report.known_receivers == tuple(r.id for r in config.receivers)
+    assert problems.getvalue().count("'ghost'") == 1
+
+
 def test_malformed_downlink_option_is_a_usage_error() -> None:
     result = _replay("--downlink", "customers", "--output", "-")
     assert result.returncode == 2

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -128,6 +129,21 @@ def test_scan_needs_something_to_scan() -> None:
     )  # fmt: skip
     assert result.returncode == 2
     assert "nothing to scan" in result.stderr
+
+
+def test_scan_with_no_system_bus_exits_non_zero_and_says_why(tmp_path: Path) -> None:
+    address = f"unix:path={tmp_path / 'no-such-bus'}"
+    result = subprocess.run(
+        [sys.executable, "-m", "edge_agent", "scan", "--adapter", "hci0", "--duration", "4"],
+        check=False, capture_output=True, text=True, timeout=60,
+        env={**os.environ, "DBUS_SYSTEM_BUS_ADDRESS": address},
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert (
+        f"scanner hci0/hci0 never ran: no D-Bus system bus at {address} "
+        "(is dbus running? is bluetoothd installed?)"
+    ) in result.stderr
+    assert "no scanner ran" in result.stderr
 
 
 def test_scan_view_shows_the_overflow_bits_a_technician_needs_for_gatt() -> None:

@@ -59,8 +59,10 @@ def test_status_reads_the_running_daemons_figures(
         assert status["registry_version"] == 7
         assert status["queue_depth"] == sum(status["queue_by_priority"].values())
         assert status["last_sync_s"] is not None
+        assert status["remote"] == {"accepted": 0, "rejected": {}, "unknown_receivers": {}}
         text = _status(config_file).stdout
         assert "link               up" in text
+        assert "remote: 0 sightings accepted, 0 messages rejected" in text
     finally:
         service.stop(5)
     # Stopped: the snapshot ages and status says the daemon is not reporting.
@@ -120,7 +122,7 @@ def test_the_status_view_keeps_its_keys_in_order_and_the_text_one_line_each() ->
     assert list(status) == [
         "queue_by_priority", "queue_depth", "oldest_queued_s", "registry_size", "registry_version",
         "agent_version", "last_heartbeat_s", "daemon", "link", "last_sync_s", "open_visits",
-        "missing_beacons", "scanners",
+        "missing_beacons", "scanners", "remote",
     ]  # fmt: skip
     lines = status_lines(status)
     assert lines[:4] == [
@@ -131,3 +133,25 @@ def test_the_status_view_keeps_its_keys_in_order_and_the_text_one_line_each() ->
     ]
     assert "queue_by_priority  {'normal': 2}" in lines
     assert lines[-1] == "scanner e/hci0: DOWN, mode passive, 2 restarts, 1 errors"
+
+
+def test_the_text_view_says_why_a_scanner_is_down_and_counts_remote_sightings() -> None:
+    from edge_agent.core.events import utc
+    from edge_agent.daemon.statusview import status_lines, status_view
+
+    now = 1_764_000_000.0
+    reason = "no D-Bus system bus at unix:path=/run/none (is dbus running? is bluetoothd installed?)"
+    snapshot = {
+        "ts": utc(now - 2).isoformat(),
+        "scanners": [{"receiver": "e", "adapter": "hci0", "running": False, "mode": "active",
+                      "watchdog_restarts": 0, "errors": 5, "reason": reason}],
+        "remote": {"accepted": 12, "rejected": {"not_json": 1, "clock_skew": 2, "unknown_receiver": 4},
+                   "unknown_receivers": {"kitchen": 3, "roof\x1b[2J": 1}},
+    }  # fmt: skip
+    status = status_view(_figures(snapshot), now, heartbeat_interval_s=30.0, agent_version="9.9")
+    assert status["remote"] == snapshot["remote"]
+    assert status_lines(status)[-3:] == [
+        f"scanner e/hci0: DOWN, mode active, 0 restarts, 5 errors: {reason}",
+        "remote: 12 sightings accepted, 7 messages rejected (clock_skew 2, not_json 1, unknown_receiver 4)",
+        "remote: messages from receivers not in the configuration: 'kitchen' 3, 'roof\\x1b[2J' 1",
+    ]

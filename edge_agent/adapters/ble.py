@@ -4,8 +4,10 @@ bleak does not notice when an adapter goes away mid-scan or when BlueZ stops del
 neither raises nor stops (shared/notes/fake-bluez.md). So each scanner runs its own watchdog:
 no advertisement for ``ble.watchdog_s`` → stop, back off, start again. Errors from BlueZ
 (``org.bluez.Error.InProgress``, ``NotReady``, adapter missing) are retried with capped
-exponential backoff. Restarts and errors are counted for health; nothing here can stop the
-daemon.
+exponential backoff. Restarts and errors are counted for health, with the reason the last
+start failed in plain words (``adapters.bluez_errors``); the warning is logged at once, again
+when the reason changes, and otherwise every few minutes with a count. Nothing here can stop
+the daemon.
 """
 
 from __future__ import annotations
@@ -24,10 +26,12 @@ from bleak.backends.device import BLEDevice
 from bleak.backends.scanner import AdvertisementData
 from bleak.exc import BleakDBusError, BleakError
 
+from edge_agent.adapters.bluez_errors import START_ERRORS, explain
 from edge_agent.adapters.gatt import TokenReader
 from edge_agent.core.clock import Clock
 from edge_agent.core.const import COMPANY_APPLE, EDDYSTONE_SERVICE_UUID
 from edge_agent.core.frames import AppleOverflow, EddystoneEid, decode_apple_overflow, encode_eddystone_eid
+from edge_agent.core.repeats import RepeatLimiter, held_back
 from edge_agent.core.settings import BleSettings, GattSettings
 from edge_agent.core.sighting import Sighting
 from edge_agent.core.throttle import SightingThrottle
@@ -65,6 +69,7 @@ class ScannerHealth:
     watchdog_restarts: int = 0
     errors: int = 0
     last_error: str = ""
+    reason: str = ""  # why the last start failed, for a technician; "" while scanning
     last_advertisement: float | None = None  # wall-clock time
 
 
@@ -87,6 +92,7 @@ class BleScanner:
         self._throttle = SightingThrottle(settings.throttle_s)
         self._heard = clock.monotonic()  # the last advertisement
         self.health = ScannerHealth(receiver, adapter, settings.mode)
+        self._warnings = RepeatLimiter()
         self._mode = settings.mode
         self._app_bit = gatt.overflow_bit if gatt is not None else None
         self.tokens = TokenReader(gatt, clock) if gatt is not None and self._app_bit is not None else None
@@ -138,7 +144,7 @@ class BleScanner:
             scanner = self._make_scanner()
             try:
                 await scanner.start()
-            except (BleakError, OSError, EOFError) as exc:
+            except START_ERRORS as exc:
                 self._record_error("start", exc)
                 if self._mode == "passive" and _passive_unsupported(exc):
                     _LOGGER.warning(
@@ -151,13 +157,14 @@ class BleScanner:
                 continue
             self.health.starts += 1
             self.health.running = True
+            self.health.reason = ""
             self._heard = self._clock.monotonic()
             _LOGGER.info("scanning receiver=%s adapter=%s mode=%s", self._receiver, self._adapter, self._mode)
             await self._watch(stopping)
             self.health.running = False
             try:
                 await scanner.stop()
-            except (BleakError, OSError, EOFError) as exc:  # the adapter may be gone already
+            except START_ERRORS as exc:  # the adapter may be gone already
                 self._record_error("stop", exc)
             if not stopping.is_set():
                 await _wait(stopping, backoff)
@@ -178,9 +185,15 @@ class BleScanner:
     def _record_error(self, during: str, exc: BaseException) -> None:
         self.health.errors += 1
         self.health.last_error = f"{during}: {type(exc).__name__}: {exc}"
-        _LOGGER.warning(
-            "scanner %s failed receiver=%s adapter=%s: %s", during, self._receiver, self._adapter, exc
-        )
+        reason = explain(exc, self._adapter)
+        if during == "start":
+            self.health.reason = reason
+        held = self._warnings.admit(during, self._clock.monotonic(), reason)
+        if held is not None:
+            _LOGGER.warning(
+                "scanner %s failed receiver=%s adapter=%s: %s; retrying%s",
+                during, self._receiver, self._adapter, reason, held_back(held),
+            )  # fmt: skip
 
 
 def _passive_unsupported(exc: BaseException) -> bool:

@@ -9,6 +9,9 @@ from pathlib import Path
 
 from edge_agent.cli.common import EXIT_USAGE
 
+# Nothing was scanned: no adapter could start (the reasons are on stderr).
+EXIT_NO_SCANNER = 1
+
 
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     scan = commands.add_parser("scan", help="live table of what the local adapters hear")
@@ -57,12 +60,18 @@ def _cmd_scan(args: argparse.Namespace) -> int:
     if args.record_raw and not args.record:
         print("--record-raw goes with --record FILE", file=sys.stderr)
         return EXIT_USAGE
-    view = run_scan(
+    result = run_scan(
         receivers, settings, Console(), duration=args.duration, record=args.record, raw=args.record_raw
     )
     if args.record:
         print(
-            f"recorded {sum(r.sightings for r in view.rows.values())} sightings to {args.record}",
+            f"recorded {sum(r.sightings for r in result.view.rows.values())} sightings to {args.record}",
             file=sys.stderr,
         )
+    for health in result.never_ran:
+        why = health.reason or health.last_error or "it did not start before the scan ended"
+        print(f"scanner {health.receiver}/{health.adapter} never ran: {why}", file=sys.stderr)
+    if len(result.never_ran) == len(result.scanners):
+        print("no scanner ran: nothing was heard", file=sys.stderr)
+        return EXIT_NO_SCANNER
     return 0

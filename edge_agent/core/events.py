@@ -284,6 +284,22 @@ class ScannerStatus(BaseModel):
     last_advertisement: datetime | None
     watchdog_restarts: int
     errors: int
+    # Why the last start failed, in a technician's words ("no D-Bus system bus at ...", "BlueZ
+    # not running ...", "adapter hci1 not found"); None once the scanner is running again.
+    reason: str | None = None
+
+
+class RemoteStatus(BaseModel):
+    """Remote receivers since start: sightings accepted, messages rejected by reason, and the
+    receiver ids of the topics a rejected unknown receiver used (at most a few dozen: the ids
+    come from the network; more of them are counted under ``unknown_receiver`` only)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    accepted: int
+    # "unknown_receiver" | "too_large" | "not_json" | "invalid" | "clock_skew" | ...
+    rejected: dict[str, int]
+    unknown_receivers: dict[str, int]
 
 
 class StatusMessage(Message):
@@ -311,6 +327,7 @@ class StatusMessage(Message):
     dropped: dict[str, int] | None = None
     alarm: str | None = None
     scanners: list[ScannerStatus] | None = None
+    remote: RemoteStatus | None = None
 
 
 # Every message type the agent publishes (the HQ contract is generated from this list).

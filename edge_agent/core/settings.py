@@ -199,6 +199,12 @@ class RemoteSettings(Section):
     # ESPresense nodes: {espresense_prefix}/devices/{id}/{room}, the room being the receiver id.
     espresense: bool = False
     espresense_prefix: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$")] = "espresense"
+    # A generic sighting dated further than this from the local clock is rejected (counted as
+    # clock_skew): an hour ahead left a visit open for good, an hour back counted a footfall
+    # entry into a closed interval. A node synced by SNTP is within a second; 30 s leaves room
+    # for delivery delay and a node's drift between syncs, and stays well under
+    # presence.absence_timeout_s (120 s by default).
+    max_clock_skew_s: Seconds = 30.0
 
 
 class IdentitySettings(Section):

@@ -265,6 +265,7 @@ class Service:
             sent=self.link.stats.acknowledged,
             resent=self.link.stats.resent,
             scanners=[_scanner_status(scanner.health) for scanner in scanners],
+            remote=self.remote.status() if self.remote is not None else None,
         )
 
     def _heartbeat(self) -> None:
@@ -354,4 +355,5 @@ def _scanner_status(health: ScannerHealth) -> ScannerStatus:
         last_advertisement=None if health.last_advertisement is None else utc(health.last_advertisement),
         watchdog_restarts=health.watchdog_restarts,
         errors=health.errors,
+        reason=health.reason or None,
     )

@@ -21,7 +21,8 @@ from edge_agent.storage.readonly import open_read_only
 
 # Three missed heartbeats: the daemon is stopped or stuck.
 MISSED_HEARTBEATS = 3
-# The text view's rows, in this order; the scanners follow, one line each.
+# The text view's rows, in this order; the scanners follow, one line each, then the remote
+# receivers' counters.
 TEXT_KEYS = (
     "daemon", "agent_version", "link", "last_sync_s", "last_heartbeat_s", "queue_depth",
     "queue_by_priority", "oldest_queued_s", "open_visits", "registry_size", "registry_version",
@@ -72,19 +73,43 @@ def status_view(
         "open_visits": snapshot.get("open_visits"),
         "missing_beacons": snapshot.get("missing_beacons", []),
         "scanners": snapshot.get("scanners", []),
+        "remote": snapshot.get("remote"),
     }
     return status
 
 
 def status_lines(status: dict[str, Any]) -> list[str]:
-    """The text view of ``status_view``: aligned ``key value`` rows, then one line per scanner."""
+    """The text view of ``status_view``: aligned ``key value`` rows, one line per scanner (with
+    why it is down, when it is), then the remote receivers' counters."""
     lines = [f"{key:<18} {status[key]}" for key in TEXT_KEYS]
     for scanner in status["scanners"]:
         state = "running" if scanner["running"] else "DOWN"
+        reason = scanner.get("reason")
         lines.append(
             f"scanner {scanner['receiver']}/{scanner['adapter']}: {state}, mode {scanner['mode']}, "
             f"{scanner['watchdog_restarts']} restarts, {scanner['errors']} errors"
+            + (f": {reason}" if reason else "")
         )
+    lines.extend(remote_lines(status.get("remote")))
+    return lines
+
+
+def remote_lines(remote: dict[str, Any] | None) -> list[str]:
+    """``remote: 12 sightings accepted, 3 messages rejected (clock_skew 2, not_json 1)`` and,
+    when some came from receivers the configuration lacks, which ones."""
+    if remote is None:
+        return []
+    rejected = remote.get("rejected", {})
+    by_reason = ", ".join(f"{reason} {count}" for reason, count in sorted(rejected.items()))
+    lines = [
+        f"remote: {remote.get('accepted', 0)} sightings accepted, {sum(rejected.values())} messages rejected"
+        + (f" ({by_reason})" if by_reason else "")
+    ]
+    unknown = remote.get("unknown_receivers", {})
+    if unknown:
+        # repr: these ids come from the network, and reach a technician's terminal
+        listed = ", ".join(f"{receiver!r} {count}" for receiver, count in sorted(unknown.items()))
+        lines.append(f"remote: messages from receivers not in the configuration: {listed}")
     return lines
 
 

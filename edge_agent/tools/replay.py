@@ -4,6 +4,8 @@ No broker: the outbox is drained into JSON lines ``{"topic": ..., "payload": {..
 acknowledged as it is written, exactly where the MQTT link would have published it. Event ids
 and anonymous salts come from a seeded stream, so the same inputs give byte-identical output.
 Downlinks come from files named by ``KIND=FILE[@WHEN]`` specs (``parse_downlink_spec``).
+A trace recorded with another store's configuration names receivers this one does not have:
+the core ignores their sightings, so replay says which, with how many sightings each had.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import itertools
 import json
 import sys
 import tempfile
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,6 +60,9 @@ class ReplayReport:
     problems: list[TraceProblem] = field(default_factory=list)
     downlinks_applied: int = 0
     downlinks_rejected: int = 0
+    # Receivers the trace names and the configuration does not, with their sightings (ignored).
+    unknown_receivers: dict[str, int] = field(default_factory=dict)
+    known_receivers: tuple[str, ...] = ()
 
 
 def replay(
@@ -70,7 +76,7 @@ def replay(
     seed: str = DEFAULT_SEED,
     problems: TextIO = sys.stderr,
 ) -> ReplayReport:
-    report = ReplayReport()
+    report = ReplayReport(known_receivers=tuple(r.id for r in config.receivers))
     with tempfile.TemporaryDirectory(prefix="edge-agent-replay-") as workdir:
         simulated = SimulatedTime()
         agent = assemble(
@@ -80,7 +86,8 @@ def replay(
         try:
             pipeline = agent.pipeline
             uplink = FileUplink(pipeline.outbox, out)
-            sightings = _sightings(read_trace(trace_lines), report, problems)
+            unknown: Counter[str] = Counter()
+            sightings = _sightings(read_trace(trace_lines), report, problems, unknown)
             first = next(sightings, None)
             if first is not None:
                 for kind, payload in downlinks:
@@ -101,7 +108,19 @@ def replay(
             report.downlinks_rejected = pipeline.counters["downlinks_rejected"]
         finally:
             agent.close()
+    report.unknown_receivers = dict(unknown)
+    _warn_unknown_receivers(report, problems)
     return report
+
+
+def _warn_unknown_receivers(report: ReplayReport, problems: TextIO) -> None:
+    """Once per receiver: a wrong ``--config`` otherwise replays silently into almost nothing."""
+    known = ", ".join(report.known_receivers) or "none"
+    for receiver, count in sorted(report.unknown_receivers.items()):
+        problems.write(
+            f"trace receiver {receiver!r} is not in the configuration: its {count} sightings were "
+            f"ignored (the configuration knows: {known})\n"
+        )
 
 
 def _apply_at(pipeline: Pipeline, topic: str, payload: bytes, ts: float) -> None:
@@ -110,13 +129,17 @@ def _apply_at(pipeline: Pipeline, topic: str, payload: bytes, ts: float) -> None
 
 
 def _sightings(
-    items: Iterable[Sighting | TraceProblem], report: ReplayReport, problems: TextIO
+    items: Iterable[Sighting | TraceProblem], report: ReplayReport, problems: TextIO, unknown: Counter[str]
 ) -> Iterator[Sighting]:
+    """The trace's sightings; its bad lines reported and skipped, unknown receivers counted."""
+    known = frozenset(report.known_receivers)
     for item in items:
         if isinstance(item, TraceProblem):
             report.problems.append(item)
             problems.write(f"trace {item}, skipped\n")
         else:
+            if item.receiver not in known:
+                unknown[item.receiver] += 1
             yield item
 
 

@@ -12,13 +12,14 @@ from __future__ import annotations
 import secrets
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from edge_agent.adapters.ble import BleRuntime, BleScanner
+from edge_agent.adapters.ble import BleRuntime, BleScanner, ScannerHealth
 from edge_agent.adapters.clock import SYSTEM_CLOCK
 from edge_agent.core.recording import RecordingFilter
 from edge_agent.core.scanview import ScanView
@@ -31,6 +32,17 @@ REFRESH_S = 0.25
 RECORDING_KEY_BYTES = 32
 
 
+@dataclass(frozen=True, slots=True)
+class ScanResult:
+    view: ScanView
+    scanners: list[ScannerHealth]
+
+    @property
+    def never_ran(self) -> list[ScannerHealth]:
+        """The scanners that never started, each with the reason its last start failed."""
+        return [health for health in self.scanners if not health.starts]
+
+
 def run_scan(
     receivers: list[tuple[str, str]],
     settings: BleSettings,
@@ -38,7 +50,7 @@ def run_scan(
     duration: float | None = None,
     record: Path | None = None,
     raw: bool = False,
-) -> ScanView:
+) -> ScanResult:
     """Scan ``receivers`` (receiver id, adapter) until ``duration`` passes or Ctrl-C.
 
     ``record``: write the sightings there, pseudonymised and filtered unless ``raw``.
@@ -78,7 +90,7 @@ def run_scan(
         runtime.stop()
         if recording is not None:
             recording.close()
-    return view
+    return ScanResult(view, [scanner.health for scanner in scanners])
 
 
 def recording_note(raw: bool) -> str:
@@ -112,6 +124,7 @@ def _render(view: ScanView, scanners: list[BleScanner], lock: threading.Lock) ->
     table.caption = "  ".join(
         f"{s.health.receiver}/{s.health.adapter}: {'scanning' if s.health.running else 'DOWN'}, "
         f"{s.health.advertisements} adv, {s.health.watchdog_restarts} restarts, {s.health.errors} errors"
+        + (f" ({s.health.reason})" if s.health.reason and not s.health.running else "")
         for s in scanners
     )
     return table
