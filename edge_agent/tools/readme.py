@@ -61,12 +61,8 @@ def written(readme: str) -> dict[str, str]:
 
 def replace(readme: str, new: dict[str, str]) -> str:
     for name, text in new.items():
-        readme, count = re.subn(
-            rf"(<!-- {name} -->\n```\n).*?(\n```\n<!-- /{name} -->)",
-            lambda match, text=text: match.group(1) + text + match.group(2),
-            readme,
-            flags=re.S,
-        )
+        pattern = re.compile(rf"(<!-- {name} -->\n```\n).*?(\n```\n<!-- /{name} -->)", re.S)
+        readme, count = pattern.subn(lambda match: match.group(1) + text + match.group(2), readme)
         if count != 1:
             raise ValueError(f"README.md has no <!-- {name} --> block")
     return readme
