@@ -14,6 +14,7 @@ import os
 import re
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 README = Path(__file__).resolve().parents[2] / "README.md"
@@ -62,10 +63,14 @@ def written(readme: str) -> dict[str, str]:
 def replace(readme: str, new: dict[str, str]) -> str:
     for name, text in new.items():
         pattern = re.compile(rf"(<!-- {name} -->\n```\n).*?(\n```\n<!-- /{name} -->)", re.S)
-        readme, count = pattern.subn(lambda match: match.group(1) + text + match.group(2), readme)
+        readme, count = pattern.subn(_keeping_markers(text), readme)
         if count != 1:
             raise ValueError(f"README.md has no <!-- {name} --> block")
     return readme
+
+
+def _keeping_markers(text: str) -> Callable[[re.Match[str]], str]:
+    return lambda match: match.group(1) + text + match.group(2)
 
 
 def comparable(text: str) -> str:
