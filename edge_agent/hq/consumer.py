@@ -67,6 +67,16 @@ def open_hq_database(path: Path) -> sqlite_utils.Database:
     return db
 
 
+# Newest first, by ts; but a last will is dated when its connection was made (MQTT fixes it at
+# CONNECT), before that connection's heartbeats: it wins over the status it names by ``since``.
+_UPSERT_STATUS = (
+    "INSERT INTO store_status VALUES (?,?,?,?) ON CONFLICT(store_id) DO UPDATE SET "
+    "ts=excluded.ts, state=excluded.state, payload=excluded.payload "
+    "WHERE excluded.ts >= store_status.ts OR (json_extract(excluded.payload, '$.will') "
+    "AND json_extract(excluded.payload, '$.since') = json_extract(store_status.payload, '$.since'))"
+)
+
+
 @dataclass(slots=True)
 class ConsumerStats:
     received: int = 0  # messages whose outcome below is committed
@@ -222,9 +232,7 @@ class HqConsumer:
             stored = conn.total_changes - before
             conn.executemany("INSERT INTO rejected VALUES (?,?,?,?)", rejected)
             conn.executemany(
-                "INSERT INTO store_status VALUES (?,?,?,?) ON CONFLICT(store_id) DO UPDATE SET "
-                "ts=excluded.ts, state=excluded.state, payload=excluded.payload "
-                "WHERE excluded.ts >= store_status.ts",
+                _UPSERT_STATUS,
                 statuses,
             )
             conn.execute("COMMIT")
