@@ -162,8 +162,11 @@ class Service:
             self._thread.join(max(0.1, deadline - self.clock.monotonic()))
         self.pipeline.outbox.flush_gaps(self.clock.wall())  # held back by a full disk: keep them if it fits
         self.link.stop(max(0.1, deadline - self.clock.monotonic()))
-        stopped = self.status_message("online").model_copy(update={"state": "offline", "link": "down"})
-        self._store_snapshot(stopped, final=True)
+        try:  # the figures as they were at the stop, saying it was one (`status`: "stopped")
+            stopped = self.status_message("online").model_copy(update={"state": "offline", "link": "down"})
+            self._store_snapshot(stopped, final=True)
+        except Exception as exc:  # an unreadable database must not keep it open
+            _LOGGER.warning("could not store the final status snapshot: %s", exc)
         self.database.close()
 
     def run_forever(self) -> int:
