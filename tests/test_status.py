@@ -65,12 +65,9 @@ def test_status_reads_the_running_daemons_figures(
         assert "remote: 0 sightings accepted, 0 messages rejected" in text
     finally:
         service.stop(5)
-    # Stopped: the snapshot ages and status says the daemon is not reporting.
-    wait_for(
-        lambda: json.loads(_status(config_file, "--json").stdout)["daemon"] == "not reporting",
-        10,
-        "staleness",
-    )
+    # Stopped cleanly: its last snapshot says so at once (a crash ages into "not reporting").
+    stopped = json.loads(_status(config_file, "--json").stdout)
+    assert (stopped["daemon"], stopped["link"]) == ("stopped", "down")
 
 
 def test_status_without_a_database_says_so(tmp_path: Path) -> None:
@@ -121,7 +118,7 @@ def test_the_status_view_keeps_its_keys_in_order_and_the_text_one_line_each() ->
     status = status_view(_figures(snapshot), now, heartbeat_interval_s=30.0, agent_version="9.9")
     assert list(status) == [
         "queue_by_priority", "queue_depth", "oldest_queued_s", "registry_size", "registry_version",
-        "agent_version", "last_heartbeat_s", "daemon", "link", "last_sync_s", "open_visits",
+        "agent_version", "last_heartbeat_s", "daemon", "link", "link_error", "last_sync_s", "open_visits",
         "missing_beacons", "scanners", "remote",
     ]  # fmt: skip
     lines = status_lines(status)
@@ -155,3 +152,77 @@ def test_the_text_view_says_why_a_scanner_is_down_and_counts_remote_sightings() 
         "remote: 12 sightings accepted, 7 messages rejected (clock_skew 2, not_json 1, unknown_receiver 4)",
         "remote: messages from receivers not in the configuration: 'kitchen' 3, 'roof\\x1b[2J' 1",
     ]
+
+
+def test_a_clean_stop_reads_stopped_and_a_link_down_says_why() -> None:
+    from edge_agent.core.events import utc
+    from edge_agent.daemon.statusview import status_lines, status_view
+
+    now = 1_764_000_000.0
+    snapshot = {
+        "ts": utc(now - 1).isoformat(), "state": "offline", "link": "down",
+        "link_error": "127.0.0.1:1884: connection refused (nothing listening on that port)",
+    }  # fmt: skip
+    status = status_view(_figures(snapshot), now, heartbeat_interval_s=30.0, agent_version="9.9")
+    assert status["daemon"] == "stopped"
+    assert status["link_error"] == snapshot["link_error"]
+    lines = status_lines(status)
+    assert lines[0] == "daemon             stopped"
+    assert (
+        lines[2]
+        == "link               down (127.0.0.1:1884: connection refused (nothing listening on that port))"
+    )
+
+
+def _snapshot_view(service: Service) -> dict[str, object]:
+    from edge_agent.daemon.statusview import read_status, status_view
+
+    now = time.time()
+    return status_view(read_status(service.config.storage.path, now), now, 3600.0, "9.9")
+
+
+@pytest.mark.mqtt
+def test_the_snapshot_follows_start_connect_disconnect_and_stop_without_waiting_for_a_heartbeat(
+    tmp_path: Path, mosquitto_factory: Callable[..., Mosquitto]
+) -> None:
+    from tests.conftest import make_config
+
+    broker = mosquitto_factory().start()
+    # No heartbeat comes in this test: every snapshot below is written by the event itself.
+    service = Service(make_config(tmp_path, broker, scheduler={"heartbeat_interval_s": 3600}))
+    service.start()
+    try:
+        assert _snapshot_view(service)["daemon"] == "running"  # written at start
+        assert service.link.wait_connected(10)
+        wait_for(lambda: _snapshot_view(service)["link"] == "up", 5, "link up in the snapshot on connect")
+        broker.stop()
+        down = wait_for(
+            lambda: (view := _snapshot_view(service))["link"] == "down" and view, 10,
+            "link down in the snapshot on disconnect",
+        )  # fmt: skip
+        assert "connection lost" in str(down["link_error"])
+        broker.start()
+        wait_for(lambda: _snapshot_view(service)["link"] == "up", 10, "link up again on reconnect")
+    finally:
+        service.stop(5)
+    assert _snapshot_view(service)["daemon"] == "stopped"  # written on stop, at once
+
+
+def test_status_into_a_closed_pipe_ends_quietly(tmp_path: Path) -> None:
+    from edge_agent.adapters.clock import SYSTEM_CLOCK
+    from edge_agent.daemon.assembly import assemble
+
+    config_file = tmp_path / "agent.toml"
+    config_file.write_text(f'[store]\nid = "s1"\n[storage]\npath = "{tmp_path / "agent.db"}"\n')
+    assemble(load_config(config_file), SYSTEM_CLOCK, None).close()  # an agent's database
+    # `edge-agent status | head -0`: the reader is gone before the first line is printed.
+    process = subprocess.Popen(
+        [sys.executable, "-m", "edge_agent", "status", "--config", str(config_file)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert process.stdout is not None
+    process.stdout.close()
+    _, stderr = process.communicate(timeout=60)
+    assert "Traceback" not in stderr
+    assert "BrokenPipe" not in stderr
+    assert process.returncode == 141  # 128 + SIGPIPE, what a shell reports for `yes | head -1`

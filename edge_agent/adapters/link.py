@@ -30,6 +30,7 @@ import ssl
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -37,8 +38,8 @@ from paho.mqtt.client import ConnectFlags, DisconnectFlags
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from edge_agent.adapters.connection import ReconnectBackoff, RefusalWatch
-from edge_agent.adapters.link_client import connect_async, make_client
+from edge_agent.adapters.connection import LinkHealth, LinkState, ReconnectBackoff, RefusalWatch
+from edge_agent.adapters.link_client import connect_async, make_client, set_will
 from edge_agent.adapters.link_stats import LinkStats
 from edge_agent.adapters.uplink import Ack, UplinkQueue, UplinkWindow
 from edge_agent.core.clock import Clock
@@ -82,10 +83,13 @@ class MqttLink:
         status_payload: Callable[[StatusState], bytes],
         sighting_filters: Sequence[str] = (),
         on_sighting_message: Callable[[str, bytes], None] | None = None,
+        on_link_change: Callable[[], None] | None = None,
         clock: Clock,
     ) -> None:
         """``sighting_filters`` are subscribed at QoS 0 and go to ``on_sighting_message``:
         sightings are perishable, so they are neither acknowledged nor queued for us.
+        ``on_link_change`` is told (on the link thread, so it must only hand over, never do
+        I/O) each time the connection comes up or goes down, or its last error changes.
         ``clock``'s wall time is what expiry and the last sync are told in (a replay's simulated
         one, or the system's); keepalive, backoff and timeouts run on its monotonic time."""
         self._settings = settings
@@ -94,8 +98,12 @@ class MqttLink:
         self._status_payload = status_payload
         self._sighting_filters = tuple(sighting_filters)
         self._on_sighting_message = on_sighting_message
+        self._on_link_change = on_link_change
         self._clock = clock
         self.stats = LinkStats()
+        self._health = LinkHealth(settings, self.stats, clock)
+        self._silent_for: float | None = None  # set when _check_silence closes the connection
+        self._attempt_since: datetime | None = None  # when the CONNECT in progress went out
         self._window = UplinkWindow(outbox, settings, self.stats, clock)
         self._backoff = ReconnectBackoff(settings, clock)
         self._refusals = RefusalWatch(settings, clock)
@@ -150,6 +158,15 @@ class MqttLink:
     @property
     def connected(self) -> bool:
         return self._connected.is_set()
+
+    @property
+    def state(self) -> LinkState:
+        return "up" if self._connected.is_set() else "down"
+
+    @property
+    def error(self) -> str | None:
+        """The last connection failure since start (host:port and why), None if there was none."""
+        return self._health.error
 
     @property
     def refusal(self) -> BrokerRefused | None:
@@ -209,13 +226,17 @@ class MqttLink:
         properties: Properties | None,
     ) -> None:
         if not self._refusals.answered(reason_code):
+            if self._health.failed(f"refused the connection ({reason_code})", logged=True):
+                self._link_changed()
             return
         self.stats.connects += 1
+        self.stats.connected_since = self._attempt_since
         self._backoff.connected()
         self._last_received = self._clock.monotonic()
-        _LOGGER.info("connected to broker host=%s port=%s", self._settings.host, self._settings.port)
+        self._health.connected()
         self._need_birth = True
         self._connected.set()
+        self._link_changed()
 
     def _handle_disconnect(
         self,
@@ -225,16 +246,26 @@ class MqttLink:
         reason_code: ReasonCode,
         properties: Properties | None,
     ) -> None:
-        if self._connected.is_set():
+        was_connected = self._connected.is_set()
+        if was_connected:
             self.stats.disconnects += 1
             if self._stopping.is_set():
-                _LOGGER.info("disconnected from broker on stop")
+                self._health.closed()
             else:
-                _LOGGER.warning("disconnected from broker reason=%s", reason_code)
+                self._health.dropped(reason_code, flags.is_disconnect_packet_from_server, self._silent_for)
         elif not self._stopping.is_set():
             self._refusals.closed_unanswered()
+            if self._health.failed("the broker closed the connection before answering CONNECT"):
+                self._link_changed()
+        self._silent_for = None
         self._connected.clear()
         self._subscribed.clear()
+        if was_connected:
+            self._link_changed()
+
+    def _link_changed(self) -> None:
+        if self._on_link_change is not None:
+            self._on_link_change()  # a queue put: nothing that raises
 
     def _handle_publish(
         self, client: mqtt.Client, userdata: Any, mid: int, reason_code: ReasonCode, properties: Properties
@@ -296,10 +327,12 @@ class MqttLink:
             self._wait_for_wake(min(wait, LOOP_WAIT_S))
             return
         self._backoff.attempting()
+        self._attempt_since = set_will(self._client, self._topics.status, self._status_payload("offline"))
         try:
             self._client.reconnect()  # sends CONNECT; the CONNACK arrives through _network
         except OSError as exc:
-            _LOGGER.debug("connection attempt failed: %s", exc)
+            if self._health.unreachable(exc):
+                self._link_changed()
             self._handle_connect_fail()
 
     def _wait_for_wake(self, timeout: float) -> None:
@@ -389,6 +422,7 @@ class MqttLink:
             silent, keepalive,
         )  # fmt: skip
         self.stats.silent_closes += 1
+        self._silent_for = silent
         self._last_received = self._clock.monotonic()  # once per dead connection
         # The next poll sees end-of-file, paho reports the connection lost and the link reconnects
         # with backoff. No DISCONNECT is sent, so the broker's last will for us stands.

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import ssl
+from datetime import datetime
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from edge_agent.core.events import StatusMessage
 from edge_agent.core.settings import MqttSettings
 
 
@@ -53,3 +55,14 @@ def connect_async(client: mqtt.Client, settings: MqttSettings) -> None:
         clean_start=False if settings.protocol == "5" else mqtt.MQTT_CLEAN_START_FIRST_ONLY,
         properties=properties,
     )
+
+
+def set_will(client: mqtt.Client, topic: str, offline: bytes) -> datetime:
+    """Set the last will for the next CONNECT, which fixes it for that connection: dated now,
+    marked as a will, ``since`` naming the connection it belongs to (see docs/hq.md); returns
+    that moment."""
+    will = StatusMessage.model_validate_json(offline)
+    client.will_set(
+        topic, will.model_copy(update={"will": True, "since": will.ts}).to_json(), qos=1, retain=True
+    )
+    return will.ts

@@ -17,7 +17,7 @@ Each command group is a module here with ``add_parser(commands)`` and its handle
 done beside each feature (``tools``, ``hq``, ``daemon.statusview``, ``storage.journeyview``).
 Handlers import what they need when they run, so ``edge-agent --help`` and ``config check``
 start without paho, rich or SQLite. This module keeps what every command shares: logging, the
-exit codes of the agent's errors, and Ctrl-C.
+exit codes of the agent's errors, Ctrl-C and a closed pipe.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
 from collections.abc import Sequence
 
@@ -43,6 +44,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     _configure_logging(args.log_level or ("INFO" if args.command == "run" else "WARNING"))
     try:
         code: int = args.handler(args)
+        sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's exit
+    except BrokenPipeError:
+        return _reader_went_away()
     except ConfigError as exc:
         print(f"{exc.source}: invalid configuration", file=sys.stderr)
         for problem in exc.problems:
@@ -54,6 +58,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     return code
+
+
+def _reader_went_away() -> int:
+    """``edge-agent status | head -4``: the reader has what it wanted. End quietly, as a Unix tool
+    killed by SIGPIPE does (128 + 13), with stdout on /dev/null so the exit's flush stays quiet."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return 128 + signal.SIGPIPE
 
 
 def _parser() -> argparse.ArgumentParser:

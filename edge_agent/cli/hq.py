@@ -61,12 +61,13 @@ def _cmd_hq_consume(args: argparse.Namespace) -> int:
     from edge_agent.hq.consumer import HqConsumer  # noqa: PLC0415
 
     host, port = args.broker
+    if args.log_level is None:  # a long-running service, like `run`: its journal wants INFO
+        logging.getLogger().setLevel(logging.INFO)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     consumer = HqConsumer(
         host, port, args.group, args.db, prefix=args.prefix, client_id=args.client_id
     ).start()
-    _LOGGER.info("hq consumer %s in group %s -> %s", consumer.name, args.group, args.db)
     try:
         while not stop.wait(STATS_INTERVAL_S):
             s = consumer.stats

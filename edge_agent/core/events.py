@@ -328,6 +328,13 @@ class StatusMessage(Message):
     alarm: str | None = None
     scanners: list[ScannerStatus] | None = None
     remote: RemoteStatus | None = None
+    # The link to the broker as the agent sees it, and its last connection failure since start
+    # (host:port and why). ``since``: when the connection this status went out on was made; the
+    # last will (``will: true``) is dated then too, as MQTT fixes it at CONNECT (docs/hq.md).
+    link: Literal["up", "down"] | None = None
+    link_error: str | None = None
+    since: datetime | None = None
+    will: bool | None = None
 
 
 # Every message type the agent publishes (the HQ contract is generated from this list).

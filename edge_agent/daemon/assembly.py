@@ -50,11 +50,13 @@ class Wiring:
     ``online_status``: the retained ``online`` status with the driver's figures (the daemon adds
     the link's and scanners'); ``None`` uses the pipeline's. The ``offline`` one (the last will,
     built with the link, before anything else exists) never needs figures.
+    ``on_link_change``: the link came up or went down (told on the link thread: hand over only).
     """
 
     on_downlink: Callable[[DownlinkDelivery], None] = field(default=lambda delivery: None)
     submit: Callable[[Sighting], None] | None = None
     online_status: Callable[[], bytes] | None = None
+    on_link_change: Callable[[], None] | None = None
 
 
 @dataclass(slots=True)
@@ -124,7 +126,7 @@ def assemble(
                 on_downlink=wiring.on_downlink, status_payload=status,
                 sighting_filters=remote.topic_filters if remote is not None else (),
                 on_sighting_message=remote.handle if remote is not None and remote.topic_filters else None,
-                clock=clock,
+                on_link_change=wiring.on_link_change, clock=clock,
             )  # fmt: skip
         ble = _ble(config, clock, wiring.submit)
     except BaseException:

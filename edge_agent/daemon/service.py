@@ -44,6 +44,7 @@ class _Tick:
 _TICK = _Tick()
 _STOP = object()
 _RELOAD = object()
+_LINK_CHANGED = object()
 # Sections a running daemon cannot swap in place: ids and time zone are in every message, the
 # database is open, and the MQTT link and scanners are built from these. A reload keeps their
 # running values and says that a restart is needed.
@@ -63,6 +64,7 @@ class Service:
             on_downlink=self._work.put,
             submit=self.submit,
             online_status=lambda: self.status_message("online").to_json(),
+            on_link_change=lambda: self._work.put(_LINK_CHANGED),
         )
         self.agent = assemble(config, clock, Broker.of(config), wiring)
         self.database = self.agent.database
@@ -76,6 +78,10 @@ class Service:
         self.liveness = Liveness()
         self._stalled: list[str] = []
         self._stopped = threading.Event()
+        # The snapshot `edge-agent status` reads is written by the heartbeat (scheduler), the
+        # main loop (link changes) and stop; once stop wrote its last one, nothing overwrites it.
+        self._snapshot_lock = threading.Lock()
+        self._snapshot_final = False
         self._thread: threading.Thread | None = None
         self._sources: list[threading.Thread] = []
 
@@ -156,6 +162,11 @@ class Service:
             self._thread.join(max(0.1, deadline - self.clock.monotonic()))
         self.pipeline.outbox.flush_gaps(self.clock.wall())  # held back by a full disk: keep them if it fits
         self.link.stop(max(0.1, deadline - self.clock.monotonic()))
+        try:  # the figures as they were at the stop, saying it was one (`status`: "stopped")
+            stopped = self.status_message("online").model_copy(update={"state": "offline", "link": "down"})
+            self._store_snapshot(stopped, final=True)
+        except Exception as exc:  # an unreadable database must not keep it open
+            _LOGGER.warning("could not store the final status snapshot: %s", exc)
         self.database.close()
 
     def run_forever(self) -> int:
@@ -256,33 +267,43 @@ class Service:
     def status_message(self, state: StatusState) -> StatusMessage:
         if state != "online":  # the last will is built before anything else exists; it needs no figures
             return self.pipeline.status(state, self.clock.wall())
-        last_sync = self.link.stats.last_sync
+        stats = self.link.stats
         scanners = self.ble.scanners if self.ble is not None else []
+        link = self.link.state
         return self.pipeline.status(
             state,
             self.clock.wall(),
-            last_sync=None if last_sync is None else utc(last_sync),
-            sent=self.link.stats.acknowledged,
-            resent=self.link.stats.resent,
+            last_sync=None if stats.last_sync is None else utc(stats.last_sync),
+            sent=stats.acknowledged,
+            resent=stats.resent,
             scanners=[_scanner_status(scanner.health) for scanner in scanners],
             remote=self.remote.status() if self.remote is not None else None,
+            link=link,
+            link_error=self.link.error,
+            since=stats.connected_since if link == "up" else None,
         )
 
     def _heartbeat(self) -> None:
         """Tell HQ (retained status) and leave the same figures for `edge-agent status`."""
         message = self.status_message("online")
-        payload = message.to_json()
-        snapshot = {**message.model_dump(mode="json"), "link": "up" if self.link.connected else "down"}
-        try:
-            self.pipeline.state.put_meta("status", json.dumps(snapshot))
-        except Exception as exc:  # a full disk must not stop the heartbeat to HQ (nor flood the log)
-            _LOGGER.warning("could not store the status snapshot: %s", exc)
-        self.link.publish_status(payload)
+        self._store_snapshot(message)
+        self.link.publish_status(message.to_json())
+
+    def _store_snapshot(self, message: StatusMessage, final: bool = False) -> None:
+        """Leave ``message`` for `edge-agent status` (never on the link thread: SQLite waits)."""
+        with self._snapshot_lock:
+            if self._snapshot_final:
+                return
+            self._snapshot_final = final
+            try:
+                self.pipeline.state.put_meta("status", json.dumps(message.model_dump(mode="json")))
+            except Exception as exc:  # a full disk must not stop the heartbeat to HQ (nor flood the log)
+                _LOGGER.warning("could not store the status snapshot: %s", exc)
 
     def status_line(self) -> str:
-        link = "up" if self.link.connected else "down"
         return (
-            f"queue={self.pipeline.outbox.depth()} link={link} open_visits={self.pipeline.core.open_visits}"
+            f"queue={self.pipeline.outbox.depth()} link={self.link.state} "
+            f"open_visits={self.pipeline.core.open_visits}"
         )
 
     # ------------------------------------------------------------------ main loop
@@ -329,6 +350,8 @@ class Service:
             self.link.wake()
         elif item is _RELOAD:
             self.reload()
+        elif item is _LINK_CHANGED:
+            self._store_snapshot(self.status_message("online"))
 
     def _flush(self, batch: list[Sighting]) -> None:
         """Commit what the group's sightings (already through the core) caused."""

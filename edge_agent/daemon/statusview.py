@@ -2,8 +2,9 @@
 
 Queue and registry figures are read live from the daemon's SQLite file (WAL lets a reader in
 beside the running daemon); link state, last sync, scanners and missing beacons come from the
-snapshot the daemon stores at every heartbeat (``service.Service._heartbeat``), whose age says
-whether the daemon is alive. It lives in the daemon package because what the figures mean is the
+snapshot the daemon stores at start, at every heartbeat, when the link comes up or goes down,
+and on a clean stop (``service.Service._store_snapshot``): its age says whether a daemon that
+did not stop cleanly is still alive. It lives in the daemon package because what the figures mean is the
 daemon's: the snapshot is its heartbeat, and "not reporting" is counted in its heartbeat
 intervals. The command only loads the configuration and prints what ``status_lines`` gives.
 """
@@ -60,6 +61,8 @@ def status_view(
     heartbeat_age = _age(snapshot.get("ts"), now)
     if heartbeat_age is None:
         daemon = "unknown"
+    elif snapshot.get("state") == "offline":  # its last word on a clean stop
+        daemon = "stopped"
     elif heartbeat_age <= MISSED_HEARTBEATS * heartbeat_interval_s:
         daemon = "running"
     else:
@@ -69,6 +72,7 @@ def status_view(
         "last_heartbeat_s": heartbeat_age,
         "daemon": daemon,
         "link": snapshot.get("link", "unknown"),
+        "link_error": snapshot.get("link_error"),
         "last_sync_s": _age(snapshot.get("last_sync"), now),
         "open_visits": snapshot.get("open_visits"),
         "missing_beacons": snapshot.get("missing_beacons", []),
@@ -81,7 +85,7 @@ def status_view(
 def status_lines(status: dict[str, Any]) -> list[str]:
     """The text view of ``status_view``: aligned ``key value`` rows, one line per scanner (with
     why it is down, when it is), then the remote receivers' counters."""
-    lines = [f"{key:<18} {status[key]}" for key in TEXT_KEYS]
+    lines = [f"{key:<18} {_text(key, status)}" for key in TEXT_KEYS]
     for scanner in status["scanners"]:
         state = "running" if scanner["running"] else "DOWN"
         reason = scanner.get("reason")
@@ -111,6 +115,13 @@ def remote_lines(remote: dict[str, Any] | None) -> list[str]:
         listed = ", ".join(f"{receiver!r} {count}" for receiver, count in sorted(unknown.items()))
         lines.append(f"remote: messages from receivers not in the configuration: {listed}")
     return lines
+
+
+def _text(key: str, status: dict[str, Any]) -> Any:
+    """A row's value; a link that is down says why beside it."""
+    if key == "link" and status["link"] == "down" and status.get("link_error"):
+        return f"down ({status['link_error']})"
+    return status[key]
 
 
 def _age(iso: str | None, now: float) -> float | None:

@@ -45,6 +45,9 @@ MODELS: dict[str, type[Message]] = {
 BATCH = 500
 SESSION_EXPIRY_S = 3600
 BATCH_DELAY_S = 0.05
+# While the broker is unreachable: the first failure is logged at once, then one line at most
+# this often, with the attempts since (as the agent's link does).
+FAILURE_REPORT_INTERVAL_S = 60.0
 
 
 def open_hq_database(path: Path) -> sqlite_utils.Database:
@@ -65,6 +68,16 @@ def open_hq_database(path: Path) -> sqlite_utils.Database:
         {"store_id": str, "ts": str, "state": str, "payload": str}, pk="store_id", if_not_exists=True
     )
     return db
+
+
+# Newest first, by ts; but a last will is dated when its connection was made (MQTT fixes it at
+# CONNECT), before that connection's heartbeats: it wins over the status it names by ``since``.
+_UPSERT_STATUS = (
+    "INSERT INTO store_status VALUES (?,?,?,?) ON CONFLICT(store_id) DO UPDATE SET "
+    "ts=excluded.ts, state=excluded.state, payload=excluded.payload "
+    "WHERE excluded.ts >= store_status.ts OR (json_extract(excluded.payload, '$.will') "
+    "AND json_extract(excluded.payload, '$.since') = json_extract(store_status.payload, '$.since'))"
+)
 
 
 @dataclass(slots=True)
@@ -111,9 +124,17 @@ class HqConsumer:
             CallbackAPIVersion.VERSION2, client_id=self.name, protocol=mqtt.MQTTv5, manual_ack=True
         )
         client.on_connect = self._on_connect
+        client.on_connect_fail = self._on_connect_fail
+        client.on_disconnect = self._on_disconnect
         client.on_subscribe = self._on_subscribe
         client.on_message = self._on_message
+        client.reconnect_delay_set(1, 30)
         self._client = client
+        self._where = f"{host}:{port}"
+        self._connected_before = False
+        self._failures = 0  # failed attempts since the last line that said so
+        self._failure_reported: float | None = None  # monotonic time of that line
+        self._stopping = False
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -126,9 +147,17 @@ class HqConsumer:
             self._host, self._port, keepalive=30, clean_start=False, properties=properties
         )
         self._client.loop_start()
+        _LOGGER.info(
+            "hq consumer %s: group %s, broker %s, database %s",
+            self.name,
+            self._group,
+            self._where,
+            self._db_path,
+        )
         return self
 
     def stop(self) -> None:
+        self._stopping = True
         self._client.disconnect()
         self._client.loop_stop()
         self._incoming.put(None)
@@ -138,8 +167,14 @@ class HqConsumer:
 
     def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
         if reason.is_failure:
-            _LOGGER.warning("hq consumer %s: connection refused: %s", self.name, reason)
+            _LOGGER.warning(
+                "hq consumer %s: broker %s refused the connection: %s", self.name, self._where, reason
+            )
             return
+        again = "reconnected" if self._connected_before else "connected"
+        _LOGGER.info("hq consumer %s: %s to broker %s, subscribing", self.name, again, self._where)
+        self._connected_before = True
+        self._failures, self._failure_reported = 0, None
         stores = f"{self._prefix}/stores/+"
         shared = [f"{stores}/events/+", f"{stores}/notifications", f"{stores}/errors"]
         options = SubscribeOptions(qos=1)
@@ -147,9 +182,42 @@ class HqConsumer:
             [(f"$share/{self._group}/{topic}", options) for topic in shared] + [(f"{stores}/status", options)]
         )
 
+    def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
+        self._failures += 1
+        now = time.monotonic()
+        if self._failure_reported is None:
+            _LOGGER.warning("hq consumer %s: cannot connect to broker %s; retrying", self.name, self._where)
+        elif now - self._failure_reported >= FAILURE_REPORT_INTERVAL_S:
+            _LOGGER.warning(
+                "hq consumer %s: still cannot connect to broker %s (%d attempts in the last %.0f s)",
+                self.name, self._where, self._failures, now - self._failure_reported,
+            )  # fmt: skip
+        else:
+            return
+        self._failures, self._failure_reported = 0, now
+
+    def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
+        self.subscribed.clear()
+        if self._stopping:
+            _LOGGER.info("hq consumer %s: disconnected from broker %s on stop", self.name, self._where)
+            return
+        how = (
+            f"closed by the broker ({reason})"
+            if flags.is_disconnect_packet_from_server
+            else "connection lost"
+        )
+        _LOGGER.warning(
+            "hq consumer %s: lost broker %s: %s; reconnecting, unacknowledged messages come again",
+            self.name, self._where, how,
+        )  # fmt: skip
+
     def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int, reasons: Any, props: Any) -> None:
-        if all(not r.is_failure for r in reasons):
-            self.subscribed.set()
+        failed = [str(r) for r in reasons if r.is_failure]
+        if failed:
+            _LOGGER.error("hq consumer %s: broker refused subscriptions: %s", self.name, ", ".join(failed))
+            return
+        _LOGGER.info("hq consumer %s: subscribed (shared group %s)", self.name, self._group)
+        self.subscribed.set()
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
         self._incoming.put(
@@ -222,9 +290,7 @@ class HqConsumer:
             stored = conn.total_changes - before
             conn.executemany("INSERT INTO rejected VALUES (?,?,?,?)", rejected)
             conn.executemany(
-                "INSERT INTO store_status VALUES (?,?,?,?) ON CONFLICT(store_id) DO UPDATE SET "
-                "ts=excluded.ts, state=excluded.state, payload=excluded.payload "
-                "WHERE excluded.ts >= store_status.ts",
+                _UPSERT_STATUS,
                 statuses,
             )
             conn.execute("COMMIT")
