@@ -400,7 +400,13 @@ def test_broker_refusing_publishes_then_allowing_them_loses_nothing(
     acl.write_text(read_only)
     workdir = tmp_path / "broker"
     workdir.mkdir()
-    broker = Mosquitto(workdir, persistence=True, extra=[f"acl_file {acl}"]).start()
+    # Not the fixture's "max_queued_messages 0": mosquitto 2.0.11 compares a client's queue with
+    # that limit literally after answering a denied publish, finds it "full" and drops the
+    # connection, so every refusal became a reconnection and whether the agent read the PUBACK
+    # before the socket closed was a race (this test failed one run in three or four).
+    broker = Mosquitto(
+        workdir, persistence=True, extra=[f"acl_file {acl}", "max_queued_messages 1000000"]
+    ).start()
     try:
         hq = hq_factory(broker)
         agent = Agent(tmp_path, broker.port, 600, rate=100).start()
