@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import itertools
+import subprocess
+import sys
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from hypothesis import given
@@ -190,3 +193,24 @@ def test_wait_bins_hold_every_wait_in_round_bins(waits: list[float]) -> None:
     for (low, high, _), nxt in itertools.pairwise(bins):
         assert high == nxt[0]
         assert high > low
+
+
+def test_hq_report_html_refuses_a_store_config_it_cannot_read(tmp_path: Path) -> None:
+    from edge_agent.hq.consumer import open_hq_database
+
+    open_hq_database(tmp_path / "hq.db").conn.close()
+    (tmp_path / "bad.toml").write_text("[store]\nid = 'has/slash'\n", encoding="utf-8")
+    out = tmp_path / "report.html"
+    args = ["hq", "report", "--db", str(tmp_path / "hq.db"), "--html", str(out)]
+    bad = subprocess.run(
+        [sys.executable, "-m", "edge_agent", *args, "--store-config", str(tmp_path / "bad.toml")],
+        check=False, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert bad.returncode == 2
+    assert "--store-config" in bad.stderr
+    assert not out.exists()
+    empty = subprocess.run(
+        [sys.executable, "-m", "edge_agent", *args], check=False, capture_output=True, text=True, timeout=60
+    )
+    assert empty.returncode == 0, empty.stderr
+    assert "No store has reported to this database yet" in out.read_text(encoding="utf-8")

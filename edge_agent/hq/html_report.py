@@ -112,7 +112,7 @@ def _summary(day: DayFigures) -> str:
     sent, held = sum(day.notifications.values()), sum(day.suppressed.values())
     rows = [
         ("visits", "customer visits", str(day.visits), day.visits),
-        ("visit-seconds", "mean visit", mean, f"{day.visit_seconds:.3f}"),
+        ("visit-seconds", "mean visit", mean, repr(day.visit_seconds)),
         ("footfall-entries", "entries (everyone)", str(day.footfall_entries), day.footfall_entries),
         ("footfall-exits", "exits", str(day.footfall_exits), day.footfall_exits),
         ("peak-occupancy", "peak occupancy", "-" if peak is None else f"{peak} people", peak_value),
@@ -134,17 +134,24 @@ def _plan(key: str, day: DayFigures, layout: StoreLayout | None) -> str:
             f'<figure class="chart plan">{caption}<p class="note no-layout">No floor plan for this store: '
             "give HQ its configuration with <code>--store-config FILE</code> to draw the zones. The "
             "dwell per zone and the flows are in the tables.</p>"
-            f"{_dwell_table(day)}</figure>"
+            f"{_dwell_table(day.zone_dwell_s)}</figure>"
         )
     svg = floor_plan(layout, day.zone_dwell_s, day.flows, f"plan-{key}")
-    return f'<figure class="chart plan">{caption}{svg}</figure>'
+    drawn = {zone.zone_id for zone in layout.zones if len(zone.polygon) >= 3}
+    elsewhere = {zone: s for zone, s in day.zone_dwell_s.items() if zone not in drawn}
+    extra = (
+        f'<p class="note">Zones the floor plan does not draw:</p>{_dwell_table(elsewhere)}'
+        if elsewhere
+        else ""
+    )
+    return f'<figure class="chart plan">{caption}{svg}{extra}</figure>'
 
 
-def _dwell_table(day: DayFigures) -> str:
+def _dwell_table(dwell_s: Mapping[str, float]) -> str:
     rows = "".join(
-        f'<tr class="dwell" data-zone="{attr(zone)}" data-dwell-s="{seconds:.1f}"><td>{escape(zone)}</td>'
+        f'<tr class="dwell" data-zone="{attr(zone)}" data-dwell-s="{seconds}"><td>{escape(zone)}</td>'
         f'<td class="num">{seconds / 60:.0f}</td></tr>'
-        for zone, seconds in sorted(day.zone_dwell_s.items(), key=lambda kv: -kv[1])
+        for zone, seconds in sorted(dwell_s.items(), key=lambda kv: -kv[1])
     )
     return f'<table class="dwell-table"><tr><th>zone</th><th class="num">dwell, min</th></tr>{rows}</table>'
 
@@ -203,7 +210,7 @@ def wait_bins(waits_s: Sequence[float]) -> list[tuple[float, float, int]]:
 def _waits(day: DayFigures) -> str:
     median = _median(day.waits_s)
     sub = f"median {median / 60:.1f} min, {len(day.waits_s)} collections" if median is not None else "none"
-    median_attr = "" if median is None else f"{median:.3f}"
+    median_attr = "" if median is None else repr(median)
     return (
         f'<figure class="chart waits" data-median-s="{median_attr}" data-collections="{len(day.waits_s)}">'
         f'<figcaption>Wait from arrival to collection <span class="sub">({sub})</span></figcaption>'

@@ -94,7 +94,7 @@ def floor_plan(
         # Text over the arrows, haloed in the zone's own colour so both stay readable.
         style = f"fill:{_ink_on(fill)};stroke:{fill};stroke-width:4px;paint-order:stroke"
         parts.append(
-            f'<g class="zone" data-zone="{attr(zone.zone_id)}" data-dwell-s="{seconds:.1f}">'
+            f'<g class="zone" data-zone="{attr(zone.zone_id)}" data-dwell-s="{seconds}">'
             f'<polygon points="{points}" fill="{fill}" stroke="#333" stroke-width="1.5"/></g>'
         )
         labels.append(
