@@ -195,7 +195,7 @@ def bars(rows: Sequence[tuple[str, float, str]], css_class: str, colour: str, un
 def histogram(bins: Sequence[tuple[float, float, int]], colour: str = BLUE) -> str:
     """Vertical bars of (from minute, to minute, count) with the minutes below and counts above."""
     if not bins:
-        return _empty("histogram", "no collections")
+        return _empty("histogram", "no order was collected this day")
     left, plot_w, plot_h = 40, 540, 160
     width = plot_w / len(bins)
     top = max(n for _, _, n in bins) or 1
