@@ -214,3 +214,15 @@ def test_hq_report_html_refuses_a_store_config_it_cannot_read(tmp_path: Path) ->
     )
     assert empty.returncode == 0, empty.stderr
     assert "No store has reported to this database yet" in out.read_text(encoding="utf-8")
+
+
+def test_what_stores_send_is_text_in_the_page_never_markup() -> None:
+    hostile = '<script>alert("x")</script>'
+    note = NotificationMessage(
+        **_env(NOON), audience="staff", customer_id="c1", visit_id="v", template=hostile, language="en",
+        text="hi", expires=NOON,
+    )  # fmt: skip
+    visit = _visit(NOON, [(hostile, 10), ("b", 5)])
+    page = render_report(journey_figures([_stored(note), _stored(visit)]), {}, "t", "s")
+    assert "<script" not in page
+    assert "&lt;script&gt;" in page

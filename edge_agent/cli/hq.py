@@ -150,8 +150,9 @@ def _write_html_report(db_path: Path, out: Path, store_configs: list[Path]) -> i
     """``--html``: the journey report of the database, with the layouts of the stores given."""
     from edge_agent.adapters.configfile import load_config  # noqa: PLC0415
     from edge_agent.core.errors import ConfigError  # noqa: PLC0415
+    from edge_agent.hq.consumer import open_hq_database  # noqa: PLC0415
     from edge_agent.hq.html_report import render_report  # noqa: PLC0415
-    from edge_agent.hq.journey_figures import StoreLayout, journey_figures  # noqa: PLC0415
+    from edge_agent.hq.journey_figures import SELECT_EVENTS, StoreLayout, decoded, journey_figures  # noqa: PLC0415
 
     layouts = {}
     for path in store_configs:
@@ -162,23 +163,16 @@ def _write_html_report(db_path: Path, out: Path, store_configs: list[Path]) -> i
             print(f"--store-config {path}: {exc}", file=sys.stderr)
             return EXIT_USAGE
         layouts[layout.store_id] = layout
-    figures = journey_figures(_stored_events(db_path), layouts)
-    page = render_report(figures, layouts, title="Journey report", source=f"HQ database {db_path}")
-    out.write_text(page, encoding="utf-8")
-    print(f"journey report: {out}")
-    return 0
-
-
-def _stored_events(db_path: Path) -> list[tuple[str, str, dict[str, object]]]:
-    import json  # noqa: PLC0415
-
-    from edge_agent.hq.consumer import open_hq_database  # noqa: PLC0415
-
     db = open_hq_database(db_path)
     try:
-        return [
-            (store_id, schema, json.loads(payload))
-            for store_id, schema, payload in db.conn.execute("SELECT store_id, schema, payload FROM events")
-        ]
+        figures = journey_figures(decoded(db.conn.execute(SELECT_EVENTS)), layouts)
     finally:
         db.conn.close()
+    page = render_report(figures, layouts, title="Journey report", source=f"HQ database {db_path}")
+    try:
+        out.write_text(page, encoding="utf-8")
+    except OSError as exc:
+        print(f"cannot write {out}: {exc.strerror}", file=sys.stderr)
+        return 1
+    print(f"journey report: {out}")
+    return 0

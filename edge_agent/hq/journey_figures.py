@@ -14,8 +14,9 @@ a gap can straddle midnight.
 from __future__ import annotations
 
 import itertools
+import json
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
@@ -128,6 +129,14 @@ class StoreFigures:
 
 
 StoredEvent = tuple[str, str, Mapping[str, Any]]  # store_id, schema, payload
+# What the figures need of the consumer's events table, for ``decoded``.
+SELECT_EVENTS = "SELECT store_id, schema, payload FROM events"
+
+
+def decoded(rows: Iterable[tuple[str, str, str]]) -> Iterator[StoredEvent]:
+    """Rows of ``SELECT_EVENTS`` (payloads as stored, JSON text) as ``journey_figures`` takes them."""
+    for store_id, schema, payload in rows:
+        yield store_id, schema, json.loads(payload)
 
 
 def journey_figures(

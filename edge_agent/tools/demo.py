@@ -11,6 +11,7 @@ report (``edge-agent hq report --html``) with the demo store's floor plan.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import queue
 import tempfile
@@ -38,14 +39,15 @@ from edge_agent.core.trace import format_trace_line
 from edge_agent.daemon.assembly import Broker, Wiring, assemble, offline_copy
 from edge_agent.hq.consumer import HqConsumer, _Incoming, open_hq_database
 from edge_agent.hq.html_report import render_report
-from edge_agent.hq.journey_figures import StoredEvent, StoreLayout, journey_figures
+from edge_agent.hq.journey_figures import SELECT_EVENTS, StoreLayout, decoded, journey_figures
 from edge_agent.storage.journeyview import journey_lines, read_journey
 from edge_agent.tools.embedded_broker import EmbeddedBroker
 from edge_agent.tools.simclock import SimulatedRun, SimulatedTime
 from edge_agent.tools.storeday import StoreDay, demo_config, generate
 
+_LOGGER = logging.getLogger(__name__)
 DELIVERY_DEADLINE_S = 120.0
-# One fixed place, so the path the demo prints is the same every run (the README shows it).
+# One fixed place, so the path the demo prints is the same every run.
 REPORT_PATH = Path(tempfile.gettempdir()) / "edge-agent-demo" / "journey-report.html"
 
 
@@ -185,9 +187,10 @@ def _run(
 
 def _journey_report(
     config: AgentConfig, messages: list[tuple[str, dict[str, Any]]], db_path: Path, out: Path
-) -> Path:
+) -> Path | None:
     """Store what HQ received in an HQ database as ``hq consume`` does (validated, once per
     event_id), then write the journey report of that database, as ``hq report --html`` does."""
+    layout = StoreLayout.from_config(config)
     consumer = HqConsumer("127.0.0.1", 1883, "demo", db_path, client_id="hq-demo")  # never connected
     db = open_hq_database(db_path)
     try:
@@ -201,23 +204,23 @@ def _journey_report(
                 if not _is_downlink(topic)
             ],
         )
-        stored: list[StoredEvent] = [
-            (store_id, schema, json.loads(payload))
-            for store_id, schema, payload in db.conn.execute("SELECT store_id, schema, payload FROM events")
-        ]
+        figures = journey_figures(decoded(db.conn.execute(SELECT_EVENTS)), {config.store.id: layout})
     finally:
         db.conn.close()
-    layout = StoreLayout.from_config(config)
     page = render_report(
-        journey_figures(stored, {layout.store_id: layout}),
+        figures,
         {layout.store_id: layout},
         title="Journey report: the demo store day",
         source="the demo's HQ database",
     )
-    out.parent.mkdir(parents=True, exist_ok=True)
     partial = out.with_name(f".{out.name}.{os.getpid()}")
-    partial.write_text(page, encoding="utf-8")
-    partial.replace(out)  # whole or not at all, should two demos run at once
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        partial.write_text(page, encoding="utf-8")
+        partial.replace(out)  # whole or not at all, should two demos run at once
+    except OSError as exc:  # the day itself went well: say so, and why there is no page
+        _LOGGER.warning("could not write the journey report to %s: %s", out, exc)
+        return None
     return out
 
 
