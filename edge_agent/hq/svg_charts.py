@@ -197,26 +197,25 @@ def histogram(bins: Sequence[tuple[float, float, int]], colour: str = BLUE) -> s
     if not bins:
         return _empty("histogram", "no order was collected this day")
     left, plot_w, plot_h = 40, 540, 160
+    axis = plot_h + 24  # room above the tallest bar for its count
     width = plot_w / len(bins)
     top = max(n for _, _, n in bins) or 1
-    parts = [f'<svg class="histogram" role="img" viewBox="0 0 600 {plot_h + 50}" width="600">']
-    parts.append(
-        f'<line x1="{left}" y1="{plot_h + 10}" x2="{left + plot_w}" y2="{plot_h + 10}" stroke="#333"/>'
-    )
+    parts = [f'<svg class="histogram" role="img" viewBox="0 0 600 {axis + 40}" width="600">']
+    parts.append(f'<line x1="{left}" y1="{axis}" x2="{left + plot_w}" y2="{axis}" stroke="#333"/>')
     for index, (low, high, count) in enumerate(bins):
         h = plot_h * count / top
         x = left + index * width
         parts.append(
             f'<g class="bin" data-from-min="{low:g}" data-to-min="{high:g}" data-count="{count}">'
-            f'<rect x="{x + 2:.1f}" y="{plot_h + 10 - h:.1f}" width="{width - 4:.1f}" height="{h:.1f}" '
-            f'fill="{colour}"/><text x="{x + width / 2:.1f}" y="{plot_h + 5 - h:.1f}" text-anchor="middle">'
+            f'<rect x="{x + 2:.1f}" y="{axis - h:.1f}" width="{width - 4:.1f}" height="{h:.1f}" '
+            f'fill="{colour}"/><text x="{x + width / 2:.1f}" y="{axis - h - 5:.1f}" text-anchor="middle">'
             f"{count}</text>"
-            f'<text x="{x + width / 2:.1f}" y="{plot_h + 26}" text-anchor="middle">{low:g}-{high:g}</text>'
+            f'<text x="{x + width / 2:.1f}" y="{axis + 16}" text-anchor="middle">{low:g}-{high:g}</text>'
             "</g>"
         )
     parts.append(
-        f'<text x="{left + plot_w / 2}" y="{plot_h + 46}" text-anchor="middle">'
-        "minutes from arrival to collection</text></svg>"
+        f'<text x="{left + plot_w / 2}" y="{axis + 36}" text-anchor="middle">'
+        "minutes from arrival to collection (collections per bin)</text></svg>"
     )
     return "".join(parts)
 
