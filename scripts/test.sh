@@ -11,6 +11,8 @@ missing=()
 command -v dbus-daemon >/dev/null 2>&1 || missing+=(dbus)
 command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
 command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
+# chromium: the real headless browser the HTML journey report is rendered and checked in.
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 if command -v pkg-config >/dev/null 2>&1; then
   pkg-config --exists dbus-1 || missing+=(libdbus-1-dev)
   pkg-config --exists glib-2.0 || missing+=(libglib2.0-dev)

@@ -51,6 +51,20 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     hq_report.add_argument("--db", type=Path, required=True, help="the database hq consume filled")
     hq_report.add_argument("--json", action="store_true", help="print the figures as JSON, gaps included")
+    hq_report.add_argument(
+        "--html",
+        type=Path,
+        metavar="FILE",
+        help="write the journey report per store and day as one self-contained HTML page",
+    )
+    hq_report.add_argument(
+        "--store-config",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="a store's agent configuration, for its floor plan and time zone in --html (repeatable)",
+    )
     hq_report.set_defaults(handler=_cmd_hq_report)
 
 
@@ -116,6 +130,12 @@ def _cmd_hq_report(args: argparse.Namespace) -> int:
     if not args.db.exists():
         print(f"no such database: {args.db}", file=sys.stderr)
         return EXIT_USAGE
+    if args.html is not None:
+        failed = _write_html_report(args.db, args.html, args.store_config)
+        if failed:
+            return failed
+        if not args.json:
+            return 0
     figures = report(args.db)
     if args.json:
         print(json.dumps(figures, indent=2, sort_keys=True))
@@ -123,4 +143,36 @@ def _cmd_hq_report(args: argparse.Namespace) -> int:
     from rich.console import Console  # noqa: PLC0415
 
     Console().print(report_blocks(figures, title=f"HQ report from {args.db}"))
+    return 0
+
+
+def _write_html_report(db_path: Path, out: Path, store_configs: list[Path]) -> int:
+    """``--html``: the journey report of the database, with the layouts of the stores given."""
+    from edge_agent.adapters.configfile import load_config  # noqa: PLC0415
+    from edge_agent.core.errors import ConfigError  # noqa: PLC0415
+    from edge_agent.hq.consumer import open_hq_database  # noqa: PLC0415
+    from edge_agent.hq.html_report import render_report  # noqa: PLC0415
+    from edge_agent.hq.journey_figures import SELECT_EVENTS, StoreLayout, decoded, journey_figures  # noqa: PLC0415
+
+    layouts = {}
+    for path in store_configs:
+        try:
+            # As the file says: HQ's own environment must not rename or move another store.
+            layout = StoreLayout.from_config(load_config(path, environ={}))
+        except (OSError, ConfigError) as exc:
+            print(f"--store-config {path}: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+        layouts[layout.store_id] = layout
+    db = open_hq_database(db_path)
+    try:
+        figures = journey_figures(decoded(db.conn.execute(SELECT_EVENTS)), layouts)
+    finally:
+        db.conn.close()
+    page = render_report(figures, layouts, title="Journey report", source=f"HQ database {db_path}")
+    try:
+        out.write_text(page, encoding="utf-8")
+    except OSError as exc:
+        print(f"cannot write {out}: {exc.strerror}", file=sys.stderr)
+        return 1
+    print(f"journey report: {out}")
     return 0

@@ -4,11 +4,15 @@ HQ's side is played by a subscriber on the same broker: it publishes the custome
 orders as downlinks, then counts what arrives. Nothing is faked between them: the agent
 validates the downlinks, commits every event to SQLite, and deletes a row only after PUBACK.
 ``export_demo_day`` writes the same day's trace and downlinks as files instead (``--export``).
+At the end, what HQ received is stored as the HQ consumer stores it and drawn as the journey
+report (``edge-agent hq report --html``) with the demo store's floor plan.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import os
 import queue
 import tempfile
 import threading
@@ -33,12 +37,18 @@ from edge_agent.core.sighting import Sighting
 from edge_agent.core.topics import Topics
 from edge_agent.core.trace import format_trace_line
 from edge_agent.daemon.assembly import Broker, Wiring, assemble, offline_copy
+from edge_agent.hq.consumer import HqConsumer, _Incoming, open_hq_database
+from edge_agent.hq.html_report import render_report
+from edge_agent.hq.journey_figures import SELECT_EVENTS, StoreLayout, decoded, journey_figures
 from edge_agent.storage.journeyview import journey_lines, read_journey
 from edge_agent.tools.embedded_broker import EmbeddedBroker
 from edge_agent.tools.simclock import SimulatedRun, SimulatedTime
 from edge_agent.tools.storeday import StoreDay, demo_config, generate
 
+_LOGGER = logging.getLogger(__name__)
 DELIVERY_DEADLINE_S = 120.0
+# One fixed place, so the path the demo prints is the same every run.
+REPORT_PATH = Path(tempfile.gettempdir()) / "edge-agent-demo" / "journey-report.html"
 
 
 class HqObserver:
@@ -98,6 +108,8 @@ class DemoResult:
     example_journey: list[str] = field(default_factory=list)
     seconds: float = 0.0
     lost: int = 0
+    hq_messages: list[tuple[str, dict[str, Any]]] = field(default_factory=list, repr=False)
+    report_path: Path | None = None
 
 
 def run_demo(
@@ -107,7 +119,11 @@ def run_demo(
     shoppers: int = 240,
     console: Console | None = None,
     hours: int = 12,
+    report_path: Path = REPORT_PATH,
+    hq_db: Path | None = None,
 ) -> DemoResult:
+    """The demo day; at the end, the journey report at ``report_path`` from an HQ database that
+    is kept at ``hq_db`` when given (else it goes with the run's temporary directory)."""
     console = console or Console()
     config = load_config(config_path) if config_path else demo_config()
     started = time.monotonic()
@@ -122,6 +138,8 @@ def run_demo(
         with tempfile.TemporaryDirectory(prefix="edge-agent-demo-") as workdir:
             config = offline_copy(config, Path(workdir) / "agent.db")
             result = _run(config, Broker(host, port), (seed, shoppers, hours), console)
+            hq_path = hq_db or Path(workdir) / "hq.db"
+            result.report_path = _journey_report(config, result.hq_messages, hq_path, report_path)
     finally:
         if embedded is not None:
             embedded.stop()
@@ -163,7 +181,52 @@ def _run(
         agent.close()
         hq.close()
     _summarise(hq.messages, result)
+    result.hq_messages = hq.messages
     return result
+
+
+def _journey_report(
+    config: AgentConfig, messages: list[tuple[str, dict[str, Any]]], db_path: Path, out: Path
+) -> Path | None:
+    """Store what HQ received in an HQ database as ``hq consume`` does (validated, once per
+    event_id), then write the journey report of that database, as ``hq report --html`` does."""
+    layout = StoreLayout.from_config(config)
+    consumer = HqConsumer("127.0.0.1", 1883, "demo", db_path, client_id="hq-demo")  # never connected
+    db = open_hq_database(db_path)
+    try:
+        arrived = time.time()
+        # The consumer's own storing step, so the report reads exactly what a real HQ would hold.
+        consumer._store(
+            db,
+            [
+                _Incoming(topic, json.dumps(payload).encode(), 0, 0, arrived)
+                for topic, payload in messages
+                if not _is_downlink(topic)
+            ],
+        )
+        figures = journey_figures(decoded(db.conn.execute(SELECT_EVENTS)), {config.store.id: layout})
+    finally:
+        db.conn.close()
+    page = render_report(
+        figures,
+        {layout.store_id: layout},
+        title="Journey report: the demo store day",
+        source="the demo's HQ database",
+    )
+    partial = out.with_name(f".{out.name}.{os.getpid()}")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        partial.write_text(page, encoding="utf-8")
+        partial.replace(out)  # whole or not at all, should two demos run at once
+    except OSError as exc:  # the day itself went well: say so, and why there is no page
+        _LOGGER.warning("could not write the journey report to %s: %s", out, exc)
+        return None
+    return out
+
+
+def _is_downlink(topic: str) -> bool:
+    parsed = Topics.store_and_stream(topic)
+    return parsed is not None and parsed[1].startswith("in/")
 
 
 def _example_journey(config: AgentConfig, day: StoreDay) -> list[str]:
@@ -315,6 +378,8 @@ def print_summary(result: DemoResult, console: Console) -> None:
         for line in result.example_journey:
             console.print(line, markup=False, highlight=False, soft_wrap=True)
     console.print(f"done in {result.seconds:.1f} s")
+    if result.report_path is not None:
+        console.print(f"journey report: {result.report_path}", markup=False, highlight=False, soft_wrap=True)
 
 
 def export_demo_day(out: Path, seed: int, shoppers: int, hours: int) -> tuple[int, int]:
