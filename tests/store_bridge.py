@@ -157,7 +157,9 @@ class BridgedStore:
             "require_certificate true",
             "use_identity_as_username true",
             f"acl_file {HQ_ACL}",
-            "max_queued_messages 0",  # HQ must not be the one dropping (tests/conftest.py)
+            # HQ must not be the one dropping (tests/conftest.py); not 0, which 2.0.11 takes
+            # literally once it has refused a publish, and then drops the connection.
+            "max_queued_messages 1000000",
             "max_inflight_messages 0",
             "persistence true",
             f"persistence_location {workdir / 'hq'}/",
