@@ -28,6 +28,7 @@ import pytest
 
 from tests.conftest import FAULT_TABLE, REPO, Mosquitto, Subscriber, free_port, wait_for
 from tests.fault_agent import is_transactional
+from tests.store_bridge import AGENT_PASSWORD, BridgedStore
 
 pytestmark = [pytest.mark.faults, pytest.mark.mqtt]
 
@@ -519,3 +520,36 @@ def test_a_full_filesystem_evicts_by_policy_records_gaps_and_recovers_when_space
         lambda: reported_in_gaps(hq, agent),
     )  # fmt: skip
     assert dropped_by in reported_in_gaps(hq, agent), row
+
+
+# ---------------------------------------------------------------------------------------------- bridge
+
+BRIDGE_CUT_S = 30
+
+
+def test_the_store_bridge_cut_for_30_s_under_load_loses_nothing(
+    tmp_path: Path, subscriber_factory: Callable[..., Subscriber]
+) -> None:
+    # agent -> store broker (config/mosquitto-store-bridge.conf) -> bridge over TLS -> WAN -> HQ.
+    bridged = BridgedStore(tmp_path / "brokers", STORE)
+    try:
+        hq = subscriber_factory(bridged.hq, EVENTS, client_id="hq-faults", persistent=True)
+        agent = Agent(tmp_path, bridged.agent_port, 4000, rate=100)
+        agent.spec["config"]["mqtt"].update(username=STORE, password=AGENT_PASSWORD)
+        agent.start()
+        wait_for(lambda: agent.alive() and len(_delivered(hq)) >= 200, 30, "delivery through the bridge")
+        bridged.wan.cut()
+        cut_at = time.monotonic()
+        wait_for(
+            lambda: agent.alive() and time.monotonic() - cut_at >= BRIDGE_CUT_S, BRIDGE_CUT_S + 5, "the cut"
+        )
+        held = agent.generated() - len(_delivered(hq))  # acknowledged by the store broker, not at HQ
+        bridged.wan.restore()
+        down = time.monotonic() - cut_at
+        assert agent.wait_exit(120) == 0, agent.tail()
+        classify(
+            "store bridge down", agent.ids(), hq,
+            f"{down:.0f}s WAN cut under load, ~{held} queued in the store broker",
+        )  # fmt: skip
+    finally:
+        bridged.stop()
