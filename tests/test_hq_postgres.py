@@ -388,3 +388,33 @@ def test_whatever_arrives_a_batch_is_stored_and_the_good_message_in_it_too(
         assert found == (1,)
     finally:
         store.close()
+
+
+def test_a_database_outage_is_waited_out_with_the_batch_unacknowledged_and_nothing_lost(
+    mosquitto: Mosquitto, subscriber_factory: Callable[..., Subscriber], caplog: pytest.LogCaptureFixture
+) -> None:
+    server = Postgres(durable_commits=True).start()  # its own: this test crashes it
+    try:
+        url = server.create_database("outage")
+        consumer = HqConsumer(mosquitto.host, mosquitto.port, "reporting", url, client_id="hq-outage").start()
+        try:
+            wait_for(consumer.subscribed.is_set, 10, "subscribed")
+            store = subscriber_factory(mosquitto, "nothing/#", client_id="store-publisher")
+            first = [_visit("s1", n) for n in range(1, 11)]
+            for message in first:
+                store.publish(_topic(message), message.to_json())
+            wait_for(lambda: consumer.stats.stored == 10, 10, "the first ten")
+            server.halt()
+            rest = [_visit("s1", n) for n in range(11, 31)]
+            for message in rest:
+                store.publish(_topic(message), message.to_json())
+            wait_for(lambda: "database unavailable" in caplog.text, 10, "the consumer waiting")
+            assert consumer.stats.stored == 10
+            server.resume()
+            wait_for(lambda: consumer.stats.stored == 30, 30, "the rest, once the server is back")
+        finally:
+            consumer.stop()
+        assert _count(url) == 30
+        assert report(url)["s1"]["gaps"] == []
+    finally:
+        server.stop()

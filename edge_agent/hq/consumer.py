@@ -245,7 +245,11 @@ class HqConsumer:
 
     def _store(self, store: HqStore, items: list[_Incoming]) -> bool:
         """Commit ``items``; whether they are, so that they may be acknowledged."""
-        batch = classify(items, self.name)
+        try:
+            batch = classify(items, self.name)
+        except Exception:  # a bug: the messages stay unacknowledged, the consumer keeps running
+            _LOGGER.exception("hq consumer %s: reading a batch failed", self.name)
+            return False
         for attempt in range(RETRY_ATTEMPTS):
             try:
                 stored = store.write(batch)
