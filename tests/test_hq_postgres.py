@@ -418,3 +418,14 @@ def test_a_database_outage_is_waited_out_with_the_batch_unacknowledged_and_nothi
         assert report(url)["s1"]["gaps"] == []
     finally:
         server.stop()
+
+
+def test_simulate_fleet_into_postgresql_delivers_every_event(mosquitto: Mosquitto, hq_url: str) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "edge_agent", "simulate-fleet", "--stores", "3", "--broker", mosquitto.address,
+         "--rate", "20", "--seconds", "1", "--consumers", "2", "--db", hq_url],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "3 stores, 2 HQ consumers: 60/60 events" in result.stdout
+    assert _count(hq_url) == 60

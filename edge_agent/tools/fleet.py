@@ -48,6 +48,9 @@ class FleetResult:
     latency_p99_ms: float
     latency_max_ms: float
     consumers: int
+    # CPU seconds from the start of the load to its end (all threads): where the time goes.
+    consumer_cpu_s: float = 0.0
+    store_cpu_s: float = 0.0
 
 
 class VirtualStore:
@@ -112,9 +115,11 @@ def run_fleet(
         ready = context.Barrier(len(chunks) + 1)
         go, done = context.Event(), context.Event()
         added: multiprocessing.Queue[int] = context.Queue()
+        store_cpu: multiprocessing.Queue[float] = context.Queue()
         workers = [
             context.Process(
-                target=_worker, args=(host, port, chunk, work, rate, seconds, burst, ready, go, done, added),
+                target=_worker, args=(host, port, chunk, work, rate, seconds, burst, ready, go, done, added,
+                      store_cpu),
                 daemon=True,
             )
             for chunk in chunks
@@ -124,7 +129,7 @@ def run_fleet(
         tag = f"{os.getpid()}-{time.monotonic_ns():x}"
         target = db if db is not None else work / "hq.db"
         stop = context.Event()
-        results: multiprocessing.Queue[tuple[int, list[float]]] = context.Queue()
+        results: multiprocessing.Queue[tuple[int, list[float], float]] = context.Queue()
         counters = [context.Value("q", 0) for _ in range(consumers)]
         subscribed = [context.Event() for _ in range(consumers)]
         group = [
@@ -136,7 +141,8 @@ def run_fleet(
             )
             for i in range(consumers)
         ]  # fmt: skip
-        outcomes: list[tuple[int, list[float]]] = []
+        outcomes: list[tuple[int, list[float], float]] = []
+        store_cpu_s = 0.0
         total = 0
         try:
             for consumer in group:
@@ -156,27 +162,30 @@ def run_fleet(
             elapsed = time.monotonic() - started
         finally:
             done.set()
+            store_cpu_s = sum(_collect(store_cpu, sum(w.pid is not None for w in workers)))
             for worker in workers:
-                worker.join(30)
+                if worker.pid is not None:  # started
+                    worker.join(30)
             stop.set()
-            outcomes = _collect(results, len(group))
+            outcomes = _collect(results, sum(c.pid is not None for c in group))
             for consumer in group:
-                consumer.join(30)
-    latencies = sorted(latency for _, sampled in outcomes for latency in sampled)
-    delivered = sum(stored for stored, _ in outcomes)
+                if consumer.pid is not None:
+                    consumer.join(30)
+    latencies = sorted(latency for _, sampled, _ in outcomes for latency in sampled)
+    delivered = sum(stored for stored, _, _ in outcomes)
     return FleetResult(
         stores=stores, events=total, delivered=delivered, seconds=elapsed,
         messages_per_s=delivered / elapsed if elapsed else 0.0,
         latency_p50_ms=1000 * statistics.median(latencies) if latencies else float("nan"),
         latency_p99_ms=1000 * latencies[int(0.99 * (len(latencies) - 1))] if latencies else float("nan"),
         latency_max_ms=1000 * latencies[-1] if latencies else float("nan"),
-        consumers=consumers,
+        consumers=consumers, consumer_cpu_s=sum(cpu for _, _, cpu in outcomes), store_cpu_s=store_cpu_s,
     )  # fmt: skip
 
 
 def _worker(
     host: str, port: int, store_ids: list[str], work: Path, rate: float, seconds: float, burst: int,
-    ready: Any, go: Any, done: Any, added: Any,
+    ready: Any, go: Any, done: Any, added: Any, cpu: Any,
 ) -> None:  # fmt: skip
     fleet = [VirtualStore(store_id, host, port, work) for store_id in store_ids]
     try:
@@ -187,6 +196,7 @@ def _worker(
                 raise RuntimeError(f"{store.config.store.id} did not connect within 60 s")
         ready.wait(120)
         go.wait()
+        started = time.process_time()
         if burst:
             for store in fleet:
                 store.add(burst)
@@ -194,6 +204,7 @@ def _worker(
             _drive(fleet, rate, seconds)
         added.put(sum(store.added for store in fleet))
         done.wait()
+        cpu.put(time.process_time() - started)
     finally:
         for store in fleet:
             store.close()
@@ -223,19 +234,21 @@ def _consumer(
 ) -> None:  # fmt: skip
     """One HQ consumer instance: its stored count published as it goes, its figures at the end."""
     consumer = HqConsumer(host, port, group, db, client_id=client_id).start()
+    started = time.process_time()
     try:
         if consumer.subscribed.wait(30):
+            started = time.process_time()
             subscribed.set()
         while not stop.wait(0.02):
             stored.value = consumer.stats.stored
     finally:
         consumer.stop(end_session=True)
         stored.value = consumer.stats.stored
-        results.put((consumer.stats.stored, consumer.stats.latency_s))
+        results.put((consumer.stats.stored, consumer.stats.latency_s, time.process_time() - started))
 
 
-def _collect(results: Any, count: int) -> list[tuple[int, list[float]]]:
-    """The consumers' figures; one that died (and never reported) counts nothing stored."""
+def _collect(results: Any, count: int) -> list[Any]:
+    """What ``count`` processes report; one that died (and never reported) counts nothing."""
     outcomes = []
     for _ in range(count):
         try:
