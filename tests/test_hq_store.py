@@ -35,6 +35,7 @@ def test_a_url_is_described_without_its_password(user: str, password: str) -> No
     described = describe(f"postgresql://{user}:{password}@db.hq:5433/hq?sslmode=require")
     assert described == f"postgresql://{user}:***@db.hq:5433/hq?sslmode=require"
     assert describe("postgresql://hq@db.hq/hq") == "postgresql://hq@db.hq/hq"
+    assert describe(f"postgres://{user}:{password}@[::1]:5432/hq") == f"postgres://{user}:***@[::1]:5432/hq"
     assert describe(Path("/var/lib/hq.db")) == "/var/lib/hq.db"
 
 
@@ -76,3 +77,18 @@ def test_a_file_from_the_first_consumer_is_migrated_with_its_gaps_counted(tmp_pa
         store.close()
     assert report(path)["s1"]["visits"] == 3  # migrated once: opening again changes nothing
     assert report(path)["s1"]["gaps"] == [gap]
+
+
+def test_the_store_side_and_the_sqlite_consumer_never_import_psycopg(tmp_path: Path) -> None:
+    """psycopg is HQ's extra: a store's install has no such package and must not need it."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, edge_agent.cli, edge_agent.daemon.service\n"
+        "import edge_agent.hq.consumer, edge_agent.hq.report\n"
+        "from edge_agent.hq.store import open_store\n"
+        f"open_store({str(tmp_path / 'hq.db')!r}).close()\n"
+        "assert 'psycopg' not in sys.modules, sorted(m for m in sys.modules if 'psycopg' in m)\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

@@ -46,6 +46,7 @@ from edge_agent.hq.store import (
     describe,
     open_store,
 )
+from edge_agent.hq.store_sqlite import open_hq_database  # noqa: F401  # its old home, still imported
 
 _LOGGER = logging.getLogger(__name__)
 MODELS: dict[str, type[Message]] = {

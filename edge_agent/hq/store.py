@@ -116,8 +116,8 @@ def describe(target: DatabaseTarget) -> str:
     parts = urlsplit(str(target))
     if parts.password is None:
         return str(target)
-    netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
+    host = parts.netloc.rpartition("@")[2]  # as written: [::1]:5432 keeps its brackets
+    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
 
 
 def open_store(target: DatabaseTarget, application: str = "edge-agent-hq") -> HqStore:
