@@ -13,6 +13,10 @@ command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
 command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
 # chromium: the real headless browser the HTML journey report is rendered and checked in.
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+# postgresql: the server HQ's PostgreSQL tests start (initdb into a temporary directory, on a
+# free port). The package's own cluster stays down where policy-rc.d forbids starting services
+# (CI containers), and the tests never use it.
+compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || missing+=(postgresql)
 if command -v pkg-config >/dev/null 2>&1; then
   pkg-config --exists dbus-1 || missing+=(libdbus-1-dev)
   pkg-config --exists glib-2.0 || missing+=(libglib2.0-dev)

@@ -251,3 +251,93 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     terminalreporter.section("fault injection: every generated event classified at HQ")
     for line in [columns, ["-" * w for w in widths], *rows]:
         terminalreporter.write_line("  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)))
+
+
+# --------------------------------------------------------------------------- PostgreSQL for HQ
+
+PG_BIN = Path("/usr/lib/postgresql")
+
+
+class Postgres:
+    """A throwaway PostgreSQL server on a free loopback port, its data in a fresh directory.
+
+    As root (CI, containers) initdb refuses to run, so the server runs as the ``postgres`` user
+    Debian's package creates, in a directory under /tmp (pytest's own tmp is 0700 root)."""
+
+    def __init__(self, durable_commits: bool = False) -> None:
+        """``durable_commits``: a commit is on disk when it returns (synchronous_commit on, as
+        a production server must have), so a crash of the server loses no acknowledged batch."""
+        import tempfile
+
+        binaries = sorted(PG_BIN.glob("*/bin/initdb"))
+        if not binaries:
+            pytest.fail("PostgreSQL is not installed: run `make test`, which installs it")
+        self.bin = binaries[-1].parent
+        self.port = free_port()
+        self.workdir = Path(tempfile.mkdtemp(prefix="edge-agent-pg-"))
+        self.data = self.workdir / "data"
+        self._as_root = os.geteuid() == 0
+        self._durable = durable_commits
+
+    def _run(self, *command: str) -> None:
+        prefix = ["runuser", "-u", "postgres", "--"] if self._as_root else []
+        subprocess.run([*prefix, *command], check=True, cwd=self.workdir, capture_output=True)
+
+    def start(self) -> Postgres:
+        if self._as_root:
+            shutil.chown(self.workdir, "postgres", "postgres")
+        self._run(str(self.bin / "initdb"), "-D", str(self.data), "-U", "postgres", "-A", "trust",
+                  "-E", "UTF8", "--locale=C.UTF-8", "--no-sync")  # fmt: skip
+        return self.resume()
+
+    def resume(self) -> Postgres:
+        """Start the server on its data directory (again, after ``halt``), same port."""
+        options = (
+            f"-c port={self.port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={self.workdir} "
+            "-c fsync=off -c full_page_writes=off -c max_connections=200 "
+            f"-c synchronous_commit={'on' if self._durable else 'off'}"
+        )
+        self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-l", str(self.workdir / "log"),
+                  "-w", "-t", "30", "-o", options, "start")  # fmt: skip
+        return self
+
+    @property
+    def pid(self) -> int:
+        """The postmaster's process id (its backends are its children)."""
+        return int((self.data / "postmaster.pid").read_text().split()[0])
+
+    def url(self, database: str = "postgres") -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
+
+    def create_database(self, name: str) -> str:
+        import psycopg
+
+        with psycopg.connect(self.url(), autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        return self.url(name)
+
+    def halt(self) -> None:
+        """Stop the server as a crash would (no shutdown checkpoint), keeping its data."""
+        self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "-w", "stop")
+
+    def stop(self) -> None:
+        try:
+            self.halt()
+        finally:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Postgres]:
+    """One server per test session (about 1.5 s to make); stopped even if tests fail."""
+    server = Postgres().start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def pg_url(postgres: Postgres) -> str:
+    """A database on the session's server, shared by the session's tests."""
+    return postgres.create_database("testdb")

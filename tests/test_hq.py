@@ -221,20 +221,18 @@ def test_the_report_has_a_block_per_store_in_order_with_minutes_and_percentages(
 
 def _hq_database(path: Path, messages: Sequence[Message], statuses: Sequence[StatusMessage] = ()) -> Path:
     """An HQ database holding ``messages`` and ``statuses`` as ``hq consume`` stores them."""
-    from edge_agent.hq.consumer import open_hq_database
+    from edge_agent.hq.store import Batch, EventRow, StatusRow
+    from edge_agent.hq.store_sqlite import SqliteStore
 
-    db = open_hq_database(path)
-    with db.conn:
-        db.conn.executemany(
-            "INSERT INTO events VALUES (?,?,?,?,?,?,?,?,?,?)",
-            [(m.event_id, m.store_id, m.boot_id, m.stream, m.seq, m.schema_name, m.ts.isoformat(),
-              m.to_json().decode(), T0, "hq-test") for m in messages],
-        )  # fmt: skip
-        db.conn.executemany(
-            "INSERT INTO store_status VALUES (?,?,?,?)",
-            [(s.store_id, s.ts.isoformat(), s.state, s.to_json().decode()) for s in statuses],
+    store = SqliteStore(path)
+    store.write(
+        Batch(
+            [EventRow(m.event_id, m.store_id, m.boot_id, m.stream, m.seq, m.schema_name, m.ts,
+                      m.to_json().decode(), T0, "hq-test") for m in messages],
+            statuses=[StatusRow(s.store_id, s.ts, s.state, s.to_json().decode()) for s in statuses],
         )
-    db.conn.close()
+    )  # fmt: skip
+    store.close()
     return path
 
 

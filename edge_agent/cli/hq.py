@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from edge_agent.cli.common import EXIT_USAGE, broker_address
+from edge_agent.hq.store import DatabaseTarget, StoreUnavailable, describe, is_url, parse_target
 
 _LOGGER = logging.getLogger(__name__)
 STATS_INTERVAL_S = 10
@@ -17,7 +18,9 @@ STATS_INTERVAL_S = 10
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     hq = commands.add_parser("hq", help="the HQ reference consumer of every store's feed")
     hq_commands = hq.add_subparsers(dest="hq_command", required=True)
-    consume = hq_commands.add_parser("consume", help="store every store's events in SQLite, exactly once")
+    consume = hq_commands.add_parser(
+        "consume", help="store every store's events in SQLite or PostgreSQL, exactly once"
+    )
     consume.add_argument(
         "--broker",
         required=True,
@@ -27,7 +30,11 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     consume.add_argument("--group", required=True, help="shared-subscription group: instances split the feed")
     consume.add_argument(
-        "--db", type=Path, required=True, help="the SQLite file the group shares (created if missing)"
+        "--db",
+        type=parse_target,
+        required=True,
+        metavar="FILE|URL",
+        help="the SQLite file the group shares (created if missing), or a postgresql:// URL",
     )
     consume.add_argument("--prefix", default="retail/v1", help="the stores' topic prefix (default retail/v1)")
     consume.add_argument("--client-id", help="stable id of this instance, so a restart resumes its session")
@@ -45,11 +52,23 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     fleet.add_argument("--seconds", type=float, default=10.0, help="how long to offer that load (default 10)")
     fleet.add_argument("--burst", type=int, default=0, help="instead: this many events per store at once")
     fleet.add_argument("--consumers", type=int, default=2, help="HQ consumer instances in the group")
+    fleet.add_argument(
+        "--db",
+        type=parse_target,
+        metavar="FILE|URL",
+        help="HQ's database (default: a SQLite file in a temporary directory); a postgresql:// URL",
+    )
     fleet.set_defaults(handler=_cmd_simulate_fleet)
     hq_report = hq_commands.add_parser(
         "report", help="per-store journey figures from the consumer's database"
     )
-    hq_report.add_argument("--db", type=Path, required=True, help="the database hq consume filled")
+    hq_report.add_argument(
+        "--db",
+        type=parse_target,
+        required=True,
+        metavar="FILE|URL",
+        help="the database hq consume filled: a SQLite file or a postgresql:// URL",
+    )
     hq_report.add_argument("--json", action="store_true", help="print the figures as JSON, gaps included")
     hq_report.add_argument(
         "--html",
@@ -79,9 +98,13 @@ def _cmd_hq_consume(args: argparse.Namespace) -> int:
         logging.getLogger().setLevel(logging.INFO)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    consumer = HqConsumer(
-        host, port, args.group, args.db, prefix=args.prefix, client_id=args.client_id
-    ).start()
+    try:
+        consumer = HqConsumer(
+            host, port, args.group, args.db, prefix=args.prefix, client_id=args.client_id
+        ).start()
+    except StoreUnavailable as exc:
+        print(f"cannot open HQ's database {exc}", file=sys.stderr)
+        return 1
     try:
         while not stop.wait(STATS_INTERVAL_S):
             s = consumer.stats
@@ -113,6 +136,7 @@ def _cmd_simulate_fleet(args: argparse.Namespace) -> int:
         seconds=args.seconds,
         consumers=args.consumers,
         burst=args.burst,
+        db=args.db,
     )
     print(
         f"{r.stores} stores, {r.consumers} HQ consumers: {r.delivered}/{r.events} events in "
@@ -127,7 +151,7 @@ def _cmd_hq_report(args: argparse.Namespace) -> int:
 
     from edge_agent.hq.report import report, report_blocks  # noqa: PLC0415
 
-    if not args.db.exists():
+    if not is_url(args.db) and not Path(args.db).exists():
         print(f"no such database: {args.db}", file=sys.stderr)
         return EXIT_USAGE
     if args.html is not None:
@@ -136,23 +160,27 @@ def _cmd_hq_report(args: argparse.Namespace) -> int:
             return failed
         if not args.json:
             return 0
-    figures = report(args.db)
+    try:
+        figures = report(args.db)
+    except StoreUnavailable as exc:
+        print(f"cannot open HQ's database {exc}", file=sys.stderr)
+        return 1
     if args.json:
         print(json.dumps(figures, indent=2, sort_keys=True))
         return 0
     from rich.console import Console  # noqa: PLC0415
 
-    Console().print(report_blocks(figures, title=f"HQ report from {args.db}"))
+    Console().print(report_blocks(figures, title=f"HQ report from {describe(args.db)}"))
     return 0
 
 
-def _write_html_report(db_path: Path, out: Path, store_configs: list[Path]) -> int:
+def _write_html_report(db: DatabaseTarget, out: Path, store_configs: list[Path]) -> int:
     """``--html``: the journey report of the database, with the layouts of the stores given."""
     from edge_agent.adapters.configfile import load_config  # noqa: PLC0415
     from edge_agent.core.errors import ConfigError  # noqa: PLC0415
-    from edge_agent.hq.consumer import open_hq_database  # noqa: PLC0415
     from edge_agent.hq.html_report import render_report  # noqa: PLC0415
-    from edge_agent.hq.journey_figures import SELECT_EVENTS, StoreLayout, decoded, journey_figures  # noqa: PLC0415
+    from edge_agent.hq.journey_figures import StoreLayout, decoded, journey_figures  # noqa: PLC0415
+    from edge_agent.hq.store import open_store  # noqa: PLC0415
 
     layouts = {}
     for path in store_configs:
@@ -163,12 +191,16 @@ def _write_html_report(db_path: Path, out: Path, store_configs: list[Path]) -> i
             print(f"--store-config {path}: {exc}", file=sys.stderr)
             return EXIT_USAGE
         layouts[layout.store_id] = layout
-    db = open_hq_database(db_path)
     try:
-        figures = journey_figures(decoded(db.conn.execute(SELECT_EVENTS)), layouts)
+        store = open_store(db)
+    except StoreUnavailable as exc:
+        print(f"cannot open HQ's database {exc}", file=sys.stderr)
+        return 1
+    try:
+        figures = journey_figures(decoded(store.events()), layouts)
     finally:
-        db.conn.close()
-    page = render_report(figures, layouts, title="Journey report", source=f"HQ database {db_path}")
+        store.close()
+    page = render_report(figures, layouts, title="Journey report", source=f"HQ database {describe(db)}")
     try:
         out.write_text(page, encoding="utf-8")
     except OSError as exc:

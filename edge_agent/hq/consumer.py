@@ -1,15 +1,16 @@
-"""The HQ reference consumer: every store's feed into one SQLite file, exactly once.
+"""The HQ reference consumer: every store's feed into one database, exactly once.
 
-``edge-agent hq consume --broker HOST:PORT --group NAME --db FILE`` subscribes through MQTT v5
-shared subscriptions (``$share/NAME/{prefix}/stores/+/events/+`` and the notifications and
+``edge-agent hq consume --broker HOST:PORT --group NAME --db FILE|URL`` subscribes through MQTT
+v5 shared subscriptions (``$share/NAME/{prefix}/stores/+/events/+`` and the notifications and
 errors topics), so running more instances with the same group spreads the feed over them. Each
-message is validated against the wire models, deduplicated on ``event_id`` (the table's primary
-key: delivery is at-least-once), and acknowledged to the broker only after its row is
-committed (paho ``manual_ack``). Each instance keeps a broker session for ``SESSION_EXPIRY_S``
-under a stable ``--client-id``: an instance that dies and comes back gets what it had not
-acknowledged (MQTT 5 lets a broker hand such messages to another group member only once the
-session ends). Retained status is not delivered to shared subscriptions, so every instance also
-subscribes to ``{prefix}/stores/+/status`` directly and keeps each store's latest state.
+message is validated against the wire models, deduplicated on ``event_id`` (delivery is
+at-least-once), and acknowledged to the broker only after its row is committed (paho
+``manual_ack``). The database is a SQLite file or a PostgreSQL URL (``edge_agent.hq.store``).
+Each instance keeps a broker session for ``SESSION_EXPIRY_S`` under a stable ``--client-id``:
+an instance that dies and comes back gets what it had not acknowledged (MQTT 5 lets a broker
+hand such messages to another group member only once the session ends). Retained status is not
+delivered to shared subscriptions, so every instance also subscribes to
+``{prefix}/stores/+/status`` directly and keeps each store's latest state.
 
 What was stored is read back by ``report`` (``edge-agent hq report``).
 """
@@ -23,11 +24,9 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
-import sqlite_utils
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
@@ -37,6 +36,17 @@ from pydantic import ValidationError
 from edge_agent.core.errors import key_path
 from edge_agent.core.events import UPLINK_MESSAGES, Message
 from edge_agent.core.topics import Topics
+from edge_agent.hq.store import (
+    Batch,
+    DatabaseTarget,
+    EventRow,
+    HqStore,
+    RejectRow,
+    StatusRow,
+    describe,
+    open_store,
+)
+from edge_agent.hq.store_sqlite import open_hq_database  # noqa: F401  # its old home, still imported
 
 _LOGGER = logging.getLogger(__name__)
 MODELS: dict[str, type[Message]] = {
@@ -48,36 +58,10 @@ BATCH_DELAY_S = 0.05
 # While the broker is unreachable: the first failure is logged at once, then one line at most
 # this often, with the attempts since (as the agent's link does).
 FAILURE_REPORT_INTERVAL_S = 60.0
-
-
-def open_hq_database(path: Path) -> sqlite_utils.Database:
-    """The HQ store: one file shared by every consumer of a group (WAL, waits for the lock)."""
-    db = sqlite_utils.Database(path)
-    db.conn.execute("PRAGMA journal_mode=WAL")
-    db.conn.execute("PRAGMA busy_timeout=30000")
-    db.table("events").create(
-        {"event_id": str, "store_id": str, "boot_id": str, "stream": str, "seq": int, "schema": str,
-         "ts": str, "payload": str, "received": float, "consumer": str},
-        pk="event_id", if_not_exists=True,
-    )  # fmt: skip
-    db.table("events").create_index(["store_id", "boot_id", "stream", "seq"], if_not_exists=True)
-    db.table("rejected").create(
-        {"topic": str, "reason": str, "payload_bytes": int, "received": float}, if_not_exists=True
-    )
-    db.table("store_status").create(
-        {"store_id": str, "ts": str, "state": str, "payload": str}, pk="store_id", if_not_exists=True
-    )
-    return db
-
-
-# Newest first, by ts; but a last will is dated when its connection was made (MQTT fixes it at
-# CONNECT), before that connection's heartbeats: it wins over the status it names by ``since``.
-_UPSERT_STATUS = (
-    "INSERT INTO store_status VALUES (?,?,?,?) ON CONFLICT(store_id) DO UPDATE SET "
-    "ts=excluded.ts, state=excluded.state, payload=excluded.payload "
-    "WHERE excluded.ts >= store_status.ts OR (json_extract(excluded.payload, '$.will') "
-    "AND json_extract(excluded.payload, '$.since') = json_extract(store_status.payload, '$.since'))"
-)
+# When the database is unreachable (a PostgreSQL restart or failover), the batch is written
+# again after these delays, the last repeated, its messages unacknowledged meanwhile.
+RETRY_DELAYS_S = (0.5, 1.0, 2.0, 5.0)
+RETRY_ATTEMPTS = 60  # about five minutes; then the batch fails as on any other error
 
 
 @dataclass(slots=True)
@@ -91,7 +75,7 @@ class ConsumerStats:
 
 
 @dataclass(frozen=True, slots=True)
-class _Incoming:
+class Incoming:
     topic: str
     payload: bytes
     mid: int
@@ -105,7 +89,7 @@ class HqConsumer:
         host: str,
         port: int,
         group: str,
-        db_path: Path,
+        db: DatabaseTarget,
         prefix: str = "retail/v1",
         client_id: str | None = None,
         clock: Callable[[], float] = time.time,
@@ -114,10 +98,10 @@ class HqConsumer:
         self._host, self._port = host, port
         self._prefix = prefix
         self._group = group
-        self._db_path = db_path
+        self._db = db
         self._clock = clock
         self.stats = ConsumerStats()
-        self._incoming: queue.Queue[_Incoming | None] = queue.Queue()
+        self._incoming: queue.Queue[Incoming | None] = queue.Queue()
         self._writer = threading.Thread(target=self._write_loop, name=f"{self.name}-writer", daemon=True)
         self.subscribed = threading.Event()
         client = mqtt.Client(
@@ -135,11 +119,12 @@ class HqConsumer:
         self._failures = 0  # failed attempts since the last line that said so
         self._failure_reported: float | None = None  # monotonic time of that line
         self._stopping = False
+        self._stop_requested = threading.Event()  # ends a wait between database retries
 
     # ------------------------------------------------------------------ lifecycle
 
     def start(self) -> HqConsumer:
-        open_hq_database(self._db_path).conn.close()  # tables exist before any writer needs them
+        open_store(self._db, self.name).close()  # tables exist (migrated) before any writer needs them
         self._writer.start()
         properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]  # paho leaves it unannotated
         properties.SessionExpiryInterval = SESSION_EXPIRY_S
@@ -152,13 +137,20 @@ class HqConsumer:
             self.name,
             self._group,
             self._where,
-            self._db_path,
+            describe(self._db),
         )
         return self
 
-    def stop(self) -> None:
+    def stop(self, end_session: bool = False) -> None:
+        """Disconnect and finish the batch in hand. ``end_session``: the broker forgets this
+        instance (an instance that is not coming back, as a load test's)."""
         self._stopping = True
-        self._client.disconnect()
+        self._stop_requested.set()
+        properties = None
+        if end_session:
+            properties = Properties(PacketTypes.DISCONNECT)  # type: ignore[no-untyped-call]  # paho leaves it unannotated
+            properties.SessionExpiryInterval = 0
+        self._client.disconnect(properties=properties)
         self._client.loop_stop()
         self._incoming.put(None)
         self._writer.join(10)
@@ -221,13 +213,13 @@ class HqConsumer:
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
         self._incoming.put(
-            _Incoming(message.topic, bytes(message.payload), message.mid, message.qos, self._clock())
+            Incoming(message.topic, bytes(message.payload), message.mid, message.qos, self._clock())
         )
 
     # ------------------------------------------------------------------ the writer
 
     def _write_loop(self) -> None:
-        db = open_hq_database(self._db_path)
+        store = open_store(self._db, self.name)
         try:
             while True:
                 first = self._incoming.get()
@@ -244,72 +236,80 @@ class HqConsumer:
                         self._incoming.put(None)
                         break
                     batch.append(item)
-                try:
-                    self._store(db, batch)
-                except Exception:  # a bug or a full disk: keep running, the broker redelivers unacked
-                    _LOGGER.exception("hq consumer %s: storing a batch failed", self.name)
+                if not self._store(store, batch):
                     continue
                 for item in batch:
                     if item.qos > 0:
                         self._client.ack(item.mid, item.qos)
         finally:
-            db.conn.close()
+            store.close()
 
-    def _store(self, db: sqlite_utils.Database, batch: list[_Incoming]) -> None:
-        rows, rejected, statuses = [], [], []
-        for item in batch:
-            try:
-                message = _validate(item.payload)
-            except ValueError as exc:
-                rejected.append((item.topic, str(exc)[:500], len(item.payload), item.arrived))
-                continue
-            if item.topic.endswith("/status"):
-                statuses.append(
-                    (
-                        message.store_id,
-                        message.ts.isoformat(),
-                        getattr(message, "state", ""),
-                        item.payload.decode(),
-                    )
-                )
-                continue
-            parsed = Topics.store_and_stream(item.topic)
-            stream = parsed[1] if parsed is not None else item.topic
-            rows.append(
-                (message.event_id, message.store_id, message.boot_id, stream, message.seq,
-                 message.schema_name, message.ts.isoformat(), item.payload.decode(), item.arrived,
-                 self.name, message.ts.timestamp())
-            )  # fmt: skip
-        conn = db.conn
-        conn.execute("BEGIN IMMEDIATE")
+    def _store(self, store: HqStore, items: list[Incoming]) -> bool:
+        """Commit ``items``; whether they are, so that they may be acknowledged."""
         try:
-            before = conn.total_changes
-            conn.executemany(
-                "INSERT OR IGNORE INTO events VALUES (?,?,?,?,?,?,?,?,?,?)", [r[:10] for r in rows]
+            batch = classify(items, self.name)
+        except Exception:  # a bug: the messages stay unacknowledged, the consumer keeps running
+            _LOGGER.exception("hq consumer %s: reading a batch failed", self.name)
+            return False
+        for attempt in range(RETRY_ATTEMPTS):
+            try:
+                stored = store.write(batch)
+                break
+            except store.transient_errors as exc:
+                delay = RETRY_DELAYS_S[min(attempt, len(RETRY_DELAYS_S) - 1)]
+                _LOGGER.warning(
+                    "hq consumer %s: database unavailable (%s); writing the batch again in %.1f s",
+                    self.name, str(exc).strip() or type(exc).__name__, delay,
+                )  # fmt: skip
+                if self._stop_requested.wait(delay):
+                    return False
+            except Exception:  # a bug or a full disk: keep running, the broker redelivers unacked
+                _LOGGER.exception("hq consumer %s: storing a batch failed", self.name)
+                return False
+        else:
+            _LOGGER.error(
+                "hq consumer %s: database still unavailable; the batch stays unacknowledged", self.name
             )
-            stored = conn.total_changes - before
-            conn.executemany("INSERT INTO rejected VALUES (?,?,?,?)", rejected)
-            conn.executemany(
-                _UPSERT_STATUS,
-                statuses,
-            )
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
+            return False
         committed = self._clock()
         # Counted once committed, all together: a reader never sees a half-counted batch.
-        self.stats.received += len(batch)
+        self.stats.received += len(items)
         self.stats.stored += stored
-        self.stats.duplicates += len(rows) - stored
-        self.stats.rejected += len(rejected)
-        self.stats.statuses += len(statuses)
-        self.stats.latency_s.extend(committed - r[10] for r in rows)
+        self.stats.duplicates += len(batch.events) - stored
+        self.stats.rejected += len(batch.rejects)
+        self.stats.statuses += len(batch.statuses)
+        self.stats.latency_s.extend(committed - row.ts.timestamp() for row in batch.events)
+        return True
 
 
-def _validate(payload: bytes) -> Message:
+def classify(items: list[Incoming], consumer: str) -> Batch:
+    """The rows ``items`` make: events, statuses, and rejects for what fails validation."""
+    events, rejects, statuses = [], [], []
+    for item in items:
+        try:
+            message, text = _validate(item.payload)
+        except ValueError as exc:
+            rejects.append(RejectRow(item.topic, str(exc)[:500], len(item.payload), item.arrived))
+            continue
+        if item.topic.endswith("/status"):
+            statuses.append(StatusRow(message.store_id, message.ts, getattr(message, "state", ""), text))
+            continue
+        parsed = Topics.store_and_stream(item.topic)
+        stream = parsed[1] if parsed is not None else item.topic
+        events.append(
+            EventRow(message.event_id, message.store_id, message.boot_id, stream, message.seq,
+                     message.schema_name, message.ts, text, item.arrived, consumer)
+        )  # fmt: skip
+    return Batch(events, rejects, statuses)
+
+
+def _validate(payload: bytes) -> tuple[Message, str]:
+    """The message and its text; ValueError saying why it is refused."""
     try:
-        data = json.loads(payload)
+        # Decoded first: json.loads would also take UTF-16 or a BOM, which the text stored
+        # (and read back by the report) could then not be.
+        text = payload.decode("utf-8")
+        data = json.loads(text)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ValueError(f"not JSON: {exc}") from None
     if not isinstance(data, dict):
@@ -318,7 +318,12 @@ def _validate(payload: bytes) -> Message:
     if model is None:
         raise ValueError(f"unknown schema {data.get('schema')!r}")
     try:
-        return model.model_validate(data)
+        message = model.model_validate(data)
     except ValidationError as exc:
         first = exc.errors()[0]
         raise ValueError(f"{key_path(first['loc'])}: {first['msg']}") from None
+    try:  # stored in columns of their own: a lone surrogate (JSON "\\ud800") cannot be
+        f"{message.event_id}{message.store_id}{message.boot_id}{getattr(message, 'state', '')}".encode()
+    except UnicodeEncodeError:
+        raise ValueError("event_id, store_id, boot_id or state is not valid Unicode text") from None
+    return message, text

@@ -129,12 +129,11 @@ class StoreFigures:
 
 
 StoredEvent = tuple[str, str, Mapping[str, Any]]  # store_id, schema, payload
+
+
 # What the figures need of the consumer's events table, for ``decoded``.
-SELECT_EVENTS = "SELECT store_id, schema, payload FROM events"
-
-
 def decoded(rows: Iterable[tuple[str, str, str]]) -> Iterator[StoredEvent]:
-    """Rows of ``SELECT_EVENTS`` (payloads as stored, JSON text) as ``journey_figures`` takes them."""
+    """Stored events (``HqStore.events()``: payloads as stored, JSON text) as ``journey_figures`` takes them."""
     for store_id, schema, payload in rows:
         yield store_id, schema, json.loads(payload)
 

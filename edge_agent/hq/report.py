@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import statistics
-from pathlib import Path
 from typing import Any
 
 from rich import box
@@ -19,7 +18,7 @@ from rich.constrain import Constrain
 from rich.table import Table
 from rich.text import Text
 
-from edge_agent.hq.consumer import open_hq_database
+from edge_agent.hq.store import DatabaseTarget, open_store
 
 LABELS = (
     "status", "visits", "mean visit", "top zones by dwell", "footfall", "notifications",
@@ -29,26 +28,22 @@ TOP_ZONES = 3
 BLOCK_WIDTH = 80  # a terminal's default width
 
 
-def report(db_path: Path) -> dict[str, dict[str, Any]]:
-    """Per-store journey figures from the stored events."""
-    db = open_hq_database(db_path)
+def report(db: DatabaseTarget) -> dict[str, dict[str, Any]]:
+    """Per-store journey figures from the stored events (a SQLite file or a PostgreSQL URL)."""
+    store = open_store(db, "edge-agent-hq-report")
     stores: dict[str, dict[str, Any]] = {}
     try:
-        for store_id, schema, payload in db.conn.execute("SELECT store_id, schema, payload FROM events"):
+        for store_id, schema, payload in store.events():
             _count(stores.setdefault(store_id, _empty_figures()), schema, json.loads(payload))
-        for store_id, boot_id, stream, count, top in db.conn.execute(
-            "SELECT store_id, boot_id, stream, count(*), max(seq) FROM events WHERE seq IS NOT NULL "
-            "GROUP BY store_id, boot_id, stream"
-        ):
-            missing = top - count
-            if missing:
-                stores.setdefault(store_id, _empty_figures())["gaps"].append(
-                    {"boot_id": boot_id, "stream": stream, "missing": missing, "highest_seq": top}
-                )
-        for store_id, state in db.conn.execute("SELECT store_id, state FROM store_status"):
+        for gap in store.gaps():  # kept by the consumer as events arrive (the gaps table)
+            stores.setdefault(gap.store_id, _empty_figures())["gaps"].append(
+                {"boot_id": gap.boot_id, "stream": gap.stream, "missing": gap.missing,
+                 "highest_seq": gap.highest_seq}
+            )  # fmt: skip
+        for store_id, state in store.statuses():
             stores.setdefault(store_id, _empty_figures())["status"] = state
     finally:
-        db.conn.close()
+        store.close()
     for figures in stores.values():
         collected = sorted(figures.pop("collection_s"))
         figures["collections"] = len(collected)

@@ -37,9 +37,10 @@ from edge_agent.core.sighting import Sighting
 from edge_agent.core.topics import Topics
 from edge_agent.core.trace import format_trace_line
 from edge_agent.daemon.assembly import Broker, Wiring, assemble, offline_copy
-from edge_agent.hq.consumer import HqConsumer, _Incoming, open_hq_database
+from edge_agent.hq.consumer import Incoming, classify
 from edge_agent.hq.html_report import render_report
-from edge_agent.hq.journey_figures import SELECT_EVENTS, StoreLayout, decoded, journey_figures
+from edge_agent.hq.journey_figures import StoreLayout, decoded, journey_figures
+from edge_agent.hq.store import open_store
 from edge_agent.storage.journeyview import journey_lines, read_journey
 from edge_agent.tools.embedded_broker import EmbeddedBroker
 from edge_agent.tools.simclock import SimulatedRun, SimulatedTime
@@ -191,22 +192,19 @@ def _journey_report(
     """Store what HQ received in an HQ database as ``hq consume`` does (validated, once per
     event_id), then write the journey report of that database, as ``hq report --html`` does."""
     layout = StoreLayout.from_config(config)
-    consumer = HqConsumer("127.0.0.1", 1883, "demo", db_path, client_id="hq-demo")  # never connected
-    db = open_hq_database(db_path)
+    store = open_store(db_path)
     try:
         arrived = time.time()
-        # The consumer's own storing step, so the report reads exactly what a real HQ would hold.
-        consumer._store(
-            db,
-            [
-                _Incoming(topic, json.dumps(payload).encode(), 0, 0, arrived)
-                for topic, payload in messages
-                if not _is_downlink(topic)
-            ],
-        )
-        figures = journey_figures(decoded(db.conn.execute(SELECT_EVENTS)), {config.store.id: layout})
+        # The consumer's own validation and storing, so the report reads what a real HQ would hold.
+        incoming = [
+            Incoming(topic, json.dumps(payload).encode(), 0, 0, arrived)
+            for topic, payload in messages
+            if not _is_downlink(topic)
+        ]
+        store.write(classify(incoming, "hq-demo"))
+        figures = journey_figures(decoded(store.events()), {config.store.id: layout})
     finally:
-        db.conn.close()
+        store.close()
     page = render_report(
         figures,
         {layout.store_id: layout},
