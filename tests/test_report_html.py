@@ -98,8 +98,16 @@ def _add_what_the_demo_never_sends(db: Path) -> None:
         )))  # fmt: skip
         for stream, message in extra:
             _insert(conn, stream, message)
-        # A message HQ never got: the store's third visit message.
+        # A message HQ never got: the store's third visit message (and so one fewer received in
+        # the gap table the consumer keeps as it stores).
+        boot_id = conn.execute("SELECT boot_id FROM events WHERE schema = 'visit.v1' AND seq = 3").fetchone()[
+            0
+        ]
         conn.execute("DELETE FROM events WHERE schema = 'visit.v1' AND seq = 3")
+        conn.execute(
+            "UPDATE gaps SET received = received - 1 WHERE boot_id = ? AND stream = 'events/visit'",
+            (boot_id,),
+        )
         # A second store, for which HQ was given no configuration: some of the first's visits.
         for n, (payload,) in enumerate(
             conn.execute("SELECT payload FROM events WHERE schema='visit.v1'").fetchall()

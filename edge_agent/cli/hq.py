@@ -197,7 +197,7 @@ def _write_html_report(db: DatabaseTarget, out: Path, store_configs: list[Path])
         print(f"cannot open HQ's database {exc}", file=sys.stderr)
         return 1
     try:
-        figures = journey_figures(decoded(store.events()), layouts)
+        figures = journey_figures(decoded(store.events()), layouts, store.gaps())
     finally:
         store.close()
     page = render_report(figures, layouts, title="Journey report", source=f"HQ database {describe(db)}")

@@ -300,9 +300,9 @@ def _seq_range(first: int | None, last: int | None) -> str:
 
 def _seq_gaps(store: StoreFigures) -> str:
     rows = "".join(
-        f'<tr class="seq-gap" data-boot-id="{attr(g.boot_id)}" data-stream="{attr(g.stream)}" '
+        f'<tr class="seq-gap" data-boot-id="{attr(g.boot_id or "")}" data-stream="{attr(g.stream)}" '
         f'data-missing="{g.missing}" data-highest-seq="{g.highest_seq}"><td>{escape(g.stream)}</td>'
-        f'<td>{escape(g.boot_id)}</td><td class="num">{g.missing}</td>'
+        f'<td>{escape(g.boot_id or "-")}</td><td class="num">{g.missing}</td>'
         f'<td class="num">{g.highest_seq}</td></tr>'
         for g in store.seq_gaps
     )

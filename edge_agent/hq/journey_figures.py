@@ -13,6 +13,7 @@ a gap can straddle midnight.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 from collections import Counter, defaultdict
@@ -24,6 +25,7 @@ from zoneinfo import ZoneInfo
 
 from edge_agent.core.events import UPLINK_MESSAGES
 from edge_agent.core.settings import AgentConfig
+from edge_agent.hq.store import Gap
 
 Point = tuple[float, float]
 ORDER_PHASES = ("arrived", "at_counter", "collected")
@@ -86,7 +88,7 @@ class DeclaredGap:
 class SeqGap:
     """Missing ``seq`` numbers HQ found in one boot's stream (as ``hq report`` counts them)."""
 
-    boot_id: str
+    boot_id: str | None
     stream: str
     missing: int
     highest_seq: int
@@ -131,17 +133,22 @@ class StoreFigures:
 StoredEvent = tuple[str, str, Mapping[str, Any]]  # store_id, schema, payload
 
 
-# What the figures need of the consumer's events table, for ``decoded``.
 def decoded(rows: Iterable[tuple[str, str, str]]) -> Iterator[StoredEvent]:
-    """Stored events (``HqStore.events()``: payloads as stored, JSON text) as ``journey_figures`` takes them."""
+    """Stored events (``HqStore.events()``: store, schema, payload as JSON text) as
+    ``journey_figures`` takes them."""
     for store_id, schema, payload in rows:
         yield store_id, schema, json.loads(payload)
 
 
 def journey_figures(
-    events: Iterable[StoredEvent], layouts: Mapping[str, StoreLayout] | None = None
+    events: Iterable[StoredEvent],
+    layouts: Mapping[str, StoreLayout] | None = None,
+    gaps: Iterable[Gap] | None = None,
 ) -> dict[str, StoreFigures]:
-    """Every store's figures per local day, from its stored events."""
+    """Every store's figures per local day, from its stored events.
+
+    ``gaps``: the HQ store's gap table (``HqStore.gaps()``), which ``hq report`` shows too, so the
+    page and the report name the same holes; without it they are counted from the events."""
     layouts = layouts or {}
     stores: dict[str, _Store] = {}
     for store_id, schema, payload in events:
@@ -150,7 +157,20 @@ def journey_figures(
             layout = layouts.get(store_id)
             store = stores[store_id] = _Store(ZoneInfo(layout.timezone if layout else "UTC"))
         store.add(schema, payload)
-    return {store_id: store.figures(store_id) for store_id, store in sorted(stores.items())}
+    figures = {store_id: store.figures(store_id) for store_id, store in sorted(stores.items())}
+    if gaps is not None:
+        table: dict[str, list[SeqGap]] = {}
+        for gap in gaps:
+            table.setdefault(gap.store_id, []).append(
+                SeqGap(gap.boot_id, gap.stream, gap.missing, gap.highest_seq)
+            )
+        figures = {
+            store_id: dataclasses.replace(
+                f, seq_gaps=tuple(sorted(table.get(store_id, []), key=lambda g: (g.stream, g.boot_id or "")))
+            )
+            for store_id, f in figures.items()
+        }
+    return figures
 
 
 @dataclass(slots=True)

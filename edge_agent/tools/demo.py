@@ -202,7 +202,7 @@ def _journey_report(
             if not _is_downlink(topic)
         ]
         store.write(classify(incoming, "hq-demo"))
-        figures = journey_figures(decoded(store.events()), {config.store.id: layout})
+        figures = journey_figures(decoded(store.events()), {config.store.id: layout}, store.gaps())
     finally:
         store.close()
     page = render_report(
