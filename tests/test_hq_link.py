@@ -4,6 +4,7 @@ when it starts, connects, loses the broker and gets it back."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import signal
 import sqlite3
@@ -37,9 +38,11 @@ def consumer(mosquitto: Mosquitto, tmp_path: Path) -> Iterator[HqConsumer]:
 
 
 def _store_status(db: Path) -> tuple[str, datetime] | None:
-    with sqlite3.connect(db) as conn:
-        row = conn.execute("SELECT state, ts FROM store_status WHERE store_id = 's1'").fetchone()
-    return None if row is None else (row[0], datetime.fromisoformat(row[1]))
+    # Closed at once and read to the end: a reader left open beside the consumer's writer is not
+    # what HQ's analysts do, and must not be what the test waits on.
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        rows = conn.execute("SELECT state, ts FROM store_status WHERE store_id = 's1'").fetchall()
+    return None if not rows else (rows[0][0], datetime.fromisoformat(rows[0][1]))
 
 
 def test_the_will_of_a_store_that_died_marks_it_offline_though_it_is_dated_at_connect(
@@ -51,6 +54,10 @@ def test_the_will_of_a_store_that_died_marks_it_offline_though_it_is_dated_at_co
     link.start()
     try:
         assert link.wait_connected(10)
+        # The birth first: a heartbeat asked for before the link thread has sent it would be
+        # replaced by the birth (which carries the same, fresher figures).
+        wait_for(lambda: [s for s in hq.on("/status") if s["state"] == "online"], 10, "the birth")
+        wait_for(lambda: consumer.stats.statuses >= 1, 10, "the birth at HQ")
         link.publish_status()  # a heartbeat of this connection, dated after it was made
         beat = wait_for(
             lambda: [s for s in hq.on("/status") if s["state"] == "online" and s["ts"] != s["since"]],
