@@ -235,26 +235,31 @@ def _footfall(day: DayFigures) -> str:
 
 
 def _notifications(day: DayFigures) -> str:
-    rows = [
-        (key, float(n), f'data-template="{attr(key)}" data-count="{n}"')
-        for key, n in sorted(day.notifications.items(), key=lambda kv: (-kv[1], kv[0]))
-    ]
-    return (
-        '<figure class="chart notifications"><figcaption>Notifications sent by template '
-        '<span class="sub">(audience:template)</span></figcaption>'
-        f"{bars(rows, 'notification-bars', BLUE, '')}</figure>"
-    )
+    return _counted_bars(
+        day.notifications, "template", "notifications", "notification-bars", BLUE,
+        "Notifications sent by template", "(audience:template)",
+    )  # fmt: skip
 
 
 def _suppressions(day: DayFigures) -> str:
+    return _counted_bars(
+        day.suppressed, "reason", "suppressions", "suppression-bars", ORANGE,
+        "Notifications suppressed by reason", "(a rule wanted to send, a guard stopped it)",
+    )  # fmt: skip
+
+
+def _counted_bars(
+    counts: Mapping[str, int], key: str, figure: str, css: str, colour: str, title: str, sub: str
+) -> str:
+    """A bar per key, busiest first, each carrying ``data-<key>`` and ``data-count`` for readers."""
     rows = [
-        (reason, float(n), f'data-reason="{attr(reason)}" data-count="{n}"')
-        for reason, n in sorted(day.suppressed.items(), key=lambda kv: (-kv[1], kv[0]))
+        (name, float(n), f'data-{key}="{attr(name)}" data-count="{n}"')
+        for name, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
     ]
     return (
-        '<figure class="chart suppressions"><figcaption>Notifications suppressed by reason '
-        '<span class="sub">(a rule wanted to send, a guard stopped it)</span></figcaption>'
-        f"{bars(rows, 'suppression-bars', ORANGE, '')}</figure>"
+        f'<figure class="chart {figure}"><figcaption>{title} '
+        f'<span class="sub">{sub}</span></figcaption>'
+        f"{bars(rows, css, colour, '')}</figure>"
     )
 
 
