@@ -291,3 +291,21 @@ def test_erasing_a_customer_keeps_the_byte_count_without_a_recount(tmp_path: Pat
     assert outbox.depth() == 1
     assert outbox.bytes == _file_bytes(database) > 0
     assert outbox.erase_customer("someone else") == 0
+
+
+@given(st.text(st.sampled_from("ab_%\\x"), min_size=1, max_size=6))
+@settings(max_examples=60)
+def test_erasing_a_customer_never_takes_another_customers_rows(customer_id: str) -> None:
+    """LIKE's "_" and "%" are wildcards: erasing "cust_1" once deleted "custX1"'s rows too."""
+    others = {customer_id.replace("_", "X").replace("%", "YY"), customer_id + "x", "x" + customer_id}
+    others.discard(customer_id)
+    with tempfile.TemporaryDirectory() as workdir:
+        database = Database(Path(workdir) / "a.db")
+        outbox = Outbox(database, TOPICS, boot_id="b1")
+        mine = _visit(1).model_copy(update={"customer_id": customer_id})
+        theirs = [_visit(n + 2).model_copy(update={"customer_id": c}) for n, c in enumerate(sorted(others))]
+        outbox.add([mine, *theirs], now=0)
+        with database.transaction():
+            assert outbox.erase_customer(customer_id) == 1
+        assert sorted(p["customer_id"] for p in outbox.peek_payloads()) == sorted(others)
+        database.close()

@@ -29,6 +29,7 @@ Two faults a store box really sees are handled here rather than left to crash th
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import shutil
@@ -54,6 +55,18 @@ RESERVE_MARGIN = 3
 SHRINK_ROUND_PAGES = 64
 # After a full-disk round that found nothing to evict, writes are refused at once for this long.
 FRUITLESS_RETRY_S = 1.0
+
+
+# Escapes LIKE's wildcards: a customer id "cust_1" must not match "custX1" ("_" is any character).
+LIKE_ESCAPE = "\\"
+
+
+def names_customer(customer_id: str) -> str:
+    """A ``LIKE ? ESCAPE '\\'`` pattern for JSON text that names ``customer_id`` (anywhere in
+    it: messages at the top level, lists and receipts in their records), for erasure."""
+    quoted = json.dumps(customer_id)
+    escaped = quoted.replace(LIKE_ESCAPE, LIKE_ESCAPE * 2).replace("%", "\\%").replace("_", "\\_")
+    return f'%"customer_id":{escaped}%'
 
 
 def is_disk_full(exc: BaseException) -> bool:

@@ -26,7 +26,7 @@ from edge_agent.core.events import Message
 from edge_agent.core.identity import Customer
 from edge_agent.core.journey.rules import Order
 from edge_agent.core.journey.touchpoints import touchpoint
-from edge_agent.storage.database import Database
+from edge_agent.storage.database import Database, names_customer
 
 # How each kind kept in its own tables (Persistence.TABLE) is written.
 TABLE_WRITERS: Handlers[StateStore, [sqlite3.Connection], None] = Handlers("state store")
@@ -161,7 +161,7 @@ class StateStore:
         Logged lists naming the customer are deleted too. With ``secure_delete`` the freed pages
         are zeroed; the caller then checkpoints the WAL so old copies of the pages leave it as well.
         """
-        pattern = f'%"customer_id":{json.dumps(customer_id)}%'
+        naming = [d.schema for d in self._downlinks.declarations if d.names_customers]
         with self._database.transaction() as conn:
             counts = {
                 "registry": conn.execute(
@@ -174,8 +174,9 @@ class StateStore:
             }
             conn.execute("DELETE FROM orders WHERE customer_id = ?", (customer_id,))
             conn.execute(
-                "DELETE FROM downlink_log WHERE kind IN ('lists.v1', 'receipts.v1') AND payload LIKE ?",
-                (pattern,),
+                f"DELETE FROM downlink_log WHERE kind IN ({','.join('?' * len(naming))}) "
+                "AND payload LIKE ? ESCAPE '\\'",
+                (*naming, names_customer(customer_id)),
             )
         return counts
 

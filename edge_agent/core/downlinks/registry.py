@@ -51,6 +51,9 @@ class DownlinkKind:
     # LOG only: a compaction snapshot of what the rules hold replaces the logged ones. A logged
     # kind without one is forgotten once older than the journey horizon (storage.journey_days).
     snapshot: bool = False
+    # LOG only: its records name customers, so erasing a customer deletes the logged rows that
+    # name them (lists, receipts); the others (planogram, offers) name none.
+    names_customers: bool = False
     schema: str = field(init=False)  # the ``schema`` its messages carry, e.g. ``lists.v1``
 
     def __post_init__(self) -> None:
@@ -115,9 +118,11 @@ DOWNLINKS = DownlinkRegistry(
     (
         DownlinkKind("customers", CustomersDownlink, Persistence.TABLE, AppliedBy.REGISTRY),
         DownlinkKind("orders", OrdersDownlink, Persistence.TABLE, AppliedBy.JOURNEY),
-        DownlinkKind("lists", ListsDownlink, Persistence.LOG, AppliedBy.JOURNEY, snapshot=True),
+        DownlinkKind(
+            "lists", ListsDownlink, Persistence.LOG, AppliedBy.JOURNEY, snapshot=True, names_customers=True
+        ),
         DownlinkKind("planogram", PlanogramDownlink, Persistence.LOG, AppliedBy.JOURNEY, snapshot=True),
-        DownlinkKind("receipts", ReceiptsDownlink, Persistence.LOG, AppliedBy.JOURNEY),
+        DownlinkKind("receipts", ReceiptsDownlink, Persistence.LOG, AppliedBy.JOURNEY, names_customers=True),
         DownlinkKind("offers", OffersDownlink, Persistence.LOG, AppliedBy.JOURNEY, snapshot=True),
         DownlinkKind("commands", CommandsDownlink, Persistence.NONE, AppliedBy.ERASURE),
     )

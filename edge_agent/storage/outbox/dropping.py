@@ -5,13 +5,12 @@ the caller's transaction on the main connection, except the sender's cheap expir
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from collections.abc import Iterator, Sequence
 from typing import NamedTuple
 
 from edge_agent.core.const import PRIORITY_TELEMETRY
-from edge_agent.storage.database import Database
+from edge_agent.storage.database import Database, names_customer
 
 # Rows read per round while choosing telemetry to evict.
 EVICTION_BATCH = 2000
@@ -83,7 +82,7 @@ def copy_to_dead_letter(conn: sqlite3.Connection, rows: Sequence[Queued], now: f
 
 def delete_naming(conn: sqlite3.Connection, customer_id: str) -> list[tuple[int, int]]:
     """Delete the rows whose payload names the customer; (id, size) of each."""
-    pattern = f'%"customer_id":{json.dumps(customer_id)}%'
     return conn.execute(
-        "DELETE FROM outbox WHERE CAST(payload AS TEXT) LIKE ? RETURNING id, length(payload)", (pattern,)
+        "DELETE FROM outbox WHERE CAST(payload AS TEXT) LIKE ? ESCAPE '\\' RETURNING id, length(payload)",
+        (names_customer(customer_id),),
     ).fetchall()
