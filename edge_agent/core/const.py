@@ -32,6 +32,3 @@ PRIORITY_NAMES: Final = {
 # A downlink larger than this is refused before parsing: real registries arrive in batches,
 # and an unbounded payload is the cheapest way to exhaust a store box's memory.
 MAX_DOWNLINK_BYTES: Final = 1_048_576
-
-# Rejected payloads are echoed to HQ in part only, enough to find the message in their logs.
-ERROR_EXCERPT_CHARS: Final = 200

@@ -24,13 +24,6 @@ def encode_ulid(ms: int, randomness: bytes) -> str:
     return "".join(reversed(chars))
 
 
-def ulid_time_ms(ulid: str) -> int:
-    value = 0
-    for char in ulid[:10]:
-        value = value * 32 + _CROCKFORD.index(char)
-    return value
-
-
 class EventIdFactory:
     """Makes ids for events stamped with the (possibly simulated) time they happened."""
 

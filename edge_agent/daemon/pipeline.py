@@ -264,8 +264,7 @@ class Pipeline:
                 **self.envelope.at(now),
                 state=state, agent_version=__version__, boot_id=self.outbox.boot_id,
             )  # fmt: skip
-        by_priority = self.outbox.depth_by_priority()
-        oldest = self.outbox.oldest_created()
+        by_priority, oldest = self.outbox.queue_figures()
         return StatusMessage(
             **self.envelope.at(now),
             state=state,

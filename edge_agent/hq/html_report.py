@@ -10,6 +10,7 @@ cell, so the page can be read (and checked) without its pixels.
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Mapping, Sequence
 from html import escape
 
@@ -219,11 +220,7 @@ def _waits(day: DayFigures) -> str:
 
 
 def _median(values: Sequence[float]) -> float | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-    middle = len(ordered) // 2
-    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+    return statistics.median(values) if values else None
 
 
 def _footfall(day: DayFigures) -> str:

@@ -27,7 +27,6 @@ from edge_agent.core.settings import AgentConfig
 from edge_agent.core.sighting import Sighting
 from edge_agent.core.trace import TraceProblem, read_trace
 from edge_agent.daemon.assembly import assemble, offline_copy
-from edge_agent.daemon.pipeline import Pipeline
 from edge_agent.storage.outbox import Outbox
 from edge_agent.tools.simclock import SimulatedRun, SimulatedTime
 
@@ -98,7 +97,7 @@ def replay(
                 for kind, payload, when in timed_downlinks:
                     at = first.ts + float(when[1:]) if when.startswith("+") else float(when)
                     topic = pipeline.topics.downlink(kind)
-                    driver.at(at, functools.partial(_apply_at, pipeline, topic, payload))
+                    driver.at(at, functools.partial(pipeline.downlink, topic, payload))
                 driver.feed(itertools.chain([first], sightings))
                 driver.finish()
                 report.sightings = driver.report.sightings
@@ -121,11 +120,6 @@ def _warn_unknown_receivers(report: ReplayReport, problems: TextIO) -> None:
             f"trace receiver {receiver!r} is not in the configuration: its {count} sightings were "
             f"ignored (the configuration knows: {known})\n"
         )
-
-
-def _apply_at(pipeline: Pipeline, topic: str, payload: bytes, ts: float) -> None:
-    """A downlink that arrives in the middle of the replayed day."""
-    pipeline.downlink(topic, payload, ts)
 
 
 def _sightings(

@@ -54,12 +54,12 @@ class SimulatedRun:
         self._next_tick: float | None = None
         self._batch: list[Sighting] = []
         # (simulated time, action): downlinks that arrive in the middle of a replayed day.
-        self._scheduled: list[tuple[float, Callable[[float], None]]] = []
+        self._scheduled: list[tuple[float, Callable[[float], object]]] = []
         self.report = DriveReport()
         self.time = time or SimulatedTime()
         self._wall_start = 0.0
 
-    def at(self, ts: float, action: Callable[[float], None]) -> None:
+    def at(self, ts: float, action: Callable[[float], object]) -> None:
         """Run ``action(ts)`` once simulated time reaches ``ts``, between the sightings around it."""
         self._scheduled.append((ts, action))
         self._scheduled.sort(key=lambda item: item[0])

@@ -31,7 +31,6 @@ from edge_agent.storage.outbox.salvage import salvage
 from edge_agent.storage.outbox.sending import OutboxRow
 
 _LOGGER = logging.getLogger(__name__)
-# The outbox's clock unless told otherwise: the system's (storage may not import the adapters').
 # Sizes of rows handed out and never acknowledged are forgotten past this many.
 SIZES_KEPT = 100_000
 # Room kept for the gap records an eviction writes (a few hundred bytes each).
@@ -336,14 +335,11 @@ class Outbox:
         with self._database.lock:
             return tables.queued(self._database.db.conn)
 
-    def depth_by_priority(self) -> dict[int, int]:
+    def queue_figures(self) -> tuple[dict[int, int], float | None]:
+        """Queued messages by priority, and when the oldest was enqueued (its age says how far
+        behind HQ is): the same queries ``edge-agent status`` runs on the file."""
         with self._database.lock:
-            return tables.queued_by_priority(self._database.db.conn)
-
-    def oldest_created(self) -> float | None:
-        """When the oldest queued message was enqueued (its age says how far behind HQ is)."""
-        with self._database.lock:
-            return tables.oldest_created(self._database.db.conn)
+            return tables.queue_figures(self._database.db.conn)
 
     def peek_payloads(self) -> list[dict[str, Any]]:
         """Every queued payload, decoded (status view and tests)."""
