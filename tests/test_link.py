@@ -279,3 +279,27 @@ def test_a_notification_past_its_expiry_is_dropped_not_sent_late(
     wait_for(lambda: service.pipeline.outbox.depth() == 0, 10, "the outbox to drain")
     assert hq.event_ids("/notifications") == ["01N0000000000000000000000B"]
     assert service.link.stats.expired == 1
+
+
+@pytest.mark.mqtt
+def test_a_link_whose_status_is_no_status_message_still_connects(
+    tmp_path: Path, mosquitto: Mosquitto
+) -> None:
+    """Load tools and tests hand the link stand-in status bytes; making the last will from them
+    must not stop the link from ever connecting (it looped on a validation error)."""
+    from edge_agent.adapters.clock import SYSTEM_CLOCK
+    from edge_agent.storage.database import Database
+    from edge_agent.storage.outbox import Outbox
+
+    config = make_config(tmp_path, mosquitto)
+    database = Database(config.storage.path)
+    link = MqttLink(
+        config.mqtt, config.topics, Outbox(database, config.topics), client_id="stand-in-status",
+        on_downlink=lambda delivery: None, status_payload=lambda state: b"{}", clock=SYSTEM_CLOCK,
+    )  # fmt: skip
+    link.start()
+    try:
+        assert link.wait_connected(10)
+    finally:
+        link.stop(2)
+        database.close()

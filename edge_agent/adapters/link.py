@@ -44,7 +44,7 @@ from edge_agent.adapters.link_stats import LinkStats
 from edge_agent.adapters.uplink import Ack, UplinkQueue, UplinkWindow
 from edge_agent.core.clock import Clock
 from edge_agent.core.errors import BrokerRefused
-from edge_agent.core.events import StatusState
+from edge_agent.core.events import StatusState, utc
 from edge_agent.core.settings import MqttSettings
 from edge_agent.core.topics import Topics
 
@@ -327,7 +327,9 @@ class MqttLink:
             self._wait_for_wake(min(wait, LOOP_WAIT_S))
             return
         self._backoff.attempting()
-        self._attempt_since = set_will(self._client, self._topics.status, self._status_payload("offline"))
+        self._attempt_since = set_will(
+            self._client, self._topics.status, self._status_payload("offline"), utc(self._clock.wall())
+        )
         try:
             self._client.reconnect()  # sends CONNECT; the CONNACK arrives through _network
         except OSError as exc:

@@ -9,6 +9,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from pydantic import ValidationError
 
 from edge_agent.core.events import StatusMessage
 from edge_agent.core.settings import MqttSettings
@@ -57,11 +58,16 @@ def connect_async(client: mqtt.Client, settings: MqttSettings) -> None:
     )
 
 
-def set_will(client: mqtt.Client, topic: str, offline: bytes) -> datetime:
+def set_will(client: mqtt.Client, topic: str, offline: bytes, now: datetime) -> datetime:
     """Set the last will for the next CONNECT, which fixes it for that connection: dated now,
     marked as a will, ``since`` naming the connection it belongs to (see docs/hq.md); returns
-    that moment."""
-    will = StatusMessage.model_validate_json(offline)
+    that moment. A payload that is not a ``status.v1`` (a test's or a load tool's stand-in) is
+    the will as it is: the link must connect whatever its caller reports."""
+    try:
+        will = StatusMessage.model_validate_json(offline)
+    except ValidationError:
+        client.will_set(topic, offline, qos=1, retain=True)
+        return now
     client.will_set(
         topic, will.model_copy(update={"will": True, "since": will.ts}).to_json(), qos=1, retain=True
     )
