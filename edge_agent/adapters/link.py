@@ -130,7 +130,7 @@ class MqttLink:
     # ------------------------------------------------------------------ lifecycle
 
     def _make_client(self, client_id: str) -> mqtt.Client:
-        client = make_client(self._settings, client_id, self._topics.status, self._status_payload("offline"))
+        client = make_client(self._settings, client_id)
         client.on_connect = self._handle_connect
         client.on_disconnect = self._handle_disconnect
         client.on_publish = self._handle_publish

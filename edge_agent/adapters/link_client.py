@@ -15,8 +15,9 @@ from edge_agent.core.events import StatusMessage
 from edge_agent.core.settings import MqttSettings
 
 
-def make_client(settings: MqttSettings, client_id: str, will_topic: str, will_payload: bytes) -> mqtt.Client:
-    """A persistent-session client with manual downlink acks, credentials, TLS and the last will."""
+def make_client(settings: MqttSettings, client_id: str) -> mqtt.Client:
+    """A persistent-session client with manual downlink acks, credentials and TLS. Its last will
+    is set before each CONNECT (``set_will``), which fixes it for that connection."""
     v5 = settings.protocol == "5"
     client = mqtt.Client(
         CallbackAPIVersion.VERSION2,
@@ -35,7 +36,6 @@ def make_client(settings: MqttSettings, client_id: str, will_topic: str, will_pa
             keyfile=str(settings.tls.key_file) if settings.tls.key_file else None,
             tls_version=ssl.PROTOCOL_TLS_CLIENT,
         )
-    client.will_set(will_topic, will_payload, qos=1, retain=True)
     # The link never has more than inflight_window rows unacknowledged, so paho's own limit
     # is off: with it on, paho scans its whole out-queue on every PUBACK (_update_inflight),
     # measured at an eighth of the link thread's time while draining.
