@@ -35,6 +35,7 @@ from pydantic import ValidationError
 
 from edge_agent.core.errors import key_path
 from edge_agent.core.events import UPLINK_MESSAGES, Message
+from edge_agent.core.repeats import RepeatLimiter, held_back
 from edge_agent.core.topics import Topics
 from edge_agent.hq.store import (
     Batch,
@@ -116,8 +117,8 @@ class HqConsumer:
         self._client = client
         self._where = f"{host}:{port}"
         self._connected_before = False
-        self._failures = 0  # failed attempts since the last line that said so
-        self._failure_reported: float | None = None  # monotonic time of that line
+        # Failed connection attempts: the first said at once, then one line a minute with a count.
+        self._connect_warnings = RepeatLimiter(FAILURE_REPORT_INTERVAL_S)
         self._stopping = False
         self._stop_requested = threading.Event()  # ends a wait between database retries
 
@@ -166,7 +167,7 @@ class HqConsumer:
         again = "reconnected" if self._connected_before else "connected"
         _LOGGER.info("hq consumer %s: %s to broker %s, subscribing", self.name, again, self._where)
         self._connected_before = True
-        self._failures, self._failure_reported = 0, None
+        self._connect_warnings = RepeatLimiter(FAILURE_REPORT_INTERVAL_S)  # the next outage warns at once
         stores = f"{self._prefix}/stores/+"
         shared = [f"{stores}/events/+", f"{stores}/notifications", f"{stores}/errors"]
         options = SubscribeOptions(qos=1)
@@ -175,18 +176,14 @@ class HqConsumer:
         )
 
     def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
-        self._failures += 1
-        now = time.monotonic()
-        if self._failure_reported is None:
-            _LOGGER.warning("hq consumer %s: cannot connect to broker %s; retrying", self.name, self._where)
-        elif now - self._failure_reported >= FAILURE_REPORT_INTERVAL_S:
+        held = self._connect_warnings.admit("connect", time.monotonic())
+        if held is not None:
             _LOGGER.warning(
-                "hq consumer %s: still cannot connect to broker %s (%d attempts in the last %.0f s)",
-                self.name, self._where, self._failures, now - self._failure_reported,
-            )  # fmt: skip
-        else:
-            return
-        self._failures, self._failure_reported = 0, now
+                "hq consumer %s: cannot connect to broker %s; retrying%s",
+                self.name,
+                self._where,
+                held_back(held),
+            )
 
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
         self.subscribed.clear()
