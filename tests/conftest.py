@@ -6,6 +6,7 @@ a message saying what never happened.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -26,6 +27,7 @@ from paho.mqtt.properties import Properties
 
 from edge_agent.core.settings import AgentConfig
 from edge_agent.core.validation import config_from_mapping
+from edge_agent.hq.consumer import HqConsumer
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -341,3 +343,23 @@ def postgres() -> Iterator[Postgres]:
 def pg_url(postgres: Postgres) -> str:
     """A database on the session's server, shared by the session's tests."""
     return postgres.create_database("testdb")
+
+
+@contextlib.contextmanager
+def started_consumers(broker: Mosquitto, db: str | Path) -> Iterator[Callable[..., HqConsumer]]:
+    """A maker of HQ reference consumers on ``broker`` writing to ``db``, each subscribed before it
+    is returned, all stopped at the end."""
+
+    made: list[HqConsumer] = []
+
+    def make(name: str, group: str = "reporting", db: str | Path = db) -> HqConsumer:
+        consumer = HqConsumer(broker.host, broker.port, group, db, client_id=name).start()
+        made.append(consumer)
+        wait_for(consumer.subscribed.is_set, 10, f"{name} subscribed")
+        return consumer
+
+    try:
+        yield make
+    finally:
+        for consumer in made:
+            consumer.stop()

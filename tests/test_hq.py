@@ -17,7 +17,7 @@ from edge_agent.cli import main
 from edge_agent.core.events import FootfallMessage, Message, StatusMessage, VisitMessage, utc
 from edge_agent.hq.consumer import HqConsumer
 from edge_agent.hq.report import report
-from tests.conftest import Mosquitto, Subscriber, wait_for
+from tests.conftest import Mosquitto, Subscriber, started_consumers, wait_for
 
 T0 = 1_764_000_000.0
 
@@ -36,19 +36,8 @@ def _topic(message: Message) -> str:
 
 @pytest.fixture
 def consumers(mosquitto: Mosquitto, tmp_path: Path) -> Iterator[Callable[..., HqConsumer]]:
-    made: list[HqConsumer] = []
-
-    def make(name: str, group: str = "reporting") -> HqConsumer:
-        consumer = HqConsumer(
-            mosquitto.host, mosquitto.port, group, tmp_path / "hq.db", client_id=name
-        ).start()
-        made.append(consumer)
-        wait_for(consumer.subscribed.is_set, 10, f"{name} subscribed")
-        return consumer
-
-    yield make
-    for consumer in made:
-        consumer.stop()
+    with started_consumers(mosquitto, tmp_path / "hq.db") as make:
+        yield make
 
 
 def _stored_ids(db: Path) -> list[str]:

@@ -34,7 +34,7 @@ from edge_agent.hq.consumer import HqConsumer, Incoming, classify
 from edge_agent.hq.report import report
 from edge_agent.hq.store import StoreUnavailable, open_store
 from edge_agent.hq.store_postgres import PostgresStore
-from tests.conftest import Mosquitto, Postgres, Subscriber, free_port, wait_for
+from tests.conftest import Mosquitto, Postgres, Subscriber, free_port, started_consumers, wait_for
 
 pytestmark = pytest.mark.mqtt
 
@@ -62,17 +62,8 @@ def hq_url(postgres: Postgres, request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture
 def consumers(mosquitto: Mosquitto, hq_url: str) -> Iterator[Callable[..., HqConsumer]]:
-    made: list[HqConsumer] = []
-
-    def make(name: str, group: str = "reporting", db: str | Path = hq_url) -> HqConsumer:
-        consumer = HqConsumer(mosquitto.host, mosquitto.port, group, db, client_id=name).start()
-        made.append(consumer)
-        wait_for(consumer.subscribed.is_set, 10, f"{name} subscribed")
-        return consumer
-
-    yield make
-    for consumer in made:
-        consumer.stop()
+    with started_consumers(mosquitto, hq_url) as make:
+        yield make
 
 
 def _query(url: str, sql: str) -> list[tuple[Any, ...]]:
