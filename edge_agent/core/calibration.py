@@ -1,0 +1,436 @@
+"""Receivers calibrated online from the store's positioned fixed beacons. Pure; time is an argument.
+
+Zone choice compares receivers, so a receiver that reads 5 dB hot pulls shoppers into its zone.
+A fixed beacon at a known position with a known 1 m power gives, at every receiver r that hears
+it, one equation of the log-distance model::
+
+    rssi = beacon power + (receiver power - REFERENCE_POWER_DBM) - 10 n log10(distance) + noise
+
+so every reading is a noisy sample of the receiver's own 1 m power. The beacons' known powers fix
+the gauge (without them only differences between receivers would be known).
+
+The fit, chosen by measurement (benchmarks/README.md, "Calibration"):
+- per (receiver, beacon) pair, the median of the samples of the last ``window_s``: shadowing is
+  heavy-tailed indoors and a median ignores a burst of reflections; the window lets a drifted
+  receiver be re-estimated within half of it;
+- per receiver, the median over its usable pairs, so one beacon out of place cannot move it by
+  much, and the pairs whose median is near the sensitivity floor are left out (their weak
+  samples are lost, which biases what is left upwards);
+- a beacon whose pair medians disagree with every receiver's other beacons by more than
+  ``moved_threshold_db`` moved or was replaced: it is reported and left out of the fit. A receiver
+  that drifted instead shifts all its pairs alike, which its other beacons absorb.
+The hot path (``heard``) appends one float to a bounded deque; the fit runs in ``tick`` every
+``update_interval_s``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from statistics import median
+from typing import Final, Literal
+
+from edge_agent.core.layout import Point
+from edge_agent.core.settings import AgentConfig, CalibrationSettings
+
+# The 1 m RSSI of a typical phone at a reference receiver, the iBeacon convention; a beacon's
+# measured power is what that receiver reads from it at 1 m.
+REFERENCE_POWER_DBM: Final = -59.0
+# Readings a pair keeps at most, whatever the beacon's rate: bounds memory at ~10 Hz beacons.
+MAX_PAIR_SAMPLES: Final = 512
+# Distances below this are the model's singularity, not geometry (a receiver's own beacon).
+MIN_DISTANCE_M: Final = 0.5
+# Outside what any receiver reports: a frame with such an RSSI is broken, not a strong reading.
+PLAUSIBLE_RSSI: Final = (-120, 10)
+# An estimate that stays within this for settle_s after a drift has re-converged.
+SETTLED_DB: Final = 1.0
+
+ReceiverState = Literal["calibrated", "converging", "no_beacons", "silent", "drifting", "unplaced"]
+ReceiverEventKind = Literal["drift", "recalibrated", "silent", "hearing"]
+BeaconEventKind = Literal["moved", "in_place"]
+
+
+@dataclass(frozen=True, slots=True)
+class PlacedBeacon:
+    beacon_id: str
+    position: Point
+    power_dbm: float | None  # None: learnt from the beacon's frames
+
+
+@dataclass(frozen=True, slots=True)
+class ReceiverEvent:
+    receiver: str
+    event: ReceiverEventKind
+    ts: float
+    offset_db: float | None
+    previous_offset_db: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class BeaconResidualEvent:
+    beacon_id: str
+    event: BeaconEventKind
+    ts: float
+    residuals_db: dict[str, float]
+
+
+CalibrationEvent = ReceiverEvent | BeaconResidualEvent
+
+
+BeaconCheckState = Literal["in_place", "moved", "single_receiver", "unheard"]
+
+
+@dataclass(frozen=True, slots=True)
+class BeaconCheck:
+    """A positioned beacon as the fit sees it; one heard by a single receiver cannot be checked."""
+
+    beacon_id: str
+    state: BeaconCheckState
+    receivers: int
+    residuals_db: dict[str, float] | None
+
+
+@dataclass(frozen=True, slots=True)
+class ReceiverEstimate:
+    """What status and ``edge-agent calibrate`` show for one receiver.
+
+    Offsets are against REFERENCE_POWER_DBM: ``configured_offset_db`` is the configuration's
+    ``measured_power_dbm`` + 59, ``offset_db`` the estimated one (None until estimated)."""
+
+    receiver: str
+    state: ReceiverState
+    configured_offset_db: float
+    offset_db: float | None
+    samples: int
+    beacons: int
+    residual_db: float | None
+    confidence: float
+    rejected: int
+
+
+@dataclass(slots=True)
+class _Receiver:
+    receiver_id: str
+    position: Point | None
+    configured_dbm: float
+    estimate_dbm: float | None = None  # applied to presence once samples >= min_samples
+    history: deque[tuple[float, float]] = field(default_factory=deque)
+    drifting_since: float | None = None
+    restored_dbm: float | None = None  # kept across a restart: the reference for the first fit
+    last_heard: float | None = None
+    silent: bool = False
+    samples: int = 0
+    beacons: int = 0
+    residual_db: float | None = None
+    confidence: float = 0.0
+    rejected: int = 0
+
+
+class Calibrator:
+    """Per-receiver 1 m power from fixed beacons: ``heard`` per beacon reading, ``tick`` to refit."""
+
+    def __init__(self, config: AgentConfig) -> None:
+        self._receivers: dict[str, _Receiver] = {}
+        self._pairs: dict[tuple[str, str], deque[tuple[float, float]]] = {}
+        self._moved: dict[str, dict[str, float]] = {}
+        self._next_fit: float | None = None
+        self._fitted_at: float | None = None
+        self._hearing: dict[str, int] = {}  # beacon -> receivers with a usable pair
+        self.reconfigure(config)
+
+    def reconfigure(self, config: AgentConfig) -> None:
+        """New positions, powers or knobs; estimates and samples of what stays are kept."""
+        self._settings: CalibrationSettings = config.calibration
+        self._exponent = config.presence.path_loss_exponent
+        self._beacons = {
+            b.id: PlacedBeacon(
+                b.id, b.position, None if b.measured_power_dbm is None else b.measured_power_dbm
+            )
+            for b in config.beacons
+            if b.position is not None
+        }
+        receivers = {r.id: r for r in config.receivers}
+        for receiver in config.receivers:  # a receiver's own beacon hangs where it does
+            if receiver.beacon is not None and receiver.position is not None:
+                beacon = next((b for b in config.beacons if b.id == receiver.beacon), None)
+                if beacon is not None and beacon.position is None:
+                    power = beacon.measured_power_dbm
+                    self._beacons[beacon.id] = PlacedBeacon(beacon.id, receiver.position, power)
+        self._learnt_power: dict[str, float] = getattr(self, "_learnt_power", {})
+        kept = self._receivers
+        self._receivers = {}
+        for rid, settings in receivers.items():
+            state = kept.get(rid) or _Receiver(rid, settings.position, float(settings.measured_power_dbm))
+            state.position, state.configured_dbm = settings.position, float(settings.measured_power_dbm)
+            self._receivers[rid] = state
+        self._pairs = {k: v for k, v in self._pairs.items() if k[0] in receivers and k[1] in self._beacons}
+        self._distance = {
+            (rid, bid): max(MIN_DISTANCE_M, math.dist(r.position, b.position))
+            for rid, r in self._receivers.items()
+            if r.position is not None
+            for bid, b in self._beacons.items()
+        }
+        self.active = config.calibration.enabled and bool(self._beacons)
+
+    # ------------------------------------------------------------------ readings
+
+    def is_placed(self, beacon_id: str) -> bool:
+        return beacon_id in self._beacons
+
+    def heard(self, beacon_id: str, receiver: str, rssi: int, ts: float, frame_power: float | None) -> bool:
+        """One reading of a positioned beacon; False when it cannot be used (counted)."""
+        distance = self._distance.get((receiver, beacon_id))
+        state = self._receivers.get(receiver)
+        if distance is None or state is None:
+            return False  # an unplaced receiver or beacon: the config check names it
+        power = self._beacons[beacon_id].power_dbm
+        if power is None:
+            if frame_power is None:
+                power = REFERENCE_POWER_DBM
+            else:
+                power = self._learnt_power.setdefault(beacon_id, frame_power)
+        if not PLAUSIBLE_RSSI[0] <= rssi <= PLAUSIBLE_RSSI[1]:
+            state.rejected += 1
+            return False
+        # The receiver's 1 m power as this one reading says it.
+        sample = REFERENCE_POWER_DBM + rssi - power + 10.0 * self._exponent * math.log10(distance)
+        reference = state.estimate_dbm if state.estimate_dbm is not None else state.configured_dbm
+        if abs(sample - reference) > self._settings.max_residual_db:
+            state.rejected += 1
+            return False
+        pair = self._pairs.get((receiver, beacon_id))
+        if pair is None:
+            pair = self._pairs[(receiver, beacon_id)] = deque(maxlen=MAX_PAIR_SAMPLES)
+        pair.append((ts, sample))
+        state.last_heard = ts if state.last_heard is None else max(state.last_heard, ts)
+        return True
+
+    # ------------------------------------------------------------------ fitting
+
+    def tick(self, now: float) -> list[CalibrationEvent]:
+        """Refit every ``update_interval_s``; the events say what changed for HQ."""
+        if not self.active:
+            return []
+        if self._next_fit is not None and now < self._next_fit:
+            return []
+        self._next_fit = now + self._settings.update_interval_s
+        self._fitted_at = now
+        return self._fit(now)
+
+    def fitted_at(self, now: float) -> bool:
+        """Whether the last ``tick`` at ``now`` refitted (so the new powers should be applied)."""
+        return self._fitted_at == now
+
+    def _fit(self, now: float) -> list[CalibrationEvent]:
+        settings = self._settings
+        oldest = now - settings.window_s
+        medians: dict[str, dict[str, tuple[float, int]]] = {rid: {} for rid in self._receivers}
+        for (rid, bid), samples in self._pairs.items():
+            while samples and samples[0][0] < oldest:
+                samples.popleft()
+            if not samples:
+                continue
+            value = median(s for _, s in samples)
+            # The pair's median RSSI, back from the sample: too weak pairs are biased up.
+            rssi = (
+                value
+                - REFERENCE_POWER_DBM
+                + self._power(bid)
+                - 10 * self._exponent * math.log10(self._distance[(rid, bid)])
+            )
+            if rssi >= settings.min_rssi_dbm:
+                medians[rid][bid] = (value, len(samples))
+        self._hearing = {}
+        for pairs in medians.values():
+            for bid in pairs:
+                self._hearing[bid] = self._hearing.get(bid, 0) + 1
+        events: list[CalibrationEvent] = list(self._check_beacons(medians, now))
+        for rid, pairs in medians.items():
+            usable = {b: v for b, v in pairs.items() if b not in self._moved}
+            events += self._update_receiver(self._receivers[rid], usable, now)
+        return events
+
+    def _power(self, beacon_id: str) -> float:
+        power = self._beacons[beacon_id].power_dbm
+        if power is not None:
+            return power
+        return self._learnt_power.get(beacon_id, REFERENCE_POWER_DBM)
+
+    def _check_beacons(
+        self, medians: Mapping[str, Mapping[str, tuple[float, int]]], now: float
+    ) -> Iterable[BeaconResidualEvent]:
+        """Each beacon's pair medians against each receiver's other (unmoved) beacons."""
+        threshold = self._settings.moved_threshold_db
+        for bid in self._beacons:
+            residuals: dict[str, float] = {}
+            for rid, pairs in medians.items():
+                if bid not in pairs:
+                    continue
+                others = [v for b, (v, _) in pairs.items() if b != bid and b not in self._moved]
+                if others:
+                    residuals[rid] = round(pairs[bid][0] - median(others), 2)
+            if len(residuals) < 2:
+                continue  # heard by one receiver (or none): nothing to compare it against
+            off = [abs(r) for r in residuals.values()]
+            moved = min(off) > threshold / 2 and median(off) > threshold
+            if moved and bid not in self._moved:
+                self._moved[bid] = residuals
+                yield BeaconResidualEvent(bid, "moved", now, residuals)
+            elif bid in self._moved and max(off) < threshold / 2:
+                del self._moved[bid]
+                yield BeaconResidualEvent(bid, "in_place", now, residuals)
+            elif bid in self._moved:
+                self._moved[bid] = residuals
+
+    def _update_receiver(
+        self, state: _Receiver, pairs: Mapping[str, tuple[float, int]], now: float
+    ) -> list[ReceiverEvent]:
+        settings = self._settings
+        events: list[ReceiverEvent] = []
+        samples = sum(n for _, n in pairs.values())
+        if state.last_heard is not None and now - state.last_heard > settings.silent_after_s:
+            if not state.silent:
+                state.silent = True
+                events.append(ReceiverEvent(state.receiver_id, "silent", now, self._offset(state), None))
+            return events
+        if state.silent and pairs:
+            state.silent = False
+            events.append(ReceiverEvent(state.receiver_id, "hearing", now, self._offset(state), None))
+        state.beacons = len(pairs)
+        if not pairs or samples < settings.min_samples:
+            state.samples = samples
+            return events
+        values = [v for v, _ in pairs.values()]
+        estimate = median(values)
+        state.samples = samples
+        state.residual_db = round(max(abs(v - estimate) for v in values), 2) if len(values) > 1 else None
+        # Spread of a median ~ 1.25 sigma / sqrt(n): sigma from the pairs' scatter, 4 dB if alone.
+        spread = (state.residual_db or 4.0) if len(values) > 1 else 4.0
+        stderr = 1.25 * max(spread, 1.0) / math.sqrt(samples)
+        state.confidence = round(max(0.0, min(1.0, 1.0 - stderr)), 3)
+        previous = state.estimate_dbm
+        state.estimate_dbm = estimate
+        events += self._check_drift(state, previous, now)
+        return events
+
+    def _check_drift(self, state: _Receiver, previous: float | None, now: float) -> list[ReceiverEvent]:
+        settings = self._settings
+        estimate = state.estimate_dbm
+        assert estimate is not None
+        history = state.history
+        while history and history[0][0] < now - settings.drift_window_s:
+            history.popleft()
+        if state.drifting_since is not None:
+            # Re-converged once the estimate has held still for half a window.
+            if previous is None or (history and abs(estimate - history[0][1]) > SETTLED_DB):
+                history.clear()
+            history.append((now, estimate))
+            if now - history[0][0] >= settings.window_s / 2:
+                state.drifting_since = None
+                return [ReceiverEvent(state.receiver_id, "recalibrated", now, self._offset(state), None)]
+            return []
+        reference = history[0][1] if history else state.restored_dbm
+        state.restored_dbm = None
+        history.append((now, estimate))
+        if reference is not None and abs(estimate - reference) > settings.drift_threshold_db:
+            state.drifting_since = now
+            history.clear()
+            history.append((now, estimate))
+            return [
+                ReceiverEvent(
+                    state.receiver_id, "drift", now, self._offset(state),
+                    round(reference - REFERENCE_POWER_DBM, 2),
+                )
+            ]  # fmt: skip
+        return []
+
+    @staticmethod
+    def _offset(state: _Receiver) -> float | None:
+        if state.estimate_dbm is None:
+            return None
+        return round(state.estimate_dbm - REFERENCE_POWER_DBM, 2)
+
+    # ------------------------------------------------------------------ results
+
+    def power(self) -> dict[str, float]:
+        """Each receiver's 1 m power for zone choice: estimated where known, else configured."""
+        power = {}
+        for rid, state in self._receivers.items():
+            estimated = self.active and state.estimate_dbm is not None
+            power[rid] = (
+                state.estimate_dbm if estimated and state.estimate_dbm is not None else state.configured_dbm
+            )
+        return power
+
+    def moved_beacons(self) -> list[str]:
+        return sorted(self._moved)
+
+    def beacon_states(self) -> list[BeaconCheck]:
+        """Each positioned beacon: how many receivers hear it well enough to use it (at the last
+        fit), and whether it can be checked."""
+        hearing = self._hearing
+        rows = []
+        for bid in self._beacons:
+            count = hearing.get(bid, 0)
+            state: BeaconCheckState = (
+                "moved" if bid in self._moved
+                else "unheard" if count == 0
+                else "single_receiver" if count == 1
+                else "in_place"
+            )  # fmt: skip
+            rows.append(BeaconCheck(bid, state, count, self._moved.get(bid)))
+        return rows
+
+    def estimates(self) -> list[ReceiverEstimate]:
+        rows = []
+        for rid, state in self._receivers.items():
+            rows.append(
+                ReceiverEstimate(
+                    receiver=rid,
+                    state=self._state(state),
+                    configured_offset_db=round(state.configured_dbm - REFERENCE_POWER_DBM, 2),
+                    offset_db=self._offset(state),
+                    samples=state.samples,
+                    beacons=state.beacons,
+                    residual_db=state.residual_db,
+                    confidence=state.confidence if state.estimate_dbm is not None else 0.0,
+                    rejected=state.rejected,
+                )
+            )
+        return rows
+
+    def _state(self, state: _Receiver) -> ReceiverState:
+        if state.position is None:
+            return "unplaced"
+        if state.silent:
+            return "silent"
+        if state.drifting_since is not None:
+            return "drifting"
+        if state.estimate_dbm is not None and state.samples >= self._settings.min_samples:
+            return "calibrated"
+        if state.estimate_dbm is not None:
+            return "calibrated"  # restored across a restart, refreshed as readings come
+        if state.last_heard is None:
+            return "no_beacons"
+        return "converging"
+
+    # ------------------------------------------------------------------ across restarts
+
+    def records(self) -> list[tuple[str, float, int]]:
+        """(receiver, estimated 1 m power, samples) of every estimated receiver, to keep."""
+        return [
+            (rid, round(s.estimate_dbm, 3), s.samples)
+            for rid, s in self._receivers.items()
+            if s.estimate_dbm is not None
+        ]
+
+    def restore(self, records: Iterable[tuple[str, float, int]]) -> None:
+        """Estimates kept before a restart apply at once; new readings refine them."""
+        for rid, power, samples in records:
+            state = self._receivers.get(rid)
+            if state is not None and math.isfinite(power):
+                state.estimate_dbm = state.restored_dbm = float(power)
+                state.samples = int(samples)
+                state.history.clear()
