@@ -172,6 +172,7 @@ class Calibrator:
             if r.position is not None
             for bid, b in self._beacons.items()
         }
+        self._corrections: dict[tuple[str, str], float] = {}
         self.active = config.calibration.enabled and bool(self._beacons)
 
     # ------------------------------------------------------------------ readings
@@ -185,24 +186,20 @@ class Calibrator:
         state = self._receivers.get(receiver)
         if distance is None or state is None:
             return False  # an unplaced receiver or beacon: the config check names it
-        power = self._beacons[beacon_id].power_dbm
-        if power is None:
-            if frame_power is None:
-                power = REFERENCE_POWER_DBM
-            else:
-                power = self._learnt_power.setdefault(beacon_id, frame_power)
         if not PLAUSIBLE_RSSI[0] <= rssi <= PLAUSIBLE_RSSI[1]:
             state.rejected += 1
             return False
-        # The receiver's 1 m power as this one reading says it.
-        sample = REFERENCE_POWER_DBM + rssi - power + 10.0 * self._exponent * math.log10(distance)
+        if frame_power is not None and self._beacons[beacon_id].power_dbm is None:
+            self._learnt_power.setdefault(beacon_id, frame_power)
+        pair = self._pairs.get((receiver, beacon_id))
+        if pair is None:
+            pair = self._pairs[(receiver, beacon_id)] = deque(maxlen=MAX_PAIR_SAMPLES)
+        # The receiver's 1 m power as this one reading says it: rssi + the pair's path constant.
+        sample = rssi + self._correction(receiver, beacon_id)
         reference = state.estimate_dbm if state.estimate_dbm is not None else state.configured_dbm
         if abs(sample - reference) > self._settings.max_residual_db:
             state.rejected += 1
             return False
-        pair = self._pairs.get((receiver, beacon_id))
-        if pair is None:
-            pair = self._pairs[(receiver, beacon_id)] = deque(maxlen=MAX_PAIR_SAMPLES)
         pair.append((ts, sample))
         state.last_heard = ts if state.last_heard is None else max(state.last_heard, ts)
         return True
@@ -251,6 +248,17 @@ class Calibrator:
             usable = {b: v for b, v in pairs.items() if b not in self._moved}
             events += self._update_receiver(self._receivers[rid], usable, now)
         return events
+
+    def _correction(self, receiver: str, beacon_id: str) -> float:
+        """What turns a reading of the pair into the receiver's 1 m power (computed once a pair)."""
+        correction = self._corrections.get((receiver, beacon_id))
+        if correction is None:
+            distance = self._distance[(receiver, beacon_id)]
+            correction = (
+                REFERENCE_POWER_DBM - self._power(beacon_id) + 10.0 * self._exponent * math.log10(distance)
+            )
+            self._corrections[(receiver, beacon_id)] = correction
+        return correction
 
     def _power(self, beacon_id: str) -> float:
         power = self._beacons[beacon_id].power_dbm

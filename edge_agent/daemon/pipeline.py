@@ -39,6 +39,7 @@ from edge_agent.core.settings import AgentConfig
 from edge_agent.core.sighting import Sighting
 from edge_agent.core.store import StoreCore
 from edge_agent.core.topics import Topics
+from edge_agent.storage.calibration import CalibrationStore
 from edge_agent.storage.clock import SYSTEM_CLOCK
 from edge_agent.storage.database import Database
 from edge_agent.storage.outbox import Outbox
@@ -50,6 +51,9 @@ _LOGGER = logging.getLogger(__name__)
 JOURNEY_PRUNE_S = 3600.0
 # How stale a kept open visit's last sighting may get.
 VISIT_SNAPSHOT_S = 30.0
+# Receivers' calibration is kept this often: estimates move slowly, and a restart within the
+# minute loses at most one minute of refinement (the samples refill within the window anyway).
+CALIBRATION_SAVE_S = 60.0
 # The kinds the pipeline applies itself (AppliedBy.ERASURE), each by its method.
 ERASURE_COMMANDS: Handlers[Pipeline, [float], None] = Handlers("pipeline")
 
@@ -85,6 +89,9 @@ class Pipeline:
             self.state.logged_downlinks(),
         )  # fmt: skip
         self.core.restore_visits(self.state.open_visits())
+        self.calibration = CalibrationStore(database)
+        self.core.restore_calibration(self.calibration.load())
+        self._calibration_saved_at: float | None = None
         self.counters: Counter[str] = Counter()
         self._visits_saved_at: float | None = None
         self._pending: list[Message] = []  # observed, not yet committed
@@ -127,6 +134,7 @@ class Pipeline:
     def tick(self, now: float) -> int:
         messages = self.core.tick(now)
         self._commit(messages, now)
+        self._save_calibration(now)
         self.database.restore_reserve()  # a stat when it is there; rebuilt once the disk has room
         self.outbox.flush_gaps(now)  # gap records a full disk held back
         if self._journey_pruned_at is None or now - self._journey_pruned_at >= JOURNEY_PRUNE_S:
@@ -135,6 +143,23 @@ class Pipeline:
             self.state.prune_journey(horizon)
             self.state.compact_downlink_log(self.core.journey.snapshot_downlinks, horizon)
         return len(messages)
+
+    def _save_calibration(self, now: float) -> None:
+        """Keep the receivers' estimates every ``CALIBRATION_SAVE_S``, so a restart uses them."""
+        calibration = self.core.calibration
+        if not calibration.active:
+            return
+        if self._calibration_saved_at is not None and now - self._calibration_saved_at < CALIBRATION_SAVE_S:
+            return
+        records = calibration.records()
+        if not records:
+            return
+        try:
+            self.database.write(lambda conn: self.calibration.save(records, now))
+        except DiskFull as exc:  # the estimates in memory still apply; the next minute retries
+            _LOGGER.warning("calibration not saved: %s", exc)
+            return
+        self._calibration_saved_at = now
 
     def _journey_horizon(self, now: float) -> float:
         """Touchpoints and receipts older than this are forgotten (``storage.journey_days``)."""
@@ -277,6 +302,7 @@ class Pipeline:
             registry_size=len(self.core.customers),
             registry_version=self.core.registry_version,
             missing_beacons=self.core.missing_beacons,
+            calibration=self.core.calibration_status(),
             outbox_bytes=self.outbox.bytes,
             dropped=dict(self.outbox.dropped),
             alarm="; ".join(a for a in (self.outbox.alarm, *self.database.alarms.values()) if a) or None,
