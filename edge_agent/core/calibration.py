@@ -44,8 +44,14 @@ MAX_PAIR_SAMPLES: Final = 512
 MIN_DISTANCE_M: Final = 0.5
 # Outside what any receiver reports: a frame with such an RSSI is broken, not a strong reading.
 PLAUSIBLE_RSSI: Final = (-120, 10)
-# An estimate that stays within this for settle_s after a drift has re-converged.
+# An estimate that stays within this for half a window after a drift has re-converged.
 SETTLED_DB: Final = 1.0
+# Readings a pair needs before it takes part in a beacon's check: at 20 the pair's median is
+# within about 1 dB at sigma 4 dB, so a first minute's noise does not look like a moved beacon.
+CHECK_MIN_PAIR_SAMPLES: Final = 20
+# Consecutive fits a beacon must look moved (or back in place) before it is reported: a beacon
+# checked every 10 s is reported within 30 s, and a single unlucky fit is not.
+CHECK_CONFIRMATIONS: Final = 3
 
 ReceiverState = Literal["calibrated", "converging", "no_beacons", "silent", "drifting", "unplaced"]
 ReceiverEventKind = Literal["drift", "recalibrated", "silent", "hearing"]
@@ -135,6 +141,7 @@ class Calibrator:
         self._receivers: dict[str, _Receiver] = {}
         self._pairs: dict[tuple[str, str], deque[tuple[float, float]]] = {}
         self._moved: dict[str, dict[str, float]] = {}
+        self._suspect: dict[str, int] = {}  # beacon -> consecutive fits its state looked changed
         self._next_fit: float | None = None
         self._fitted_at: float | None = None
         self._hearing: dict[str, int] = {}  # beacon -> receivers with a usable pair
@@ -274,23 +281,35 @@ class Calibrator:
         for bid in self._beacons:
             residuals: dict[str, float] = {}
             for rid, pairs in medians.items():
-                if bid not in pairs:
+                if bid not in pairs or pairs[bid][1] < CHECK_MIN_PAIR_SAMPLES:
                     continue
-                others = [v for b, (v, _) in pairs.items() if b != bid and b not in self._moved]
+                others = [
+                    v for b, (v, n) in pairs.items()
+                    if b != bid and b not in self._moved and n >= CHECK_MIN_PAIR_SAMPLES
+                ]  # fmt: skip
                 if others:
                     residuals[rid] = round(pairs[bid][0] - median(others), 2)
             if len(residuals) < 2:
+                self._suspect.pop(bid, None)
                 continue  # heard by one receiver (or none): nothing to compare it against
             off = [abs(r) for r in residuals.values()]
-            moved = min(off) > threshold / 2 and median(off) > threshold
-            if moved and bid not in self._moved:
+            was_moved = bid in self._moved
+            looks_moved = min(off) > threshold / 2 and median(off) > threshold
+            looks_in_place = max(off) < threshold / 2
+            if was_moved:
                 self._moved[bid] = residuals
-                yield BeaconResidualEvent(bid, "moved", now, residuals)
-            elif bid in self._moved and max(off) < threshold / 2:
-                del self._moved[bid]
-                yield BeaconResidualEvent(bid, "in_place", now, residuals)
-            elif bid in self._moved:
-                self._moved[bid] = residuals
+            if (looks_moved and not was_moved) or (looks_in_place and was_moved):
+                self._suspect[bid] = self._suspect.get(bid, 0) + 1
+            else:
+                self._suspect.pop(bid, None)
+            if self._suspect.get(bid, 0) >= CHECK_CONFIRMATIONS:
+                del self._suspect[bid]
+                if was_moved:
+                    del self._moved[bid]
+                    yield BeaconResidualEvent(bid, "in_place", now, residuals)
+                else:
+                    self._moved[bid] = residuals
+                    yield BeaconResidualEvent(bid, "moved", now, residuals)
 
     def _update_receiver(
         self, state: _Receiver, pairs: Mapping[str, tuple[float, int]], now: float

@@ -179,6 +179,7 @@ class StoreDaySimulation:
     measured_power: dict[str, int] = field(default_factory=dict)
     beacons: list[SimulatedBeacon] = field(default_factory=list)
     opening: float = 0.0
+    closing: float = 0.0
 
     def sightings(self) -> Iterator[Sighting]:
         """Every sighting of the day in time order, generated as time advances."""
@@ -197,6 +198,9 @@ class StoreDaySimulation:
         interval = s.advertising_interval_s
         tick = math.floor(arrivals[0].arrive / interval) * interval if arrivals else 0.0
         end = max((sh.leave for sh in arrivals), default=0.0)
+        if self.beacons and self.closing > self.opening:  # beacons advertise all day, shoppers or not
+            tick = min(tick, math.floor(self.opening / interval) * interval)
+            end = max(end, self.closing)
         tokens: dict[tuple[str, int], bytes] = {}
         ten_log = 10.0 * s.path_loss_exponent
         while tick <= end:
@@ -333,7 +337,7 @@ def simulate_store_day(config: AgentConfig, settings: SimulationSettings) -> Sto
     return StoreDaySimulation(
         settings, customers, shoppers, layout, config.store.id, config.identity.rotation_exponent,
         config.gatt.overflow_bit if config.gatt.overflow_bit is not None else 42, measured,
-        simulated_beacons(config, settings.seed), opening,
+        simulated_beacons(config, settings.seed), opening, closing,
     )  # fmt: skip
 
 
