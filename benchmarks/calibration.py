@@ -15,44 +15,20 @@ off, in one run (the target is >= 0.9x).
 from __future__ import annotations
 
 import dataclasses
-import random
 import time
 
 from edge_agent.adapters.aes_openssl import fastest_cipher
-from edge_agent.core.calibration import REFERENCE_POWER_DBM
 from edge_agent.core.downlinks import parse_downlink
 from edge_agent.core.identity import Customer
 from edge_agent.core.ids import EventIdFactory
-from edge_agent.core.settings import AgentConfig
 from edge_agent.core.store import StoreCore
+from edge_agent.tools.calibrate import true_offsets, with_calibration, with_power
 from edge_agent.tools.demo import demo_config
 from edge_agent.tools.evaluate import run_core, score
 from edge_agent.tools.simulate import SimulationSettings, simulate_store_day
 from edge_agent.tools.storeday import generate
 
 SEEDS = (1, 2, 3)
-MAX_OFFSET_DB = 6.0
-
-
-def true_offsets(config: AgentConfig, seed: int, spread_db: float = MAX_OFFSET_DB) -> dict[str, float]:
-    """Each receiver's true 1 m power off the nominal, uniform in +-spread_db, whole dB."""
-    rng = random.Random(f"{seed}:receiver-offsets")
-    return {r.id: float(round(rng.uniform(-spread_db, spread_db))) for r in config.receivers}
-
-
-def with_power(config: AgentConfig, offsets: dict[str, float]) -> AgentConfig:
-    """``config`` with each receiver's measured power set to nominal + its offset."""
-    receivers = [
-        r.model_copy(update={"measured_power_dbm": round(REFERENCE_POWER_DBM + offsets.get(r.id, 0.0))})
-        for r in config.receivers
-    ]
-    return config.model_copy(update={"receivers": receivers})
-
-
-def with_calibration(config: AgentConfig, enabled: bool) -> AgentConfig:
-    return config.model_copy(
-        update={"calibration": config.calibration.model_copy(update={"enabled": enabled})}
-    )
 
 
 def bench_calibration_accuracy(shoppers: int = 300, seeds: tuple[int, ...] = SEEDS) -> list[dict]:

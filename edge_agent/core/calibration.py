@@ -461,3 +461,50 @@ class Calibrator:
                 state.estimate_dbm = state.restored_dbm = float(power)
                 state.samples = int(samples)
                 state.history.clear()
+
+
+def calibration_warnings(config: AgentConfig) -> list[tuple[str, str]]:
+    """(TOML key, why) of what keeps calibration from covering the store, for ``config check``.
+
+    Valid, so not errors: a beacon without a position is still watched for health, and a store
+    may calibrate only some receivers. But a technician should know which ones are not."""
+    if not config.calibration.enabled:
+        return []
+    placed = [b for b in config.beacons if b.position is not None]
+    own = {r.beacon for r in config.receivers if r.beacon is not None}
+    if not placed and not own:
+        return []
+    warnings = []
+    for index, beacon in enumerate(config.beacons):
+        if beacon.position is None and beacon.id not in own:
+            warnings.append(
+                (
+                    f"beacons[{index}].position",
+                    f"{beacon.id!r} has no position: watched for health, not calibrating",
+                )
+            )
+    exponent = config.presence.path_loss_exponent
+    floor = config.calibration.min_rssi_dbm
+    for index, receiver in enumerate(config.receivers):
+        if receiver.position is None:
+            warnings.append(
+                (f"receivers[{index}].position", f"{receiver.id!r} has no position: it cannot be calibrated")
+            )
+            continue
+        position = receiver.position
+        gain = receiver.measured_power_dbm - REFERENCE_POWER_DBM
+        heard = [
+            b for b in placed
+            if b.position is not None and b.id != receiver.beacon
+            and (b.measured_power_dbm or REFERENCE_POWER_DBM) + gain
+            - 10 * exponent * math.log10(max(MIN_DISTANCE_M, math.dist(position, b.position))) >= floor
+        ]  # fmt: skip
+        if not heard:
+            warnings.append(
+                (
+                    f"receivers[{index}].position",
+                    f"{receiver.id!r} hears no positioned beacon above calibration.min_rssi_dbm "
+                    f"({floor} dBm) by the path-loss model: it cannot be calibrated",
+                )
+            )
+    return warnings

@@ -153,6 +153,11 @@ class VisitTracker:
         self._power = {r: float(power.get(r, p)) for r, p in self._layout.measured_power.items()}
 
     @property
+    def measured_power(self) -> Mapping[str, float]:
+        """The receivers' 1 m power zone choice uses now."""
+        return self._power
+
+    @property
     def open_visits(self) -> dict[Subject, OpenVisit]:
         return self._open
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import zoneinfo
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 from datetime import time as dt_time
 from typing import Any
@@ -134,6 +134,11 @@ class StoreCore:
     @property
     def calibration(self) -> Calibrator:
         return self._calibration
+
+    @property
+    def zone_power(self) -> Mapping[str, float]:
+        """Each receiver's 1 m power as zone choice uses it now (calibrated where estimated)."""
+        return self._tracker.measured_power
 
     def calibration_status(self) -> CalibrationStatus | None:
         """Receivers' live estimates and the beacons' checks, for status.v1 (None when off)."""

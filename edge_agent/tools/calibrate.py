@@ -10,6 +10,7 @@ the events HQ would have received. The suggested values can be written as TOML f
 
 from __future__ import annotations
 
+import random
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -61,6 +62,27 @@ def _calibration_events(messages: list[Message]) -> list[Message]:
 
 def _is_beacon_check(message: Message) -> bool:
     return isinstance(message, BeaconMessage) and message.event in ("moved", "in_place")
+
+
+def true_offsets(config: AgentConfig, seed: int, spread_db: float = 6.0) -> dict[str, float]:
+    """Each receiver's true 1 m power off the nominal, uniform in +-spread_db, whole dB."""
+    rng = random.Random(f"{seed}:receiver-offsets")
+    return {r.id: float(round(rng.uniform(-spread_db, spread_db))) for r in config.receivers}
+
+
+def with_power(config: AgentConfig, offsets: dict[str, float]) -> AgentConfig:
+    """``config`` with each receiver's measured power set to nominal + its offset."""
+    receivers = [
+        r.model_copy(update={"measured_power_dbm": round(REFERENCE_POWER_DBM + offsets.get(r.id, 0.0))})
+        for r in config.receivers
+    ]
+    return config.model_copy(update={"receivers": receivers})
+
+
+def with_calibration(config: AgentConfig, enabled: bool) -> AgentConfig:
+    return config.model_copy(
+        update={"calibration": config.calibration.model_copy(update={"enabled": enabled})}
+    )
 
 
 def suggested_toml(config: AgentConfig, estimates: Iterable[ReceiverEstimate]) -> str:
