@@ -19,6 +19,7 @@ import time
 
 from edge_agent.adapters.aes_openssl import fastest_cipher
 from edge_agent.core.downlinks import parse_downlink
+from edge_agent.core.events import ReceiverMessage
 from edge_agent.core.identity import Customer
 from edge_agent.core.ids import EventIdFactory
 from edge_agent.core.store import StoreCore
@@ -72,6 +73,43 @@ def bench_calibration_accuracy(shoppers: int = 300, seeds: tuple[int, ...] = SEE
     return rows
 
 
+def bench_calibration_drift(shoppers: int = 300, seed: int = 1, receiver: str = "home") -> list[dict]:
+    """``--drift RECEIVER:-8@14400`` against the same day without it, calibration on: the drift
+    events, and zone-time accuracy over the visits from the drift on (the rest of the day)."""
+    nominal = demo_config()
+    truth_config = with_power(nominal, true_offsets(nominal, seed))
+    rows = []
+    for label, drift in (("no drift", ()), (f"{receiver} -8 dB at 14400 s", ((receiver, -8.0, 14400.0),))):
+        settings = SimulationSettings(shoppers=shoppers, seed=seed, sigma_db=4.0, loss=0.1, drift=drift)
+        simulation = simulate_store_day(truth_config, settings)
+        customers = [
+            Customer(c.customer_id, c.identity_key, c.consent_service, c.consent_marketing)
+            for c in simulation.customers
+        ]
+        drift_at = simulation.opening + 14400
+        messages, count = run_core(with_calibration(nominal, True), customers, simulation.sightings())
+        rest = [v for v in simulation.truth() if v.start >= drift_at]
+        scores = score(rest, [m for m in messages if m.ts.timestamp() >= drift_at], count)
+        events = [
+            (m.event, m.receiver.receiver, round(m.ts.timestamp() - drift_at))
+            for m in messages
+            if isinstance(m, ReceiverMessage)
+        ]
+        rows.append(
+            {
+                "name": f"rest-of-day zone-time accuracy, seed {seed}, {label}",
+                "unit": "fraction",
+                "value": scores.zone_accuracy,
+                "ratio": None,
+                "seed": seed,
+                "receiver_events_s_after_drift": events,
+                **dataclasses.asdict(scores),
+            }
+        )
+    rows[1]["ratio"] = rows[1]["value"] / rows[0]["value"] if rows[0]["value"] else None
+    return rows
+
+
 def bench_calibration_throughput(repeats: int) -> list[dict]:
     day = generate(seed=7)
     best: dict[bool, float] = {}
@@ -100,4 +138,4 @@ def bench_calibration_throughput(repeats: int) -> list[dict]:
 
 
 def bench_calibration(repeats: int) -> list[dict]:
-    return bench_calibration_throughput(repeats) + bench_calibration_accuracy()
+    return bench_calibration_throughput(repeats) + bench_calibration_accuracy() + bench_calibration_drift()

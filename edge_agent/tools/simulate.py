@@ -186,7 +186,7 @@ class StoreDaySimulation:
         s = self.settings
         rng = random.Random(f"{s.seed}:radio")
         beacon_rng = random.Random(f"{s.seed}:beacons")
-        receivers = [
+        receivers: list[tuple[str, float, float, float]] = [
             (rid, x, y, self.measured_power[rid]) for rid, (x, y) in sorted(self.layout.positions.items())
         ]
         drifts = sorted((self.opening + at, rid, db) for rid, db, at in s.drift)
