@@ -3,12 +3,15 @@ and the estimates kept across a restart. Small simulated runs of the demo store.
 
 from __future__ import annotations
 
+import json
 import random
+import tomllib
 from collections.abc import Iterable
 from pathlib import Path
 
 import pytest
 
+from edge_agent.cli import main
 from edge_agent.core.calibration import REFERENCE_POWER_DBM
 from edge_agent.core.events import BeaconMessage, Message, ReceiverMessage
 from edge_agent.core.frames import IBeacon, encode_ibeacon
@@ -237,3 +240,49 @@ def test_estimates_are_kept_across_a_restart_and_apply_at_once(tmp_path: Path) -
     assert again.core.calibration.power()["b"] == pytest.approx(before["b"], abs=0.01)
     assert again.core.zone_power["b"] == pytest.approx(before["b"], abs=0.01)
     again.database.close()
+
+
+def _toml_with_power(offsets: dict[str, float], path: Path) -> Path:
+    """The demo store's file with each receiver's true 1 m power written in."""
+    text = (Path(__file__).parent.parent / "edge_agent" / "data" / "demo.toml").read_text()
+    lines = []
+    for line in text.splitlines():
+        lines.append(line)
+        if lines[-2:-1] == ["[[receivers]]"] and line.startswith("id = "):
+            receiver = line.split('"')[1]
+            lines.append(f"measured_power_dbm = {round(REFERENCE_POWER_DBM + offsets[receiver])}")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_simulate_calibrate_and_evaluate_from_the_command_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    offsets = true_offsets(demo_config(), seed=8)
+    true_config = _toml_with_power(offsets, tmp_path / "true.toml")
+    out = tmp_path / "day"
+    simulate = ["simulate", "--config", str(true_config), "--out", str(out), "--shoppers", "5"]
+    assert main([*simulate, "--beacon-interval", "30", "--drift", "home:-8@14400"]) == 0
+    header = json.loads((out / "truth.jsonl").read_text().splitlines()[0])
+    assert header["drift"] == [["home", -8.0, 14400.0]]
+    assert main(["simulate", "--out", str(out), "--drift", "attic:-8@10"]) == 2
+    assert "unknown receiver 'attic'" in capsys.readouterr().err
+
+    suggested = tmp_path / "suggested.toml"
+    assert main(["calibrate", str(out / "trace.jsonl"), "--write-toml", str(suggested)]) == 0
+    printed = capsys.readouterr().out
+    assert "receiver.v1 drift home" in printed
+    rows = {line.split()[0]: line.split() for line in printed.splitlines() if line.split()[:1] != []}
+    assert rows["bakery"][1] == "+0.0"  # configured (the demo's nominal values)
+    written = tomllib.loads(suggested.read_text())["receivers"]
+    truth = offsets | {"home": offsets["home"] - 8}
+    for receiver in written:
+        assert abs(receiver["measured_power_dbm"] - (REFERENCE_POWER_DBM + truth[receiver["id"]])) <= 2
+
+    evaluate = ["evaluate", str(out / "trace.jsonl"), str(out / "truth.jsonl"), "--json"]
+    assert main([*evaluate, "--truth-config", str(true_config)]) == 0
+    figures = json.loads(capsys.readouterr().out)
+    assert figures["calibration"] is True
+    assert all(abs(e) <= 2 for e in figures["calibration_error_db"].values()), figures["calibration_error_db"]
+    assert main([*evaluate, "--no-calibration"]) == 0
+    assert json.loads(capsys.readouterr().out)["calibration"] is False
