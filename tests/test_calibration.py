@@ -9,6 +9,7 @@ import tomllib
 from collections.abc import Iterable
 from pathlib import Path
 
+import jsonschema
 import pytest
 
 from edge_agent.cli import main
@@ -21,6 +22,7 @@ from edge_agent.core.sighting import Sighting
 from edge_agent.core.store import StoreCore
 from edge_agent.core.validation import config_from_mapping, config_warnings
 from edge_agent.daemon.pipeline import Pipeline
+from edge_agent.daemon.statusview import calibration_lines
 from edge_agent.storage.database import Database
 from edge_agent.tools.calibrate import true_offsets, with_calibration, with_power
 from edge_agent.tools.demo import demo_config
@@ -197,6 +199,55 @@ def test_a_receiver_that_stops_hearing_the_beacons_is_reported_and_recovers() ->
     _, messages, _ = _drive(config, stream)
     events = [(m.event, m.receiver.receiver) for m in messages if isinstance(m, ReceiverMessage)]
     assert events == [("silent", "b"), ("hearing", "b")]
+
+
+def test_receiver_and_beacon_events_and_the_status_validate_against_the_contract(tmp_path: Path) -> None:
+    assert main(["schema", "export", str(tmp_path)]) == 0
+    asyncapi = json.loads((tmp_path / "asyncapi.json").read_text())
+    addresses = {c["address"] for c in asyncapi["channels"].values()}
+    assert "retail/v1/stores/{store_id}/events/receiver" in addresses
+
+    def validator(name: str) -> jsonschema.protocols.Validator:
+        schema = json.loads((tmp_path / "schemas" / f"{name}.json").read_text())
+        cls = jsonschema.validators.validator_for(schema)
+        return cls(schema, format_checker=cls.FORMAT_CHECKER)
+
+    nominal = demo_config()
+    moved = [b.model_copy(update={"position": (27.0, 10.0)}) if b.id == MOVED else b for b in nominal.beacons]
+    truth = nominal.model_copy(update={"beacons": moved})
+    settings = _few_shoppers(31, drift=(("toys", -8.0, 900.0),))
+    simulation = simulate_store_day(truth, settings)
+    core, messages, _ = _drive(nominal, simulation.sightings(), until=simulation.opening + 1800)
+    checked = [m for m in messages if isinstance(m, ReceiverMessage | BeaconMessage)]
+    assert {m.schema_name for m in checked} == {"receiver.v1", "beacon.v1"}
+    for message in checked:
+        validator(message.schema_name).validate(json.loads(message.to_json()))
+    status = {
+        "schema": "status.v1", "event_id": "01J0000000000000000000000A", "store_id": "s1",
+        "ts": "2026-12-01T10:00:00Z", "state": "online", "agent_version": "1.0",
+        "calibration": json.loads(core.calibration_status().model_dump_json()),  # type: ignore[union-attr]
+    }  # fmt: skip
+    validator("status.v1").validate(status)
+    status["calibration"]["receivers"][0]["confidence"] = 2
+    with pytest.raises(jsonschema.ValidationError):
+        validator("status.v1").validate(status)
+
+
+def test_the_status_text_shows_each_receivers_estimate() -> None:
+    receiver = {
+        "receiver": "home", "state": "drifting", "configured_offset_db": 0.0, "offset_db": -6.5,
+        "samples": 420, "beacons": 5, "residual_db": 1.2, "confidence": 0.93, "rejected": 3,
+    }  # fmt: skip
+    beacons = [
+        {"beacon_id": "b1", "state": "in_place", "receivers": 4},
+        {"beacon_id": "b2", "state": "moved", "receivers": 3},
+    ]
+    lines = calibration_lines({"receivers": [receiver], "beacons": beacons})
+    assert lines == [
+        "calibration home: drifting, configured +0.0 dB, estimated -6.5 dB, 420 readings of 5 beacons, "
+        "residual 1.2 dB, confidence 0.93, 3 rejected",
+        "calibration beacon b2: moved (3 receivers)",
+    ]
 
 
 def test_calibration_is_off_without_positioned_beacons_and_leaves_zone_choice_alone() -> None:
