@@ -4,6 +4,7 @@ and the estimates kept across a restart. Small simulated runs of the demo store.
 from __future__ import annotations
 
 import json
+import math
 import random
 import tomllib
 from collections.abc import Iterable
@@ -14,6 +15,7 @@ import pytest
 
 from edge_agent.cli import main
 from edge_agent.core.calibration import REFERENCE_POWER_DBM
+from edge_agent.core.errors import ConfigError
 from edge_agent.core.events import BeaconMessage, Message, ReceiverMessage
 from edge_agent.core.frames import IBeacon, encode_ibeacon
 from edge_agent.core.ids import EventIdFactory
@@ -147,7 +149,7 @@ def _model_rssi(config: AgentConfig, beacon: int, receiver: str, rng: random.Ran
     bx, by = positions[f"ibeacon:{UUID}:1:{beacon}"] or (0.0, 0.0)
     rx, ry = next(r.position for r in config.receivers if r.id == receiver) or (0.0, 0.0)
     distance = max(0.5, ((bx - rx) ** 2 + (by - ry) ** 2) ** 0.5)
-    return round(REFERENCE_POWER_DBM - 22 * __import__("math").log10(distance) + rng.gauss(0, 2))
+    return round(REFERENCE_POWER_DBM - 22 * math.log10(distance) + rng.gauss(0, 2))
 
 
 def test_bad_input_is_named_and_skews_nobody() -> None:
@@ -337,3 +339,27 @@ def test_simulate_calibrate_and_evaluate_from_the_command_line(
     assert all(abs(e) <= 2 for e in figures["calibration_error_db"].values()), figures["calibration_error_db"]
     assert main([*evaluate, "--no-calibration"]) == 0
     assert json.loads(capsys.readouterr().out)["calibration"] is False
+
+
+def test_a_receiver_that_advertises_calibrates_the_others_from_where_it_hangs() -> None:
+    data = _small_store()
+    data["receivers"] = [
+        {"id": "a", "zone": "a", "position": [0, 0]},
+        {"id": "b", "zone": "b", "position": [6, 0], "beacon": f"ibeacon:{UUID}:1:5"},
+    ]
+    data["beacons"] = [{"id": f"ibeacon:{UUID}:1:5"}]  # no position of its own: b's
+    config = config_from_mapping(data)
+    assert "beacons[0].position" not in {p.key for p in config_warnings(config)}
+    rng = random.Random(4)
+    hot = 4  # receiver a reads 4 dB hot
+    expected = REFERENCE_POWER_DBM - 22 * math.log10(6)
+    stream = [
+        _reading(5, "a", round(expected + hot + rng.gauss(0, 2)), 1_000_000.0 + step * 2)
+        for step in range(100)
+    ]
+    core, _, _ = _drive(config, stream)
+    estimates = {e.receiver: e for e in core.calibration.estimates()}
+    assert estimates["a"].offset_db == pytest.approx(hot, abs=1.0)
+    assert estimates["b"].state == "no_beacons"
+    with pytest.raises(ConfigError, match=r"receivers\[1\]\.beacon"):
+        config_from_mapping(data | {"beacons": []})
