@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from statistics import median
 from typing import Final, Literal
 
+from edge_agent.core.frames import AltBeacon, EddystoneUid, IBeacon
 from edge_agent.core.layout import Point
 from edge_agent.core.settings import AgentConfig, CalibrationSettings
 
@@ -49,8 +50,8 @@ SETTLED_DB: Final = 1.0
 # Readings a pair needs before it takes part in a beacon's check: at 20 the pair's median is
 # within about 1 dB at sigma 4 dB, so a first minute's noise does not look like a moved beacon.
 CHECK_MIN_PAIR_SAMPLES: Final = 20
-# Consecutive fits a beacon must look moved (or back in place) before it is reported: a beacon
-# checked every 10 s is reported within 30 s, and a single unlucky fit is not.
+# Consecutive fits a beacon must look moved (or back in place) before it is reported: at a fit
+# a minute, within three minutes, and a single unlucky fit is not enough.
 CHECK_CONFIRMATIONS: Final = 3
 
 ReceiverState = Literal["calibrated", "converging", "no_beacons", "silent", "drifting", "unplaced"]
@@ -116,12 +117,55 @@ class ReceiverEstimate:
     rejected: int
 
 
+class _Pair:
+    """One (receiver, beacon) pair's readings (time, value) in arrival order, bounded.
+
+    The sighting path only appends; the fit drops what left the window and takes the median
+    of what is left (a C-level sort of a few dozen floats)."""
+
+    __slots__ = ("readings",)
+
+    def __init__(self) -> None:
+        self.readings: deque[tuple[float, float]] = deque(maxlen=MAX_PAIR_SAMPLES)
+
+    def expire(self, oldest: float) -> bool:
+        """Drop readings older than ``oldest``; True if any went."""
+        readings = self.readings
+        if not readings or readings[0][0] >= oldest:
+            return False
+        while readings and readings[0][0] < oldest:
+            readings.popleft()
+        return True
+
+    def median(self) -> float:
+        ordered = sorted([value for _, value in self.readings])
+        n = len(ordered)
+        middle = n // 2
+        return ordered[middle] if n % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+
+    def __len__(self) -> int:
+        return len(self.readings)
+
+
+BeaconFrame = IBeacon | EddystoneUid | AltBeacon
+
+
+def announced_power(frame: BeaconFrame) -> float:
+    """The 1 m power a beacon's frame announces (Eddystone's is at 0 m: 41 dB more)."""
+    if isinstance(frame, IBeacon):
+        return float(frame.measured_power)
+    if isinstance(frame, AltBeacon):
+        return float(frame.reference_rssi)
+    return float(frame.tx_power - 41)
+
+
 @dataclass(slots=True)
 class _Receiver:
     receiver_id: str
     position: Point | None
     configured_dbm: float
     estimate_dbm: float | None = None  # applied to presence once samples >= min_samples
+    reference_dbm: float = REFERENCE_POWER_DBM  # the estimate, else the configured value
     history: deque[tuple[float, float]] = field(default_factory=deque)
     drifting_since: float | None = None
     restored_dbm: float | None = None  # kept across a restart: the reference for the first fit
@@ -134,13 +178,18 @@ class _Receiver:
     rejected: int = 0
 
 
+_Hot = tuple[float, _Pair, _Receiver]  # a pair's path constant, readings and receiver
+
+
 class Calibrator:
     """Per-receiver 1 m power from fixed beacons: ``heard`` per beacon reading, ``tick`` to refit."""
 
     def __init__(self, config: AgentConfig) -> None:
         self._receivers: dict[str, _Receiver] = {}
-        self._pairs: dict[tuple[str, str], deque[tuple[float, float]]] = {}
+        self._pairs: dict[tuple[str, str], _Pair] = {}
         self._moved: dict[str, dict[str, float]] = {}
+        self._moved_changed = False  # a beacon left or rejoined the fit: every receiver refits
+        self._dirty: set[tuple[str, str]] = set()  # pairs with new or expired readings
         self._suspect: dict[str, int] = {}  # beacon -> consecutive fits its state looked changed
         self._next_fit: float | None = None
         self._fitted_at: float | None = None
@@ -171,45 +220,71 @@ class Calibrator:
         for rid, settings in receivers.items():
             state = kept.get(rid) or _Receiver(rid, settings.position, float(settings.measured_power_dbm))
             state.position, state.configured_dbm = settings.position, float(settings.measured_power_dbm)
+            if state.estimate_dbm is None:
+                state.reference_dbm = state.configured_dbm
             self._receivers[rid] = state
-        self._pairs = {k: v for k, v in self._pairs.items() if k[0] in receivers and k[1] in self._beacons}
         self._distance = {
             (rid, bid): max(MIN_DISTANCE_M, math.dist(r.position, b.position))
             for rid, r in self._receivers.items()
             if r.position is not None
             for bid, b in self._beacons.items()
         }
+        before: dict[tuple[str, str], float] = getattr(self, "_corrections", {})
         self._corrections: dict[tuple[str, str], float] = {}
+        # A pair's readings were converted with its path constant: they stay only if it did.
+        self._pairs = {
+            k: v
+            for k, v in self._pairs.items()
+            if k in self._distance and before.get(k) == self._correction(*k)
+        }
+        self._dirty = set(self._pairs)
+        self._medians: dict[str, dict[str, tuple[float, int]]] = {}
+        self._hot: dict[tuple[str, str], _Hot | None] = {}
+        self._max_residual = config.calibration.max_residual_db
         self.active = config.calibration.enabled and bool(self._beacons)
 
     # ------------------------------------------------------------------ readings
 
-    def is_placed(self, beacon_id: str) -> bool:
-        return beacon_id in self._beacons
+    def heard(self, beacon_id: str, receiver: str, rssi: int, ts: float, frame: BeaconFrame) -> bool:
+        """One reading of a fleet beacon's ``frame``; False when absurd (the caller counts it).
 
-    def heard(self, beacon_id: str, receiver: str, rssi: int, ts: float, frame_power: float | None) -> bool:
-        """One reading of a positioned beacon; False when it cannot be used (counted)."""
-        distance = self._distance.get((receiver, beacon_id))
-        state = self._receivers.get(receiver)
-        if distance is None or state is None:
-            return False  # an unplaced receiver or beacon: the config check names it
-        if not PLAUSIBLE_RSSI[0] <= rssi <= PLAUSIBLE_RSSI[1]:
+        The hot path: one dictionary look-up of the pair's constants, two comparisons, an append.
+        A beacon or receiver without a position is ignored here (the config check names it)."""
+        key = (receiver, beacon_id)
+        hot = self._hot.get(key)
+        if hot is None:
+            if key in self._hot:
+                return True  # known not to be placed
+            hot = self._new_pair(key, frame)
+            if hot is None:
+                return True
+        correction, pair, state = hot
+        # The receiver's 1 m power as this one reading says it.
+        sample = rssi + correction
+        if not PLAUSIBLE_RSSI[0] <= rssi <= PLAUSIBLE_RSSI[1] or not (
+            -self._max_residual <= sample - state.reference_dbm <= self._max_residual
+        ):
             state.rejected += 1
             return False
-        if frame_power is not None and self._beacons[beacon_id].power_dbm is None:
-            self._learnt_power.setdefault(beacon_id, frame_power)
-        pair = self._pairs.get((receiver, beacon_id))
-        if pair is None:
-            pair = self._pairs[(receiver, beacon_id)] = deque(maxlen=MAX_PAIR_SAMPLES)
-        # The receiver's 1 m power as this one reading says it: rssi + the pair's path constant.
-        sample = rssi + self._correction(receiver, beacon_id)
-        reference = state.estimate_dbm if state.estimate_dbm is not None else state.configured_dbm
-        if abs(sample - reference) > self._settings.max_residual_db:
-            state.rejected += 1
-            return False
-        pair.append((ts, sample))
-        state.last_heard = ts if state.last_heard is None else max(state.last_heard, ts)
+        pair.readings.append((ts, sample))
+        self._dirty.add(key)
         return True
+
+    def _new_pair(self, key: tuple[str, str], frame: BeaconFrame) -> _Hot | None:
+        receiver, beacon_id = key
+        state = self._receivers.get(receiver)
+        if state is None:
+            return None  # a receiver the configuration lacks: not remembered (ids from the network)
+        if key not in self._distance:
+            self._hot[key] = None
+            return None
+        if self._beacons[beacon_id].power_dbm is None:
+            self._learnt_power.setdefault(beacon_id, announced_power(frame))
+        pair = self._pairs.get(key)
+        if pair is None:
+            pair = self._pairs[key] = _Pair()
+        hot = self._hot[key] = (self._correction(receiver, beacon_id), pair, state)
+        return hot
 
     # ------------------------------------------------------------------ fitting
 
@@ -228,33 +303,57 @@ class Calibrator:
         return self._fitted_at == now
 
     def _fit(self, now: float) -> list[CalibrationEvent]:
+        """Refit what changed: only pairs with new or expired readings get a new median, and
+        only receivers with such a pair are refitted (a beacon every few seconds at each of a
+        dozen receivers leaves most pairs unchanged between two fits)."""
+        changed = self._refresh_pairs(now)
+        events: list[CalibrationEvent] = []
+        if changed:
+            self._hearing = {}
+            for pairs in self._medians.values():
+                for bid in pairs:
+                    self._hearing[bid] = self._hearing.get(bid, 0) + 1
+            events += self._check_beacons(self._medians, now)
+        for rid, state in self._receivers.items():
+            if rid in changed or state.estimate_dbm is None or self._moved_changed:
+                pairs = self._medians.get(rid, {})
+                usable = {b: v for b, v in pairs.items() if b not in self._moved}
+                events += self._update_receiver(state, usable, now)
+            else:
+                events += self._check_silent(state, now)
+        self._moved_changed = False
+        return events
+
+    def _refresh_pairs(self, now: float) -> set[str]:
+        """New medians of the pairs with new or expired readings; the receivers they change."""
         settings = self._settings
         oldest = now - settings.window_s
-        medians: dict[str, dict[str, tuple[float, int]]] = {rid: {} for rid in self._receivers}
-        for (rid, bid), samples in self._pairs.items():
-            while samples and samples[0][0] < oldest:
-                samples.popleft()
-            if not samples:
+        dirty = self._dirty
+        receivers = self._receivers
+        for key, pair in self._pairs.items():
+            readings = pair.readings
+            if not readings:
                 continue
-            value = median(s for _, s in samples)
-            # The pair's median RSSI, back from the sample: too weak pairs are biased up.
-            rssi = (
-                value
-                - REFERENCE_POWER_DBM
-                + self._power(bid)
-                - 10 * self._exponent * math.log10(self._distance[(rid, bid)])
-            )
-            if rssi >= settings.min_rssi_dbm:
-                medians[rid][bid] = (value, len(samples))
-        self._hearing = {}
-        for pairs in medians.values():
-            for bid in pairs:
-                self._hearing[bid] = self._hearing.get(bid, 0) + 1
-        events: list[CalibrationEvent] = list(self._check_beacons(medians, now))
-        for rid, pairs in medians.items():
-            usable = {b: v for b, v in pairs.items() if b not in self._moved}
-            events += self._update_receiver(self._receivers[rid], usable, now)
-        return events
+            state = receivers[key[0]]
+            last = readings[-1][0]  # a receiver was last heard at its pairs' last reading
+            if state.last_heard is None or last > state.last_heard:
+                state.last_heard = last
+            if readings[0][0] < oldest and pair.expire(oldest):
+                dirty.add(key)
+        changed: set[str] = set()
+        for rid, bid in dirty:
+            pairs = self._medians.setdefault(rid, {})
+            was_used = pairs.pop(bid, None) is not None
+            kept = self._pairs.get((rid, bid))
+            if kept:
+                value = kept.median()
+                # The pair's median RSSI, back from the sample: too weak pairs are biased up.
+                if value - self._correction(rid, bid) >= settings.min_rssi_dbm:
+                    pairs[bid] = (value, len(kept))
+            if was_used or bid in pairs:  # a pair too weak before and now changes nothing
+                changed.add(rid)
+        dirty.clear()
+        return changed
 
     def _correction(self, receiver: str, beacon_id: str) -> float:
         """What turns a reading of the pair into the receiver's 1 m power (computed once a pair)."""
@@ -304,6 +403,7 @@ class Calibrator:
                 self._suspect.pop(bid, None)
             if self._suspect.get(bid, 0) >= CHECK_CONFIRMATIONS:
                 del self._suspect[bid]
+                self._moved_changed = True
                 if was_moved:
                     del self._moved[bid]
                     yield BeaconResidualEvent(bid, "in_place", now, residuals)
@@ -315,14 +415,14 @@ class Calibrator:
         self, state: _Receiver, pairs: Mapping[str, tuple[float, int]], now: float
     ) -> list[ReceiverEvent]:
         settings = self._settings
-        events: list[ReceiverEvent] = []
+        events = self._check_silent(state, now)
+        if events:
+            return events  # just went silent
         samples = sum(n for _, n in pairs.values())
-        if state.last_heard is not None and now - state.last_heard > settings.silent_after_s:
-            if not state.silent:
-                state.silent = True
-                events.append(ReceiverEvent(state.receiver_id, "silent", now, self._offset(state), None))
-            return events
-        if state.silent and pairs:
+        if state.silent:
+            assert state.last_heard is not None  # silent only after hearing
+            if not pairs or now - state.last_heard > settings.silent_after_s:
+                return events
             state.silent = False
             events.append(ReceiverEvent(state.receiver_id, "hearing", now, self._offset(state), None))
         state.beacons = len(pairs)
@@ -338,9 +438,20 @@ class Calibrator:
         stderr = 1.25 * max(spread, 1.0) / math.sqrt(samples)
         state.confidence = round(max(0.0, min(1.0, 1.0 - stderr)), 3)
         previous = state.estimate_dbm
-        state.estimate_dbm = estimate
+        state.estimate_dbm = state.reference_dbm = estimate
         events += self._check_drift(state, previous, now)
         return events
+
+    def _check_silent(self, state: _Receiver, now: float) -> list[ReceiverEvent]:
+        """A receiver that heard beacons and then none for ``silent_after_s``."""
+        if (
+            state.silent
+            or state.last_heard is None
+            or now - state.last_heard <= self._settings.silent_after_s
+        ):
+            return []
+        state.silent = True
+        return [ReceiverEvent(state.receiver_id, "silent", now, self._offset(state), None)]
 
     def _check_drift(self, state: _Receiver, previous: float | None, now: float) -> list[ReceiverEvent]:
         settings = self._settings
@@ -458,7 +569,7 @@ class Calibrator:
         for rid, power, samples in records:
             state = self._receivers.get(rid)
             if state is not None and math.isfinite(power):
-                state.estimate_dbm = state.restored_dbm = float(power)
+                state.estimate_dbm = state.restored_dbm = state.reference_dbm = float(power)
                 state.samples = int(samples)
                 state.history.clear()
 

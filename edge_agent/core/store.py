@@ -347,8 +347,10 @@ class StoreCore:
                 beacons.remember(address, ts)
             if isinstance(frame, IBeacon | EddystoneUid | AltBeacon) and frame.identifier in self._fleet:
                 messages += self._fleet.seen(frame.identifier, address, sighting.receiver, ts)
-                if self._calibration.active and self._calibration.is_placed(frame.identifier):
-                    self._calibration_reading(frame, sighting)
+                if self._calibration.active and not self._calibration.heard(
+                    frame.identifier, sighting.receiver, sighting.rssi, ts, frame
+                ):
+                    self.counters["calibration_rejected"] += 1
             elif isinstance(frame, EddystoneTlm):
                 messages += self._fleet.telemetry(address, frame, ts)
             elif isinstance(frame, EddystoneEncryptedTlm):
@@ -362,14 +364,6 @@ class StoreCore:
                     beacons.remember(address, ts)
                     messages += self._fleet.seen(beacon_id, address, sighting.receiver, ts)
         return messages
-
-    def _calibration_reading(self, frame: IBeacon | EddystoneUid | AltBeacon, sighting: Sighting) -> None:
-        """A positioned beacon's reading for calibration; an unusable one is counted."""
-        power = _frame_power(frame)
-        if not self._calibration.heard(
-            frame.identifier, sighting.receiver, sighting.rssi, sighting.ts, power
-        ):
-            self.counters["calibration_rejected"] += 1
 
     def _subject(self, sighting: Sighting, frames: list[Frame], now: float) -> Subject | None:
         """Who this sighting is; None for a beacon, which is never a shopper.
@@ -433,7 +427,9 @@ class StoreCore:
         events = self._calibration.tick(now)
         if not self._calibration.fitted_at(now):
             return []
-        self._tracker.calibrate(self._calibration.power())
+        power = self._calibration.power()
+        if power != self._tracker.measured_power:
+            self._tracker.calibrate(power)
         messages: list[Message] = []
         estimates = {e.receiver: e for e in self._calibration.estimates()} if events else {}
         for event in events:
@@ -471,15 +467,6 @@ class StoreCore:
             duration_s=round(visit.last_seen - visit.started_at, 3),
             entry_receiver=visit.entry_receiver, receivers=sorted(visit.receivers), path=path,
         )  # fmt: skip
-
-
-def _frame_power(frame: IBeacon | EddystoneUid | AltBeacon) -> float:
-    """The 1 m power a beacon's frame announces (Eddystone's is at 0 m: 41 dB more)."""
-    if isinstance(frame, IBeacon):
-        return float(frame.measured_power)
-    if isinstance(frame, AltBeacon):
-        return float(frame.reference_rssi)
-    return float(frame.tx_power - 41)
 
 
 def _nobody_in_the_store(customer_id: str) -> OpenVisit | None:
