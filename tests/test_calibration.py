@@ -12,6 +12,8 @@ from pathlib import Path
 
 import jsonschema
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from edge_agent.cli import main
 from edge_agent.core.calibration import REFERENCE_POWER_DBM
@@ -363,3 +365,36 @@ def test_a_receiver_that_advertises_calibrates_the_others_from_where_it_hangs() 
     assert estimates["b"].state == "no_beacons"
     with pytest.raises(ConfigError, match=r"receivers\[1\]\.beacon"):
         config_from_mapping(data | {"beacons": []})
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["a", "b", "c", "ghost", ""]),
+            st.integers(min_value=1, max_value=6),
+            st.integers(min_value=-127, max_value=20),
+            st.floats(min_value=0, max_value=4000, allow_nan=False),
+        ),
+        max_size=60,
+    )
+)
+def test_whatever_arrives_over_the_air_never_raises_nor_moves_a_receiver_it_does_not_name(
+    readings: list[tuple[str, int, int, float]],
+) -> None:
+    config = config_from_mapping(_small_store(calibration={"min_samples": 1}))
+    core = StoreCore(config, EventIdFactory.seeded("fuzz"))
+    for step in range(40):  # receiver a calibrated from clean readings first
+        core.observe(_reading(1, "a", -65, 1_000_000.0 + step))
+        core.observe(_reading(2, "a", -70, 1_000_000.0 + step))
+    core.tick(1_000_100.0)
+    before = core.calibration.power()["a"]
+    for receiver, beacon, rssi, offset in readings:
+        if receiver != "a":
+            core.observe(_reading(beacon, receiver, rssi, 1_000_100.0 + offset))
+    for ts in (1_000_200.0, 1_000_400.0, 1_004_200.0):
+        core.tick(ts)
+        core.calibration_status()
+    assert (
+        core.calibration.power()["a"] == pytest.approx(before) or not core.calibration.estimates()[0].samples
+    )
