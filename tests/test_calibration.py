@@ -398,3 +398,22 @@ def test_whatever_arrives_over_the_air_never_raises_nor_moves_a_receiver_it_does
     assert (
         core.calibration.power()["a"] == pytest.approx(before) or not core.calibration.estimates()[0].samples
     )
+
+
+def test_a_silent_receiver_is_a_warning_in_the_log(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    data = _small_store(storage={"path": str(tmp_path / "agent.db")}, calibration={"silent_after_s": 120})
+    config = config_from_mapping(data)
+    pipeline = Pipeline(config, Database(config.storage.path), EventIdFactory.seeded("t"))
+    rng = random.Random(5)
+    ts = 1_000_000.0
+    for step in range(100):
+        ts = 1_000_000.0 + step * 2
+        pipeline.process([_reading(b, "b", _model_rssi(config, b, "b", rng), ts) for b in (1, 2)])
+        pipeline.tick(ts)
+    with caplog.at_level("WARNING", logger="edge_agent.daemon.pipeline"):
+        for later in range(1, 400, 10):
+            pipeline.tick(ts + later)
+    warned = [r.getMessage() for r in caplog.records if "calibration silent" in r.getMessage()]
+    assert len(warned) == 1
+    assert warned[0].startswith("receiver b: calibration silent (offset ")
+    pipeline.database.close()

@@ -27,14 +27,17 @@ from edge_agent.core.downlinks import (
 )
 from edge_agent.core.errors import DiskFull, DownlinkRejected
 from edge_agent.core.events import (
+    BeaconMessage,
     Envelopes,
     ErasureMessage,
     ErrorMessage,
     Message,
+    ReceiverMessage,
     StatusMessage,
     StatusState,
 )
 from edge_agent.core.ids import EventIdFactory
+from edge_agent.core.repeats import RepeatLimiter, held_back
 from edge_agent.core.settings import AgentConfig
 from edge_agent.core.sighting import Sighting
 from edge_agent.core.store import StoreCore
@@ -92,6 +95,7 @@ class Pipeline:
         self.calibration = CalibrationStore(database)
         self.core.restore_calibration(self.calibration.load())
         self._calibration_saved_at: float | None = None
+        self._calibration_warnings = RepeatLimiter()
         self.counters: Counter[str] = Counter()
         self._visits_saved_at: float | None = None
         self._pending: list[Message] = []  # observed, not yet committed
@@ -135,6 +139,7 @@ class Pipeline:
         messages = self.core.tick(now)
         self._commit(messages, now)
         self._save_calibration(now)
+        self._warn_calibration(messages, now)
         self.database.restore_reserve()  # a stat when it is there; rebuilt once the disk has room
         self.outbox.flush_gaps(now)  # gap records a full disk held back
         if self._journey_pruned_at is None or now - self._journey_pruned_at >= JOURNEY_PRUNE_S:
@@ -160,6 +165,31 @@ class Pipeline:
             _LOGGER.warning("calibration not saved: %s", exc)
             return
         self._calibration_saved_at = now
+
+    def _warn_calibration(self, messages: list[Message], now: float) -> None:
+        """A drifted or silent receiver and a moved beacon need a person: WARNING, rate-limited
+        per receiver or beacon (the event itself goes to HQ and into status)."""
+        for message in messages:
+            said: str
+            if isinstance(message, ReceiverMessage) and message.event in ("drift", "silent"):
+                subject, said = message.receiver.receiver, message.event
+            elif isinstance(message, BeaconMessage) and message.event == "moved":
+                subject, said = message.beacon.beacon_id, "moved"
+            else:
+                continue
+            held = self._calibration_warnings.admit(f"{said}:{subject}", now)
+            if held is None:
+                continue
+            if isinstance(message, ReceiverMessage):
+                _LOGGER.warning(
+                    "receiver %s: calibration %s (offset %s dB, was %s dB)%s", subject, said,
+                    message.receiver.offset_db, message.previous_offset_db, held_back(held),
+                )  # fmt: skip
+            else:
+                _LOGGER.warning(
+                    "beacon %s looks moved or replaced (residuals %s dB): left out of calibration%s",
+                    subject, message.residuals_db, held_back(held),
+                )  # fmt: skip
 
     def _journey_horizon(self, now: float) -> float:
         """Touchpoints and receipts older than this are forgotten (``storage.journey_days``)."""
