@@ -30,8 +30,8 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     simulate.add_argument(
         "--beacon-interval",
         type=float,
-        default=5.0,
-        help="fixed beacons' advertising interval, s (default 5)",
+        default=10.0,
+        help="fixed beacons' advertising interval, s (default 10)",
     )
     simulate.set_defaults(handler=_cmd_simulate)
 

@@ -128,8 +128,8 @@ class CalibrationSettings(Section):
     """
 
     enabled: bool = True
-    # Samples older than this no longer count: at a 5 s beacon interval 10 minutes hold about
-    # 100 per pair (median error ~0.5 dB at sigma 4), and a median over it moves past a step
+    # Samples older than this no longer count: at a 10 s beacon interval 10 minutes hold about
+    # 55 per pair (median error ~0.7 dB at sigma 4), and a median over it moves past a step
     # change after half the window, so a drifted receiver is re-estimated within 5 minutes.
     window_s: Annotated[float, _between(60, 86400)] = 600.0
     # Readings per receiver before its estimate replaces the configured value (median error
