@@ -19,8 +19,8 @@ The fit, chosen by measurement (benchmarks/README.md, "Calibration"):
 - a beacon whose pair medians disagree with every receiver's other beacons by more than
   ``moved_threshold_db`` moved or was replaced: it is reported and left out of the fit. A receiver
   that drifted instead shifts all its pairs alike, which its other beacons absorb.
-The hot path (``heard``) appends one float to a bounded deque; the fit runs in ``tick`` every
-``update_interval_s``.
+The hot path (``heard``) appends one reading to a bounded deque; the fit runs in ``tick`` every
+``update_interval_s`` and refreshes only the pairs with new or expired readings.
 """
 
 from __future__ import annotations
@@ -546,10 +546,8 @@ class Calibrator:
             return "silent"
         if state.drifting_since is not None:
             return "drifting"
-        if state.estimate_dbm is not None and state.samples >= self._settings.min_samples:
+        if state.estimate_dbm is not None:  # estimated here, or restored and refreshed as readings come
             return "calibrated"
-        if state.estimate_dbm is not None:
-            return "calibrated"  # restored across a restart, refreshed as readings come
         if state.last_heard is None:
             return "no_beacons"
         return "converging"
