@@ -72,7 +72,8 @@ class Outcomes:
     def zone_entered(self, customer_id: str, visit_id: str, zone: str, now: float) -> list[OutcomeMessage]:
         met = [
             e for e in self._pending.values()
-            if e.customer_id == customer_id and e.visit_id == visit_id and zone in e.zones and now <= e.deadline
+            if e.visit_id == visit_id and e.customer_id == customer_id and zone in e.zones
+            and now <= e.deadline
         ]  # fmt: skip
         for expectation in met:
             del self._pending[expectation.event_id]

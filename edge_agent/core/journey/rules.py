@@ -279,10 +279,10 @@ class JourneyRules:
         if queue.enabled and queue.zones:
             for alert in self._queue.update(queue, zone_occupancy(), now):
                 language = self._settings.language
+                text = self._templates.render("staff.queue", language, people=alert.people, zone=alert.zone)
                 messages.append(
                     StaffAlertMessage(
-                        **self._envelope.at(now), template="staff.queue", language=language,
-                        text=self._templates.render("staff.queue", language, people=alert.people, zone=alert.zone),
+                        **self._envelope.at(now), template="staff.queue", language=language, text=text,
                         zone=alert.zone, data={"zone": alert.zone, "people": str(alert.people)},
                         expires=utc(now + queue.notification_ttl_s),
                     )
@@ -557,10 +557,11 @@ class JourneyRules:
             if settings.staff_alerts:
                 fields = {"order_id": order_id, "store_min": f"{in_store / 60:.0f}",
                           "counter_min": f"{at_counter / 60:.0f}"}  # fmt: skip
+                data = {"order_id": order_id, "pickup_point": order.pickup_point}
+                ttl = self._settings.click_and_collect.notification_ttl_s
                 messages.append(
-                    self._notify(customer, visit, "staff.left_uncollected", "service", now,
-                                 self._settings.click_and_collect.notification_ttl_s,
-                                 {"order_id": order_id, "pickup_point": order.pickup_point}, fields, staff=True)
+                    self._notify(customer, visit, "staff.left_uncollected", "service", now, ttl, data, fields,
+                                 staff=True)
                 )  # fmt: skip
         return messages
 
