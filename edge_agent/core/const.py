@@ -46,3 +46,12 @@ MAX_PENDING_OUTCOMES: Final = 10_000
 # Customers' last check-in date, kept to refuse a second check-in the same local day. One
 # entry per customer seen today is enough; the oldest go first past this many.
 MAX_CHECK_INS: Final = 50_000
+
+# A shopper unheard for longer than this is no longer waiting at a counter or lingering in a
+# zone: phones advertise several times a second, so ten silent seconds means they walked off
+# (the visit itself ends only after presence.absence_timeout_s).
+STILL_HERE_S: Final = 10.0
+
+# Queue alerts count the phones heard in a zone this recently, not footfall's occupancy window:
+# a crowd that left must stop counting within seconds, or "open another till" comes too late.
+QUEUE_HEARD_S: Final = 10.0

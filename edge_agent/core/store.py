@@ -18,6 +18,7 @@ from typing import Any
 from edge_agent.core.beacons import BeaconFleet
 from edge_agent.core.beaconsightings import BeaconSightings
 from edge_agent.core.cipher import REFERENCE, BlockCipher
+from edge_agent.core.const import QUEUE_HEARD_S
 from edge_agent.core.downlinks import CustomersDownlink, Downlink, Handlers
 from edge_agent.core.events import (
     DwellMessage,
@@ -130,11 +131,12 @@ class StoreCore:
         since = now - self._occupancy_window_s
         return sum(1 for visit in self._tracker.open_visits.values() if visit.last_seen >= since)
 
-    def zone_occupancy(self, now: float) -> dict[str, int]:
-        """People in each zone now, counted as ``occupancy`` is: a recognised shopper in their
-        tracked zone, anyone else in the zone of the receiver hearing them loudest (the cheap
-        estimate presence keeps for anonymous subjects). Counts only, no identity."""
-        since = now - self._occupancy_window_s
+    def zone_occupancy(self, now: float, window_s: float | None = None) -> dict[str, int]:
+        """People in each zone now, heard in the last ``window_s`` (default: as ``occupancy``
+        counts): a recognised shopper in their tracked zone, anyone else in the zone of the
+        receiver hearing them loudest (the cheap estimate presence keeps for anonymous
+        subjects). Counts only, no identity."""
+        since = now - (self._occupancy_window_s if window_s is None else window_s)
         zone_of = self._layout.zone_of_receiver
         counts: Counter[str] = Counter()
         for visit in self._tracker.open_visits.values():
@@ -401,7 +403,9 @@ class StoreCore:
         for event in self._tracker.expire(now):
             messages.extend(self._presence_messages(event, now))
         messages.extend(
-            self._journey.tick(now, self._present_customers, functools.partial(self.zone_occupancy, now))
+            self._journey.tick(
+                now, self._present_customers, functools.partial(self.zone_occupancy, now, QUEUE_HEARD_S)
+            )
         )
         messages.extend(self._footfall.close(now, self.occupancy, self.zone_occupancy))
         messages.extend(self._fleet.tick(now))

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from edge_agent.core.const import STILL_HERE_S
 from edge_agent.core.presence import OpenVisit
 
 
@@ -34,7 +35,7 @@ def counter_wait(arrival: Arrival, visit: OpenVisit, pickup_zone: str, after_s: 
     or staff were told less than ``repeat_s`` ago."""
     if visit.visit_id != arrival.visit_id or not visit.path or visit.path[-1].zone != pickup_zone:
         return None
-    waited = now - visit.path[-1].entered_at
+    waited = stay_so_far(visit, now)
     if waited < after_s:
         return None
     if arrival.last_wait_alert is not None and now - arrival.last_wait_alert < repeat_s:
@@ -46,3 +47,14 @@ def counter_wait(arrival: Arrival, visit: OpenVisit, pickup_zone: str, after_s: 
 def time_in_zone(visit: OpenVisit, zone: str) -> float:
     """Seconds the visit spent in ``zone`` over all its stays (an ended visit's path is closed)."""
     return sum(stay.duration(visit.last_seen) for stay in visit.path if stay.zone == zone)
+
+
+def stay_so_far(visit: OpenVisit, now: float) -> float:
+    """How long the shopper has been in their current zone, 0 when they went silent.
+
+    A zone that leads the current one ends the stay when its lead began (presence dates the move
+    from then, once the lead has held); a shopper unheard for ``STILL_HERE_S`` is not there."""
+    if not visit.path or now - visit.last_seen > STILL_HERE_S:
+        return 0.0
+    until = visit.pending_since if visit.pending_zone is not None else now
+    return max(0.0, until - visit.path[-1].entered_at)

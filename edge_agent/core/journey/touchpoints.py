@@ -1,7 +1,8 @@
 """One line per touchpoint of a customer's journey, for support staff (``edge-agent journey``).
 
 Every message about a recognised customer (visit, zone, dwell, notification sent or suppressed,
-order, purchase) becomes a short human-readable line kept in the store's SQLite for
+a rule that did not act and why, order, purchase, check-in, redemption, a notification's
+outcome) becomes a short human-readable line kept in the store's SQLite for
 ``storage.journey_days``. Pure: message in, (customer, visit, time, kind, detail) out.
 
 A line is dated when it happened to the shopper, which is not always when its message was
@@ -18,11 +19,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from edge_agent.core.events import (
+    CheckInMessage,
     DwellMessage,
     Message,
     NotificationMessage,
     OrderMessage,
+    OutcomeMessage,
     PurchaseMessage,
+    RedemptionMessage,
+    SkippedMessage,
     SuppressedMessage,
     VisitMessage,
     ZoneMessage,
@@ -66,6 +71,24 @@ def touchpoint(message: Message) -> Touchpoint | None:
         kind, detail = "order", f"order {message.order_id} {message.phase.replace('_', ' ')}"
         if message.arrival_to_collection_s is not None:
             detail += f" ({message.arrival_to_collection_s / 60:.1f} min after arrival)"
+        if message.wait_s is not None:
+            detail += f" ({message.wait_s / 60:.1f} min at the counter)"
+        if message.time_in_store_s is not None:
+            detail += (
+                f" ({message.time_in_store_s / 60:.1f} min in store,"
+                f" {(message.time_at_counter_s or 0.0) / 60:.1f} min at the counter)"
+            )
+    elif isinstance(message, SkippedMessage):
+        kind, detail = "not fired", f"{message.rule} did not act: {message.reason}"
+    elif isinstance(message, CheckInMessage):
+        kind, detail = "check-in", f"loyalty check-in for {message.local_date}: {message.reward}"
+    elif isinstance(message, RedemptionMessage):
+        kind, detail = (
+            "redemption",
+            f"coupon {message.coupon} redeemed on receipt {message.receipt_id} ({message.template})",
+        )
+    elif isinstance(message, OutcomeMessage):
+        kind, detail = "outcome", f"{message.template}: {message.result.replace('_', ' ')}"
     elif isinstance(message, PurchaseMessage):
         kind, detail = (
             "purchase",
