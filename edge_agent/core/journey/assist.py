@@ -1,9 +1,10 @@
 """Assistance: a recognised shopper lingering in a department where staff can help. Pure.
 
 A shopper in one of ``assist.zones`` for ``assist.after_s`` or longer (one stay, counted from
-when they entered the zone, while they are heard) is named to staff with the zone (``staff.assist``), once per stay:
-leaving the zone and coming back is a new stay. The stays already named are kept only for open
-visits (``visit_ended`` drops them), so the set follows the shoppers in the store.
+when they entered the zone, while they are heard) is named to staff with the zone
+(``staff.assist``), once per stay: leaving the zone and coming back is a new stay. The stays
+already named are kept only for open visits (``visit_ended`` drops them), so the set follows
+the shoppers in the store.
 """
 
 from __future__ import annotations
