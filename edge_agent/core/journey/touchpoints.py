@@ -80,7 +80,8 @@ def touchpoint(message: Message) -> Touchpoint | None:
             return None
         kind, detail = line
     visit_id = getattr(message, "visit_id", None)
-    return Touchpoint(message.customer_id, visit_id, _happened_at(message), kind, detail)
+    customer_id: str = getattr(message, "customer_id")  # noqa: B009  # every kind above names one
+    return Touchpoint(customer_id, visit_id, _happened_at(message), kind, detail)
 
 
 def _happened_at(message: Message) -> float:
