@@ -324,3 +324,114 @@ def test_no_marketing_consent_means_no_check_in_no_coupon_no_shelf_push_and_each
     shown = capsys.readouterr().out
     for template in ("loyalty.check_in", "shelf.location", "post_purchase.thanks"):
         assert f"{template} to customer not sent: no marketing consent" in shown, template
+
+
+# ---------------------------------------------------------------- coupons and outcomes
+
+
+def _receipt(receipt_id: str, coupons: list[str]) -> tuple[str, bytes]:
+    record = {**RECEIPT["receipts"][0], "receipt_id": receipt_id, "coupons": coupons}
+    return _downlink("receipts", receipts=[record])
+
+
+def test_an_issued_coupon_on_a_later_receipt_links_receipt_notification_and_visit() -> None:
+    (k1, first), (k2, second) = _receipt("R-1", []), _receipt("R-2", ["GRIND10", "NOT-OURS"])
+    walk = _walk("c1", (("entrance", 10), ("shop", 60), ("entrance", 10)))
+    messages = _run(
+        _config(), walk, [_customers(("c1", True, True)), _downlink("offers", **OFFERS)],
+        timed=[(k1, first, "+40"), (k2, second, "+170")],  # the visit ended at about +140
+    )  # fmt: skip
+    [thanks] = [n for n in _of(messages, "notification.v1") if n["template"] == "post_purchase.thanks"]
+    [redemption] = _of(messages, "redemption.v1")
+    assert redemption["receipt_id"] == "R-2"
+    assert redemption["coupon"] == "GRIND10"
+    assert redemption["notification_event_id"] == thanks["event_id"]
+    assert redemption["issued_visit_id"] == thanks["visit_id"]
+    assert redemption["visit_id"] is None  # redeemed online, after the visit
+    [outcome] = [o for o in _of(messages, "outcome.v1") if o["template"] == "post_purchase.thanks"]
+    assert (outcome["result"], outcome["success"]) == ("redeemed", True)
+    assert outcome["notification_event_id"] == thanks["event_id"]
+
+
+def test_a_coupon_redeems_once_and_only_for_the_customer_it_was_given_to() -> None:
+    (k1, first), (k2, again) = _receipt("R-1", []), _receipt("R-2", ["GRIND10"])
+    other = {**RECEIPT["receipts"][0], "receipt_id": "R-3", "customer_id": "c2", "coupons": ["GRIND10"]}
+    k3, by_other = _downlink("receipts", receipts=[other])
+    walk = _walk("c1", (("entrance", 10), ("shop", 60), ("entrance", 10)))
+    messages = _run(
+        _config(), walk, [_customers(("c1", True, True), ("c2", True, True)), _downlink("offers", **OFFERS)],
+        timed=[(k1, first, "+40"), (k3, by_other, "+150"), (k2, again, "+160"), (k2, again.replace(b"R-2", b"R-4"), "+170")],
+    )  # fmt: skip
+    assert [r["receipt_id"] for r in _of(messages, "redemption.v1")] == ["R-2"]
+
+
+@pytest.mark.parametrize(
+    ("walk", "window_s", "result"),
+    [
+        ((("entrance", 10), ("shop", 30)), 900, "entered_zone"),
+        ((("entrance", 40),), 900, "zone_not_visited"),  # the visit ends first
+        ((("entrance", 40), ("shop", 30)), 15, "zone_not_visited"),  # the window ends first
+    ],
+)
+def test_a_shelf_push_worked_only_if_the_shopper_entered_the_items_zone_within_the_window(
+    walk: tuple[tuple[str, int], ...], window_s: float, result: str
+) -> None:
+    config = _config(shelf_location={"outcome_window_s": window_s})
+    one_item = {"lists": [{"customer_id": "c1", "version": 1, "items": [{"sku": "SKU-1", "source": "cart"}]}]}
+    messages = _run(
+        config, _walk("c1", walk),
+        [_customers(("c1", True, True)), _downlink("planogram", **PLANOGRAM), _downlink("lists", **one_item)],
+    )  # fmt: skip
+    [push] = [n for n in _of(messages, "notification.v1") if n["template"] == "shelf.location"]
+    [outcome] = [o for o in _of(messages, "outcome.v1") if o["template"] == "shelf.location"]
+    assert outcome["result"] == result
+    assert outcome["notification_event_id"] == push["event_id"]
+    if window_s == 15:
+        assert _ts(outcome) == pytest.approx(_ts(push) + 15, abs=1.5)
+
+
+def test_every_customer_notification_gets_exactly_one_outcome() -> None:
+    config = _config(check_in={"enabled": True}, guards={"min_gap_s": 0, "max_per_visit": 10})
+    kind, receipt = _downlink("receipts", **RECEIPT)
+    messages = _run(
+        config, _walk("c1", (("entrance", 10), ("shop", 40), ("counter", 30))),
+        [_customers(("c1", True, True)), _order(), _downlink("planogram", **PLANOGRAM),
+         _downlink("lists", **SHOPPING_LIST)],
+        timed=[(kind, receipt, "+30")],
+    )  # fmt: skip
+    customer = [n["event_id"] for n in _of(messages, "notification.v1") if n["audience"] == "customer"]
+    assert len(customer) >= 4  # arrival, shelf, check-in, thanks
+    outcomes = [o["notification_event_id"] for o in _of(messages, "outcome.v1")]
+    assert sorted(outcomes) == sorted(customer)
+
+
+# ---------------------------------------------------------------- why nothing happened
+
+
+def test_rules_that_did_not_act_say_why_once_per_visit() -> None:
+    only_out_of_stock = {
+        "lists": [{"customer_id": "c1", "version": 1, "items": [{"sku": "SKU-2", "source": "cart"}]}]
+    }
+    walk = (("entrance", 10), ("shop", 30))
+    cases = [
+        ([], {("click_and_collect", "no order ready"), ("shelf_location", "no list")}),
+        ([_downlink("planogram", **PLANOGRAM), _downlink("lists", **only_out_of_stock)],
+         {("click_and_collect", "no order ready"), ("shelf_location", "out of stock: Milk frother")}),
+    ]  # fmt: skip
+    for downlinks, expected in cases:
+        messages = _run(_config(), _walk("c1", walk), [_customers(("c1", True, True)), *downlinks])
+        assert {(s["rule"], s["reason"]) for s in _of(messages, "skipped.v1")} == expected
+
+
+def test_a_zone_triggered_push_says_when_nothing_listed_is_shelved_in_the_zone() -> None:
+    config = _config(shelf_location={"trigger": "zone"})
+    one_item = {"lists": [{"customer_id": "c1", "version": 1, "items": [{"sku": "SKU-3", "source": "cart"}]}]}
+    messages = _run(
+        config, _walk("c1", (("entrance", 10), ("shop", 30), ("counter", 20))),
+        [_customers(("c1", True, True)), _downlink("planogram", **PLANOGRAM), _downlink("lists", **one_item)],
+    )  # fmt: skip
+    reasons = [s["reason"] for s in _of(messages, "skipped.v1") if s["rule"] == "shelf_location"]
+    assert reasons == ["no listed item shelved in entrance", "no listed item shelved in shop"]
+    assert [
+        n["data"]["skus"] for n in _of(messages, "notification.v1") if n["template"] == "shelf.location"
+    ] == ["SKU-3"]
