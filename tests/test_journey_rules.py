@@ -360,7 +360,8 @@ def test_a_coupon_redeems_once_and_only_for_the_customer_it_was_given_to() -> No
     walk = _walk("c1", (("entrance", 10), ("shop", 60), ("entrance", 10)))
     messages = _run(
         _config(), walk, [_customers(("c1", True, True), ("c2", True, True)), _downlink("offers", **OFFERS)],
-        timed=[(k1, first, "+40"), (k3, by_other, "+150"), (k2, again, "+160"), (k2, again.replace(b"R-2", b"R-4"), "+170")],
+        timed=[(k1, first, "+40"), (k3, by_other, "+150"), (k2, again, "+160"),
+               (k2, again.replace(b"R-2", b"R-4"), "+170")],
     )  # fmt: skip
     assert [r["receipt_id"] for r in _of(messages, "redemption.v1")] == ["R-2"]
 
