@@ -436,3 +436,34 @@ def test_a_zone_triggered_push_says_when_nothing_listed_is_shelved_in_the_zone()
     assert [
         n["data"]["skus"] for n in _of(messages, "notification.v1") if n["template"] == "shelf.location"
     ] == ["SKU-3"]
+
+
+def test_a_check_in_coupon_redeemed_names_its_notification_and_one_never_redeemed_expires() -> None:
+    from edge_agent.core.downlinks import parse_downlink
+    from edge_agent.core.events import NotificationMessage, OutcomeMessage, RedemptionMessage
+    from edge_agent.core.ids import EventIdFactory
+    from edge_agent.core.store import StoreCore
+    from tests.helpers import app_sighting
+
+    config = _config(check_in={"enabled": True, "coupon_prefix": "CHK", "coupon_valid_s": 3600})
+    core = StoreCore(config, EventIdFactory.seeded("check-in-coupon"))
+    customers = _customers(("c1", True, True), ("c2", True, True))[1]
+    core.apply(parse_downlink("customers", customers), T0)
+    out = []
+    for i, who in enumerate(("c1", "c2")):
+        out += core.observe(app_sighting(who, T0 + i, "entrance", -55))
+    told = {m.customer_id: m for m in out if isinstance(m, NotificationMessage)}
+    code = told["c1"].data["coupon"]
+    assert code.startswith("CHK-")
+    assert code in told["c1"].text
+    assert told["c2"].data["coupon"] != code  # one code per notification
+    receipt = {**RECEIPT["receipts"][0], "receipt_id": "R-9", "coupons": [code]}
+    body = json.dumps({"schema": "receipts.v1", "message_id": "r", "receipts": [receipt]}).encode()
+    out = core.apply(parse_downlink("receipts", body), T0 + 10)
+    [redemption] = [m for m in out if isinstance(m, RedemptionMessage)]
+    assert redemption.notification_event_id == told["c1"].event_id
+    assert redemption.template == "loyalty.check_in"
+    outcomes = [m for m in core.tick(T0 + 3601) if isinstance(m, OutcomeMessage)]
+    assert [(o.customer_id, o.result) for o in outcomes if o.template == "loyalty.check_in"] == [
+        ("c2", "expired")
+    ]
