@@ -467,3 +467,14 @@ def test_a_check_in_coupon_redeemed_names_its_notification_and_one_never_redeeme
     assert [(o.customer_id, o.result) for o in outcomes if o.template == "loyalty.check_in"] == [
         ("c2", "expired")
     ]
+
+
+def test_watched_zones_must_exist_and_the_queue_must_re_arm_below_its_mark() -> None:
+    from edge_agent.core.errors import ConfigError
+
+    with pytest.raises(ConfigError) as problem:
+        _config(assist={"zones": ["garden"]}, queue={"zones": ["tills"], "above": 3, "clear_at": 3})
+    text = str(problem.value)
+    assert "rules.assist.zones[0]" in text
+    assert "rules.queue.zones[0]" in text
+    assert "clear_at (3) must be below above (3)" in text

@@ -13,7 +13,7 @@ import zoneinfo
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 from edge_agent.core.const import MAX_INFLIGHT_WINDOW
 from edge_agent.core.topics import Topics
@@ -311,6 +311,14 @@ class QueueSettings(Section):
     # A crowd passing through for a few seconds is not a queue.
     for_s: Annotated[float, _between(0.0, 3600.0)] = 30.0
     notification_ttl_s: Seconds = 300.0
+
+    @model_validator(mode="after")
+    def _hysteresis(self) -> QueueSettings:
+        if self.clear_at >= self.above:
+            raise ValueError(
+                f"clear_at ({self.clear_at}) must be below above ({self.above}): the alert re-arms there"
+            )
+        return self
 
 
 class CheckInSettings(Section):
