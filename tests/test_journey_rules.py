@@ -324,6 +324,7 @@ def test_no_marketing_consent_means_no_check_in_no_coupon_no_shelf_push_and_each
     shown = capsys.readouterr().out
     for template in ("loyalty.check_in", "shelf.location", "post_purchase.thanks"):
         assert f"{template} to customer not sent: no marketing consent" in shown, template
+    assert "click_and_collect did not act: no order ready" in shown  # why nothing happened, too
 
 
 # ---------------------------------------------------------------- coupons and outcomes
@@ -478,3 +479,30 @@ def test_watched_zones_must_exist_and_the_queue_must_re_arm_below_its_mark() -> 
     assert "rules.assist.zones[0]" in text
     assert "rules.queue.zones[0]" in text
     assert "clear_at (3) must be below above (3)" in text
+
+
+def test_a_restart_does_not_check_a_customer_in_twice_the_same_day(tmp_path: Any) -> None:
+    from edge_agent.core.ids import EventIdFactory
+    from edge_agent.core.trace import parse_trace_line
+    from edge_agent.daemon.pipeline import Pipeline
+    from edge_agent.storage.database import Database
+    from edge_agent.tools.simclock import SimulatedRun
+
+    config = _config(check_in={"enabled": True}).model_copy(
+        update={"storage": _config().storage.model_copy(update={"path": tmp_path / "agent.db"})}
+    )
+    check_ins: dict[str, str] = {}  # event id -> local date (the outbox keeps boot 0's unsent)
+    for boot, start in enumerate((T0, T0 + 3600)):  # the agent restarts between two visits
+        database = Database(config.storage.path)
+        pipeline = Pipeline(config, database, EventIdFactory.seeded(f"boot-{boot}"))
+        if boot == 0:
+            kind, payload = _customers(("c1", True, True))
+            assert pipeline.downlink(pipeline.topics.downlink(kind), payload, start)
+        run = SimulatedRun(pipeline)
+        run.feed(parse_trace_line(line) for line in _visits(start))
+        run.finish()
+        check_ins.update(
+            (c["event_id"], c["local_date"]) for c in _of(pipeline.outbox.peek_payloads(), "check_in.v1")
+        )
+        database.close()
+    assert list(check_ins.values()) == ["2025-11-24"]

@@ -85,6 +85,7 @@ class Pipeline:
             self.state.logged_downlinks(),
         )  # fmt: skip
         self.core.restore_visits(self.state.open_visits())
+        self.core.journey.restore_check_ins(self.state.check_ins())
         self.counters: Counter[str] = Counter()
         self._visits_saved_at: float | None = None
         self._pending: list[Message] = []  # observed, not yet committed

@@ -318,6 +318,11 @@ class JourneyRules:
             )
         return snapshot
 
+    def restore_check_ins(self, check_ins: Iterable[tuple[str, float]]) -> None:
+        """The check-ins kept across a restart (customer, when), oldest first."""
+        for customer_id, ts in check_ins:
+            self._check_ins.record(customer_id, self._check_ins.local_date(ts))
+
     def forget_customer(self, customer_id: str) -> None:
         """Erasure or consent withdrawn: nothing more about this customer from the rules."""
         self.lists.pop(customer_id, None)
