@@ -38,7 +38,7 @@ LINGER_EXTRA_S = 300.0
 # this many shoppers waiting this long.
 QUEUE_AT = (0.35, 0.8)
 QUEUE_SIZE = 10
-QUEUE_WAIT_S = 420.0
+QUEUE_WAIT_S = 240.0
 # The till the queue forms at, the department where help is offered (demo.toml).
 QUEUE_ZONE = "checkout"
 ASSIST_ZONE = "electronics"
