@@ -9,9 +9,11 @@ the shoppers in the store.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 
+from edge_agent.core.events import Message
+from edge_agent.core.identity import Customer
+from edge_agent.core.journey.acting import Acts
 from edge_agent.core.journey.collection import stay_so_far
 from edge_agent.core.presence import OpenVisit, ZoneStay
 from edge_agent.core.settings import AssistSettings
@@ -27,11 +29,27 @@ class AssistWatch:
     def __init__(self) -> None:
         self._named: dict[str, float] = {}  # visit id -> entry time of the stay staff heard about
 
-    def due(self, settings: AssistSettings, visits: Iterable[OpenVisit], now: float) -> list[Lingering]:
+    def alerts(
+        self, acts: Acts, settings: AssistSettings, present: list[tuple[OpenVisit, Customer]], now: float
+    ) -> list[Message]:
+        """``staff.assist`` for each shopper who has just lingered long enough."""
+        messages: list[Message] = []
+        for lingering, customer in self._due(settings, present, now):
+            zone = lingering.stay.zone
+            fields = {"zone": zone, "minutes": f"{(now - lingering.stay.entered_at) / 60:.0f}"}
+            messages.append(
+                acts.notify(customer, lingering.visit, "staff.assist", "service", now,
+                            settings.notification_ttl_s, {"zone": zone}, fields, staff=True)
+            )  # fmt: skip
+        return messages
+
+    def _due(
+        self, settings: AssistSettings, present: list[tuple[OpenVisit, Customer]], now: float
+    ) -> list[tuple[Lingering, Customer]]:
         if not settings.enabled or not settings.zones:
             return []
-        found: list[Lingering] = []
-        for visit in visits:
+        found: list[tuple[Lingering, Customer]] = []
+        for visit, customer in present:
             if not visit.path:
                 continue
             stay = visit.path[-1]
@@ -40,7 +58,7 @@ class AssistWatch:
             if self._named.get(visit.visit_id) == stay.entered_at:
                 continue
             self._named[visit.visit_id] = stay.entered_at
-            found.append(Lingering(visit, stay))
+            found.append((Lingering(visit, stay), customer))
         return found
 
     def visit_ended(self, visit_id: str) -> None:

@@ -12,10 +12,25 @@ without the order. Pure; time is an argument.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from edge_agent.core.const import STILL_HERE_S
+from edge_agent.core.events import Message
+from edge_agent.core.identity import Customer
+from edge_agent.core.journey.acting import Acts
 from edge_agent.core.presence import OpenVisit
+from edge_agent.core.settings import RulesSettings
+
+
+@dataclass(frozen=True, slots=True)
+class Order:
+    order_id: str
+    customer_id: str
+    status: str  # ready | collected | cancelled
+    pickup_point: str
+    pickup_zone: str | None = None
+    version: int = 0
 
 
 @dataclass(slots=True)
@@ -58,3 +73,85 @@ def stay_so_far(visit: OpenVisit, now: float) -> float:
         return 0.0
     until = visit.pending_since if visit.pending_zone is not None else now
     return max(0.0, until - visit.path[-1].entered_at)
+
+
+def counter_waits(
+    acts: Acts,
+    settings: RulesSettings,
+    arrivals: Mapping[str, Arrival],
+    orders: Mapping[str, Order],
+    present: list[tuple[OpenVisit, Customer]],
+    now: float,
+) -> list[Message]:
+    """``order.v1`` ``counter_wait`` and a staff reminder for each shopper kept waiting."""
+    wait, cnc = settings.counter_wait, settings.click_and_collect
+    by_customer = {visit.subject.id: (visit, customer) for visit, customer in present}
+    messages: list[Message] = []
+    for order_id, arrival in arrivals.items():
+        order = orders.get(order_id)
+        found = None if order is None else by_customer.get(order.customer_id)
+        if order is None or found is None or order.status != "ready" or arrival.left:
+            continue
+        pickup_zone = order.pickup_zone or cnc.pickup_zone
+        if pickup_zone is None:
+            continue
+        visit, customer = found
+        waited = counter_wait(arrival, visit, pickup_zone, wait.after_s, wait.repeat_s, now)
+        if waited is None:
+            continue
+        messages.append(
+            acts.order_event(order_id, customer.customer_id, visit.visit_id, "counter_wait", now,
+                             wait_s=round(waited, 3))
+        )  # fmt: skip
+        if cnc.staff_alerts:
+            fields = {
+                "order_id": order_id,
+                "pickup_point": order.pickup_point,
+                "wait_min": f"{waited / 60:.0f}",
+            }
+            data = {"order_id": order_id, "wait_s": f"{waited:.0f}"}
+            messages.append(
+                acts.notify(customer, visit, "staff.counter_wait", "service", now, cnc.notification_ttl_s,
+                            data, fields, staff=True)
+            )  # fmt: skip
+    return messages
+
+
+def left_uncollected(
+    acts: Acts,
+    settings: RulesSettings,
+    arrivals: Mapping[str, Arrival],
+    orders: Mapping[str, Order],
+    visit: OpenVisit,
+    customer: Customer,
+    now: float,
+) -> list[Message]:
+    """``order.v1`` ``left_uncollected`` and a staff alert for each order the visit left behind."""
+    if not settings.left_uncollected.enabled:
+        return []
+    cnc = settings.click_and_collect
+    messages: list[Message] = []
+    for order_id, arrival in arrivals.items():
+        order = orders.get(order_id)
+        if order is None or order.status != "ready" or arrival.visit_id != visit.visit_id or arrival.left:
+            continue
+        arrival.left = True  # announced; a later visit is not re-announced (as before)
+        pickup_zone = order.pickup_zone or cnc.pickup_zone
+        in_store = visit.last_seen - visit.started_at
+        at_counter = time_in_zone(visit, pickup_zone) if pickup_zone else 0.0
+        messages.append(
+            acts.order_event(order_id, customer.customer_id, visit.visit_id, "left_uncollected", now,
+                             time_in_store_s=round(in_store, 3), time_at_counter_s=round(at_counter, 3))
+        )  # fmt: skip
+        if settings.left_uncollected.staff_alerts:
+            fields = {
+                "order_id": order_id,
+                "store_min": f"{in_store / 60:.0f}",
+                "counter_min": f"{at_counter / 60:.0f}",
+            }
+            data = {"order_id": order_id, "pickup_point": order.pickup_point}
+            messages.append(
+                acts.notify(customer, visit, "staff.left_uncollected", "service", now, cnc.notification_ttl_s,
+                            data, fields, staff=True)
+            )  # fmt: skip
+    return messages

@@ -13,6 +13,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 from edge_agent.core.const import MAX_ISSUED_COUPONS
+from edge_agent.core.events import Envelopes, RedemptionMessage, utc
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,3 +64,13 @@ class IssuedCoupons:
     def forget(self, customer_id: str) -> None:
         for key in [k for k in self._codes if k[0] == customer_id]:
             del self._codes[key]
+
+
+def redemption_message(envelope: Envelopes, coupon: IssuedCoupon, receipt_id: str, visit_id: str | None,
+                       now: float) -> RedemptionMessage:  # fmt: skip
+    """A redeemed code linking the receipt to the notification and the visit that issued it."""
+    return RedemptionMessage(
+        **envelope.at(now), receipt_id=receipt_id, customer_id=coupon.customer_id, coupon=coupon.code,
+        notification_event_id=coupon.notification_event_id, template=coupon.template,
+        issued_visit_id=coupon.visit_id, issued_at=utc(coupon.issued_at), visit_id=visit_id,
+    )  # fmt: skip

@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from edge_agent.core.events import Message
+from edge_agent.core.journey.acting import Acts
 from edge_agent.core.settings import QueueSettings
 
 
@@ -31,6 +33,19 @@ class QueueAlert:
 class QueueWatch:
     def __init__(self) -> None:
         self._zones: dict[str, _ZoneState] = {}
+
+    def alerts(
+        self, acts: Acts, settings: QueueSettings, occupancy: Mapping[str, int], now: float
+    ) -> list[Message]:
+        """``staff_alert.v1`` ``staff.queue`` for each zone whose queue has just formed."""
+        return [
+            acts.staff_alert(
+                "staff.queue", alert.zone, now, settings.notification_ttl_s,
+                {"zone": alert.zone, "people": str(alert.people)},
+                {"people": alert.people, "zone": alert.zone},
+            )
+            for alert in self.update(settings, occupancy, now)
+        ]  # fmt: skip
 
     def update(self, settings: QueueSettings, occupancy: Mapping[str, int], now: float) -> list[QueueAlert]:
         """The zones whose queue has just become one worth an alert."""

@@ -23,9 +23,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal, cast
 from zoneinfo import ZoneInfo
 
 from edge_agent.core.downlinks import (
@@ -42,46 +40,29 @@ from edge_agent.core.downlinks import (
     ShoppingList,
 )
 from edge_agent.core.events import (
-    CheckInMessage,
     Envelopes,
     Message,
     NotificationMessage,
-    OrderMessage,
     PurchaseMessage,
-    RedemptionMessage,
-    SkippedMessage,
-    StaffAlertMessage,
-    SuppressedMessage,
-    utc,
 )
 from edge_agent.core.identity import Customer
 from edge_agent.core.ids import EventIdFactory
+from edge_agent.core.journey.acting import Acts
 from edge_agent.core.journey.assist import AssistWatch
-from edge_agent.core.journey.collection import Arrival, counter_wait, time_in_zone
-from edge_agent.core.journey.coupons import IssuedCoupon, IssuedCoupons
+from edge_agent.core.journey.collection import Arrival, Order, counter_waits, left_uncollected
+from edge_agent.core.journey.coupons import redemption_message
 from edge_agent.core.journey.guards import NotificationGuard
 from edge_agent.core.journey.loyalty import CheckIns
-from edge_agent.core.journey.outcomes import Outcomes
 from edge_agent.core.journey.queue import QueueWatch
-from edge_agent.core.journey.templates import Templates
 from edge_agent.core.presence import OpenVisit
 from edge_agent.core.settings import RulesSettings
 
-OrderPhase = Literal["arrived", "at_counter", "collected", "counter_wait", "left_uncollected"]
+__all__ = ["JOURNEY_RULES", "JourneyRules", "Order", "VisitOf"]  # Order: the store core's import
+
 # Where a receipt's customer is in the store now (None: not in the store).
 VisitOf = Callable[[str], OpenVisit | None]
 # The rule that applies each downlink kind the journey rules hold (AppliedBy.JOURNEY).
 JOURNEY_RULES: Handlers[JourneyRules, [float, VisitOf], list[Message]] = Handlers("journey rules")
-
-
-@dataclass(frozen=True, slots=True)
-class Order:
-    order_id: str
-    customer_id: str
-    status: str  # ready | collected | cancelled
-    pickup_point: str
-    pickup_zone: str | None = None
-    version: int = 0
 
 
 class JourneyRules:
@@ -99,11 +80,7 @@ class JourneyRules:
         self._arrivals: dict[str, Arrival] = {}  # order id -> arrival of its customer
         self._suggested: defaultdict[str, set[str]] = defaultdict(set)  # visit id -> SKUs
         self._purchases: defaultdict[str, list[ReceiptRecord]] = defaultdict(list)  # visit id -> receipts
-        # Each open visit's (rule, reason) already said, so a reason is logged once per visit.
-        self._skipped: defaultdict[str, set[tuple[str, str]]] = defaultdict(set)
-        self._coupons = IssuedCoupons()
-        self._coupons_dropped: list[IssuedCoupon] = []  # forgotten past the bound: expired next tick
-        self._outcomes = Outcomes(self._envelope)
+        self._acts = Acts(self._envelope, self._guard, settings)
         self._check_ins = CheckIns(timezone)
         self._assist = AssistWatch()
         self._queue = QueueWatch()
@@ -111,8 +88,7 @@ class JourneyRules:
 
     def retune(self, settings: RulesSettings) -> None:
         self._settings = settings
-        # The language keys are Literal["en", "it"], which Templates reads as plain strings.
-        self._templates = Templates(cast(Mapping[str, Mapping[str, str]], settings.templates))
+        self._acts.retune(settings)
         self._guard.retune(settings.guards)
 
     # ------------------------------------------------------------------ downlinks
@@ -164,8 +140,10 @@ class JourneyRules:
             arrival = self._arrivals.pop(record.order_id, None) if record.status != "ready" else None
             if arrival is not None and record.status == "collected":
                 messages.append(
-                    self._order_event(record.order_id, record.customer_id, arrival.visit_id, "collected", now,
-                                      arrival_to_collection_s=round(now - arrival.at, 3))
+                    self._acts.order_event(
+                        record.order_id, record.customer_id, arrival.visit_id, "collected", now,
+                        arrival_to_collection_s=round(now - arrival.at, 3),
+                    )
                 )  # fmt: skip
         return messages
 
@@ -195,19 +173,12 @@ class JourneyRules:
         and the visit that issued it; other codes (from other channels) are not ours to link."""
         messages: list[Message] = []
         for code in dict.fromkeys(receipt.coupons):
-            coupon = self._coupons.redeem(receipt.customer_id, code, now)
+            coupon = self._acts.coupons.redeem(receipt.customer_id, code, now)
             if coupon is None:
                 continue
+            messages.append(redemption_message(self._envelope, coupon, receipt.receipt_id, visit_id, now))
             messages.append(
-                RedemptionMessage(
-                    **self._envelope.at(now), receipt_id=receipt.receipt_id,
-                    customer_id=receipt.customer_id, coupon=code,
-                    notification_event_id=coupon.notification_event_id, template=coupon.template,
-                    issued_visit_id=coupon.visit_id, issued_at=utc(coupon.issued_at), visit_id=visit_id,
-                )
-            )  # fmt: skip
-            messages.append(
-                self._outcomes.decided(
+                self._acts.outcomes.decided(
                     coupon.notification_event_id, coupon.customer_id, coupon.visit_id, coupon.template,
                     "redeemed", True, now, now - coupon.issued_at,
                 )
@@ -222,12 +193,19 @@ class JourneyRules:
         if shelf.enabled and shelf.trigger == "visit":
             messages += self._shelf_location(visit, customer, now, zone=None)
         if self._settings.check_in.enabled:
-            messages += self._check_in(visit, customer, now)
+            messages += self._check_ins.check_in(
+                self._acts,
+                self._settings.check_in,
+                visit,
+                customer,
+                now,
+                lambda: self._ids.random(4).hex().upper(),
+            )
         return messages
 
     def zone_entered(self, visit: OpenVisit, customer: Customer, zone: str, now: float) -> list[Message]:
         messages: list[Message] = [
-            *self._outcomes.zone_entered(customer.customer_id, visit.visit_id, zone, now),
+            *self._acts.outcomes.zone_entered(customer.customer_id, visit.visit_id, zone, now),
             *self._click_and_collect_counter(visit, customer, zone, now),
         ]
         shelf = self._settings.shelf_location
@@ -237,15 +215,16 @@ class JourneyRules:
 
     def visit_ended(self, visit: OpenVisit, customer: Customer | None, now: float) -> list[Message]:
         self._suggested.pop(visit.visit_id, None)
-        self._skipped.pop(visit.visit_id, None)
         self._assist.visit_ended(visit.visit_id)
         receipts = self._purchases.pop(visit.visit_id, [])
         messages: list[Message] = []
         if customer is not None:
-            messages += self._left_uncollected(visit, customer, now)
+            messages += left_uncollected(
+                self._acts, self._settings, self._arrivals, self.orders, visit, customer, now
+            )
         if customer is not None and receipts and self._settings.post_purchase.enabled:
             messages += self._thank_you(visit, customer, receipts, now)
-        messages += self._outcomes.visit_ended(visit.visit_id, now)
+        messages += self._acts.visit_ended(visit.visit_id, now)
         self._guard.visit_ended(visit.subject.id, visit.visit_id)
         return messages
 
@@ -266,36 +245,15 @@ class JourneyRules:
         if waiting or (assist.enabled and assist.zones):
             present = list(visits())
             if waiting:
-                messages += self._counter_waits(present, now)
-            for lingering in self._assist.due(assist, (v for v, _ in present), now):
-                customer = next(c for v, c in present if v is lingering.visit)
-                minutes = f"{(now - lingering.stay.entered_at) / 60:.0f}"
-                fields = {"zone": lingering.stay.zone, "minutes": minutes}
-                messages.append(
-                    self._notify(customer, lingering.visit, "staff.assist", "service", now,
-                                 assist.notification_ttl_s, {"zone": lingering.stay.zone}, fields, staff=True)
-                )  # fmt: skip
+                messages += counter_waits(
+                    self._acts, self._settings, self._arrivals, self.orders, present, now
+                )
+            messages += self._assist.alerts(self._acts, assist, present, now)
         queue = self._settings.queue
         if queue.enabled and queue.zones:
-            for alert in self._queue.update(queue, zone_occupancy(), now):
-                language = self._settings.language
-                text = self._templates.render("staff.queue", language, people=alert.people, zone=alert.zone)
-                messages.append(
-                    StaffAlertMessage(
-                        **self._envelope.at(now), template="staff.queue", language=language, text=text,
-                        zone=alert.zone, data={"zone": alert.zone, "people": str(alert.people)},
-                        expires=utc(now + queue.notification_ttl_s),
-                    )
-                )  # fmt: skip
-        messages += self._outcomes.expire(now)
-        expired, self._coupons_dropped = [*self._coupons_dropped, *self._coupons.expired(now)], []
-        for coupon in expired:
-            messages.append(
-                self._outcomes.decided(
-                    coupon.notification_event_id, coupon.customer_id, coupon.visit_id, coupon.template,
-                    "expired", False, now, now - coupon.issued_at,
-                )
-            )  # fmt: skip
+            messages += self._queue.alerts(self._acts, queue, zone_occupancy(), now)
+        messages += self._acts.outcomes.expire(now)
+        messages += self._acts.coupons_expired(now)
         return messages
 
     def snapshot_downlinks(self) -> list[Downlink]:
@@ -327,8 +285,7 @@ class JourneyRules:
         """Erasure or consent withdrawn: nothing more about this customer from the rules."""
         self.lists.pop(customer_id, None)
         self._guard.forget(customer_id)
-        self._coupons.forget(customer_id)
-        self._outcomes.forget(customer_id)
+        self._acts.forget(customer_id)
         self._check_ins.forget(customer_id)
         for order_id in [o.order_id for o in self.orders.values() if o.customer_id == customer_id]:
             self.orders.pop(order_id, None)
@@ -348,23 +305,23 @@ class JourneyRules:
                 continue  # announced in this or an earlier visit, not collected yet
             self._arrivals[order.order_id] = Arrival(visit.visit_id, now)
             messages.append(
-                self._order_event(order.order_id, customer.customer_id, visit.visit_id, "arrived", now)
+                self._acts.order_event(order.order_id, customer.customer_id, visit.visit_id, "arrived", now)
             )
             fields = {"order_id": order.order_id, "pickup_point": order.pickup_point}
             data = {"order_id": order.order_id, "pickup_point": order.pickup_point}
             ttl = settings.notification_ttl_s
             pickup_zone = order.pickup_zone or settings.pickup_zone
-            messages += self._sent(
-                self._notify(customer, visit, "cnc.arrival.customer", "service", now, ttl, data, fields),
+            messages += self._acts.sent(
+                self._acts.notify(customer, visit, "cnc.arrival.customer", "service", now, ttl, data, fields),
                 now, kind="counter", zones=frozenset({pickup_zone} if pickup_zone else ()),
             )  # fmt: skip
             if settings.staff_alerts:
                 messages.append(
-                    self._notify(customer, visit, "cnc.arrival.staff", "service", now,
+                    self._acts.notify(customer, visit, "cnc.arrival.staff", "service", now,
                                  settings.notification_ttl_s, data, fields, staff=True)
                 )  # fmt: skip
         if not messages:
-            messages += self._skip(visit, customer, "click_and_collect", "no order ready", now)
+            messages += self._acts.skip(visit, customer, "click_and_collect", "no order ready", now)
         return messages
 
     def _click_and_collect_counter(
@@ -380,12 +337,12 @@ class JourneyRules:
                 continue
             arrival.at_counter = True
             messages.append(
-                self._order_event(order_id, customer.customer_id, visit.visit_id, "at_counter", now)
+                self._acts.order_event(order_id, customer.customer_id, visit.visit_id, "at_counter", now)
             )
             if settings.staff_alerts:
                 fields = {"order_id": order_id, "pickup_point": order.pickup_point}
                 messages.append(
-                    self._notify(customer, visit, "cnc.counter.staff", "service", now,
+                    self._acts.notify(customer, visit, "cnc.counter.staff", "service", now,
                                  settings.notification_ttl_s, fields, fields, staff=True)
                 )  # fmt: skip
         return messages
@@ -396,7 +353,7 @@ class JourneyRules:
         settings = self._settings.shelf_location
         shopping_list = self.lists.get(customer.customer_id)
         if shopping_list is None:
-            return self._skip(visit, customer, "shelf_location", "no list", now)
+            return self._acts.skip(visit, customer, "shelf_location", "no list", now)
         already = self._suggested[visit.visit_id]
         found: list[PlanogramItem] = []
         out_of_stock: list[str] = []
@@ -416,7 +373,7 @@ class JourneyRules:
             if len(found) == settings.max_items:
                 break
         if not found:
-            return self._skip(
+            return self._acts.skip(
                 visit,
                 customer,
                 "shelf_location",
@@ -425,12 +382,12 @@ class JourneyRules:
             )
         language = self._settings.language
         listed = "; ".join(
-            self._templates.render(
+            self._acts.templates.render(
                 "shelf.item", language, name=i.name, aisle=i.aisle or "-", shelf=i.shelf or "-"
             )
             for i in found
         )
-        message = self._notify(
+        message = self._acts.notify(
             customer, visit, "shelf.location", "marketing", now, settings.notification_ttl_s,
             {"skus": ",".join(i.sku for i in found)}, {"items": listed},
         )  # fmt: skip
@@ -438,7 +395,7 @@ class JourneyRules:
             already.update(i.sku for i in found)
         # The push worked if the shopper then went where it pointed (not the zone they are in).
         zones = frozenset(i.zone for i in found) - {visit.zone or ""}
-        return self._sent(message, now, kind="zone", zones=zones, window_s=settings.outcome_window_s)
+        return self._acts.sent(message, now, kind="zone", zones=zones, window_s=settings.outcome_window_s)
 
     def _thank_you(
         self, visit: OpenVisit, customer: Customer, receipts: list[ReceiptRecord], now: float
@@ -450,7 +407,7 @@ class JourneyRules:
         coupon_text = ""
         if offer is not None:
             valid_until = offer.valid_until.astimezone(self._tz).date().isoformat()
-            coupon_text = self._templates.render(
+            coupon_text = self._acts.templates.render(
                 "post_purchase.coupon",
                 language,
                 coupon=offer.coupon,
@@ -458,117 +415,14 @@ class JourneyRules:
                 valid_until=valid_until,
             )
             data.update(coupon=offer.coupon, offer_id=offer.offer_id)
-        message = self._notify(
+        message = self._acts.notify(
             customer, visit, "post_purchase.thanks", "marketing", now, settings.notification_ttl_s, data,
             {"coupon_text": coupon_text, "feedback_url": settings.feedback_url},
         )  # fmt: skip
         if offer is not None and isinstance(message, NotificationMessage):
-            self._issue(message, offer.coupon, now, offer.valid_until.timestamp())
+            self._acts.issue(message, offer.coupon, now, offer.valid_until.timestamp())
             return [message]  # its outcome: the coupon redeemed or expired
-        return self._sent(message, now)
-
-    def _check_in(self, visit: OpenVisit, customer: Customer, now: float) -> list[Message]:
-        """The day's first visit of a customer with marketing consent: loyalty check-in. Without
-        consent it is refused (and audited) and not recorded, so consent given later in the day
-        checks in at the next visit."""
-        settings = self._settings.check_in
-        local_date = self._check_ins.local_date(now)
-        if self._check_ins.done_on(customer.customer_id, local_date):
-            return []
-        language = self._settings.language
-        code = None
-        coupon_text = ""
-        valid_until = now + settings.coupon_valid_s
-        if settings.coupon_prefix is not None:
-            code = f"{settings.coupon_prefix}-{self._ids.random(4).hex().upper()}"
-            coupon_text = self._templates.render(
-                "loyalty.coupon", language, coupon=code,
-                valid_until=datetime.fromtimestamp(valid_until, self._tz).date().isoformat(),
-            )  # fmt: skip
-        data = {"reward": settings.reward, **({"coupon": code} if code else {})}
-        message = self._notify(
-            customer, visit, "loyalty.check_in", "marketing", now, settings.notification_ttl_s, data,
-            {"reward": settings.reward, "coupon_text": coupon_text},
-        )  # fmt: skip
-        if not customer.consent_marketing:
-            return [message]  # never a check-in without consent
-        self._check_ins.record(customer.customer_id, local_date)
-        check_in = CheckInMessage(
-            **self._envelope.at(now), customer_id=customer.customer_id, visit_id=visit.visit_id,
-            local_date=local_date, reward=settings.reward,
-        )  # fmt: skip
-        if code is not None and isinstance(message, NotificationMessage):
-            self._issue(message, code, now, valid_until)
-            return [check_in, message]
-        return [check_in, *self._sent(message, now)]
-
-    # ------------------------------------------------------------------ after the arrival
-
-    def _counter_waits(self, present: list[tuple[OpenVisit, Customer]], now: float) -> list[Message]:
-        settings = self._settings.counter_wait
-        default_zone = self._settings.click_and_collect.pickup_zone
-        by_customer = {visit.subject.id: (visit, customer) for visit, customer in present}
-        messages: list[Message] = []
-        for order_id, arrival in self._arrivals.items():
-            order = self.orders.get(order_id)
-            found = None if order is None else by_customer.get(order.customer_id)
-            if order is None or found is None or order.status != "ready" or arrival.left:
-                continue
-            pickup_zone = order.pickup_zone or default_zone
-            if pickup_zone is None:
-                continue
-            visit, customer = found
-            waited = counter_wait(arrival, visit, pickup_zone, settings.after_s, settings.repeat_s, now)
-            if waited is None:
-                continue
-            messages.append(
-                self._order_event(order_id, customer.customer_id, visit.visit_id, "counter_wait", now,
-                                  wait_s=round(waited, 3))
-            )  # fmt: skip
-            if self._settings.click_and_collect.staff_alerts:
-                fields = {
-                    "order_id": order_id,
-                    "pickup_point": order.pickup_point,
-                    "wait_min": f"{waited / 60:.0f}",
-                }
-                messages.append(
-                    self._notify(customer, visit, "staff.counter_wait", "service", now,
-                                 self._settings.click_and_collect.notification_ttl_s,
-                                 {"order_id": order_id, "wait_s": f"{waited:.0f}"}, fields, staff=True)
-                )  # fmt: skip
-        return messages
-
-    def _left_uncollected(self, visit: OpenVisit, customer: Customer, now: float) -> list[Message]:
-        settings = self._settings.left_uncollected
-        if not settings.enabled:
-            return []
-        messages: list[Message] = []
-        default_zone = self._settings.click_and_collect.pickup_zone
-        for order_id, arrival in self._arrivals.items():
-            order = self.orders.get(order_id)
-            if order is None or order.status != "ready" or arrival.visit_id != visit.visit_id or arrival.left:
-                continue
-            arrival.left = True  # announced; a later visit is not re-announced (as before)
-            pickup_zone = order.pickup_zone or default_zone
-            in_store = visit.last_seen - visit.started_at
-            at_counter = time_in_zone(visit, pickup_zone) if pickup_zone else 0.0
-            messages.append(
-                OrderMessage(
-                    **self._envelope.at(now), order_id=order_id, customer_id=customer.customer_id,
-                    visit_id=visit.visit_id, phase="left_uncollected",
-                    time_in_store_s=round(in_store, 3), time_at_counter_s=round(at_counter, 3),
-                )
-            )  # fmt: skip
-            if settings.staff_alerts:
-                fields = {"order_id": order_id, "store_min": f"{in_store / 60:.0f}",
-                          "counter_min": f"{at_counter / 60:.0f}"}  # fmt: skip
-                data = {"order_id": order_id, "pickup_point": order.pickup_point}
-                ttl = self._settings.click_and_collect.notification_ttl_s
-                messages.append(
-                    self._notify(customer, visit, "staff.left_uncollected", "service", now, ttl, data, fields,
-                                 staff=True)
-                )  # fmt: skip
-        return messages
+        return self._acts.sent(message, now)
 
     def _related_offer(self, receipts: list[ReceiptRecord], now: float) -> OfferRecord | None:
         moment = datetime.fromtimestamp(now, self._tz)
@@ -580,90 +434,6 @@ class JourneyRules:
             if offer.match_sku in skus or offer.match_category in categories:
                 return offer
         return None
-
-    # ------------------------------------------------------------------ messages
-
-    def _notify(
-        self,
-        customer: Customer,
-        visit: OpenVisit,
-        template: str,
-        purpose: str,
-        now: float,
-        ttl_s: float,
-        data: dict[str, str],
-        fields: dict[str, str],
-        *,
-        staff: bool = False,
-    ) -> Message:
-        audience: Literal["customer", "staff"] = "staff" if staff else "customer"
-        reason = self._guard.refusal(customer, purpose, visit.visit_id, now, staff=staff)
-        if reason is not None:
-            return SuppressedMessage(
-                **self._envelope.at(now),
-                customer_id=customer.customer_id, visit_id=visit.visit_id, template=template,
-                audience=audience, reason=reason,
-            )  # fmt: skip
-        if not staff:
-            self._guard.sent(customer.customer_id, visit.visit_id, now)
-        language = self._settings.language
-        return NotificationMessage(
-            **self._envelope.at(now), audience=audience,
-            channel="staff_device" if staff else "push", customer_id=customer.customer_id,
-            visit_id=visit.visit_id, template=template, language=language,
-            text=self._templates.render(template, language, **fields), data=data, expires=utc(now + ttl_s),
-        )  # fmt: skip
-
-    def _order_event(
-        self, order_id: str, customer_id: str, visit_id: str | None, phase: OrderPhase, now: float,
-        arrival_to_collection_s: float | None = None, wait_s: float | None = None,
-    ) -> OrderMessage:  # fmt: skip
-        return OrderMessage(
-            **self._envelope.at(now), order_id=order_id,
-            customer_id=customer_id, visit_id=visit_id, phase=phase,
-            arrival_to_collection_s=arrival_to_collection_s, wait_s=wait_s,
-        )  # fmt: skip
-
-    def _sent(
-        self, message: Message, now: float, *, kind: str | None = None, zones: frozenset[str] = frozenset(),
-        window_s: float = float("inf"),
-    ) -> list[Message]:  # fmt: skip
-        """The message, and how its outcome will be known: a customer notification waits for
-        the shopper to enter one of ``zones`` (``kind`` "zone" or "counter"); one with nothing
-        to wait for is ``not_measured`` at once."""
-        if not isinstance(message, NotificationMessage) or message.audience != "customer":
-            return [message]
-        if kind is None or not zones:
-            outcome = self._outcomes.decided(
-                message.event_id, message.customer_id, message.visit_id, message.template,
-                "not_measured", None, now, None,
-            )  # fmt: skip
-            return [message, outcome]
-        return [message, *self._outcomes.expect(kind, message, zones, now, now + window_s)]
-
-    def _issue(self, message: NotificationMessage, code: str, now: float, valid_until: float) -> None:
-        """Remember a coupon a sent notification gave; its outcome comes with its redemption or
-        expiry (a code forgotten to stay within the bound expires now)."""
-        dropped = self._coupons.issue(
-            IssuedCoupon(message.customer_id, code, message.event_id, message.template, message.visit_id,
-                         now, valid_until)
-        )  # fmt: skip
-        self._coupons_dropped += dropped
-
-    def _skip(
-        self, visit: OpenVisit, customer: Customer, rule: str, reason: str, now: float
-    ) -> list[Message]:
-        """Why a rule did not act for this shopper, once per visit and reason."""
-        said = self._skipped[visit.visit_id]
-        if (rule, reason) in said:
-            return []
-        said.add((rule, reason))
-        return [
-            SkippedMessage(
-                **self._envelope.at(now), customer_id=customer.customer_id, visit_id=visit.visit_id,
-                rule=rule, reason=reason,
-            )
-        ]  # fmt: skip
 
 
 def _nothing_to_suggest(out_of_stock: list[str], elsewhere: int, suggested: int, zone: str | None) -> str:
