@@ -52,6 +52,8 @@ class Message(BaseModel):
     stream: ClassVar[str]
     priority: ClassVar[int] = PRIORITY_TRANSACTIONAL
     retain: ClassVar[bool] = False
+    # False: kept in the store's journey log only, never queued for HQ (``SkippedMessage``).
+    published: ClassVar[bool] = True
 
     schema_name: str = Field(alias="schema")
     event_id: str
@@ -271,10 +273,15 @@ class OutcomeMessage(Message):
 
 class SkippedMessage(Message):
     """A rule that looked at a customer and did not act, and why (no list, out of stock, no
-    order ready, outside its zones): with ``suppressed.v1``, why a shopper heard nothing."""
+    order ready, outside its zones): with ``suppressed.v1``, why a shopper heard nothing.
+
+    For the store's journey log (``edge-agent journey``) only, never published: one or two per
+    visit of every recognised shopper would double what HQ receives about quiet visits, and
+    support asks the store's log, where the answer is kept with the visit."""
 
     stream: ClassVar[str] = "events/skipped"
     priority: ClassVar[int] = PRIORITY_TELEMETRY
+    published: ClassVar[bool] = False
     schema_name: Literal["skipped.v1"] = Field("skipped.v1", alias="schema")
     customer_id: str
     visit_id: str
@@ -436,7 +443,6 @@ UPLINK_MESSAGES: tuple[type[Message], ...] = (
     CheckInMessage,
     RedemptionMessage,
     OutcomeMessage,
-    SkippedMessage,
     ErasureMessage,
     GapMessage,
     BeaconMessage,

@@ -182,6 +182,10 @@ def _run(
         result.lost = agent.pipeline.outbox.depth()
         result.example_journey = _example_journey(config, day)
         result.rejected_downlinks = agent.pipeline.counters["downlinks_rejected"]
+        # Kept in the store's journey log, not sent to HQ: counted where they are written.
+        result.rules["rules that did not act (in the journey log)"] = agent.pipeline.counters[
+            "rules_not_fired"
+        ]
     finally:
         agent.close()
         hq.close()
@@ -373,7 +377,7 @@ def _summarise(messages: list[tuple[str, dict[str, Any]]], result: DemoResult) -
 JOURNEY_ROWS = (
     "C&C counter waits (staff)", "C&C left uncollected", "assistance alerts (staff)",
     "queue alerts (staff)", "loyalty check-ins", "coupons redeemed", "outcomes decided",
-    "outcomes that worked", "rules that did not act (with why)",
+    "outcomes that worked", "rules that did not act (in the journey log)",
 )  # fmt: skip
 
 
@@ -387,8 +391,7 @@ def _journey_row(schema: object, payload: dict[str, Any]) -> str | None:
         return "assistance alerts (staff)"
     if schema == "staff_alert.v1" and template == "staff.queue":
         return "queue alerts (staff)"
-    return {"check_in.v1": "loyalty check-ins", "redemption.v1": "coupons redeemed",
-            "skipped.v1": "rules that did not act (with why)"}.get(str(schema))  # fmt: skip
+    return {"check_in.v1": "loyalty check-ins", "redemption.v1": "coupons redeemed"}.get(str(schema))
 
 
 def print_summary(result: DemoResult, console: Console) -> None:

@@ -4,7 +4,7 @@ outcomes, coupons issued, and why a rule did not act. Pure; time is an argument.
 Every rule module (``rules``, ``collection``, ``assist``, ``queue``, ``loyalty``) makes its
 messages here, so a customer notification can only leave through the guards (a refusal is a
 ``suppressed.v1``), every customer notification declares how its outcome will be known, and a
-rule's "did not act" is said once per visit and reason.
+rule's "did not act" is said once per visit and reason (the journey log's, never published).
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@
 - Loyalty (``loyalty``, ``coupons``): a daily check-in, and a coupon this store issued coming
   back on a receipt (``redemption.v1``).
 - Every customer notification's outcome (``outcomes``), and every rule that looked at a shopper
-  and did not act says why (``skipped.v1``), beside the guards' refusals.
+  and did not act says why (``skipped.v1``, the journey log's only), beside the guards' refusals.
 
 Every customer notification passes the guards (``guards``); one they stop becomes a
 ``suppressed.v1`` record with the reason. Orders, purchases and notifications carry the
