@@ -61,6 +61,11 @@ class OpenVisit:
     pending_since: float = 0.0
     levels: dict[str, Level] = field(default_factory=dict)  # smoothed RSSI per receiver
     evaluated_at: float = float("-inf")  # when the zones were last weighed
+    # Anonymous subjects are not located; the receiver that heard them loudest lately is their
+    # zone for per-zone occupancy (``LOUDEST_HOLD_S``). Not kept across a restart.
+    loudest_receiver: str = ""
+    loudest_rssi: int = -1000
+    loudest_at: float = float("-inf")
 
     @property
     def zone(self) -> str | None:
@@ -93,6 +98,10 @@ class OpenVisit:
 
 # Phones advertise a few times a second at most; zones are weighed at most this often per visit.
 EVALUATION_INTERVAL_S = 0.5
+# An anonymous subject's loudest receiver holds for this long unless a louder one hears it: one
+# advertisement reaches every receiver within a second, and two seconds spans a couple of
+# advertisements, so the weaker receivers' reports of the same advertisement never win.
+LOUDEST_HOLD_S = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,6 +206,12 @@ class VisitTracker:
             self._located.add(subject)
             self._locate(visit, receiver, rssi, ts, events)
             self._check_dwell(visit, ts, events)
+        elif (
+            rssi >= visit.loudest_rssi
+            or receiver == visit.loudest_receiver
+            or ts - visit.loudest_at > LOUDEST_HOLD_S
+        ):
+            visit.loudest_receiver, visit.loudest_rssi, visit.loudest_at = receiver, rssi, ts
         return events
 
     def _locate(

@@ -13,7 +13,7 @@ import zoneinfo
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 from edge_agent.core.const import MAX_INFLIGHT_WINDOW
 from edge_agent.core.topics import Topics
@@ -305,12 +305,81 @@ class ShelfLocationSettings(Section):
     trigger: Literal["visit", "zone"] = "visit"
     max_items: Annotated[int, _between(1, 20)] = 3
     notification_ttl_s: Seconds = 300.0
+    # The push worked if the shopper entered a suggested item's zone this soon after it: a
+    # quarter of an hour covers walking a large store, longer credits chance visits.
+    outcome_window_s: Seconds = 900.0
 
 
 class PostPurchaseSettings(Section):
     enabled: bool = True
     feedback_url: str = "https://example.com/feedback"
     notification_ttl_s: Seconds = 3600.0
+
+
+class CounterWaitSettings(Section):
+    """A click-and-collect shopper left waiting in the pickup zone: staff are told again."""
+
+    enabled: bool = True
+    # A handover takes a minute or two; five minutes at the counter is a shopper kept waiting.
+    after_s: Seconds = 300.0
+    # Staff are reminded this often while the shopper still waits; more often is nagging.
+    repeat_s: Seconds = 300.0
+
+
+class LeftUncollectedSettings(Section):
+    """A visit ends with the customer's ready order still not handed over."""
+
+    enabled: bool = True
+    staff_alerts: bool = True
+
+
+class AssistSettings(Section):
+    """A shopper lingering in a department that sells advice (staff ``staff.assist``)."""
+
+    enabled: bool = True
+    # Zones where help is offered; none means the rule is off.
+    zones: list[Identifier] = []
+    # Three minutes in one department is past browsing: the shopper may be stuck choosing.
+    after_s: Seconds = 180.0
+    notification_ttl_s: Seconds = 300.0
+
+
+class QueueSettings(Section):
+    """Everyone heard in a zone (anonymously) above a threshold: "open another till"."""
+
+    enabled: bool = True
+    # The zones watched (the checkout); none means the rule is off.
+    zones: list[Identifier] = []
+    # Alert when this many people stay in the zone for ``for_s``; re-armed only once it falls to
+    # ``clear_at`` or fewer (hysteresis: one alert per queue, not one per tick around the mark).
+    above: Annotated[int, _between(1, 10000)] = 6
+    clear_at: Annotated[int, _between(0, 10000)] = 3
+    # A crowd passing through for a few seconds is not a queue.
+    for_s: Annotated[float, _between(0.0, 3600.0)] = 30.0
+    notification_ttl_s: Seconds = 300.0
+
+    @model_validator(mode="after")
+    def _hysteresis(self) -> QueueSettings:
+        if self.clear_at >= self.above:
+            raise ValueError(
+                f"clear_at ({self.clear_at}) must be below above ({self.above}): the alert re-arms there"
+            )
+        return self
+
+
+class CheckInSettings(Section):
+    """The first visit of a local day of a customer with marketing consent: a loyalty check-in."""
+
+    # Off until the store takes part in the loyalty programme (HQ must honour the rewards).
+    enabled: bool = False
+    # What the customer is told they earned (shown in the check-in notification and check_in.v1).
+    reward: Annotated[str, Field(max_length=200)] = "10 points for your visit today."
+    # Give a coupon with the check-in: its code is this prefix and a part unique to the
+    # notification, so a redemption names the very notification that issued it. None: no coupon.
+    coupon_prefix: Annotated[str, Field(pattern=r"^[A-Z0-9-]{1,16}$")] | None = None
+    # A coupon unredeemed after this long is reported expired (a fortnight: two weekly shops).
+    coupon_valid_s: Annotated[float, _between(60.0, 366 * 86400.0)] = 14 * 86400.0
+    notification_ttl_s: Seconds = 600.0
 
 
 HHMM = Annotated[str, Field(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")]
@@ -334,6 +403,11 @@ class RulesSettings(Section):
     click_and_collect: ClickAndCollectSettings = ClickAndCollectSettings()
     shelf_location: ShelfLocationSettings = ShelfLocationSettings()
     post_purchase: PostPurchaseSettings = PostPurchaseSettings()
+    counter_wait: CounterWaitSettings = CounterWaitSettings()
+    left_uncollected: LeftUncollectedSettings = LeftUncollectedSettings()
+    assist: AssistSettings = AssistSettings()
+    queue: QueueSettings = QueueSettings()
+    check_in: CheckInSettings = CheckInSettings()
     # Override any shipped template text: [rules.templates."cnc.arrival.customer"] en = "..."
     templates: dict[str, dict[Literal["en", "it"], str]] = {}
 

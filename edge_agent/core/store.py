@@ -8,6 +8,7 @@ in seconds and deterministically.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import zoneinfo
 from collections import Counter
 from collections.abc import Iterable, Mapping
@@ -19,6 +20,7 @@ from edge_agent.core.beacons import BeaconFleet
 from edge_agent.core.beaconsightings import BeaconSightings
 from edge_agent.core.calibration import Calibrator, ReceiverEvent
 from edge_agent.core.cipher import REFERENCE, BlockCipher
+from edge_agent.core.const import QUEUE_HEARD_S
 from edge_agent.core.downlinks import CustomersDownlink, Downlink, Handlers
 from edge_agent.core.events import (
     BeaconCalibration,
@@ -163,6 +165,29 @@ class StoreCore:
         """
         since = now - self._occupancy_window_s
         return sum(1 for visit in self._tracker.open_visits.values() if visit.last_seen >= since)
+
+    def zone_occupancy(self, now: float, window_s: float | None = None) -> dict[str, int]:
+        """People in each zone now, heard in the last ``window_s`` (default: as ``occupancy``
+        counts): a recognised shopper in their tracked zone, anyone else in the zone of the
+        receiver hearing them loudest (the cheap estimate presence keeps for anonymous
+        subjects). Counts only, no identity."""
+        since = now - (self._occupancy_window_s if window_s is None else window_s)
+        zone_of = self._layout.zone_of_receiver
+        counts: Counter[str] = Counter()
+        for visit in self._tracker.open_visits.values():
+            if visit.last_seen < since:
+                continue
+            zone = visit.zone or zone_of.get(visit.loudest_receiver)
+            if zone is not None:
+                counts[zone] += 1
+        return dict(sorted(counts.items()))
+
+    def _present_customers(self) -> list[tuple[OpenVisit, Customer]]:
+        found = []
+        for subject, visit in self._tracker.open_visits.items():
+            if subject.kind == "customer" and (customer := self.customers.get(subject.id)) is not None:
+                found.append((visit, customer))
+        return found
 
     def _receivers_in(self, zone: str | None) -> frozenset[str]:
         if zone is None:
@@ -416,7 +441,12 @@ class StoreCore:
         self._footfall.settle(now)
         for event in self._tracker.expire(now):
             messages.extend(self._presence_messages(event, now))
-        messages.extend(self._footfall.close(now, self.occupancy))
+        messages.extend(
+            self._journey.tick(
+                now, self._present_customers, functools.partial(self.zone_occupancy, now, QUEUE_HEARD_S)
+            )
+        )
+        messages.extend(self._footfall.close(now, self.occupancy, self.zone_occupancy))
         messages.extend(self._fleet.tick(now))
         if self._calibration.active:
             messages.extend(self._calibrate(now))

@@ -114,7 +114,8 @@ def _check_layout(config: AgentConfig) -> Iterable[ConfigProblem]:
 
 
 def _reference_problems(data: Mapping[str, Any]) -> Iterable[ConfigProblem]:
-    """Receivers, adjacency, the entrance and the pickup zone must name zones that exist.
+    """Receivers, adjacency, the entrance, the pickup zone and the zones the assistance and
+    queue rules watch must name zones that exist.
 
     Read from the raw mapping, whatever else is wrong with it: a value of the wrong type is the
     field check's to report, so it is skipped here."""
@@ -142,6 +143,10 @@ def _reference_problems(data: Mapping[str, Any]) -> Iterable[ConfigProblem]:
     yield from unknown(
         "rules.click_and_collect.pickup_zone", _lookup(data, "rules", "click_and_collect", "pickup_zone")
     )
+    # A watched zone that does not exist would leave its rule silently idle.
+    for rule in ("assist", "queue"):
+        for position, zone_id in enumerate(_table_array(_lookup(data, "rules", rule, "zones"))):
+            yield from unknown(f"rules.{rule}.zones[{position}]", zone_id)
 
 
 def _table_array(value: object) -> list[Any]:

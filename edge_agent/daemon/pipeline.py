@@ -92,6 +92,7 @@ class Pipeline:
             self.state.logged_downlinks(),
         )  # fmt: skip
         self.core.restore_visits(self.state.open_visits())
+        self.core.journey.restore_check_ins(self.state.check_ins())
         self.calibration = CalibrationStore(database)
         self.core.restore_calibration(self.calibration.load())
         self._calibration_saved_at: float | None = None
@@ -202,7 +203,7 @@ class Pipeline:
             return
 
         def write(conn: object) -> None:
-            self.outbox.add(messages, now)
+            self.outbox.add(self._published(messages), now)
             self.state.record_journey(messages)
             if save_visits:
                 self._save_open_visits(now)
@@ -214,7 +215,15 @@ class Pipeline:
             # reported as a gap, alarmed) rather than retried forever from a growing memory.
             self.counters["disk_full_refusals"] += 1
             _LOGGER.error("%s", exc)
-            self.outbox.refuse(messages, now)
+            self.outbox.refuse([m for m in messages if m.published], now)
+
+    def _published(self, messages: list[Message]) -> list[Message]:
+        """What goes to HQ: all but the journey log's own lines (a rule that did not act, and
+        why), which are counted (``rules_not_fired``) and kept in the journey only."""
+        published = [m for m in messages if m.published]
+        if len(published) < len(messages):
+            self.counters["rules_not_fired"] += len(messages) - len(published)
+        return published
 
     def _visits_due(self, now: float, writing: bool) -> bool:
         """Save recognised customers' open visits when they change shape, and refresh their last
@@ -265,7 +274,7 @@ class Pipeline:
         with self.database.transaction():
             self.state.apply(downlink, now)
             caused = self.core.apply(downlink, now)
-            self.outbox.add(caused, now)
+            self.outbox.add(self._published(caused), now)
             self.state.record_journey(caused)
             if self.core.changed_visits:
                 self._save_open_visits(now)

@@ -264,17 +264,23 @@ def _outcomes(day: DayFigures) -> str:
     if not day.outcomes:
         return (
             '<figure class="chart outcomes"><figcaption>Notification outcomes</figcaption>'
-            '<p class="note no-outcomes">No outcomes reported for this day: stores do not send them '
-            "yet.</p></figure>"
+            '<p class="note no-outcomes">No outcomes reported for this day: no customer notification '
+            "was decided.</p></figure>"
         )
     rows = [
         (key, float(n), f'data-outcome="{attr(key)}" data-count="{n}"')
         for key, n in sorted(day.outcomes.items(), key=lambda kv: (-kv[1], kv[0]))
     ]
+    rates = "".join(
+        f'<li data-template="{attr(template)}" data-worked="{worked}" data-decided="{decided}">'
+        f"{escape(template)}: {worked / decided:.0%} worked ({worked} of {decided})</li>"
+        for template, (worked, decided) in day.outcome_rates.items()
+    )
     return (
         '<figure class="chart outcomes"><figcaption>Notification outcomes '
         '<span class="sub">(template:outcome)</span></figcaption>'
-        f"{bars(rows, 'outcome-bars', VERMILLION, '')}</figure>"
+        f"{bars(rows, 'outcome-bars', VERMILLION, '')}"
+        f'<ul class="outcome-rates">{rates}</ul></figure>'
     )
 
 

@@ -235,6 +235,15 @@ class StateStore:
             rows = self._database.db.conn.execute("SELECT record FROM open_visits").fetchall()
         return [json.loads(row[0]) for row in rows]
 
+    def check_ins(self) -> list[tuple[str, float]]:
+        """(customer, when) of every loyalty check-in the journey keeps, oldest first: a restart
+        must not check a customer in twice on one local day."""
+        with self._database.lock:
+            rows = self._database.db.conn.execute(
+                "SELECT customer_id, ts FROM journey WHERE kind = 'check-in' ORDER BY ts"
+            ).fetchall()
+        return [(str(customer_id), float(ts)) for customer_id, ts in rows]
+
     def record_journey(self, messages: Sequence[Message]) -> None:
         """Keep the touchpoints among ``messages``; call inside the transaction that enqueues them."""
         rows = [

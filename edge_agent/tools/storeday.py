@@ -4,6 +4,8 @@ downlinks HQ would have sent beforehand (registry, click-and-collect orders, pla
 The radio is ``edge_agent.tools.simulate``'s (floor plan, path loss, shadowing, packet loss, rotating
 addresses), at one advertisement every ``ADVERTISING_INTERVAL_S`` per phone so the demo's trace
 stays small; app customers with an order walk to the click-and-collect counter before leaving.
+What they do there and elsewhere (waiting, lingering, queueing, buying, redeeming) is
+``daybehaviour``'s, with the downlinks HQ sends as the day goes (``StoreDay.timed``).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from importlib import resources
 from edge_agent.core.settings import AgentConfig
 from edge_agent.core.sighting import Sighting
 from edge_agent.core.validation import config_from_mapping
+from edge_agent.tools.daybehaviour import Collector, offers_downlink, plan_behaviour
 from edge_agent.tools.simulate import SimulationSettings, simulate_store_day
 
 # Phones advertise every second or faster; the demo hears one advertisement in four to keep
@@ -42,6 +45,8 @@ class StoreDay:
     sightings: list[Sighting]
     customers: list[DemoCustomer]
     downlinks: list[tuple[str, bytes]] = field(default_factory=list)
+    # HQ's downlinks during the day (an order handed over, a till receipt): (when, kind, payload).
+    timed: list[tuple[float, str, bytes]] = field(default_factory=list)
 
 
 def generate(
@@ -71,9 +76,13 @@ def generate(
         )
         for index, c in enumerate(simulation.customers)
     ]  # fmt: skip
+    collectors = [Collector(c.customer_id, c.order_id) for c in customers if c.order_id]
+    timed = plan_behaviour(
+        simulation.shoppers, simulation.layout, collectors, seed, day, timezone, open_hours
+    )
     # The store's fixed beacons (demo.toml [[beacons]], positioned) are the simulator's too.
     sightings = list(simulation.sightings())
-    return StoreDay(sightings, customers, _downlinks(customers))
+    return StoreDay(sightings, customers, [*_downlinks(customers), ("offers", offers_downlink(day))], timed)
 
 
 def demo_config(overrides: Mapping[str, Mapping[str, object]] | None = None) -> AgentConfig:

@@ -1,0 +1,76 @@
+"""Coupon codes this store gave customers, so a till receipt carrying one names the notification
+and the visit that issued it (``redemption.v1``). Pure; time is an argument.
+
+A code is known per customer: an offer's code is the same for everyone who earned it, and the
+receipt says whose it is. The map is bounded (``MAX_ISSUED_COUPONS``): past it, and past a code's
+validity, a code is dropped and reported expired, so memory follows the store's coupons in
+flight, not its history.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+
+from edge_agent.core.const import MAX_ISSUED_COUPONS
+from edge_agent.core.events import Envelopes, RedemptionMessage, utc
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedCoupon:
+    customer_id: str
+    code: str
+    notification_event_id: str
+    template: str
+    visit_id: str
+    issued_at: float
+    valid_until: float
+
+
+class IssuedCoupons:
+    def __init__(self, limit: int = MAX_ISSUED_COUPONS) -> None:
+        self._limit = limit
+        self._codes: OrderedDict[tuple[str, str], IssuedCoupon] = OrderedDict()  # oldest first
+
+    def __len__(self) -> int:
+        return len(self._codes)
+
+    def issue(self, coupon: IssuedCoupon) -> list[IssuedCoupon]:
+        """Remember a code given; returns the oldest codes forgotten to stay within the bound."""
+        key = (coupon.customer_id, coupon.code)
+        self._codes.pop(key, None)  # the same offer again: the newer notification owns it
+        self._codes[key] = coupon
+        dropped = []
+        while len(self._codes) > self._limit:
+            dropped.append(self._codes.popitem(last=False)[1])
+        return dropped
+
+    def redeem(self, customer_id: str, code: str, now: float) -> IssuedCoupon | None:
+        """The issue of ``code`` to ``customer_id``, if this store gave it and it is still valid;
+        a code redeems once."""
+        coupon = self._codes.get((customer_id, code))
+        if coupon is None or now >= coupon.valid_until:
+            return None
+        del self._codes[(customer_id, code)]
+        return coupon
+
+    def expired(self, now: float) -> list[IssuedCoupon]:
+        """Codes whose validity has ended by ``now``, forgotten as they are returned."""
+        gone = [c for c in self._codes.values() if now >= c.valid_until]
+        for coupon in gone:
+            del self._codes[(coupon.customer_id, coupon.code)]
+        return gone
+
+    def forget(self, customer_id: str) -> None:
+        for key in [k for k in self._codes if k[0] == customer_id]:
+            del self._codes[key]
+
+
+def redemption_message(envelope: Envelopes, coupon: IssuedCoupon, receipt_id: str, visit_id: str | None,
+                       now: float) -> RedemptionMessage:  # fmt: skip
+    """A redeemed code linking the receipt to the notification and the visit that issued it."""
+    return RedemptionMessage(
+        **envelope.at(now), receipt_id=receipt_id, customer_id=coupon.customer_id, coupon=coupon.code,
+        notification_event_id=coupon.notification_event_id, template=coupon.template,
+        issued_visit_id=coupon.visit_id, issued_at=utc(coupon.issued_at), visit_id=visit_id,
+    )  # fmt: skip
