@@ -14,7 +14,7 @@ The fit, chosen by measurement (benchmarks/README.md, "Calibration"):
   heavy-tailed indoors and a median ignores a burst of reflections; the window lets a drifted
   receiver be re-estimated within half of it;
 - per receiver, the median over its usable pairs, so one beacon out of place cannot move it by
-  much, and the pairs whose median is near the sensitivity floor are left out (their weak
+  much, and the pairs the model puts near the sensitivity floor are left out (their weak
   samples are lost, which biases what is left upwards);
 - a beacon whose pair medians disagree with every receiver's other beacons by more than
   ``moved_threshold_db`` moved or was replaced: it is reported and left out of the fit. A receiver
@@ -45,6 +45,10 @@ MAX_PAIR_SAMPLES: Final = 512
 MIN_DISTANCE_M: Final = 0.5
 # Outside what any receiver reports: a frame with such an RSSI is broken, not a strong reading.
 PLAUSIBLE_RSSI: Final = (-120, 10)
+# Shadowing of one reading indoors (3-6 dB), and a median of medians' standard error in units of
+# sigma / sqrt(all readings) (1.25 for a median, twice): what the drift test calls noise.
+READING_SIGMA_DB: Final = 4.0
+MEDIAN_OF_MEDIANS_SE: Final = 1.5625
 # An estimate that stays within this for half a window after a drift has re-converged.
 SETTLED_DB: Final = 1.0
 # Readings a pair needs before it takes part in a beacon's check: at 20 the pair's median is
@@ -169,6 +173,7 @@ class _Receiver:
     history: deque[tuple[float, float]] = field(default_factory=deque)
     drifting_since: float | None = None
     restored_dbm: float | None = None  # kept across a restart: the reference for the first fit
+    armed_at: float | None = None  # drift is judged from then on (a window after the first fit)
     last_heard: float | None = None
     silent: bool = False
     samples: int = 0
@@ -345,11 +350,13 @@ class Calibrator:
             pairs = self._medians.setdefault(rid, {})
             was_used = pairs.pop(bid, None) is not None
             kept = self._pairs.get((rid, bid))
-            if kept:
-                value = kept.median()
-                # The pair's median RSSI, back from the sample: too weak pairs are biased up.
-                if value - self._correction(rid, bid) >= settings.min_rssi_dbm:
-                    pairs[bid] = (value, len(kept))
+            # Too weak a pair is biased up (its weak readings are lost below the floor). Judged
+            # by the RSSI the model expects at the receiver's configured power: not by the pair's
+            # own median, which admits a far pair exactly when its noise is high, nor by the
+            # estimate, which a bad beacon could pull low enough to shut out all the good ones.
+            expected = receivers[rid].configured_dbm - self._correction(rid, bid)
+            if kept and expected >= settings.min_rssi_dbm:
+                pairs[bid] = (kept.median(), len(kept))
             if was_used or bid in pairs:  # a pair too weak before and now changes nothing
                 changed.add(rid)
         dirty.clear()
@@ -393,7 +400,10 @@ class Calibrator:
                 continue  # heard by one receiver (or none): nothing to compare it against
             off = [abs(r) for r in residuals.values()]
             was_moved = bid in self._moved
-            looks_moved = min(off) > threshold / 2 and median(off) > threshold
+            # Off at (nearly) every receiver: a receiver about as far from the beacon's new place
+            # as from its old one sees little, so two in three off by half the threshold will do.
+            far_off = sum(r > threshold / 2 for r in off)
+            looks_moved = 3 * far_off >= 2 * len(off) and median(off) > threshold
             looks_in_place = max(off) < threshold / 2
             if was_moved:
                 self._moved[bid] = residuals
@@ -469,10 +479,21 @@ class Calibrator:
                 state.drifting_since = None
                 return [ReceiverEvent(state.receiver_id, "recalibrated", now, self._offset(state), None)]
             return []
+        # An estimate younger than a window still moves as its first readings are joined by
+        # more (at a beacon a minute, by 2-3 dB): it becomes a reference only once a whole
+        # window stands behind it. A value kept across a restart waits for that too.
+        if state.armed_at is None:
+            state.armed_at = now + settings.window_s
+        if now < state.armed_at:
+            return []
         reference = history[0][1] if history else state.restored_dbm
         state.restored_dbm = None
         history.append((now, estimate))
-        if reference is not None and abs(estimate - reference) > settings.drift_threshold_db:
+        # A sparse estimate is noisy: a move must also be four standard errors of the difference
+        # of two estimates, so a receiver with few readings is not a drift alarm every hour.
+        stderr = MEDIAN_OF_MEDIANS_SE * READING_SIGMA_DB / math.sqrt(max(1, state.samples))
+        threshold = max(settings.drift_threshold_db, 4 * math.sqrt(2) * stderr)
+        if reference is not None and abs(estimate - reference) > threshold:
             state.drifting_since = now
             history.clear()
             history.append((now, estimate))

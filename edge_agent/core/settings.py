@@ -136,7 +136,8 @@ class CalibrationSettings(Section):
     # about 1 dB at sigma 4 dB).
     min_samples: Annotated[int, _between(1, 100_000)] = 30
     # Readings weaker than this are near the radios' sensitivity floor (~ -95 dBm), where the
-    # lost weak samples bias the median upwards; a pair whose median is below it is not used.
+    # lost weak samples bias the median upwards; a pair the model expects below it (at the
+    # receiver's configured power) is not used.
     min_rssi_dbm: Dbm = -85
     # An estimate that moves by more than this within drift_window_s is a drift event (a shelf
     # or a box in front of the receiver): three times the estimate's noise at sigma 4 dB.
