@@ -13,12 +13,15 @@ from typing import Annotated, ClassVar, Literal, TypedDict
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from edge_agent.core.calibration import BeaconCheckState, ReceiverEventKind, ReceiverState
 from edge_agent.core.const import PRIORITY_NOTIFICATION, PRIORITY_TELEMETRY, PRIORITY_TRANSACTIONAL
 from edge_agent.core.ids import EventIdFactory
 
 StatusState = Literal["online", "offline"]
 BeaconState = Literal["present", "missing", "never_seen"]
-BeaconEvent = Literal["missing", "returned", "low_battery"]
+# "moved": its readings disagree with every receiver's other beacons (moved or replaced, so left
+# out of calibration); "in_place": they agree again.
+BeaconEvent = Literal["missing", "returned", "low_battery", "moved", "in_place"]
 
 
 def utc(ts: float) -> datetime:
@@ -340,6 +343,9 @@ class BeaconMessage(Message):
     schema_name: Literal["beacon.v1"] = Field("beacon.v1", alias="schema")
     event: BeaconEvent
     beacon: BeaconStatus
+    # moved / in_place: per receiver, how far (dB) its readings of this beacon are from what its
+    # other beacons say; a beacon that moved is off at every receiver at once.
+    residuals_db: dict[str, float] | None = None
 
 
 class BeaconFleetMessage(Message):
@@ -352,6 +358,57 @@ class BeaconFleetMessage(Message):
     missing: int
     low_battery: int
     beacons: list[BeaconStatus]
+
+
+class ReceiverCalibration(BaseModel):
+    """One receiver's calibration from the fixed beacons (``core.calibration``).
+
+    Offsets are dB against the reference 1 m power of -59 dBm: ``configured_offset_db`` from the
+    configuration's ``measured_power_dbm``, ``offset_db`` as estimated (what zone choice uses)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    receiver: str
+    state: ReceiverState
+    configured_offset_db: float
+    offset_db: float | None
+    samples: Annotated[int, Field(ge=0)]
+    beacons: Annotated[int, Field(ge=0)]
+    # Largest distance (dB) of one beacon's reading from the receiver's estimate.
+    residual_db: float | None
+    confidence: Annotated[float, Field(ge=0, le=1)]
+    # Readings refused as absurd (RSSI outside what receivers report, or far off the model).
+    rejected: Annotated[int, Field(ge=0)]
+
+
+class BeaconCalibration(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    beacon_id: str
+    state: BeaconCheckState
+    receivers: Annotated[int, Field(ge=0)]
+    residuals_db: dict[str, float] | None = None
+
+
+class CalibrationStatus(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    receivers: list[ReceiverCalibration]
+    beacons: list[BeaconCalibration]
+
+
+class ReceiverMessage(Message):
+    """A receiver's calibration changed in a way HQ should see: it drifted (its offset moved by
+    more than ``calibration.drift_threshold_db``), re-converged after a drift, stopped hearing
+    the beacons it used to hear (silent), or hears them again."""
+
+    stream: ClassVar[str] = "events/receiver"
+    priority: ClassVar[int] = PRIORITY_TELEMETRY
+    schema_name: Literal["receiver.v1"] = Field("receiver.v1", alias="schema")
+    event: ReceiverEventKind
+    # drift: the offset (dB against -59 dBm) before the drift.
+    previous_offset_db: float | None = None
+    receiver: ReceiverCalibration
 
 
 class ErrorMessage(Message):
@@ -429,6 +486,8 @@ class StatusMessage(Message):
     link_error: str | None = None
     since: datetime | None = None
     will: bool | None = None
+    # Receivers' live calibration from the fixed beacons, and the beacons' checks.
+    calibration: CalibrationStatus | None = None
 
 
 # Every message type the agent publishes (the HQ contract is generated from this list).
@@ -447,6 +506,7 @@ UPLINK_MESSAGES: tuple[type[Message], ...] = (
     GapMessage,
     BeaconMessage,
     BeaconFleetMessage,
+    ReceiverMessage,
     NotificationMessage,
     StaffAlertMessage,
     ErrorMessage,

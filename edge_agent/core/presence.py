@@ -16,7 +16,7 @@ Anonymous visitors are counted only, so their sightings cost one dictionary upda
 from __future__ import annotations
 
 import heapq
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -147,6 +147,8 @@ class VisitTracker:
         """New thresholds and layout for what comes next; open visits stay open."""
         self._settings = settings
         self._layout = layout
+        # Each receiver's 1 m power: the configured one until calibration estimates it.
+        self._power: dict[str, float] = {r: float(p) for r, p in layout.measured_power.items()}
         self._new_level = level_factory(settings)
         self._deadlines = [
             (v.last_seen + settings.absence_timeout_s, s.kind, s.id) for s, v in self._open.items()
@@ -154,6 +156,15 @@ class VisitTracker:
         heapq.heapify(self._deadlines)
         for visit in self._open.values():
             visit.levels.clear()  # a different filter type must not inherit another's state
+
+    def calibrate(self, power: Mapping[str, float]) -> None:
+        """Receivers' 1 m power as estimated (``core.calibration``), for every zone choice from now."""
+        self._power = {r: float(power.get(r, p)) for r, p in self._layout.measured_power.items()}
+
+    @property
+    def measured_power(self) -> Mapping[str, float]:
+        """The receivers' 1 m power zone choice uses now."""
+        return self._power
 
     @property
     def open_visits(self) -> dict[Subject, OpenVisit]:
@@ -222,10 +233,11 @@ class VisitTracker:
         visit.evaluated_at = ts
         strengths: dict[str, float] = {}
         oldest = ts - settings.stale_s
+        power = self._power
         for rid, level in visit.levels.items():
             if level.last_ts < oldest:
                 continue
-            strength = level.value - layout.measured_power[rid]  # dB above "1 m away"
+            strength = level.value - power[rid]  # dB above "1 m away"
             zone = layout.zone_of_receiver[rid]
             if strength > strengths.get(zone, -1e9):
                 strengths[zone] = strength

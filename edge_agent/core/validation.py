@@ -18,6 +18,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ValidationError
 
+from edge_agent.core.calibration import calibration_warnings
 from edge_agent.core.errors import ConfigError, ConfigProblem, key_path
 from edge_agent.core.journey.templates import check_overrides
 from edge_agent.core.settings import AgentConfig, BeaconSettings, ReceiverSettings, ZoneSettings
@@ -100,6 +101,10 @@ def _cross_check(config: AgentConfig) -> Iterable[ConfigProblem]:
         yield ConfigProblem("ble.restart_backoff_max_s", "must not be smaller than ble.restart_backoff_min_s")
     if mqtt.password is not None and mqtt.username is None:
         yield ConfigProblem("mqtt.username", "required when mqtt.password is set")
+    beacon_ids = {b.id for b in config.beacons}
+    for index, receiver in enumerate(config.receivers):
+        if receiver.beacon is not None and receiver.beacon not in beacon_ids:
+            yield ConfigProblem(f"receivers[{index}].beacon", f"not a [[beacons]] id: {receiver.beacon!r}")
 
 
 def _check_layout(config: AgentConfig) -> Iterable[ConfigProblem]:
@@ -168,6 +173,7 @@ def config_warnings(config: AgentConfig) -> list[ConfigProblem]:
                 "the default; name the broker HQ gave this store",
             )
         )
+    warnings += [ConfigProblem(key, reason) for key, reason in calibration_warnings(config)]
     return warnings
 
 

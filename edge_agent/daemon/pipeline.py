@@ -27,18 +27,22 @@ from edge_agent.core.downlinks import (
 )
 from edge_agent.core.errors import DiskFull, DownlinkRejected
 from edge_agent.core.events import (
+    BeaconMessage,
     Envelopes,
     ErasureMessage,
     ErrorMessage,
     Message,
+    ReceiverMessage,
     StatusMessage,
     StatusState,
 )
 from edge_agent.core.ids import EventIdFactory
+from edge_agent.core.repeats import RepeatLimiter, held_back
 from edge_agent.core.settings import AgentConfig
 from edge_agent.core.sighting import Sighting
 from edge_agent.core.store import StoreCore
 from edge_agent.core.topics import Topics
+from edge_agent.storage.calibration import CalibrationStore
 from edge_agent.storage.clock import SYSTEM_CLOCK
 from edge_agent.storage.database import Database
 from edge_agent.storage.outbox import Outbox
@@ -50,6 +54,9 @@ _LOGGER = logging.getLogger(__name__)
 JOURNEY_PRUNE_S = 3600.0
 # How stale a kept open visit's last sighting may get.
 VISIT_SNAPSHOT_S = 30.0
+# Receivers' calibration is kept this often: estimates move slowly, and a restart within the
+# minute loses at most one minute of refinement (the samples refill within the window anyway).
+CALIBRATION_SAVE_S = 60.0
 # The kinds the pipeline applies itself (AppliedBy.ERASURE), each by its method.
 ERASURE_COMMANDS: Handlers[Pipeline, [float], None] = Handlers("pipeline")
 
@@ -86,6 +93,10 @@ class Pipeline:
         )  # fmt: skip
         self.core.restore_visits(self.state.open_visits())
         self.core.journey.restore_check_ins(self.state.check_ins())
+        self.calibration = CalibrationStore(database)
+        self.core.restore_calibration(self.calibration.load())
+        self._calibration_saved_at: float | None = None
+        self._calibration_warnings = RepeatLimiter()
         self.counters: Counter[str] = Counter()
         self._visits_saved_at: float | None = None
         self._pending: list[Message] = []  # observed, not yet committed
@@ -128,6 +139,8 @@ class Pipeline:
     def tick(self, now: float) -> int:
         messages = self.core.tick(now)
         self._commit(messages, now)
+        self._save_calibration(now)
+        self._warn_calibration(messages, now)
         self.database.restore_reserve()  # a stat when it is there; rebuilt once the disk has room
         self.outbox.flush_gaps(now)  # gap records a full disk held back
         if self._journey_pruned_at is None or now - self._journey_pruned_at >= JOURNEY_PRUNE_S:
@@ -136,6 +149,48 @@ class Pipeline:
             self.state.prune_journey(horizon)
             self.state.compact_downlink_log(self.core.journey.snapshot_downlinks, horizon)
         return len(messages)
+
+    def _save_calibration(self, now: float) -> None:
+        """Keep the receivers' estimates every ``CALIBRATION_SAVE_S``, so a restart uses them."""
+        calibration = self.core.calibration
+        if not calibration.active:
+            return
+        if self._calibration_saved_at is not None and now - self._calibration_saved_at < CALIBRATION_SAVE_S:
+            return
+        records = calibration.records()
+        if not records:
+            return
+        try:
+            self.database.write(lambda conn: self.calibration.save(records, now))
+        except DiskFull as exc:  # the estimates in memory still apply; the next minute retries
+            _LOGGER.warning("calibration not saved: %s", exc)
+            return
+        self._calibration_saved_at = now
+
+    def _warn_calibration(self, messages: list[Message], now: float) -> None:
+        """A drifted or silent receiver and a moved beacon need a person: WARNING, rate-limited
+        per receiver or beacon (the event itself goes to HQ and into status)."""
+        for message in messages:
+            said: str
+            if isinstance(message, ReceiverMessage) and message.event in ("drift", "silent"):
+                subject, said = message.receiver.receiver, message.event
+            elif isinstance(message, BeaconMessage) and message.event == "moved":
+                subject, said = message.beacon.beacon_id, "moved"
+            else:
+                continue
+            held = self._calibration_warnings.admit(f"{said}:{subject}", now)
+            if held is None:
+                continue
+            if isinstance(message, ReceiverMessage):
+                _LOGGER.warning(
+                    "receiver %s: calibration %s (offset %s dB, was %s dB)%s", subject, said,
+                    message.receiver.offset_db, message.previous_offset_db, held_back(held),
+                )  # fmt: skip
+            else:
+                _LOGGER.warning(
+                    "beacon %s looks moved or replaced (residuals %s dB): left out of calibration%s",
+                    subject, message.residuals_db, held_back(held),
+                )  # fmt: skip
 
     def _journey_horizon(self, now: float) -> float:
         """Touchpoints and receipts older than this are forgotten (``storage.journey_days``)."""
@@ -286,6 +341,7 @@ class Pipeline:
             registry_size=len(self.core.customers),
             registry_version=self.core.registry_version,
             missing_beacons=self.core.missing_beacons,
+            calibration=self.core.calibration_status(),
             outbox_bytes=self.outbox.bytes,
             dropped=dict(self.outbox.dropped),
             alarm="; ".join(a for a in (self.outbox.alarm, *self.database.alarms.values()) if a) or None,
