@@ -396,6 +396,23 @@ def test_a_coupon_redeems_once_and_only_for_the_customer_it_was_given_to() -> No
     assert [r["receipt_id"] for r in _of(messages, "redemption.v1")] == ["R-2"]
 
 
+def test_a_coupon_given_again_before_it_was_redeemed_still_gives_the_first_thank_you_an_outcome() -> None:
+    (k1, first), (k2, second) = _receipt("R-1", []), _receipt("R-2", [])
+    walk = _walk("c1", (("entrance", 10), ("shop", 60))) + _walk(
+        "c1", (("entrance", 10), ("shop", 60)), start=T0 + 3600
+    )  # two visits with a purchase each: the offer's code is given twice
+    messages = _run(
+        _config(), walk, [_customers(("c1", True, True)), _downlink("offers", **OFFERS)],
+        timed=[(k1, first, "+40"), (k2, second, "+3640")],
+    )  # fmt: skip
+    thanks = [n for n in _of(messages, "notification.v1") if n["template"] == "post_purchase.thanks"]
+    assert [n["data"]["coupon"] for n in thanks] == ["GRIND10", "GRIND10"]
+    [outcome] = _of(messages, "outcome.v1")  # the second's comes with its redemption or expiry
+    assert outcome["notification_event_id"] == thanks[0]["event_id"]
+    # The code now stands for the second thank-you: whether the first worked cannot be told.
+    assert (outcome["result"], outcome["success"]) == ("superseded", None)
+
+
 @pytest.mark.parametrize(
     ("walk", "window_s", "result"),
     [

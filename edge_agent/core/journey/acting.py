@@ -131,13 +131,24 @@ class Acts:
             return [message, outcome]
         return [message, *self.outcomes.expect(kind, message, zones, now, now + window_s)]
 
-    def issue(self, message: NotificationMessage, code: str, now: float, valid_until: float) -> None:
+    def issue(self, message: NotificationMessage, code: str, now: float, valid_until: float) -> list[Message]:
         """Remember a coupon a sent notification gave; its outcome comes with its redemption or
-        expiry (a code forgotten to stay within the bound expires at the next tick)."""
-        self._coupons_dropped += self.coupons.issue(
+        expiry (a code forgotten to stay within the bound expires at the next tick). Returns the
+        message and, when it gives again a code an earlier notification gave and the customer
+        has not redeemed, that one's outcome: ``superseded``, since a redemption now counts for
+        this one and whether the earlier one worked can no longer be told."""
+        replaced, dropped = self.coupons.issue(
             IssuedCoupon(message.customer_id, code, message.event_id, message.template, message.visit_id,
                          now, valid_until)
         )  # fmt: skip
+        self._coupons_dropped += dropped
+        if replaced is None:
+            return [message]
+        superseded = self.outcomes.decided(
+            replaced.notification_event_id, replaced.customer_id, replaced.visit_id, replaced.template,
+            "superseded", None, now, now - replaced.issued_at,
+        )  # fmt: skip
+        return [message, superseded]
 
     def restore_coupons(self, records: list[dict[str, object]]) -> None:
         """The codes kept across a restart (any past the bound expire at the next tick)."""

@@ -39,16 +39,18 @@ class IssuedCoupons:
     def __len__(self) -> int:
         return len(self._codes)
 
-    def issue(self, coupon: IssuedCoupon) -> list[IssuedCoupon]:
-        """Remember a code given; returns the oldest codes forgotten to stay within the bound."""
+    def issue(self, coupon: IssuedCoupon) -> tuple[IssuedCoupon | None, list[IssuedCoupon]]:
+        """Remember a code given; returns the issue it replaces (the same offer's code given to
+        the customer again: the newer notification owns it) and the oldest codes forgotten to
+        stay within the bound."""
         key = (coupon.customer_id, coupon.code)
-        self._codes.pop(key, None)  # the same offer again: the newer notification owns it
+        replaced = self._codes.pop(key, None)
         self._codes[key] = coupon
         self._journal.put(COUPON, _key(coupon), coupon.customer_id, asdict(coupon))
         dropped = []
         while len(self._codes) > self._limit:
             dropped.append(self._codes.popitem(last=False)[1])
-        return dropped
+        return replaced, dropped
 
     def restore(self, records: Iterable[dict[str, Any]]) -> list[IssuedCoupon]:
         """The codes kept across a restart (oldest first); returns those past the bound."""

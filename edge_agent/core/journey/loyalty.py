@@ -192,6 +192,5 @@ class CheckIns:
     @staticmethod
     def _sent(acts: Acts, held: HeldCheckIn, message: Message, now: float) -> list[Message]:
         if held.code is not None and isinstance(message, NotificationMessage):
-            acts.issue(message, held.code, now, held.valid_until)  # its outcome: redeemed or expired
-            return [message]
+            return acts.issue(message, held.code, now, held.valid_until)  # outcome: redeemed or expired
         return acts.sent(message, now)

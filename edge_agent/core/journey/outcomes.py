@@ -5,7 +5,9 @@
 - A click-and-collect arrival message worked if the shopper reached the pickup zone in that
   visit; it did not if the visit ended first.
 - A coupon worked if its code comes back on a receipt (``redemption.v1``); it did not once its
-  validity ends (``coupons``).
+  validity ends (``coupons``). An offer's code given to the customer again before they redeemed
+  it belongs to the newer notification from then on: the older one is ``superseded`` (its
+  success unknown).
 - Anything else (a thank-you without a coupon, a check-in without one) has no effect the store
   can observe and says so at once (``not_measured``), so every notification has an outcome.
 

@@ -479,8 +479,8 @@ class JourneyRules:
             {"coupon_text": coupon_text, "feedback_url": settings.feedback_url},
         )  # fmt: skip
         if offer is not None and isinstance(message, NotificationMessage):
-            self._acts.issue(message, offer.coupon, now, offer.valid_until.timestamp())
-            return [message]  # its outcome: the coupon redeemed or expired
+            # its outcome: the coupon redeemed or expired
+            return self._acts.issue(message, offer.coupon, now, offer.valid_until.timestamp())
         return self._acts.sent(message, now)
 
     def _related_offer(self, receipts: list[ReceiptRecord], now: float) -> OfferRecord | None:
