@@ -121,3 +121,37 @@ def _ts(message: dict[str, Any]) -> float:
     from datetime import datetime
 
     return datetime.fromisoformat(message["ts"]).timestamp()
+
+
+def test_an_outcome_whose_visit_did_not_survive_the_restart_is_decided_at_the_first_tick() -> None:
+    from edge_agent.core.events import Envelopes
+    from edge_agent.core.journey.durable import OUTCOME, Journal, StateChange
+    from edge_agent.core.journey.outcomes import Outcomes
+
+    record = {
+        "kind": "counter", "event_id": "n-1", "customer_id": "c1", "visit_id": "v-gone",
+        "template": "cnc.arrival.customer", "sent_at": T0, "deadline": None, "zones": ["counter"],
+    }  # fmt: skip
+    journal = Journal()
+    outcomes = Outcomes(Envelopes("s1", EventIdFactory.seeded("orphans")), journal)
+    outcomes.restore([record], open_visits=set())
+    assert len(outcomes) == 0  # not waiting on a visit that is gone
+    [decided] = outcomes.expire(T0 + 100)
+    assert (decided.notification_event_id, decided.result, decided.success) == (
+        "n-1", "counter_not_reached", False,
+    )  # fmt: skip
+    assert journal.drain() == [StateChange(OUTCOME, "n-1", "c1", None)]  # and no longer kept
+
+
+def test_changes_not_committed_are_due_again_unless_a_newer_one_came() -> None:
+    from edge_agent.core.journey.durable import COUPON, Journal, StateChange
+
+    journal = Journal()
+    journal.put(COUPON, "a", "c1", {"n": 1})
+    journal.put(COUPON, "b", "c1", {"n": 1})
+    drained = journal.drain()
+    journal.drop(COUPON, "b", "c1")  # redeemed meanwhile
+    journal.undo(drained)  # the first write did not commit (a full disk)
+    assert sorted(journal.drain(), key=lambda c: c.key) == [
+        StateChange(COUPON, "a", "c1", {"n": 1}), StateChange(COUPON, "b", "c1", None),
+    ]  # fmt: skip
