@@ -201,13 +201,13 @@ def test_the_report_has_a_block_per_store_in_order_with_minutes_and_percentages(
         "C&C collected (median wait)": ["1 (4.0 min)"], "conversion": ["50%"],
         "gaps": ["3 missing", "events/visit: 2 (boot b1, seq 1-9)", "events/zone: 1 (boot b2, seq 1-4)"],
         "C&C left uncollected": ["0"], "staff alerts": ["-"], "check-ins": ["0"], "redemptions": ["0"],
-        "outcomes (worked)": ["-"],
+        "outcomes (worked)": ["-"], "C&C kept waiting": ["0"],
     }  # fmt: skip
     assert blocks["s2"] == {
         "status": ["-"], "visits": ["0"], "mean visit": ["-"], "top zones by dwell": ["-"], "footfall": ["0"],
         "notifications": ["-"], "suppressed": ["-"], "C&C collected (median wait)": ["-"],
         "conversion": ["-"], "gaps": ["none"], "C&C left uncollected": ["0"], "staff alerts": ["-"],
-        "check-ins": ["0"], "redemptions": ["0"], "outcomes (worked)": ["-"],
+        "check-ins": ["0"], "redemptions": ["0"], "outcomes (worked)": ["-"], "C&C kept waiting": ["0"],
     }  # fmt: skip
 
 
@@ -285,7 +285,7 @@ def test_the_text_report_fits_80_columns_cuts_nothing_and_shows_missing_figures_
         "events", "visits", "visit_seconds", "zone_dwell_s", "footfall_entries", "notifications_sent",
         "notifications_suppressed", "collections", "arrival_to_collection_median_s", "visits_with_purchase",
         "conversion", "gaps", "status", "left_uncollected", "staff_alerts", "check_ins", "redemptions",
-        "outcomes",
+        "outcomes", "counter_waits",
     }  # fmt: skip
     assert figures["idle"]["collections"] == 0
     assert figures["idle"]["arrival_to_collection_median_s"] is None

@@ -278,6 +278,35 @@ def test_local_midnight_starts_a_new_check_in_day_and_quiet_hours_hush_only_the_
     assert reasons == ["quiet hours", "quiet hours"]
 
 
+@pytest.mark.parametrize(
+    ("stay_s", "ttl_s", "told", "reason"),
+    [
+        (150, 600, True, None),  # the visit outlasts the gap: told at the first tick it allows
+        (60, 600, False, "minimum gap (held until the visit ended)"),
+        (150, 90, False, "minimum gap (held until its TTL passed)"),
+    ],
+)
+def test_a_check_in_after_the_arrival_message_waits_for_the_minimum_gap_while_the_visit_lasts(
+    stay_s: int, ttl_s: float, told: bool, reason: str | None
+) -> None:
+    config = _config(check_in={"enabled": True, "notification_ttl_s": ttl_s})
+    walk = _walk("c1", (("entrance", 10), ("shop", stay_s - 10)))
+    messages = _run(config, walk, [_customers(("c1", True, True)), _order()])
+    [arrival] = [n for n in _of(messages, "notification.v1") if n["template"] == "cnc.arrival.customer"]
+    [check_in] = _of(messages, "check_in.v1")
+    assert _ts(check_in) == _ts(arrival)  # HQ's loyalty system hears of it at once either way
+    welcome = [n for n in _of(messages, "notification.v1") if n["template"] == "loyalty.check_in"]
+    refused = [s["reason"] for s in _of(messages, "suppressed.v1") if s["template"] == "loyalty.check_in"]
+    if told:
+        [sent] = welcome
+        assert 120 <= _ts(sent) - _ts(arrival) < 121.5  # the gap's second, on the tick
+        assert _ts(sent, "expires") - _ts(check_in) == pytest.approx(ttl_s)  # the TTL runs from arrival
+        assert refused == []
+    else:
+        assert welcome == []
+        assert refused == [reason]  # said once, when it became final
+
+
 def test_no_marketing_consent_means_no_check_in_no_coupon_no_shelf_push_and_each_refusal_is_logged(
     tmp_path: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -365,6 +394,23 @@ def test_a_coupon_redeems_once_and_only_for_the_customer_it_was_given_to() -> No
                (k2, again.replace(b"R-2", b"R-4"), "+170")],
     )  # fmt: skip
     assert [r["receipt_id"] for r in _of(messages, "redemption.v1")] == ["R-2"]
+
+
+def test_a_coupon_given_again_before_it_was_redeemed_still_gives_the_first_thank_you_an_outcome() -> None:
+    (k1, first), (k2, second) = _receipt("R-1", []), _receipt("R-2", [])
+    walk = _walk("c1", (("entrance", 10), ("shop", 60))) + _walk(
+        "c1", (("entrance", 10), ("shop", 60)), start=T0 + 3600
+    )  # two visits with a purchase each: the offer's code is given twice
+    messages = _run(
+        _config(), walk, [_customers(("c1", True, True)), _downlink("offers", **OFFERS)],
+        timed=[(k1, first, "+40"), (k2, second, "+3640")],
+    )  # fmt: skip
+    thanks = [n for n in _of(messages, "notification.v1") if n["template"] == "post_purchase.thanks"]
+    assert [n["data"]["coupon"] for n in thanks] == ["GRIND10", "GRIND10"]
+    [outcome] = _of(messages, "outcome.v1")  # the second's comes with its redemption or expiry
+    assert outcome["notification_event_id"] == thanks[0]["event_id"]
+    # The code now stands for the second thank-you: whether the first worked cannot be told.
+    assert (outcome["result"], outcome["success"]) == ("superseded", None)
 
 
 @pytest.mark.parametrize(

@@ -222,6 +222,9 @@ def test_the_figures_in_the_page_are_hq_report_json(rendered: Any, hq_db: Path) 
         assert total("collections") == want["collections"]
         assert sum(d["funnel"].get("collected", 0) for d in days) == want["collections"]
         assert sum(sum(d["bins"]) for d in days) == want["collections"]
+        # The funnel's steps after the arrival: kept waiting, and left without the order.
+        assert sum(d["funnel"].get("counter_wait", -1) for d in days) == want["counter_waits"]
+        assert sum(d["funnel"].get("left_uncollected", -1) for d in days) == want["left_uncollected"]
         if len(days) == 1:
             median = days[0]["median"]
             assert (float(median) if median else None) == want["arrival_to_collection_median_s"]
@@ -229,6 +232,8 @@ def test_the_figures_in_the_page_are_hq_report_json(rendered: Any, hq_db: Path) 
         assert sorted(store["seqGaps"], key=key) == sorted(want["gaps"], key=key)
     demo = expected["demo-0001"]
     assert demo["collections"] > 0  # the cases added are in both
+    assert demo["counter_waits"] > 0  # the demo day keeps some waiting and some leave without
+    assert demo["left_uncollected"] > 0
     assert demo["gaps"]
     assert expected[OTHER]["visits"] > 0
 

@@ -255,7 +255,7 @@ class RedemptionMessage(Message):
 
 OutcomeResult = Literal[
     "entered_zone", "zone_not_visited", "reached_counter", "counter_not_reached", "redeemed", "expired",
-    "not_measured",
+    "not_measured", "superseded",
 ]  # fmt: skip
 
 

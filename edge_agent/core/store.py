@@ -48,6 +48,7 @@ from edge_agent.core.frames import (
 )
 from edge_agent.core.identity import AnonymousHasher, Customer, Registry, TokenResolver
 from edge_agent.core.ids import EventIdFactory
+from edge_agent.core.journey.durable import StateChange
 from edge_agent.core.journey.rules import JourneyRules, Order, VisitOf
 from edge_agent.core.layout import StoreLayout
 from edge_agent.core.presence import (
@@ -212,6 +213,18 @@ class StoreCore:
             visit = OpenVisit.from_record(record)
             if visit.subject.kind == "customer" and visit.subject.id in self.customers:
                 self._tracker.restore(visit)
+
+    def restore_rule_state(self, rows: Iterable[StateChange]) -> None:
+        """The journey rules' promises kept at the last stop; call after ``restore_visits``
+        (an outcome waits on only if its visit was restored)."""
+        self._journey.restore_state(rows, self._open_visit_ids())
+
+    def restore_sent(self, sent: Iterable[tuple[str, str | None, float]]) -> None:
+        """Customer notifications sent before a restart, for the guards; after ``restore_visits``."""
+        self._journey.restore_sent(sent, self._open_visit_ids())
+
+    def _open_visit_ids(self) -> set[str]:
+        return {v.visit_id for v in self._tracker.open_visits.values()}
 
     @property
     def orders(self) -> dict[str, Order]:

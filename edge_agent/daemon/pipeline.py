@@ -93,6 +93,8 @@ class Pipeline:
         )  # fmt: skip
         self.core.restore_visits(self.state.open_visits())
         self.core.journey.restore_check_ins(self.state.check_ins())
+        self.core.restore_rule_state(self.state.rule_state())
+        self.core.restore_sent(self.state.customer_notifications())
         self.calibration = CalibrationStore(database)
         self.core.restore_calibration(self.calibration.load())
         self._calibration_saved_at: float | None = None
@@ -199,12 +201,13 @@ class Pipeline:
     def _commit(self, messages: list[Message], now: float) -> None:
         """Messages and the open visits they change, in one transaction; none when idle."""
         save_visits = self._visits_due(now, writing=bool(messages))
-        if not messages and not save_visits:
+        if not messages and not save_visits and not self.core.journey.state_changed():
             return
 
         def write(conn: object) -> None:
             self.outbox.add(self._published(messages), now)
             self.state.record_journey(messages)
+            self._keep_rule_state()
             if save_visits:
                 self._save_open_visits(now)
 
@@ -216,6 +219,13 @@ class Pipeline:
             self.counters["disk_full_refusals"] += 1
             _LOGGER.error("%s", exc)
             self.outbox.refuse([m for m in messages if m.published], now)
+
+    def _keep_rule_state(self) -> None:
+        """The rules' promises in flight that changed, in the transaction of their messages."""
+        changes = self.core.journey.state_changes()
+        if changes:
+            self.database.on_rollback(lambda: self.core.journey.state_not_kept(changes))
+            self.state.keep_rule_state(changes)
 
     def _published(self, messages: list[Message]) -> list[Message]:
         """What goes to HQ: all but the journey log's own lines (a rule that did not act, and
@@ -276,6 +286,7 @@ class Pipeline:
             caused = self.core.apply(downlink, now)
             self.outbox.add(self._published(caused), now)
             self.state.record_journey(caused)
+            self._keep_rule_state()
             if self.core.changed_visits:
                 self._save_open_visits(now)
         self.counters["downlinks_applied"] += 1

@@ -18,7 +18,11 @@ from edge_agent.hq.journey_figures import DayFigures, StoreFigures, StoreLayout
 from edge_agent.hq.svg_charts import BLUE, GREEN, ORANGE, VERMILLION, attr, bars, floor_plan, footfall_chart
 from edge_agent.hq.svg_charts import histogram as histogram_svg
 
-PHASE_LABELS = {"arrived": "arrived in store", "at_counter": "at the counter", "collected": "collected"}
+PHASE_LABELS = {
+    "arrived": "arrived in store", "at_counter": "at the counter",
+    "counter_wait": "kept waiting at the counter", "collected": "collected",
+    "left_uncollected": "left without collecting",
+}  # fmt: skip
 WAIT_BIN_WIDTHS_MIN = (1, 2, 5, 10, 15, 30, 60)
 MAX_WAIT_BINS = 12
 FLOW_ROWS_IN_ONE_COLUMN = 14  # beyond, the list runs in two columns beside the floor plan

@@ -28,7 +28,9 @@ from edge_agent.core.settings import AgentConfig
 from edge_agent.hq.store import Gap
 
 Point = tuple[float, float]
-ORDER_PHASES = ("arrived", "at_counter", "collected")
+# The funnel's steps, in a visit's order: kept waiting at the counter is a step on the way to
+# collection, left without collecting the way out of it (each counted once per order).
+ORDER_PHASES = ("arrived", "at_counter", "counter_wait", "collected", "left_uncollected")
 STREAMS = {str(m.model_fields["schema_name"].default): m.stream for m in UPLINK_MESSAGES}
 # outcome.v1: each customer notification's effect (template, result, success), counted per day.
 OUTCOME_SCHEMA = "outcome.v1"

@@ -26,6 +26,7 @@ LABELS = (
     "status", "visits", "mean visit", "top zones by dwell", "footfall", "notifications",
     "suppressed", "C&C collected (median wait)", "conversion", "gaps",
     "C&C left uncollected", "staff alerts", "check-ins", "redemptions", "outcomes (worked)",
+    "C&C kept waiting",
 )  # fmt: skip
 TOP_ZONES = 3
 BLOCK_WIDTH = 80  # a terminal's default width
@@ -54,6 +55,7 @@ def report(db: DatabaseTarget) -> dict[str, dict[str, Any]]:
         converted = len(figures.pop("visits_with_purchase"))
         figures["visits_with_purchase"] = converted
         figures["conversion"] = round(converted / figures["visits"], 3) if figures["visits"] else None
+        figures["counter_waits"] = len(figures.pop("orders_kept_waiting"))
     return stores
 
 
@@ -75,10 +77,8 @@ def _count(figures: dict[str, Any], schema: str, body: dict[str, Any]) -> None:
     elif schema == "suppressed.v1":
         reason = body["reason"]
         figures["notifications_suppressed"][reason] = figures["notifications_suppressed"].get(reason, 0) + 1
-    elif schema == "order.v1" and body.get("arrival_to_collection_s") is not None:
-        figures["collection_s"].append(body["arrival_to_collection_s"])
-    elif schema == "order.v1" and body.get("phase") == "left_uncollected":
-        figures["left_uncollected"] += 1
+    elif schema == "order.v1":
+        _count_order(figures, body)
     elif schema == "staff_alert.v1":
         figures["staff_alerts"][body["template"]] = figures["staff_alerts"].get(body["template"], 0) + 1
     elif schema == "check_in.v1":
@@ -92,12 +92,22 @@ def _count(figures: dict[str, Any], schema: str, body: dict[str, Any]) -> None:
         figures["visits_with_purchase"].add(body["visit_id"])
 
 
+def _count_order(figures: dict[str, Any], body: dict[str, Any]) -> None:
+    if body.get("arrival_to_collection_s") is not None:
+        figures["collection_s"].append(body["arrival_to_collection_s"])
+    elif body.get("phase") == "left_uncollected":
+        figures["left_uncollected"] += 1
+    elif body.get("phase") == "counter_wait":
+        figures["orders_kept_waiting"].add(body["order_id"])  # reminders repeat: orders count once
+
+
 def _empty_figures() -> dict[str, Any]:
     return {
         "events": 0, "visits": 0, "visit_seconds": 0.0, "zone_dwell_s": {}, "footfall_entries": 0,
         "notifications_sent": {}, "notifications_suppressed": {}, "collection_s": [],
         "visits_with_purchase": set(), "gaps": [], "status": None, "left_uncollected": 0,
         "staff_alerts": {}, "check_ins": 0, "redemptions": 0, "outcomes": {},
+        "orders_kept_waiting": set(),
     }  # fmt: skip
 
 
@@ -151,4 +161,5 @@ def _store_values(f: dict[str, Any]) -> tuple[str, ...]:
         str(f.get("check_ins", 0)),
         str(f.get("redemptions", 0)),
         "\n".join(f"{t} {w / n:.0%} of {n}" for t, (w, n) in sorted(f.get("outcomes", {}).items())) or "-",
+        str(f.get("counter_waits", 0)),
     )

@@ -26,6 +26,7 @@ from edge_agent.core.events import (
 )
 from edge_agent.core.identity import Customer
 from edge_agent.core.journey.coupons import IssuedCoupon, IssuedCoupons
+from edge_agent.core.journey.durable import Journal
 from edge_agent.core.journey.guards import NotificationGuard
 from edge_agent.core.journey.outcomes import Outcomes
 from edge_agent.core.journey.templates import Templates
@@ -39,8 +40,10 @@ class Acts:
     def __init__(self, envelope: Envelopes, guard: NotificationGuard, settings: RulesSettings) -> None:
         self.envelope = envelope
         self._guard = guard
-        self.outcomes = Outcomes(envelope)
-        self.coupons = IssuedCoupons()
+        # Coupons and pending outcomes are promises to HQ: each change is noted for the state store.
+        self.journal = Journal()
+        self.outcomes = Outcomes(envelope, self.journal)
+        self.coupons = IssuedCoupons(self.journal)
         self._coupons_dropped: list[IssuedCoupon] = []  # forgotten past the bound: expired next tick
         # Each open visit's (rule, reason) already said, so a reason is logged once per visit.
         self._skipped: defaultdict[str, set[tuple[str, str]]] = defaultdict(set)
@@ -68,11 +71,7 @@ class Acts:
         audience: Literal["customer", "staff"] = "staff" if staff else "customer"
         reason = self._guard.refusal(customer, purpose, visit.visit_id, now, staff=staff)
         if reason is not None:
-            return SuppressedMessage(
-                **self.envelope.at(now),
-                customer_id=customer.customer_id, visit_id=visit.visit_id, template=template,
-                audience=audience, reason=reason,
-            )  # fmt: skip
+            return self.suppressed(customer.customer_id, visit.visit_id, template, audience, reason, now)
         if not staff:
             self._guard.sent(customer.customer_id, visit.visit_id, now)
         language = self.language
@@ -81,6 +80,16 @@ class Acts:
             channel="staff_device" if staff else "push", customer_id=customer.customer_id,
             visit_id=visit.visit_id, template=template, language=language,
             text=self.templates.render(template, language, **fields), data=data, expires=utc(now + ttl_s),
+        )  # fmt: skip
+
+    def suppressed(
+        self, customer_id: str, visit_id: str, template: str, audience: Literal["customer", "staff"],
+        reason: str, now: float,
+    ) -> SuppressedMessage:  # fmt: skip
+        """The audit record of a notification that did not go, and why."""
+        return SuppressedMessage(
+            **self.envelope.at(now), customer_id=customer_id, visit_id=visit_id, template=template,
+            audience=audience, reason=reason,
         )  # fmt: skip
 
     def staff_alert(
@@ -122,15 +131,32 @@ class Acts:
             return [message, outcome]
         return [message, *self.outcomes.expect(kind, message, zones, now, now + window_s)]
 
-    def issue(self, message: NotificationMessage, code: str, now: float, valid_until: float) -> None:
+    def issue(self, message: NotificationMessage, code: str, now: float, valid_until: float) -> list[Message]:
         """Remember a coupon a sent notification gave; its outcome comes with its redemption or
-        expiry (a code forgotten to stay within the bound expires at the next tick)."""
-        self._coupons_dropped += self.coupons.issue(
+        expiry (a code forgotten to stay within the bound expires at the next tick). Returns the
+        message and, when it gives again a code an earlier notification gave and the customer
+        has not redeemed, that one's outcome: ``superseded``, since a redemption now counts for
+        this one and whether the earlier one worked can no longer be told."""
+        replaced, dropped = self.coupons.issue(
             IssuedCoupon(message.customer_id, code, message.event_id, message.template, message.visit_id,
                          now, valid_until)
         )  # fmt: skip
+        self._coupons_dropped += dropped
+        if replaced is None:
+            return [message]
+        superseded = self.outcomes.decided(
+            replaced.notification_event_id, replaced.customer_id, replaced.visit_id, replaced.template,
+            "superseded", None, now, now - replaced.issued_at,
+        )  # fmt: skip
+        return [message, superseded]
+
+    def restore_coupons(self, records: list[dict[str, object]]) -> None:
+        """The codes kept across a restart (any past the bound expire at the next tick)."""
+        self._coupons_dropped += self.coupons.restore(records)
 
     def coupons_expired(self, now: float) -> list[OutcomeMessage]:
+        for coupon in self._coupons_dropped:
+            self.coupons.gone(coupon)
         expired, self._coupons_dropped = [*self._coupons_dropped, *self.coupons.expired(now)], []
         return [
             self.outcomes.decided(
@@ -160,4 +186,6 @@ class Acts:
     def forget(self, customer_id: str) -> None:
         self.coupons.forget(customer_id)
         self.outcomes.forget(customer_id)
+        for coupon in [c for c in self._coupons_dropped if c.customer_id == customer_id]:
+            self.coupons.gone(coupon)
         self._coupons_dropped = [c for c in self._coupons_dropped if c.customer_id != customer_id]

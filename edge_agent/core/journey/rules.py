@@ -22,8 +22,10 @@ Every customer notification passes the guards (``guards``); one they stop become
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
+from dataclasses import asdict
 from datetime import datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from edge_agent.core.downlinks import (
@@ -51,6 +53,7 @@ from edge_agent.core.journey.acting import Acts
 from edge_agent.core.journey.assist import AssistWatch
 from edge_agent.core.journey.collection import Arrival, Order, counter_waits, left_uncollected
 from edge_agent.core.journey.coupons import redemption_message
+from edge_agent.core.journey.durable import ARRIVAL, COUPON, HELD, OUTCOME, StateChange
 from edge_agent.core.journey.guards import NotificationGuard
 from edge_agent.core.journey.loyalty import CheckIns
 from edge_agent.core.journey.queue import QueueWatch
@@ -78,10 +81,11 @@ class JourneyRules:
         self.offers: dict[str, OfferRecord] = {}
         self._receipts_seen: set[str] = set()
         self._arrivals: dict[str, Arrival] = {}  # order id -> arrival of its customer
+        self._arrivals_kept: dict[str, dict[str, Any]] = {}  # as the state store last had them
         self._suggested: defaultdict[str, set[str]] = defaultdict(set)  # visit id -> SKUs
         self._purchases: defaultdict[str, list[ReceiptRecord]] = defaultdict(list)  # visit id -> receipts
         self._acts = Acts(self._envelope, self._guard, settings)
-        self._check_ins = CheckIns(timezone)
+        self._check_ins = CheckIns(timezone, self._acts.journal)
         self._assist = AssistWatch()
         self._queue = QueueWatch()
         self.retune(settings)
@@ -224,6 +228,7 @@ class JourneyRules:
             )
         if customer is not None and receipts and self._settings.post_purchase.enabled:
             messages += self._thank_you(visit, customer, receipts, now)
+        messages += self._check_ins.visit_ended(self._acts, visit.visit_id, now)
         messages += self._acts.visit_ended(visit.visit_id, now)
         self._guard.visit_ended(visit.subject.id, visit.visit_id)
         return messages
@@ -242,8 +247,11 @@ class JourneyRules:
         waiting = self._settings.counter_wait.enabled and any(
             not a.left and a.at_counter for a in self._arrivals.values()
         )
-        if waiting or (assist.enabled and assist.zones):
+        held = self._check_ins.holding
+        if waiting or (assist.enabled and assist.zones) or held:
             present = list(visits())
+            if held:
+                messages += self._check_ins.release(self._acts, self._settings.check_in, present, now)
             if waiting:
                 messages += counter_waits(
                     self._acts, self._settings, self._arrivals, self.orders, present, now
@@ -280,6 +288,57 @@ class JourneyRules:
         """The check-ins kept across a restart (customer, when), oldest first."""
         for customer_id, ts in check_ins:
             self._check_ins.record(customer_id, self._check_ins.local_date(ts))
+
+    def state_changed(self) -> bool:
+        """Whether ``state_changes`` has anything to say (cheap: asked at every idle commit)."""
+        return bool(len(self._acts.journal)) or self._arrivals.keys() != self._arrivals_kept.keys()
+
+    def state_changes(self) -> list[StateChange]:
+        """What of the rules' promises in flight changed since last asked (``durable``): coupons
+        and outcomes as they were noted, arrivals by comparing them with what was kept (a few
+        orders at most; their flags change inside the collection rules)."""
+        journal = self._acts.journal
+        for order_id, arrival in self._arrivals.items():
+            record = asdict(arrival)
+            if self._arrivals_kept.get(order_id) != record:
+                self._arrivals_kept[order_id] = record
+                order = self.orders.get(order_id)
+                journal.put(ARRIVAL, order_id, "" if order is None else order.customer_id, record)
+        for order_id in self._arrivals_kept.keys() - self._arrivals.keys():
+            del self._arrivals_kept[order_id]
+            journal.drop(ARRIVAL, order_id, "")
+        return journal.drain()
+
+    def state_not_kept(self, changes: list[StateChange]) -> None:
+        """``changes`` were not committed: they are due again at the next commit."""
+        self._acts.journal.undo(changes)
+
+    def restore_state(self, kept: Iterable[StateChange], open_visits: Collection[str]) -> None:
+        """The promises kept at the last stop: coupons still redeemable, outcomes still pending
+        (those of a visit that did not survive the restart are decided at the first tick), the
+        arrivals of orders still ready and the check-in messages still held."""
+        rows = list(kept)
+        by_kind: defaultdict[str, list[dict[str, Any]]] = defaultdict(list)
+        for row in rows:
+            if row.record is not None:
+                by_kind[row.kind].append(row.record)
+        self._acts.restore_coupons(by_kind[COUPON])
+        self._acts.outcomes.restore(by_kind[OUTCOME], open_visits)
+        for row in rows:
+            if row.kind == ARRIVAL and row.record is not None:
+                self._arrivals_kept[row.key] = row.record  # one no longer wanted is deleted at once
+                order = self.orders.get(row.key)
+                if order is not None and order.status == "ready":
+                    self._arrivals[row.key] = Arrival(**row.record)
+        self._check_ins.restore_held(by_kind[HELD], open_visits)
+
+    def restore_sent(
+        self, sent: Iterable[tuple[str, str | None, float]], open_visits: Collection[str]
+    ) -> None:
+        """Customer notifications of the last day before a restart (customer, visit, when;
+        oldest first): the guards' gap and caps count them as if the agent had never stopped."""
+        for customer_id, visit_id, at in sent:
+            self._guard.restore(customer_id, visit_id if visit_id in open_visits else None, at)
 
     def forget_customer(self, customer_id: str) -> None:
         """Erasure or consent withdrawn: nothing more about this customer from the rules."""
@@ -420,8 +479,8 @@ class JourneyRules:
             {"coupon_text": coupon_text, "feedback_url": settings.feedback_url},
         )  # fmt: skip
         if offer is not None and isinstance(message, NotificationMessage):
-            self._acts.issue(message, offer.coupon, now, offer.valid_until.timestamp())
-            return [message]  # its outcome: the coupon redeemed or expired
+            # its outcome: the coupon redeemed or expired
+            return self._acts.issue(message, offer.coupon, now, offer.valid_until.timestamp())
         return self._acts.sent(message, now)
 
     def _related_offer(self, receipts: list[ReceiptRecord], now: float) -> OfferRecord | None:
