@@ -32,3 +32,9 @@ PRIORITY_NAMES: Final = {
 # A downlink larger than this is refused before parsing: real registries arrive in batches,
 # and an unbounded payload is the cheapest way to exhaust a store box's memory.
 MAX_DOWNLINK_BYTES: Final = 1_048_576
+
+# Registry slots per slice of a token-window build between sightings: about 3.5 ms on the store
+# box (two AES blocks and a table insert per slot, ~1.7 µs), so a sighting that arrives during a
+# slice waits far less than the 50 ms a click-and-collect arrival may; a million customers'
+# window then takes ~490 slices, spread over a rotation window of minutes.
+TOKEN_SLICE_SLOTS: Final = 2048
