@@ -116,3 +116,42 @@ def test_the_reserve_is_built_private_and_the_wal_kept_within_it(tmp_path: Path)
     # The WAL is checkpointed before it outgrows what giving up the reserve can absorb.
     assert conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] * 4096 <= (1 << 20) // 2
     assert conn.execute("PRAGMA auto_vacuum").fetchone()[0] == 2  # incremental: space can go back
+
+
+def test_a_file_too_large_to_check_at_start_opens_at_once_and_is_checked_later(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The start's check stops at its time budget (here none at all, as if the file were huge);
+    the full check afterwards finds the bad index page and says so, without moving the file."""
+    path = _queued(tmp_path, 3000)
+    page = _pages_of(path, "idx_outbox_priority_id")[-1]
+    with path.open("r+b") as file:
+        file.seek((page - 1) * 4096 + 8)
+        file.write(b"\xff" * 64)
+    monkeypatch.setattr("edge_agent.storage.database.START_CHECK_S", 0.0)
+    monkeypatch.setattr("edge_agent.storage.database.CHECK_PROGRESS_OPS", 1)
+    database = Database(path)
+    assert database.quarantined is None
+    assert database.integrity == "pending"
+    assert Outbox(database, TOPICS).depth() == 3000  # usable before the check ends
+    with caplog.at_level(logging.ERROR):
+        found = database.check_integrity()
+    assert found != "ok"
+    assert database.integrity == found
+    assert "database integrity check found" in database.alarms["integrity"]
+    assert "database integrity check found" in caplog.text
+    database.close()
+
+
+def test_the_full_check_of_a_sound_file_clears_pending(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = _queued(tmp_path, 3000)
+    monkeypatch.setattr("edge_agent.storage.database.START_CHECK_S", 0.0)
+    monkeypatch.setattr("edge_agent.storage.database.CHECK_PROGRESS_OPS", 1)
+    database = Database(path)
+    assert database.integrity == "pending"
+    assert database.check_integrity() == "ok"
+    assert database.integrity == "ok"
+    assert "integrity" not in database.alarms
+    database.close()

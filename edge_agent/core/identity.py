@@ -307,7 +307,9 @@ class TokenResolver:
     @property
     def pending(self) -> bool:
         """Whether ``precompute`` has work: a wanted window or the next one ahead is unbuilt."""
-        return bool(self._queue) or (self._current is not None and self._ahead() not in self._tables)
+        if self._current is None:  # nothing asked for yet: the first call starts the windows
+            return len(self.registry) > 0
+        return bool(self._queue) or self._ahead() not in self._tables
 
     def put(self, customer: Customer) -> None:
         """Add or replace a customer; a consenting one resolves at once in every live window."""

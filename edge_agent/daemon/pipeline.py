@@ -63,7 +63,11 @@ class Pipeline:
         cipher: BlockCipher = REFERENCE,
         topics: Topics | None = None,
         clock: Clock = SYSTEM_CLOCK,
+        *,
+        tables_in_slices: bool = False,
     ) -> None:
+        """``tables_in_slices``: the driver calls ``precompute`` between inputs (the daemon), so
+        no sighting waits for a token window to be built (see core.identity.TokenResolver)."""
         self.config = config
         self.database = database
         self.ids = ids
@@ -79,7 +83,7 @@ class Pipeline:
             clock=clock,
         )
         self.state = StateStore(database)
-        self.core = StoreCore(config, ids, cipher)
+        self.core = StoreCore(config, ids, cipher, tables_in_slices=tables_in_slices)
         self.core.load(
             self.state.customers(), self.state.orders(), self.state.registry_version(),
             self.state.logged_downlinks(),
@@ -135,6 +139,20 @@ class Pipeline:
             self.state.prune_journey(horizon)
             self.state.compact_downlink_log(self.core.journey.snapshot_downlinks, horizon)
         return len(messages)
+
+    @property
+    def tables_pending(self) -> bool:
+        return self.core.tables_pending
+
+    def precompute(self, now: float) -> bool:
+        """One slice of token-window building; whether more remains. Never raises: a failed
+        slice is counted and logged, and resolution goes on with the windows it has."""
+        try:
+            return self.core.precompute(now)
+        except Exception:
+            self.counters["precompute_errors"] += 1
+            _LOGGER.exception("token window build failed")
+            return False
 
     def _journey_horizon(self, now: float) -> float:
         """Touchpoints and receipts older than this are forgotten (``storage.journey_days``)."""
@@ -280,6 +298,8 @@ class Pipeline:
             outbox_bytes=self.outbox.bytes,
             dropped=dict(self.outbox.dropped),
             alarm="; ".join(a for a in (self.outbox.alarm, *self.database.alarms.values()) if a) or None,
+            integrity=self.database.integrity,
+            token_tables=self.core.token_tables,
             **figures,
         )
 

@@ -33,6 +33,7 @@ from edge_agent.core.settings import AgentConfig
 from edge_agent.core.sighting import Sighting
 from edge_agent.core.trace import TraceProblem, read_trace
 from edge_agent.daemon.assembly import Broker, Wiring, assemble
+from edge_agent.storage.database import FULL_CHECK_DELAY_S
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -66,7 +67,7 @@ class Service:
             online_status=lambda: self.status_message("online").to_json(),
             on_link_change=lambda: self._work.put(_LINK_CHANGED),
         )
-        self.agent = assemble(config, clock, Broker.of(config), wiring)
+        self.agent = assemble(config, clock, Broker.of(config), wiring, tables_in_slices=True)
         self.database = self.agent.database
         self.pipeline = self.agent.pipeline
         assert self.agent.link is not None  # a broker was given
@@ -141,11 +142,23 @@ class Service:
         self._thread.start()
         for source in self._sources:
             source.start()
+        if self.database.integrity == "pending":  # the start's check ran out of time
+            checker = threading.Thread(target=self._check_integrity_later, name="edge-agent-integrity")
+            checker.daemon = True
+            checker.start()
         if self.ble is not None:
             self.ble.start()
         self._heartbeat()
         # Ready means: configuration valid, database open, every thread started.
         self.notifier.ready(self.status_line())
+
+    def _check_integrity_later(self, delay_s: float = FULL_CHECK_DELAY_S) -> None:
+        if self._stopped.wait(delay_s):
+            return
+        try:
+            self.database.check_integrity()
+        except Exception:  # the check must never take the daemon down
+            _LOGGER.exception("database integrity check failed to run")
 
     def stop(self, timeout: float = 10.0) -> None:
         """Finish the current group, commit pending PUBACKs, disconnect cleanly, close SQLite."""
@@ -316,10 +329,15 @@ class Service:
         while True:
             self.liveness.beat("main", self.clock.monotonic())
             timeout = max(0.0, batch_deadline - self.clock.monotonic()) if batch else 0.5
+            # Token windows still to build: take what is queued, and build a slice when idle.
+            building = self.pipeline.tables_pending
             try:
-                item = self._work.get(timeout=timeout)
+                item = self._work.get(timeout=0.0 if building else timeout)
             except queue.Empty:
-                self._flush(batch)
+                if not building or self.clock.monotonic() >= batch_deadline:
+                    self._flush(batch)
+                if building:
+                    self.pipeline.precompute(self.clock.wall())
                 continue
             if isinstance(item, Sighting):
                 if not batch:
