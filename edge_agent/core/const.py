@@ -38,3 +38,18 @@ MAX_DOWNLINK_BYTES: Final = 1_048_576
 # slice waits far less than the 50 ms a click-and-collect arrival may; a million customers'
 # window then takes ~490 slices, spread over a rotation window of minutes.
 TOKEN_SLICE_SLOTS: Final = 2048
+
+# Bounds on what the agent remembers per address, receipt or customer, so months of traffic
+# leave memory as it was after the first days (issue: "nothing grows").
+# GATT token cache and retry backoff: addresses rotate every ~15 min, so an entry whose address
+# has not come back within its expiry (cache) or twice its backoff (retry) never will; they are
+# swept every GATT_SWEEP_S, and at most GATT_MAX_ADDRESSES are kept (a busy store hears a few
+# hundred iPhones at once; the oldest go first beyond that).
+GATT_SWEEP_S: Final = 60.0
+GATT_MAX_ADDRESSES: Final = 10_000
+# Receipt ids remembered to drop HQ's resends: HQ resends within minutes or hours, and a busy
+# store rings a few thousand receipts a day, so this covers weeks; the oldest are forgotten.
+RECEIPTS_REMEMBERED: Final = 100_000
+# Addresses remembered per fleet beacon for its telemetry: a beacon that randomises its address
+# leaves one behind every rotation; only its most recent ones can still send TLM frames.
+ADDRESSES_PER_BEACON: Final = 16

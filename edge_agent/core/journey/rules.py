@@ -22,6 +22,7 @@ from datetime import datetime
 from typing import Literal, cast
 from zoneinfo import ZoneInfo
 
+from edge_agent.core.const import RECEIPTS_REMEMBERED
 from edge_agent.core.downlinks import (
     Downlink,
     Handlers,
@@ -86,7 +87,7 @@ class JourneyRules:
         self.lists: dict[str, ShoppingList] = {}
         self.planogram: dict[str, PlanogramItem] = {}
         self.offers: dict[str, OfferRecord] = {}
-        self._receipts_seen: set[str] = set()
+        self._receipts_seen: dict[str, None] = {}  # insertion-ordered, RECEIPTS_REMEMBERED at most
         self._arrivals: dict[str, _Arrival] = {}  # order id -> arrival of its customer
         self._suggested: defaultdict[str, set[str]] = defaultdict(set)  # visit id -> SKUs
         self._purchases: defaultdict[str, list[ReceiptRecord]] = defaultdict(list)  # visit id -> receipts
@@ -158,7 +159,9 @@ class JourneyRules:
         for receipt in downlink.receipts:
             if receipt.receipt_id in self._receipts_seen:
                 continue  # HQ resent it
-            self._receipts_seen.add(receipt.receipt_id)
+            self._receipts_seen[receipt.receipt_id] = None
+            if len(self._receipts_seen) > RECEIPTS_REMEMBERED:
+                del self._receipts_seen[next(iter(self._receipts_seen))]
             visit = visit_of(receipt.customer_id)
             if visit is not None:
                 self._purchases[visit.visit_id].append(receipt)
