@@ -20,6 +20,9 @@ means something on whatever machine runs it:
   end to end and p99 latency from store outbox to HQ database (benchmarks/fleet.py).
 - latency: sighting that starts a visit -> click-and-collect notification at HQ, 1,000
   arrivals, idle outbox and with 100k telemetry draining (benchmarks/notification_latency.py).
+- week: seven store days through the daemon at an accelerated clock with 1M customers: RSS,
+  database size, sightings/s and arrival p99 per day beside a bare synchronous=FULL commit's
+  p99 on the same disk (benchmarks/week.py).
 ``--only GROUP ...`` runs a subset.
 """
 
@@ -41,6 +44,7 @@ from benchmarks.accuracy import bench_accuracy
 from benchmarks.fleet import bench_fleet
 from benchmarks.notification_latency import bench_notification_latency
 from benchmarks.outbox import bench_backlog, bench_drain, bench_enqueue
+from benchmarks.week import bench_week
 from edge_agent.adapters.aes_openssl import fastest_cipher
 from edge_agent.adapters.clock import SYSTEM_CLOCK
 from edge_agent.core.const import EDDYSTONE_SERVICE_UUID
@@ -252,6 +256,7 @@ GROUPS: dict[str, Callable[[int], list[dict]]] = {
     "accuracy": lambda repeats: bench_accuracy(),
     "fleet": lambda repeats: bench_fleet(),
     "latency": lambda repeats: bench_notification_latency(),
+    "week": lambda repeats: bench_week(),
 }
 
 
