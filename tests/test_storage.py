@@ -155,3 +155,27 @@ def test_the_full_check_of_a_sound_file_clears_pending(
     assert database.integrity == "ok"
     assert "integrity" not in database.alarms
     database.close()
+
+
+def test_freed_pages_go_back_to_the_filesystem_a_bounded_round_at_a_time(tmp_path: Path) -> None:
+    """After an outage's backlog is sent, the file shrinks back over housekeeping rounds, each
+    moving at most VACUUM_PAGES_PER_ROUND pages, and keeps FREE_PAGES_KEPT for reuse."""
+    from edge_agent.storage.database import FREE_PAGES_KEPT, VACUUM_PAGES_PER_ROUND
+
+    database = Database(tmp_path / "agent.db")
+    outbox = Outbox(database, TOPICS, boot_id="b1")
+    for start in range(0, 40_000, 5_000):
+        outbox.add([_footfall(i) for i in range(start, start + 5_000)], now=0)
+    with database.transaction() as conn:
+        conn.execute("DELETE FROM outbox")
+    database.checkpoint()
+    free = database.db.conn.execute("PRAGMA freelist_count").fetchone()[0]
+    assert free > FREE_PAGES_KEPT + VACUUM_PAGES_PER_ROUND
+    size = (tmp_path / "agent.db").stat().st_size
+    assert database.give_back_free_pages() == VACUUM_PAGES_PER_ROUND
+    while database.give_back_free_pages():
+        pass
+    database.checkpoint()
+    assert database.db.conn.execute("PRAGMA freelist_count").fetchone()[0] == FREE_PAGES_KEPT
+    assert (tmp_path / "agent.db").stat().st_size < size - (free - FREE_PAGES_KEPT - 1) * 4096
+    database.close()

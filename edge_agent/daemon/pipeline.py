@@ -137,6 +137,7 @@ class Pipeline:
             self._journey_pruned_at = now
             horizon = self._journey_horizon(now)
             self.state.prune_journey(horizon)
+            self.database.give_back_free_pages()  # the file shrinks back after an outage, slowly
             self.state.compact_downlink_log(self.core.journey.snapshot_downlinks, horizon)
         return len(messages)
 

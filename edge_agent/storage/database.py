@@ -64,6 +64,12 @@ START_CHECK_S = 0.5
 # The full check waits this long after start: the token tables are built and the reconnect
 # burst to HQ is sent by then, so its reads of every page compete with neither.
 FULL_CHECK_DELAY_S = 120.0
+# Housekeeping hands freed pages back to the filesystem, a little at a time: beyond
+# FREE_PAGES_KEPT free pages (8 MiB, what a day's churn of outbox rows reuses anyway), at most
+# VACUUM_PAGES_PER_ROUND (1 MiB, a few milliseconds of page moves and one commit) per round, so
+# a file that grew during an outage shrinks back over hours without a pause of the main loop.
+FREE_PAGES_KEPT = 2048
+VACUUM_PAGES_PER_ROUND = 256
 # Progress-handler granularity: SQLite VM instructions between looks at the clock (microseconds).
 CHECK_PROGRESS_OPS = 1000
 
@@ -292,13 +298,26 @@ class Database:
         while conn.execute("PRAGMA freelist_count").fetchone()[0]:  # cheap when there is nothing
             with self.write_lock:
                 try:
-                    conn.execute(f"PRAGMA incremental_vacuum({SHRINK_ROUND_PAGES})").fetchall()
+                    conn.executescript(f"PRAGMA incremental_vacuum({SHRINK_ROUND_PAGES});")  # all of them
                 except sqlite3.OperationalError as exc:
                     if not is_disk_full(exc):
                         raise
                     return
             if not self.try_checkpoint():
                 return
+
+    def give_back_free_pages(self) -> int:
+        """One bounded round of incremental vacuum (see FREE_PAGES_KEPT); the pages freed."""
+        with self.lock:
+            conn = self.db.conn
+            free = conn.execute("PRAGMA freelist_count").fetchone()[0]
+            if free <= FREE_PAGES_KEPT:
+                return 0
+            pages = min(VACUUM_PAGES_PER_ROUND, free - FREE_PAGES_KEPT)
+            with self.write_lock:
+                # executescript steps the pragma to completion; execute() frees one page only
+                conn.executescript(f"PRAGMA incremental_vacuum({pages});")
+            return int(free - conn.execute("PRAGMA freelist_count").fetchone()[0])
 
     def _release_reserve(self) -> None:
         if self.reserve_path.exists():
