@@ -23,6 +23,8 @@ means something on whatever machine runs it:
 - week: seven store days through the daemon at an accelerated clock with 1M customers: RSS,
   database size, sightings/s and arrival p99 per day beside a bare synchronous=FULL commit's
   p99 on the same disk (benchmarks/week.py).
+- tail: the idle ``latency`` run timed stage by stage (queue, core, commit, to publish, broker),
+  the slowest 1 % attributed to a stage, beside a bare commit's p99 (benchmarks/latency_tail.py).
 ``--only GROUP ...`` runs a subset.
 """
 
@@ -44,6 +46,7 @@ from benchmarks.accuracy import bench_accuracy
 from benchmarks.fleet import bench_fleet
 from benchmarks.notification_latency import bench_notification_latency
 from benchmarks.outbox import bench_backlog, bench_drain, bench_enqueue
+from benchmarks.latency_tail import bench_latency_tail
 from benchmarks.week import bench_week
 from edge_agent.adapters.aes_openssl import fastest_cipher
 from edge_agent.adapters.clock import SYSTEM_CLOCK
@@ -257,6 +260,7 @@ GROUPS: dict[str, Callable[[int], list[dict]]] = {
     "fleet": lambda repeats: bench_fleet(),
     "latency": lambda repeats: bench_notification_latency(),
     "week": lambda repeats: bench_week(),
+    "tail": lambda repeats: bench_latency_tail(),
 }
 
 

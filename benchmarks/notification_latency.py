@@ -17,7 +17,9 @@ import statistics
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import paho.mqtt.client as mqtt
 
@@ -40,7 +42,11 @@ def _key(index: int) -> bytes:
     return hashlib.blake2b(f"latency:{index}".encode(), digest_size=16).digest()
 
 
-def _run(broker: Mosquitto, workdir: Path, backlog: int) -> dict[str, float]:
+def _run(
+    broker: Mosquitto, workdir: Path, backlog: int, instrument: Callable[[Service], None] | None = None
+) -> dict[str, Any]:
+    """``instrument``: called with the service before it starts (benchmarks/latency_tail.py
+    wraps its methods to time each stage); the figures then carry each arrival's times too."""
     config = config_from_mapping(
         {
             "store": {"id": "lat"},
@@ -95,6 +101,8 @@ def _run(broker: Mosquitto, workdir: Path, backlog: int) -> dict[str, float]:
     hq.subscribe("retail/v1/stores/lat/notifications", qos=1)
     hq.loop_start()
     sent: dict[str, float] = {}
+    if instrument is not None:
+        instrument(service)
     service.start()
     try:
         if not service.link.wait_connected(15):
@@ -126,6 +134,7 @@ def _run(broker: Mosquitto, workdir: Path, backlog: int) -> dict[str, float]:
         "p50_ms": statistics.median(latencies),
         "p99_ms": latencies[int(0.99 * (len(latencies) - 1))],
         "max_ms": latencies[-1],
+        **({"sent": sent, "received": received} if instrument is not None else {}),
     }
 
 

@@ -78,6 +78,8 @@ def status_view(
         "missing_beacons": snapshot.get("missing_beacons", []),
         "scanners": snapshot.get("scanners", []),
         "remote": snapshot.get("remote"),
+        "integrity": snapshot.get("integrity"),
+        "token_tables": snapshot.get("token_tables"),
     }
     return status
 
