@@ -44,9 +44,9 @@ from pathlib import Path
 
 from benchmarks.accuracy import bench_accuracy
 from benchmarks.fleet import bench_fleet
+from benchmarks.latency_tail import bench_latency_tail
 from benchmarks.notification_latency import bench_notification_latency
 from benchmarks.outbox import bench_backlog, bench_drain, bench_enqueue
-from benchmarks.latency_tail import bench_latency_tail
 from benchmarks.week import bench_week
 from edge_agent.adapters.aes_openssl import fastest_cipher
 from edge_agent.adapters.clock import SYSTEM_CLOCK
