@@ -25,6 +25,8 @@ means something on whatever machine runs it:
   p99 on the same disk (benchmarks/week.py).
 - tail: the idle ``latency`` run timed stage by stage (queue, core, commit, to publish, broker),
   the slowest 1 % attributed to a stage, beside a bare commit's p99 (benchmarks/latency_tail.py).
+- startup: a 400 MB database opened cold with the bounded integrity check, against the full
+  check; 1M customers' token tables built in slices (benchmarks/startup.py).
 ``--only GROUP ...`` runs a subset.
 """
 
@@ -47,6 +49,7 @@ from benchmarks.fleet import bench_fleet
 from benchmarks.latency_tail import bench_latency_tail
 from benchmarks.notification_latency import bench_notification_latency
 from benchmarks.outbox import bench_backlog, bench_drain, bench_enqueue
+from benchmarks.startup import bench_startup
 from benchmarks.week import bench_week
 from edge_agent.adapters.aes_openssl import fastest_cipher
 from edge_agent.adapters.clock import SYSTEM_CLOCK
@@ -261,6 +264,7 @@ GROUPS: dict[str, Callable[[int], list[dict]]] = {
     "latency": lambda repeats: bench_notification_latency(),
     "week": lambda repeats: bench_week(),
     "tail": lambda repeats: bench_latency_tail(),
+    "startup": lambda repeats: bench_startup(),
 }
 
 
