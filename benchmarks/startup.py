@@ -4,9 +4,9 @@
 
 - Integrity: a 400 MB agent database (the outbox table of a long outage, with its indexes) is
   written, synced and evicted from the page cache (``posix_fadvise(DONTNEED)``, so the read is
-  cold, as after a boot); then ``Database(path)`` is timed (its check is bounded at
-  ``START_CHECK_S``) against, evicted again, the full ``quick_check`` the start used to run
-  (``check_integrity``, which now runs in the background two minutes later).
+  cold, as after a boot); then ``Database(path)`` is timed (it waits ``START_CHECK_S`` for the
+  check) against the moment the same check, gone on in the background, has read the whole
+  file: what the start used to wait for.
 - Token tables: 1,000,000 customers in a sliced resolver (the daemon's), driven slice by slice
   as the main loop drives it when idle: seconds until the current window is usable and until
   all three wanted windows are ready, and the longest slice (a sighting's worst wait).
@@ -76,9 +76,7 @@ def integrity(workdir: Path) -> dict[str, Any]:
     database = Database(path)
     open_s = time.perf_counter() - start
     state = database.integrity
-    _evict(path)
-    start = time.perf_counter()
-    result = database.check_integrity()
+    result = database.wait_integrity(600)  # the same check, finishing in the background
     full_s = time.perf_counter() - start
     database.close()
     return {
@@ -86,7 +84,7 @@ def integrity(workdir: Path) -> dict[str, Any]:
         "start_check_budget_s": START_CHECK_S,
         "open_with_bounded_check_s": open_s,
         "integrity_after_open": state,
-        "full_quick_check_cold_s": full_s,
+        "full_check_done_after_s": full_s,
         "full_check_result": result,
     }
 
@@ -99,13 +97,11 @@ def token_tables() -> dict[str, Any]:
     start = time.perf_counter()
     resolver.advance(NOW)
     usable = all_ready = None
-    longest = 0.0
-    slices = 0
+    durations: list[float] = []
     while True:
         began = time.perf_counter()
         more = resolver.precompute()
-        longest = max(longest, time.perf_counter() - began)
-        slices += 1
+        durations.append(time.perf_counter() - began)
         if usable is None and resolver.ready_windows >= 1:
             usable = time.perf_counter() - start
         if all_ready is None and resolver.ready_windows >= 3:
@@ -118,8 +114,9 @@ def token_tables() -> dict[str, Any]:
         "current_window_usable_s": usable,
         "all_wanted_windows_s": all_ready,
         "with_the_one_ahead_s": ahead,
-        "slices": slices,
-        "longest_slice_ms": 1000 * longest,
+        "slices": len(durations),
+        "slice_p99_ms": 1000 * sorted(durations)[int(0.99 * (len(durations) - 1))],
+        "longest_slice_ms": 1000 * max(durations),
     }
 
 
@@ -132,15 +129,16 @@ def bench_startup() -> list[dict[str, Any]]:
     return [
         {"name": f"start: open a {checked['file_mb']:.0f} MB database, cold, bounded check", "unit": "s",
          "value": checked["open_with_bounded_check_s"],
-         "ratio": checked["open_with_bounded_check_s"] / checked["full_quick_check_cold_s"], **checked},
+         "ratio": checked["open_with_bounded_check_s"] / checked["full_check_done_after_s"], **checked},
         {"name": "  full quick_check of the same file, cold (now in the background)", "unit": "s",
-         "value": checked["full_quick_check_cold_s"], "ratio": None},
+         "value": checked["full_check_done_after_s"], "ratio": None},
         {"name": "start: 1M customers, current token window usable", "unit": "s",
          "value": tables["current_window_usable_s"], "ratio": None, **tables},
         {"name": "  all three wanted windows ready", "unit": "s", "value": tables["all_wanted_windows_s"],
          "ratio": None},
-        {"name": "  longest slice (a sighting's worst wait while tables build)", "unit": "ms",
-         "value": tables["longest_slice_ms"], "ratio": None},
+        {"name": "  slice p99 (a sighting's wait while tables build)", "unit": "ms",
+         "value": tables["slice_p99_ms"], "ratio": None},
+        {"name": "  longest slice", "unit": "ms", "value": tables["longest_slice_ms"], "ratio": None},
     ]  # fmt: skip
 
 

@@ -8,12 +8,14 @@ import logging
 import os
 import sqlite3
 import stat
+import threading
 from pathlib import Path
 
 import pytest
 
 from edge_agent.core.events import FootfallMessage, VisitMessage, utc
 from edge_agent.core.topics import Topics
+from edge_agent.storage import database as database_module
 from edge_agent.storage.database import Database
 from edge_agent.storage.outbox import Outbox
 
@@ -118,42 +120,54 @@ def test_the_reserve_is_built_private_and_the_wal_kept_within_it(tmp_path: Path)
     assert conn.execute("PRAGMA auto_vacuum").fetchone()[0] == 2  # incremental: space can go back
 
 
-def test_a_file_too_large_to_check_at_start_opens_at_once_and_is_checked_later(
+def _slow_check(monkeypatch: pytest.MonkeyPatch) -> threading.Event:
+    """The integrity check waits for the returned event: a file too large to check in time."""
+    release = threading.Event()
+    real = database_module._full_quick_check
+
+    def slow(conn: sqlite3.Connection) -> str:
+        release.wait(30)
+        return real(conn)
+
+    monkeypatch.setattr(database_module, "_full_quick_check", slow)
+    return release
+
+
+def test_a_file_too_large_to_check_at_start_opens_at_once_and_is_checked_in_the_background(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """The start's check stops at its time budget (here none at all, as if the file were huge);
-    the full check afterwards finds the bad index page and says so, without moving the file."""
+    """The start waits START_CHECK_S for the check, then goes on; the check, still running,
+    finds the bad index page and says so, without moving the file in use."""
     path = _queued(tmp_path, 3000)
     page = _pages_of(path, "idx_outbox_priority_id")[-1]
     with path.open("r+b") as file:
         file.seek((page - 1) * 4096 + 8)
         file.write(b"\xff" * 64)
-    monkeypatch.setattr("edge_agent.storage.database.START_CHECK_S", 0.0)
-    monkeypatch.setattr("edge_agent.storage.database.CHECK_PROGRESS_OPS", 1)
+    release = _slow_check(monkeypatch)
     database = Database(path)
     assert database.quarantined is None
     assert database.integrity == "pending"
     assert Outbox(database, TOPICS).depth() == 3000  # usable before the check ends
     with caplog.at_level(logging.ERROR):
-        found = database.check_integrity()
-    assert found != "ok"
-    assert database.integrity == found
+        release.set()
+        found = database.wait_integrity(30)
+    assert found not in ("ok", "pending")
     assert "database integrity check found" in database.alarms["integrity"]
     assert "database integrity check found" in caplog.text
     database.close()
 
 
-def test_the_full_check_of_a_sound_file_clears_pending(
+def test_the_background_check_of_a_sound_file_clears_pending(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path = _queued(tmp_path, 3000)
-    monkeypatch.setattr("edge_agent.storage.database.START_CHECK_S", 0.0)
-    monkeypatch.setattr("edge_agent.storage.database.CHECK_PROGRESS_OPS", 1)
+    release = _slow_check(monkeypatch)
     database = Database(path)
     assert database.integrity == "pending"
-    assert database.check_integrity() == "ok"
-    assert database.integrity == "ok"
+    release.set()
+    assert database.wait_integrity(30) == "ok"
     assert "integrity" not in database.alarms
+    assert database.check_integrity() == "ok"  # on demand, the same answer
     database.close()
 
 

@@ -33,7 +33,6 @@ from edge_agent.core.settings import AgentConfig
 from edge_agent.core.sighting import Sighting
 from edge_agent.core.trace import TraceProblem, read_trace
 from edge_agent.daemon.assembly import Broker, Wiring, assemble
-from edge_agent.storage.database import FULL_CHECK_DELAY_S
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -142,23 +141,11 @@ class Service:
         self._thread.start()
         for source in self._sources:
             source.start()
-        if self.database.integrity == "pending":  # the start's check ran out of time
-            checker = threading.Thread(target=self._check_integrity_later, name="edge-agent-integrity")
-            checker.daemon = True
-            checker.start()
         if self.ble is not None:
             self.ble.start()
         self._heartbeat()
         # Ready means: configuration valid, database open, every thread started.
         self.notifier.ready(self.status_line())
-
-    def _check_integrity_later(self, delay_s: float = FULL_CHECK_DELAY_S) -> None:
-        if self._stopped.wait(delay_s):
-            return
-        try:
-            self.database.check_integrity()
-        except Exception:  # the check must never take the daemon down
-            _LOGGER.exception("database integrity check failed to run")
 
     def stop(self, timeout: float = 10.0) -> None:
         """Finish the current group, commit pending PUBACKs, disconnect cleanly, close SQLite."""
