@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -50,16 +51,31 @@ class _Stages:
         self.observed: dict[float, tuple[float, float]] = {}  # sighting ts -> (core start, end)
         self.commits: list[tuple[float, float]] = []  # (start, end) of commits that wrote
         self.published: dict[str, float] = {}  # order id -> paho publish called
+        # The process's CPU time at each stage boundary, by the same keys: a stage whose wall
+        # time is long while the process used almost no CPU waited for the CPU (another
+        # process ran) or for the disk; one where the process kept a core busy waited for the GIL.
+        self.submitted_cpu: dict[float, float] = {}
+        self.observed_cpu: dict[float, tuple[float, float]] = {}
+        self.published_cpu: dict[str, float] = {}
 
     def instrument(self, service: Service) -> None:
         pipeline = service.pipeline
         observe, commit = pipeline.observe, pipeline.commit
 
         def timed_observe(sighting: Sighting) -> bool:
-            start = time.time()
+            start, cpu = time.time(), time.process_time()
             urgent = observe(sighting)
             self.observed[sighting.ts] = (start, time.time())
+            self.observed_cpu[sighting.ts] = (cpu, time.process_time())
             return urgent
+
+        submit = service.submit
+
+        def timed_submit(sighting: Sighting) -> None:
+            self.submitted_cpu[sighting.ts] = time.process_time()
+            submit(sighting)
+
+        service.submit = timed_submit  # type: ignore[method-assign]
 
         def timed_commit() -> int:
             start = time.time()
@@ -78,6 +94,7 @@ class _Stages:
                 order_id = json.loads(payload)["data"]["order_id"]
                 with self.lock:
                     self.published.setdefault(order_id, time.time())
+                    self.published_cpu.setdefault(order_id, time.process_time())
             return publish(topic, payload, *args, **kwargs)
 
         client.publish = timed_publish  # type: ignore[method-assign]
@@ -88,6 +105,10 @@ def _commit_after(commits: list[tuple[float, float]], moment: float) -> tuple[fl
         if end >= moment:
             return start, end
     return None
+
+
+def _median(values: list[float]) -> float | None:
+    return statistics.median(values) if values else None
 
 
 def measure(workdir: Path) -> dict[str, Any]:
@@ -120,7 +141,16 @@ def measure(workdir: Path) -> dict[str, Any]:
         commit = _commit_after(stages.commits, core[1])
         if commit is None:
             continue
+        cpu_start = stages.submitted_cpu.get(submitted)
+        cpu_end = stages.published_cpu.get(order_id)
+        cpu_share = None
+        if cpu_start is not None and cpu_end is not None and published > submitted:
+            cpu_share = (cpu_end - cpu_start) / (published - submitted)
+        core_cpu = stages.observed_cpu[submitted]
         per_arrival[order_id] = {
+            # process CPU seconds per wall second, sighting -> publish (2 = both cores busy)
+            "process_cpu_share": cpu_share if cpu_share is not None else float("nan"),
+            "core_cpu_ms": 1000 * (core_cpu[1] - core_cpu[0]),
             "total": 1000 * (arrived - submitted),
             "queue": 1000 * (core[0] - submitted),
             "core": 1000 * (core[1] - core[0]),
@@ -129,6 +159,7 @@ def measure(workdir: Path) -> dict[str, Any]:
             "broker": 1000 * (arrived - published),
         }
     ordered = sorted(per_arrival.values(), key=lambda a: a["total"])
+    ordered = [a for a in ordered if a["process_cpu_share"] == a["process_cpu_share"]]  # timed ones
     tail = ordered[int(0.99 * (len(ordered) - 1)) :] if ordered else []
     blamed = Counter(max(STAGES, key=lambda s: a[s]) for a in tail)
     commits = sorted(
@@ -150,6 +181,11 @@ def measure(workdir: Path) -> dict[str, Any]:
         **{f"{s}_p99_ms": pct([a[s] for a in ordered], 0.99) for s in STAGES},
         "tail_blamed_on": dict(blamed),
         "slowest": ordered[-3:],
+        # Over the slowest 1 %: how much CPU the process got while they waited, against all.
+        "tail_process_cpu_share": statistics.median([a["process_cpu_share"] for a in tail]) if tail else None,
+        "all_process_cpu_share": statistics.median([a["process_cpu_share"] for a in ordered])
+        if ordered
+        else None,
         "bare_commit_p50_ms": pct(commits, 0.5),
         "bare_commit_p99_ms": pct(commits, 0.99),
         "bare_commit_max_ms": commits[-1] if commits else float("nan"),
