@@ -38,8 +38,6 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import paho.mqtt.client as mqtt
-
 from edge_agent.core.clock import Clock
 from edge_agent.core.const import EDDYSTONE_SERVICE_UUID
 from edge_agent.core.frames import EddystoneEid, encode_eddystone_eid
@@ -81,6 +79,32 @@ while True:
     if n % 1000 == 0:
         conn.execute("DELETE FROM t")
     time.sleep(float(sys.argv[3]))
+"""
+
+
+_HQ_SUBSCRIBER = r"""
+import json, sys, time
+from datetime import datetime
+import paho.mqtt.client as mqtt
+host, port, log, topic = sys.argv[1:5]
+out = open(log, "w", buffering=1)
+def on_message(client, userdata, message):
+    arrived = time.perf_counter()
+    try:
+        payload = json.loads(message.payload)
+        if payload.get("template") == "cnc.arrival.customer":
+            ts = datetime.fromisoformat(payload["ts"].replace("Z", "+00:00")).timestamp()
+            out.write(f"{arrived:.6f} {payload['data']['order_id']} {ts:.6f}\n")
+    except (ValueError, KeyError):
+        pass
+def on_subscribe(client, userdata, mid, reason_codes, properties):
+    print("subscribed", flush=True)
+client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="hq-week", protocol=mqtt.MQTTv5)
+client.on_message = on_message
+client.on_subscribe = on_subscribe
+client.connect(host, int(port))
+client.subscribe(topic, qos=1)
+client.loop_forever()
 """
 
 
@@ -265,25 +289,26 @@ def _run(workdir: Path, broker: Mosquitto) -> dict[str, Any]:  # noqa: PLR0912, 
         warp.wall(),
     )
 
-    received: dict[str, tuple[float, float]] = {}  # order id -> (real arrival, simulated ts)
-    lock = threading.Lock()
+    # HQ listens from a process of its own (see notification_latency), stamping arrivals with
+    # perf_counter: CLOCK_MONOTONIC, the same in every process, as the warp clock's real time.
+    arrivals_log = workdir / "hq.log"
+    hq = subprocess.Popen(
+        [sys.executable, "-c", _HQ_SUBSCRIBER, broker.host, str(broker.port), str(arrivals_log),
+         f"{prefix}/notifications"],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert hq.stdout is not None
+    if hq.stdout.readline().strip() != "subscribed":
+        raise RuntimeError("the HQ subscriber did not subscribe")
 
-    def on_message(client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
-        arrived = time.perf_counter()
-        try:
-            payload = json.loads(message.payload)
-            if payload.get("audience") == "customer" and payload.get("template") == "cnc.arrival.customer":
-                ts = datetime.fromisoformat(payload["ts"].replace("Z", "+00:00")).timestamp()
-                with lock:
-                    received.setdefault(payload["data"]["order_id"], (arrived, ts))
-        except (ValueError, KeyError):
-            pass
-
-    hq = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="hq-week", protocol=mqtt.MQTTv5)
-    hq.on_message = on_message
-    hq.connect(broker.host, broker.port)
-    hq.subscribe(f"{prefix}/notifications", qos=1)
-    hq.loop_start()
+    def received() -> dict[str, tuple[float, float]]:
+        """Order id -> (real arrival, simulated ts of the notification)."""
+        heard: dict[str, tuple[float, float]] = {}
+        for line in arrivals_log.read_text().splitlines() if arrivals_log.exists() else []:
+            parts = line.split()
+            if len(parts) == 3:
+                heard.setdefault(parts[1], (float(parts[0]), float(parts[2])))
+        return heard
 
     probe_log = workdir / "probe.log"
     probe = subprocess.Popen(
@@ -326,17 +351,11 @@ def _run(workdir: Path, broker: Mosquitto) -> dict[str, Any]:  # noqa: PLR0912, 
                 time.sleep(0.01)
             day_s = time.perf_counter() - day_start_real
             wait_until = time.monotonic() + 30
-            while time.monotonic() < wait_until:
-                with lock:
-                    if day_orders <= received.keys():
-                        break
+            while time.monotonic() < wait_until and not day_orders <= received().keys():
                 time.sleep(0.05)  # progress poll of a benchmark
             day_end_wall = time.time()
-            with lock:
-                latencies = {
-                    o: 1000 * (received[o][0] - warp.real_of(received[o][1]))
-                    for o in day_orders & received.keys()
-                }
+            heard = {o: v for o, v in received().items() if o in day_orders}
+            latencies = {o: 1000 * (real - warp.real_of(ts)) for o, (real, ts) in heard.items()}
             commits = [
                 float(ms) for line in probe_log.read_text().splitlines() if len(parts := line.split()) == 2
                 for stamp, ms in [parts] if day_start_wall <= float(stamp) <= day_end_wall
@@ -371,8 +390,8 @@ def _run(workdir: Path, broker: Mosquitto) -> dict[str, Any]:  # noqa: PLR0912, 
                 warp.set_rate(RATE)
     finally:
         service.stop(10)
-        hq.loop_stop()
-        hq.disconnect()
+        hq.kill()
+        hq.wait()
         probe.kill()
         probe.wait()
     return {
