@@ -336,7 +336,10 @@ def _run(workdir: Path, broker: Mosquitto) -> dict[str, Any]:  # noqa: PLR0912, 
             extra = _boundary_arrivals(boundaries[d], bulk_next)
             boundary_orders = {f"O-bulk-{bulk_next + n}" for n in range(len(extra))}
             bulk_next += len(extra)
-            day_orders = {f"O-{c.customer_id}-d{d}" for c in simulation.customers if c.collects}
+            # A collector without service consent is never recognised, so never notified: as it must.
+            day_orders = {
+                f"O-{c.customer_id}-d{d}" for c in simulation.customers if c.collects and c.consent_service
+            }
             day_orders |= boundary_orders
             day_start_real, day_start_wall = time.perf_counter(), time.time()
             unready_before = service.pipeline.core.token_tables["rotations_unready"]
