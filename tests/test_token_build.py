@@ -167,3 +167,15 @@ def test_sliced_tables_agree_with_the_tokens_whatever_the_registry_does_mid_buil
         for offset in (-WINDOW, 0, WINDOW):
             got = resolver.resolve(eid_token(_key(index), K, now + offset), now)
             assert got == (f"c{index}" if truth.get(index) else None), (index, offset)
+
+
+def test_until_the_window_of_now_is_built_the_resolver_says_so() -> None:
+    """What the daemon's main loop reads to put slices between sightings, not only when idle."""
+    resolver = TokenResolver(K, 1, cipher=fastest_cipher(), sliced=True)
+    assert resolver.current_ready  # nothing to resolve, nothing to build
+    resolver.put(Customer("c1", _key(1), consent_service=True))
+    assert not resolver.current_ready
+    resolver.advance(NOW)
+    resolver.precompute()  # one slice covers a small registry's current window
+    assert resolver.current_ready
+    assert resolver.resolve(eid_token(_key(1), K, NOW), NOW) == "c1"

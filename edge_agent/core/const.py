@@ -53,3 +53,7 @@ RECEIPTS_REMEMBERED: Final = 100_000
 # Addresses remembered per fleet beacon for its telemetry: a beacon that randomises its address
 # leaves one behind every rotation; only its most recent ones can still send TLM frames.
 ADDRESSES_PER_BEACON: Final = 16
+# A busy store may never leave the main loop idle: a slice then runs at least this often between
+# sightings anyway (a million customers' next window in ~25 s of a saturated loop, against a
+# rotation window of 17 min), costing a sighting at most one slice's wait each time.
+TOKEN_SLICE_GAP_S: Final = 0.05

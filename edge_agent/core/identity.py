@@ -311,6 +311,13 @@ class TokenResolver:
             return len(self.registry) > 0
         return bool(self._queue) or self._ahead() not in self._tables
 
+    @property
+    def current_ready(self) -> bool:
+        """Whether the window of now is built: until it is, most phones resolve to nobody."""
+        if self._current is None:
+            return len(self.registry) == 0
+        return self._current in self._tables
+
     def put(self, customer: Customer) -> None:
         """Add or replace a customer; a consenting one resolves at once in every live window."""
         if customer.customer_id in self.registry:

@@ -398,6 +398,12 @@ class StoreCore:
         """Whether token windows are still to be built (``precompute`` has work)."""
         return self._resolver.pending
 
+    @property
+    def tables_urgent(self) -> bool:
+        """Whether the window of now is still to be built (at start, after a full registry): its
+        slices then go between sightings, not only when the driver is idle."""
+        return not self._resolver.current_ready
+
     def precompute(self, now: float, slots: int = TOKEN_SLICE_SLOTS) -> bool:
         """One slice of token-window building, for the idle moments between sightings: the
         windows around ``now`` first (at start), then the next one ahead of its rotation.

@@ -145,6 +145,10 @@ class Pipeline:
     def tables_pending(self) -> bool:
         return self.core.tables_pending
 
+    @property
+    def tables_urgent(self) -> bool:
+        return self.core.tables_urgent
+
     def precompute(self, now: float) -> bool:
         """One slice of token-window building; whether more remains. Never raises: a failed
         slice is counted and logged, and resolution goes on with the windows it has."""

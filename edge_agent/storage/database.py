@@ -423,7 +423,7 @@ class IntegrityCheck:
         self._conn = sqlite3.connect(f"file:{path}?mode=rw", uri=True, check_same_thread=False, timeout=30)
         self._found = found
         self._lock = threading.Lock()
-        self._report = False
+        self._report = self._finished = False
         self.result = "interrupted"
         self.done = threading.Event()
         threading.Thread(target=self._run, name="edge-agent-integrity", daemon=True).start()
@@ -436,16 +436,17 @@ class IntegrityCheck:
         finally:
             self._conn.close()
         with self._lock:
-            self.done.set()
+            self._finished = True
             report = self._report
         if report:
             self._found(self.result)
+        self.done.set()  # after the report: whoever waits for it sees its effect
 
     def hand_over(self) -> None:
         """The start waits no longer: the result, when it comes, goes to ``found``."""
         with self._lock:
             self._report = True
-            finished = self.done.is_set()
+            finished = self._finished
         if finished:
             self._found(self.result)
 
