@@ -23,6 +23,13 @@ means something on whatever machine runs it:
   end to end and p99 latency from store outbox to HQ database (benchmarks/fleet.py).
 - latency: sighting that starts a visit -> click-and-collect notification at HQ, 1,000
   arrivals, idle outbox and with 100k telemetry draining (benchmarks/notification_latency.py).
+- week: seven store days through the daemon at an accelerated clock with 1M customers: RSS,
+  database size, sightings/s and arrival p99 per day beside a bare synchronous=FULL commit's
+  p99 on the same disk (benchmarks/week.py).
+- tail: the idle ``latency`` run timed stage by stage (queue, core, commit, to publish, broker),
+  the slowest 1 % attributed to a stage, beside a bare commit's p99 (benchmarks/latency_tail.py).
+- startup: a 400 MB database opened cold with the bounded integrity check, against the full
+  check; 1M customers' token tables built in slices (benchmarks/startup.py).
 ``--only GROUP ...`` runs a subset.
 """
 
@@ -43,8 +50,11 @@ from pathlib import Path
 from benchmarks.accuracy import bench_accuracy
 from benchmarks.calibration import bench_calibration
 from benchmarks.fleet import bench_fleet
+from benchmarks.latency_tail import bench_latency_tail
 from benchmarks.notification_latency import bench_notification_latency
 from benchmarks.outbox import bench_backlog, bench_drain, bench_enqueue
+from benchmarks.startup import bench_startup
+from benchmarks.week import bench_week
 from edge_agent.adapters.aes_openssl import fastest_cipher
 from edge_agent.adapters.clock import SYSTEM_CLOCK
 from edge_agent.core.const import EDDYSTONE_SERVICE_UUID
@@ -257,6 +267,9 @@ GROUPS: dict[str, Callable[[int], list[dict]]] = {
     "calibration": bench_calibration,
     "fleet": lambda repeats: bench_fleet(),
     "latency": lambda repeats: bench_notification_latency(),
+    "week": lambda repeats: bench_week(),
+    "tail": lambda repeats: bench_latency_tail(),
+    "startup": lambda repeats: bench_startup(),
 }
 
 

@@ -78,6 +78,15 @@ def test_daemon_recognises_an_arrival_and_stops_cleanly_on_sigterm(
         wait_for(lambda: len(hq.on("/notifications")) == 2, 5, "customer and staff notifications")
         assert {n["audience"] for n in hq.on("/notifications")} == {"customer", "staff"}
         assert notifications[0]["data"]["order_id"] == "O-7"
+        # The main loop built the token windows between sightings, and the next one ahead.
+        wait_for(
+            lambda: any(
+                (s.get("token_tables") or {}).get("ready_windows") == 3
+                and s["token_tables"]["windows_built"] >= 4 and s.get("integrity") == "ok"
+                for s in hq.on("/status")
+            ),
+            10, "a heartbeat with every token window ready",
+        )  # fmt: skip
         # Notifications outrank the visit event in the outbox: the visit may arrive just after.
         wait_for(lambda: hq.on("/events/visit"), 5, "the visit event")
         assert [v["phase"] for v in hq.on("/events/visit")] == ["started"]

@@ -8,12 +8,14 @@ import logging
 import os
 import sqlite3
 import stat
+import threading
 from pathlib import Path
 
 import pytest
 
 from edge_agent.core.events import FootfallMessage, VisitMessage, utc
 from edge_agent.core.topics import Topics
+from edge_agent.storage import database as database_module
 from edge_agent.storage.database import Database
 from edge_agent.storage.outbox import Outbox
 
@@ -116,3 +118,78 @@ def test_the_reserve_is_built_private_and_the_wal_kept_within_it(tmp_path: Path)
     # The WAL is checkpointed before it outgrows what giving up the reserve can absorb.
     assert conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] * 4096 <= (1 << 20) // 2
     assert conn.execute("PRAGMA auto_vacuum").fetchone()[0] == 2  # incremental: space can go back
+
+
+def _slow_check(monkeypatch: pytest.MonkeyPatch) -> threading.Event:
+    """The integrity check waits for the returned event: a file too large to check in time."""
+    release = threading.Event()
+    real = database_module._full_quick_check
+
+    def slow(conn: sqlite3.Connection) -> str:
+        release.wait(30)
+        return real(conn)
+
+    monkeypatch.setattr(database_module, "_full_quick_check", slow)
+    return release
+
+
+def test_a_file_too_large_to_check_at_start_opens_at_once_and_is_checked_in_the_background(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The start waits START_CHECK_S for the check, then goes on; the check, still running,
+    finds the bad index page and says so, without moving the file in use."""
+    path = _queued(tmp_path, 3000)
+    page = _pages_of(path, "idx_outbox_priority_id")[-1]
+    with path.open("r+b") as file:
+        file.seek((page - 1) * 4096 + 8)
+        file.write(b"\xff" * 64)
+    release = _slow_check(monkeypatch)
+    database = Database(path)
+    assert database.quarantined is None
+    assert database.integrity == "pending"
+    assert Outbox(database, TOPICS).depth() == 3000  # usable before the check ends
+    with caplog.at_level(logging.ERROR):
+        release.set()
+        found = database.wait_integrity(30)
+    assert found not in ("ok", "pending")
+    assert "database integrity check found" in database.alarms["integrity"]
+    assert "database integrity check found" in caplog.text
+    database.close()
+
+
+def test_the_background_check_of_a_sound_file_clears_pending(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = _queued(tmp_path, 3000)
+    release = _slow_check(monkeypatch)
+    database = Database(path)
+    assert database.integrity == "pending"
+    release.set()
+    assert database.wait_integrity(30) == "ok"
+    assert "integrity" not in database.alarms
+    assert database.check_integrity() == "ok"  # on demand, the same answer
+    database.close()
+
+
+def test_freed_pages_go_back_to_the_filesystem_a_bounded_round_at_a_time(tmp_path: Path) -> None:
+    """After an outage's backlog is sent, the file shrinks back over housekeeping rounds, each
+    moving at most VACUUM_PAGES_PER_ROUND pages, and keeps FREE_PAGES_KEPT for reuse."""
+    from edge_agent.storage.database import FREE_PAGES_KEPT, VACUUM_PAGES_PER_ROUND
+
+    database = Database(tmp_path / "agent.db")
+    outbox = Outbox(database, TOPICS, boot_id="b1")
+    for start in range(0, 40_000, 5_000):
+        outbox.add([_footfall(i) for i in range(start, start + 5_000)], now=0)
+    with database.transaction() as conn:
+        conn.execute("DELETE FROM outbox")
+    database.checkpoint()
+    free = database.db.conn.execute("PRAGMA freelist_count").fetchone()[0]
+    assert free > FREE_PAGES_KEPT + VACUUM_PAGES_PER_ROUND
+    size = (tmp_path / "agent.db").stat().st_size
+    assert database.give_back_free_pages() == VACUUM_PAGES_PER_ROUND
+    while database.give_back_free_pages():
+        pass
+    database.checkpoint()
+    assert database.db.conn.execute("PRAGMA freelist_count").fetchone()[0] == FREE_PAGES_KEPT
+    assert (tmp_path / "agent.db").stat().st_size < size - (free - FREE_PAGES_KEPT - 1) * 4096
+    database.close()

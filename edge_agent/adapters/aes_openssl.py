@@ -56,17 +56,17 @@ def _openssl_encrypt_many() -> Callable[[bytes | bytearray, bytes], bytearray] |
     encrypt.restype = None
 
     def encrypt_many(keys: bytes | bytearray, block: bytes) -> bytearray:
-        # Plain bytes arguments and one reused output buffer: ctypes converts these fastest
-        # (about 1.3-2 µs per key here; declared pointer argtypes add ~0.5 µs).
+        # Plain bytes keys, and each block written in place into one output buffer through
+        # byref(out, offset): about 0.85 µs per key here, against 1.15 µs when each result was
+        # copied out of a 16-byte buffer (declared pointer argtypes add ~0.5 µs).
         keys = bytes(keys)
         schedule = ctypes.create_string_buffer(_AES_KEY_SIZE)
-        result = ctypes.create_string_buffer(BLOCK)
-        out = bytearray(len(keys))
+        out = ctypes.create_string_buffer(len(keys))
+        byref = ctypes.byref
         for offset in range(0, len(keys), BLOCK):
             set_key(keys[offset : offset + BLOCK], 128, schedule)
-            encrypt(block, result, schedule)
-            out[offset : offset + BLOCK] = result.raw
-        return out
+            encrypt(block, byref(out, offset), schedule)
+        return bytearray(out.raw)
 
     try:
         if encrypt_many(KAT_KEY, KAT_PLAIN) != KAT_CIPHER:

@@ -16,16 +16,19 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
+from typing import TypeVar
 
 from bleak import BleakClient
 from bleak.backends.device import BLEDevice
 from bleak.exc import BleakError
 
 from edge_agent.core.clock import Clock
+from edge_agent.core.const import GATT_MAX_ADDRESSES, GATT_SWEEP_S
 from edge_agent.core.identity import TOKEN_BYTES
 from edge_agent.core.settings import GattSettings
 
 _LOGGER = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 @dataclass(slots=True)
@@ -47,7 +50,16 @@ class TokenReader:
         self._pending: set[str] = set()
         self._retry: dict[str, tuple[float, int]] = {}  # address -> (monotonic not before, attempts)
         self._slots: asyncio.Semaphore | None = None  # made on the scanning loop
+        self._swept_at = self._monotonic()
         self.health = GattHealth()
+
+    def _sweep(self, now: float) -> None:
+        """Forget addresses that will not come back: cache entries past their expiry, retries
+        well past their backoff; beyond ``GATT_MAX_ADDRESSES`` each, the oldest."""
+        self._swept_at = now
+        self._cache = {a: e for a, e in self._cache.items() if e[1] > now}
+        retry_max = self._settings.retry_max_s
+        self._retry = {a: r for a, r in self._retry.items() if now < r[0] + 2 * retry_max}
 
     def cached_token(self, address: str) -> bytes | None:
         entry = self._cache.get(address)
@@ -61,10 +73,13 @@ class TokenReader:
         return token
 
     def should_read(self, address: str) -> bool:
+        now = self._monotonic()
+        if now - self._swept_at >= GATT_SWEEP_S:
+            self._sweep(now)
         if address in self._pending or address in self._cache:
             return False
         retry = self._retry.get(address)
-        return retry is None or self._monotonic() >= retry[0]
+        return retry is None or now >= retry[0]
 
     def start_read(self, device: BLEDevice) -> None:
         """Schedule a read on the running loop (called from bleak's detection callback)."""
@@ -87,7 +102,7 @@ class TokenReader:
         else:
             self.health.reads += 1
             self._retry.pop(device.address, None)
-            self._cache[device.address] = (token, self._monotonic() + self._settings.cache_s)
+            _put_newest(self._cache, device.address, (token, self._monotonic() + self._settings.cache_s))
         finally:
             self._pending.discard(device.address)
 
@@ -101,10 +116,19 @@ class TokenReader:
     def _failed(self, address: str, exc: BaseException) -> None:
         attempts = self._retry.get(address, (0.0, 0))[1] + 1
         delay = min(self._settings.retry_max_s, self._settings.retry_min_s * 2 ** (attempts - 1))
-        self._retry[address] = (self._monotonic() + delay, attempts)
+        _put_newest(self._retry, address, (self._monotonic() + delay, attempts))
         self.health.failures += 1
         self.health.last_error = f"{type(exc).__name__}: {exc}"
         # The address is a phone's: it stays out of the log.
         _LOGGER.info(
             "token read failed (attempt %d, next in %.0f s): %s", attempts, delay, self.health.last_error
         )
+
+
+def _put_newest(entries: dict[str, T], address: str, value: T) -> None:
+    """Insert ``address`` as the newest entry (insertion order is age order), dropping the
+    oldest beyond ``GATT_MAX_ADDRESSES``."""
+    entries.pop(address, None)
+    entries[address] = value
+    if len(entries) > GATT_MAX_ADDRESSES:
+        del entries[next(iter(entries))]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from edge_agent.core.const import ADDRESSES_PER_BEACON
 from edge_agent.core.events import (
     BeaconEvent,
     BeaconFleetMessage,
@@ -74,7 +75,10 @@ class BeaconFleet:
 
     def seen(self, beacon_id: str, address: str, receiver: str, ts: float) -> list[Message]:
         beacon = self._beacons[beacon_id]
+        self._by_address.pop(address, None)  # re-inserted last: insertion order is age order
         self._by_address[address] = beacon_id
+        if len(self._by_address) > ADDRESSES_PER_BEACON * len(self._beacons):
+            del self._by_address[next(iter(self._by_address))]
         beacon.last_seen = ts if beacon.last_seen is None else max(beacon.last_seen, ts)
         beacon.last_receiver = receiver
         if beacon.missing:

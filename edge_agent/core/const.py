@@ -55,3 +55,28 @@ STILL_HERE_S: Final = 10.0
 # Queue alerts count the phones heard in a zone this recently, not footfall's occupancy window:
 # a crowd that left must stop counting within seconds, or "open another till" comes too late.
 QUEUE_HEARD_S: Final = 10.0
+
+# Registry slots per slice of a token-window build between sightings: about 3.5 ms on the store
+# box (two AES blocks and a table insert per slot, ~1.7 µs), so a sighting that arrives during a
+# slice waits far less than the 50 ms a click-and-collect arrival may; a million customers'
+# window then takes ~490 slices, spread over a rotation window of minutes.
+TOKEN_SLICE_SLOTS: Final = 2048
+
+# Bounds on what the agent remembers per address, receipt or customer, so months of traffic
+# leave memory as it was after the first days (issue: "nothing grows").
+# GATT token cache and retry backoff: addresses rotate every ~15 min, so an entry whose address
+# has not come back within its expiry (cache) or twice its backoff (retry) never will; they are
+# swept every GATT_SWEEP_S, and at most GATT_MAX_ADDRESSES are kept (a busy store hears a few
+# hundred iPhones at once; the oldest go first beyond that).
+GATT_SWEEP_S: Final = 60.0
+GATT_MAX_ADDRESSES: Final = 10_000
+# Receipt ids remembered to drop HQ's resends: HQ resends within minutes or hours, and a busy
+# store rings a few thousand receipts a day, so this covers weeks; the oldest are forgotten.
+RECEIPTS_REMEMBERED: Final = 100_000
+# Addresses remembered per fleet beacon for its telemetry: a beacon that randomises its address
+# leaves one behind every rotation; only its most recent ones can still send TLM frames.
+ADDRESSES_PER_BEACON: Final = 16
+# A busy store may never leave the main loop idle: a slice then runs at least this often between
+# sightings anyway (a million customers' next window in ~25 s of a saturated loop, against a
+# rotation window of 17 min), costing a sighting at most one slice's wait each time.
+TOKEN_SLICE_GAP_S: Final = 0.05

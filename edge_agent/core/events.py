@@ -488,6 +488,12 @@ class StatusMessage(Message):
     will: bool | None = None
     # Receivers' live calibration from the fixed beacons, and the beacons' checks.
     calibration: CalibrationStatus | None = None
+    # The database's integrity: "ok", "pending" (the check at start ran out of its time budget
+    # and the full one has not finished), or what the full check found (also an ``alarm``).
+    integrity: str | None = None
+    # Token windows: wanted windows complete (2 x skew + 1 when steady), windows built since
+    # start, and rotations that found a wanted window not yet built ahead (each one a stall).
+    token_tables: dict[str, int] | None = None
 
 
 # Every message type the agent publishes (the HQ contract is generated from this list).

@@ -29,10 +29,17 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from edge_agent.core.cipher import BLOCK, REFERENCE, BlockCipher, encrypt_block
+from edge_agent.core.const import TOKEN_SLICE_SLOTS
+from edge_agent.core.token_build import (
+    TEMPORARY_KEY_PERIOD_EXPONENT,
+    WindowBuild,
+    period_of,
+    temporary_key_block,
+    token_block,
+)
 
 IDENTITY_KEY_BYTES = 16
 TOKEN_BYTES = 8
-TEMPORARY_KEY_PERIOD_EXPONENT = 16  # temporary keys change every 65,536 s
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,23 +62,14 @@ class Customer:
         return self.consent_service or self.consent_marketing
 
 
-def _temporary_key_block(time_s: int) -> bytes:
-    return b"\x00" * 11 + b"\xff" + b"\x00\x00" + ((time_s >> 16) & 0xFFFF).to_bytes(2, "big")
-
-
-def _token_block(rotation_exponent: int, time_s: int) -> bytes:
-    cleared = (time_s >> rotation_exponent) << rotation_exponent
-    return b"\x00" * 11 + bytes([rotation_exponent]) + cleared.to_bytes(4, "big")
-
-
 def temporary_key(identity_key: bytes, time_s: int) -> bytes:
-    return encrypt_block(identity_key, _temporary_key_block(time_s))
+    return encrypt_block(identity_key, temporary_key_block(time_s))
 
 
 def eid_token(identity_key: bytes, rotation_exponent: int, time_s: int) -> bytes:
     """The 8-byte token a phone advertises at ``time_s`` (32-bit seconds)."""
     time_s &= 0xFFFFFFFF
-    block = _token_block(rotation_exponent, time_s)
+    block = token_block(rotation_exponent, time_s)
     return encrypt_block(temporary_key(identity_key, time_s), block)[:TOKEN_BYTES]
 
 
@@ -188,19 +186,34 @@ class TokenTable:
     @classmethod
     def build(cls, tokens: bytes | bytearray, registry: Registry) -> TokenTable:
         """A table from a batch of AES outputs, 16 bytes per registry slot (token = first 8)."""
-        live = [slot for slot in range(registry.slots) if registry.resolvable(slot)]
-        table = cls(2 * len(live))
-        numbers = memoryview(tokens).cast("Q")
-        table_tokens, table_slots, mask = table._tokens, table._slots, table._mask
-        for slot in live:
-            number = numbers[2 * slot]
-            index = number & mask
-            while table_slots[index] != _EMPTY:
-                index = (index + 1) & mask
-            table_tokens[index] = number
-            table_slots[index] = slot
-        table._used = table._live = len(live)
+        table = cls(2 * len(registry))
+        table.add_batch(tokens, registry, 0)
         return table
+
+    def add_batch(self, tokens: bytes | bytearray, registry: Registry, first_slot: int) -> None:
+        """Add the resolvable slots among ``first_slot``.. from AES outputs, 16 bytes per slot.
+
+        The one hot loop of a window build, inlined (a method call per slot costs a third more).
+        """
+        numbers = memoryview(tokens).cast("Q")[::2]
+        count = len(numbers)
+        if 2 * (self._used + count) > len(self._slots):
+            self._rehash(2 * (self._live + count))
+        table_tokens, table_slots, mask = self._tokens, self._slots, self._mask
+        flags = registry.flags[first_slot : first_slot + count]
+        fresh = added = 0
+        for slot, (number, flag) in enumerate(zip(numbers, flags, strict=True), first_slot):
+            if flag & _LIVE and flag & (_SERVICE | _MARKETING):
+                index = number & mask
+                while table_slots[index] >= 0:
+                    index = (index + 1) & mask
+                if table_slots[index] == _EMPTY:
+                    fresh += 1
+                table_tokens[index] = number
+                table_slots[index] = slot
+                added += 1
+        self._used += fresh
+        self._live += added
 
     def get(self, number: int) -> int | None:
         tokens, slots, mask = self._tokens, self._slots, self._mask
@@ -236,9 +249,9 @@ class TokenTable:
                 return
             index = (index + 1) & mask
 
-    def _rehash(self) -> None:
+    def _rehash(self, capacity: int = 0) -> None:
         entries = [(t, s) for t, s in zip(self._tokens, self._slots, strict=True) if s >= 0]
-        fresh = TokenTable(4 * max(len(entries), 256))
+        fresh = TokenTable(capacity or 4 * max(len(entries), 256))
         for number, slot in entries:
             fresh.add(number, slot)
         self._tokens, self._slots, self._mask = fresh._tokens, fresh._slots, fresh._mask
@@ -246,7 +259,16 @@ class TokenTable:
 
 
 class TokenResolver:
-    """Token -> customer id for the current window and ``skew`` windows either side."""
+    """Token -> customer id for the current window and ``skew`` windows either side.
+
+    Windows are built by ``WindowBuild``s. With ``sliced=False`` (replay, tests, tools: a
+    simulated clock that never waits) ``advance`` finishes any missing window at once, as a
+    rebuild always did. With ``sliced=True`` (the daemon) ``advance`` never computes: it queues
+    what is missing, nearest to now first, and the driver calls ``precompute`` between
+    sightings, which also builds the window after the last wanted one ahead of time, so a
+    rotation only moves tables from one dict to another. Until a wanted window is complete, its
+    partial table answers for the slots it covers.
+    """
 
     def __init__(
         self,
@@ -254,20 +276,47 @@ class TokenResolver:
         skew_windows: int,
         registry: Registry | None = None,
         cipher: BlockCipher = REFERENCE,
+        *,
+        sliced: bool = False,
     ) -> None:
         self._k = rotation_exponent
         # A table is one AES block per customer: the assembly injects the fastest backend.
         self.cipher = cipher
         self._skew = skew_windows
+        self.sliced = sliced
         self.registry = registry if registry is not None else Registry()
         self._tables: dict[int, TokenTable] = {}
+        # Windows waiting to be built, in order; the front one may be under way.
+        self._queue: dict[int, WindowBuild | None] = {}
         # Temporary keys change every 65,536 s, far slower than windows: one buffer per period.
         self._temporary: dict[int, bytearray] = {}
         self._current: int | None = None
+        self._wanted: tuple[int, ...] = ()
         self.windows_built = 0
+        # Wanted windows that a rotation found unbuilt (sliced: not ready ahead of time).
+        self.rotations_unready = 0
 
     def __len__(self) -> int:
         return len(self.registry)
+
+    @property
+    def ready_windows(self) -> int:
+        """How many of the wanted windows are complete (all of them in steady state)."""
+        return sum(1 for w in self._wanted if w in self._tables)
+
+    @property
+    def pending(self) -> bool:
+        """Whether ``precompute`` has work: a wanted window or the next one ahead is unbuilt."""
+        if self._current is None:  # nothing asked for yet: the first call starts the windows
+            return len(self.registry) > 0
+        return bool(self._queue) or self._ahead() not in self._tables
+
+    @property
+    def current_ready(self) -> bool:
+        """Whether the window of now is built: until it is, most phones resolve to nobody."""
+        if self._current is None:
+            return len(self.registry) == 0
+        return self._current in self._tables
 
     def put(self, customer: Customer) -> None:
         """Add or replace a customer; a consenting one resolves at once in every live window."""
@@ -280,9 +329,17 @@ class TokenResolver:
             buffer[slot * BLOCK : (slot + 1) * BLOCK] = temporary_key(
                 customer.identity_key, period << TEMPORARY_KEY_PERIOD_EXPONENT
             )
+        builds = [b for b in self._queue.values() if b is not None and slot < b.cursor]
+        for build in builds:
+            if build.fills_temporary:  # slots above the cursor get theirs when it gets there
+                build.temporary[slot * BLOCK : (slot + 1) * BLOCK] = temporary_key(
+                    customer.identity_key, build.period << TEMPORARY_KEY_PERIOD_EXPONENT
+                )
         if self.registry.resolvable(slot):
             for window, table in self._tables.items():
                 table.add(self._token_number(slot, window), slot)
+            for build in builds:
+                build.table.add(self._token_number(slot, build.window, build.temporary), slot)
 
     def remove(self, customer_id: str) -> None:
         slot = self.registry.slot(customer_id)
@@ -291,13 +348,18 @@ class TokenResolver:
         if self.registry.resolvable(slot):
             for window, table in self._tables.items():
                 table.discard(self._token_number(slot, window), slot)
+            for build in self._queue.values():
+                if build is not None and slot < build.cursor:
+                    build.table.discard(self._token_number(slot, build.window, build.temporary), slot)
         self.registry.remove(customer_id)
 
     def clear(self) -> None:
         self.registry = Registry()
         self._tables.clear()
+        self._queue.clear()
         self._temporary.clear()
         self._current = None
+        self._wanted = ()
 
     def resolve(self, token: bytes, now: float) -> str | None:
         self.advance(now)
@@ -306,38 +368,77 @@ class TokenResolver:
             slot = table.get(number)
             if slot is not None:
                 return self.registry.ids[slot]
+        for window, build in self._queue.items():
+            if build is not None and window in self._wanted:
+                slot = build.table.get(number)
+                if slot is not None:
+                    return self.registry.ids[slot]
         return None
 
     def advance(self, now: float) -> None:
-        """Make sure the windows around ``now`` exist and older ones are dropped."""
+        """Make sure the windows around ``now`` exist (or are queued, if sliced) and older ones
+        are dropped."""
         current = (int(now) & 0xFFFFFFFF) >> self._k
         if current == self._current:
             return
+        first = self._current is None
         self._current = current
-        wanted = [w for w in range(current - self._skew, current + self._skew + 1) if w >= 0]
-        periods = {(w << self._k) >> TEMPORARY_KEY_PERIOD_EXPONENT for w in wanted}
-        known = self._temporary
-        self._temporary = {p: known[p] if p in known else self._temporary_keys(p) for p in sorted(periods)}
-        self._tables = {w: self._tables[w] if w in self._tables else self._build(w) for w in wanted}
-
-    def _temporary_keys(self, period: int) -> bytearray:
-        return self.cipher.encrypt_many(
-            self.registry.keys, _temporary_key_block(period << TEMPORARY_KEY_PERIOD_EXPONENT)
+        # Nearest first: the current window, then one ahead, one behind, two ahead...
+        self._wanted = wanted = tuple(
+            w for d in range(2 * self._skew + 1) if (w := current + (d + 1) // 2 * (1 if d % 2 else -1)) >= 0
         )
+        keep = (*wanted, self._ahead())
+        self._tables = {w: t for w, t in self._tables.items() if w in keep}
+        if not first and self.sliced:
+            self.rotations_unready += sum(1 for w in wanted if w not in self._tables)
+        queue = self._queue
+        self._queue = {w: queue.get(w) for w in keep if w not in self._tables and (w in wanted or w in queue)}
+        periods = {period_of(w, self._k) for w in keep}
+        self._temporary = {p: b for p, b in self._temporary.items() if p in periods}
+        if not self.sliced:
+            while any(w in self._queue for w in wanted):
+                self.precompute(self.registry.slots + 1)
 
-    def _build(self, window: int) -> TokenTable:
-        time_s = window << self._k
-        temporary = self._temporary[time_s >> TEMPORARY_KEY_PERIOD_EXPONENT]
-        self.windows_built += 1
-        return TokenTable.build(
-            self.cipher.encrypt_many(temporary, _token_block(self._k, time_s)), self.registry
-        )
+    def precompute(self, slots: int = TOKEN_SLICE_SLOTS) -> bool:
+        """Build the next ``slots`` slots of the front queued window (or start the one ahead);
+        returns whether work remains."""
+        if self._current is None:
+            return False
+        if not self._queue:
+            ahead = self._ahead()
+            if ahead in self._tables:
+                return False
+            self._queue[ahead] = None
+        window, build = next(iter(self._queue.items()))
+        if build is None:
+            build = self._queue[window] = self._start(window)
+        if build.step(self.registry, self.cipher, slots):
+            del self._queue[window]
+            self._tables[window] = build.table
+            if build.fills_temporary:
+                self._temporary[build.period] = build.temporary
+            self.windows_built += 1
+        return self.pending
 
-    def _token_number(self, slot: int, window: int) -> int:
+    def _ahead(self) -> int:
+        """The window after the last wanted one: built ahead so the next rotation is a swap."""
+        assert self._current is not None
+        return self._current + self._skew + 1
+
+    def _start(self, window: int) -> WindowBuild:
+        period = period_of(window, self._k)
+        known = self._temporary.get(period)
+        return WindowBuild(
+            window, self._k, TokenTable(2 * len(self.registry)),
+            known if known is not None else bytearray(), fills_temporary=known is None,
+        )  # fmt: skip
+
+    def _token_number(self, slot: int, window: int, temporary: bytearray | None = None) -> int:
         time_s = window << self._k
-        temporary = self._temporary[time_s >> TEMPORARY_KEY_PERIOD_EXPONENT]
+        if temporary is None:
+            temporary = self._temporary[time_s >> TEMPORARY_KEY_PERIOD_EXPONENT]
         key = bytes(temporary[slot * BLOCK : (slot + 1) * BLOCK])
-        return token_number(encrypt_block(key, _token_block(self._k, time_s)))
+        return token_number(encrypt_block(key, token_block(self._k, time_s)))
 
 
 class AnonymousHasher:

@@ -20,7 +20,7 @@ from edge_agent.core.beacons import BeaconFleet
 from edge_agent.core.beaconsightings import BeaconSightings
 from edge_agent.core.calibration import Calibrator, ReceiverEvent
 from edge_agent.core.cipher import REFERENCE, BlockCipher
-from edge_agent.core.const import QUEUE_HEARD_S
+from edge_agent.core.const import QUEUE_HEARD_S, TOKEN_SLICE_SLOTS
 from edge_agent.core.downlinks import CustomersDownlink, Downlink, Handlers
 from edge_agent.core.events import (
     BeaconCalibration,
@@ -68,7 +68,16 @@ REGISTRY_KINDS: Handlers[StoreCore, [], None] = Handlers("customer registry")
 
 
 class StoreCore:
-    def __init__(self, config: AgentConfig, ids: EventIdFactory, cipher: BlockCipher = REFERENCE) -> None:
+    def __init__(
+        self,
+        config: AgentConfig,
+        ids: EventIdFactory,
+        cipher: BlockCipher = REFERENCE,
+        *,
+        tables_in_slices: bool = False,
+    ) -> None:
+        """``tables_in_slices``: token windows are built by ``precompute`` between sightings
+        (the daemon), not in the sighting or tick that first needs them (replay, tools)."""
         self._store_id = config.store.id
         self._tz = zoneinfo.ZoneInfo(config.store.timezone)
         self._ids = ids
@@ -77,8 +86,9 @@ class StoreCore:
         self._beacon_sightings = BeaconSightings(config.beacons, config.identity)
         self._identity = config.identity
         self._resolver = TokenResolver(
-            config.identity.rotation_exponent, config.identity.skew_windows, cipher=cipher
-        )
+            config.identity.rotation_exponent, config.identity.skew_windows, cipher=cipher,
+            sliced=tables_in_slices,
+        )  # fmt: skip
         self._hasher = AnonymousHasher(ids.random)
         self._day_span: tuple[float, float, int] = (0.0, 0.0, 0)
         self._layout = StoreLayout.from_config(config)
@@ -115,8 +125,9 @@ class StoreCore:
             # since a rebuild recomputes every registered customer's tokens.
             self._identity = identity = config.identity
             self._resolver = TokenResolver(
-                identity.rotation_exponent, identity.skew_windows, self.customers, self._resolver.cipher
-            )
+                identity.rotation_exponent, identity.skew_windows, self.customers, self._resolver.cipher,
+                sliced=self._resolver.sliced,
+            )  # fmt: skip
 
     # ------------------------------------------------------------------ state from HQ
 
@@ -497,6 +508,34 @@ class StoreCore:
                     messages.append(moved)
                 self.counters[f"beacon_{event.event}"] += 1
         return messages
+
+    @property
+    def tables_pending(self) -> bool:
+        """Whether token windows are still to be built (``precompute`` has work)."""
+        return self._resolver.pending
+
+    @property
+    def tables_urgent(self) -> bool:
+        """Whether the window of now is still to be built (at start, after a full registry): its
+        slices then go between sightings, not only when the driver is idle."""
+        return not self._resolver.current_ready
+
+    def precompute(self, now: float, slots: int = TOKEN_SLICE_SLOTS) -> bool:
+        """One slice of token-window building, for the idle moments between sightings: the
+        windows around ``now`` first (at start), then the next one ahead of its rotation.
+        Returns whether work remains."""
+        self._resolver.advance(now)
+        return self._resolver.precompute(slots)
+
+    @property
+    def token_tables(self) -> dict[str, int]:
+        """Figures for status: complete wanted windows, builds and unready rotations so far."""
+        resolver = self._resolver
+        return {
+            "ready_windows": resolver.ready_windows,
+            "windows_built": resolver.windows_built,
+            "rotations_unready": resolver.rotations_unready,
+        }
 
     def _visit_ended(self, ended: VisitEnded, now: float) -> VisitMessage:
         visit = ended.visit

@@ -95,11 +95,14 @@ def assemble(
     wiring: Wiring = Wiring(),
     *,
     ids: EventIdFactory | None = None,
+    tables_in_slices: bool = False,
 ) -> Agent:
     """Build the agent for ``config``; nothing is started (``link.start()``, ``ble.start()``).
 
     ``broker=None`` builds no link (replay, offline tools). ``ids`` defaults to fresh random
     event ids; replay passes a seeded stream so the same trace gives the same output.
+    ``tables_in_slices``: the driver calls ``pipeline.precompute`` when idle (the daemon's main
+    loop), so token windows are built ahead in slices instead of when a sighting needs them.
     """
     topics = config.topics
     if broker is not None and (broker.host, broker.port) != (config.mqtt.host, config.mqtt.port):
@@ -109,8 +112,9 @@ def assemble(
     database = Database(config.storage.path, config.storage.disk_reserve_bytes)
     try:
         pipeline = Pipeline(
-            config, database, ids or EventIdFactory(), fastest_cipher(), topics=topics, clock=clock
-        )
+            config, database, ids or EventIdFactory(), fastest_cipher(), topics=topics, clock=clock,
+            tables_in_slices=tables_in_slices,
+        )  # fmt: skip
         remote = _remote(config, topics, clock, wiring.submit) if broker is not None else None
         link = None
         if broker is not None:

@@ -70,7 +70,11 @@ class Pipeline:
         cipher: BlockCipher = REFERENCE,
         topics: Topics | None = None,
         clock: Clock = SYSTEM_CLOCK,
+        *,
+        tables_in_slices: bool = False,
     ) -> None:
+        """``tables_in_slices``: the driver calls ``precompute`` between inputs (the daemon), so
+        no sighting waits for a token window to be built (see core.identity.TokenResolver)."""
         self.config = config
         self.database = database
         self.ids = ids
@@ -86,7 +90,7 @@ class Pipeline:
             clock=clock,
         )
         self.state = StateStore(database)
-        self.core = StoreCore(config, ids, cipher)
+        self.core = StoreCore(config, ids, cipher, tables_in_slices=tables_in_slices)
         self.core.load(
             self.state.customers(), self.state.orders(), self.state.registry_version(),
             self.state.logged_downlinks(),
@@ -149,6 +153,7 @@ class Pipeline:
             self._journey_pruned_at = now
             horizon = self._journey_horizon(now)
             self.state.prune_journey(horizon)
+            self.database.give_back_free_pages()  # the file shrinks back after an outage, slowly
             self.state.compact_downlink_log(self.core.journey.snapshot_downlinks, horizon)
         return len(messages)
 
@@ -193,6 +198,24 @@ class Pipeline:
                     "beacon %s looks moved or replaced (residuals %s dB): left out of calibration%s",
                     subject, message.residuals_db, held_back(held),
                 )  # fmt: skip
+
+    @property
+    def tables_pending(self) -> bool:
+        return self.core.tables_pending
+
+    @property
+    def tables_urgent(self) -> bool:
+        return self.core.tables_urgent
+
+    def precompute(self, now: float) -> bool:
+        """One slice of token-window building; whether more remains. Never raises: a failed
+        slice is counted and logged, and resolution goes on with the windows it has."""
+        try:
+            return self.core.precompute(now)
+        except Exception:
+            self.counters["precompute_errors"] += 1
+            _LOGGER.exception("token window build failed")
+            return False
 
     def _journey_horizon(self, now: float) -> float:
         """Touchpoints and receipts older than this are forgotten (``storage.journey_days``)."""
@@ -356,6 +379,8 @@ class Pipeline:
             outbox_bytes=self.outbox.bytes,
             dropped=dict(self.outbox.dropped),
             alarm="; ".join(a for a in (self.outbox.alarm, *self.database.alarms.values()) if a) or None,
+            integrity=self.database.integrity,
+            token_tables=self.core.token_tables,
             **figures,
         )
 

@@ -26,6 +26,7 @@ from edge_agent.adapters.configfile import load_config
 from edge_agent.adapters.link import DownlinkDelivery, MqttLink
 from edge_agent.adapters.sdnotify import SystemdNotifier
 from edge_agent.core.clock import Clock
+from edge_agent.core.const import TOKEN_SLICE_GAP_S
 from edge_agent.core.errors import ConfigError
 from edge_agent.core.events import ScannerStatus, StatusMessage, StatusState, utc
 from edge_agent.core.liveness import Liveness
@@ -66,7 +67,7 @@ class Service:
             online_status=lambda: self.status_message("online").to_json(),
             on_link_change=lambda: self._work.put(_LINK_CHANGED),
         )
-        self.agent = assemble(config, clock, Broker.of(config), wiring)
+        self.agent = assemble(config, clock, Broker.of(config), wiring, tables_in_slices=True)
         self.database = self.agent.database
         self.pipeline = self.agent.pipeline
         assert self.agent.link is not None  # a broker was given
@@ -313,13 +314,28 @@ class Service:
         group_delay = self.config.storage.group_max_delay_s
         batch: list[Sighting] = []
         batch_deadline = 0.0
+        sliced_at = self.clock.monotonic()
         while True:
             self.liveness.beat("main", self.clock.monotonic())
             timeout = max(0.0, batch_deadline - self.clock.monotonic()) if batch else 0.5
+            # Token windows still to build: a slice when idle; and between items too while the
+            # window of now is missing (at start) or no slice ran for TOKEN_SLICE_GAP_S (a busy
+            # store), so the tables never wait for a quiet moment that does not come.
+            building = self.pipeline.tables_pending
+            if building and (
+                self.pipeline.tables_urgent or self.clock.monotonic() - sliced_at >= TOKEN_SLICE_GAP_S
+            ):
+                self.pipeline.precompute(self.clock.wall())
+                sliced_at = self.clock.monotonic()
+                building = self.pipeline.tables_pending
             try:
-                item = self._work.get(timeout=timeout)
+                item = self._work.get(timeout=0.0 if building else timeout)
             except queue.Empty:
-                self._flush(batch)
+                if not building or self.clock.monotonic() >= batch_deadline:
+                    self._flush(batch)
+                if building:
+                    self.pipeline.precompute(self.clock.wall())
+                    sliced_at = self.clock.monotonic()
                 continue
             if isinstance(item, Sighting):
                 if not batch:

@@ -79,6 +79,8 @@ def status_view(
         "scanners": snapshot.get("scanners", []),
         "remote": snapshot.get("remote"),
         "calibration": snapshot.get("calibration"),
+        "integrity": snapshot.get("integrity"),
+        "token_tables": snapshot.get("token_tables"),
     }
     return status
 

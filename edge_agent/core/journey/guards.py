@@ -31,6 +31,7 @@ class NotificationGuard:
     def __init__(self, settings: GuardSettings, timezone: str) -> None:
         self._tz = ZoneInfo(timezone)
         self._sent: defaultdict[str, _Sent] = defaultdict(_Sent)
+        self._today = -1  # the local day the map was last swept
         self.retune(settings)
 
     def retune(self, settings: GuardSettings) -> None:
@@ -60,8 +61,10 @@ class NotificationGuard:
         return None
 
     def sent(self, customer_id: str, visit_id: str, now: float) -> None:
-        sent = self._sent[customer_id]
         day = datetime.fromtimestamp(now, self._tz).toordinal()
+        if day != self._today:
+            self._forget_earlier_days(day, now)
+        sent = self._sent[customer_id]
         if sent.day != day:
             sent.day, sent.today = day, 0
         sent.today += 1
@@ -77,6 +80,16 @@ class NotificationGuard:
         sent = self._sent[customer_id]
         if visit_id is None and sent.per_visit:
             sent.per_visit.pop("", None)
+
+    def _forget_earlier_days(self, day: int, now: float) -> None:
+        """Once a local day: drop customers whose caps can no longer refuse anything (sent on an
+        earlier day, past the minimum gap, no open visit counted), so the map holds the
+        customers notified lately, not everyone ever notified."""
+        self._today = day
+        gap = self._settings.min_gap_s
+        stale = [c for c, s in self._sent.items() if s.day < day and now - s.last >= gap and not s.per_visit]
+        for customer_id in stale:
+            del self._sent[customer_id]
 
     def visit_ended(self, customer_id: str, visit_id: str) -> None:
         sent = self._sent.get(customer_id)

@@ -28,6 +28,7 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from edge_agent.core.const import RECEIPTS_REMEMBERED
 from edge_agent.core.downlinks import (
     Downlink,
     Handlers,
@@ -79,7 +80,7 @@ class JourneyRules:
         self.lists: dict[str, ShoppingList] = {}
         self.planogram: dict[str, PlanogramItem] = {}
         self.offers: dict[str, OfferRecord] = {}
-        self._receipts_seen: set[str] = set()
+        self._receipts_seen: dict[str, None] = {}  # insertion-ordered, RECEIPTS_REMEMBERED at most
         self._arrivals: dict[str, Arrival] = {}  # order id -> arrival of its customer
         self._arrivals_kept: dict[str, dict[str, Any]] = {}  # as the state store last had them
         self._suggested: defaultdict[str, set[str]] = defaultdict(set)  # visit id -> SKUs
@@ -157,7 +158,9 @@ class JourneyRules:
         for receipt in downlink.receipts:
             if receipt.receipt_id in self._receipts_seen:
                 continue  # HQ resent it
-            self._receipts_seen.add(receipt.receipt_id)
+            self._receipts_seen[receipt.receipt_id] = None
+            if len(self._receipts_seen) > RECEIPTS_REMEMBERED:
+                del self._receipts_seen[next(iter(self._receipts_seen))]
             visit = visit_of(receipt.customer_id)
             if visit is not None:
                 self._purchases[visit.visit_id].append(receipt)
