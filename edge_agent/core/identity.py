@@ -320,6 +320,17 @@ class TokenResolver:
         self._temporary = {p: known[p] if p in known else self._temporary_keys(p) for p in sorted(periods)}
         self._tables = {w: self._tables[w] if w in self._tables else self._build(w) for w in wanted}
 
+    def table_for(self, window: int) -> TokenTable:
+        """Every resolvable customer's token of any ``window``, built apart from the live tables
+        (which it leaves alone): what ``core.tokenclock`` looks far windows up in when the box
+        clock is suspect."""
+        time_s = window << self._k
+        period = time_s >> TEMPORARY_KEY_PERIOD_EXPONENT
+        temporary = self._temporary.get(period) or self._temporary_keys(period)
+        return TokenTable.build(
+            self.cipher.encrypt_many(temporary, _token_block(self._k, time_s)), self.registry
+        )
+
     def _temporary_keys(self, period: int) -> bytearray:
         return self.cipher.encrypt_many(
             self.registry.keys, _temporary_key_block(period << TEMPORARY_KEY_PERIOD_EXPONENT)

@@ -297,6 +297,32 @@ class SchedulerSettings(Section):
     heartbeat_interval_s: Seconds = 60.0
 
 
+class ClockSettings(Section):
+    """How the agent judges its own wall clock (``core.wallclock``, README "Time")."""
+
+    # Where the system says whether NTP has synchronised the clock: "adjtimex" (the kernel's
+    # flag, which chrony, ntpd and systemd-timesyncd all set), "none" (no way to tell: trusted
+    # until a step or the phones disagree), or "file:PATH", synchronised while PATH exists
+    # (systemd-timesyncd touches /run/systemd/timesync/synchronized).
+    sync_source: Annotated[str, Field(pattern=r"^(adjtimex|none|file:.+)$")] = "adjtimex"
+    # A wall-clock move beyond this between two ticks is a step, not drift: NTP slews at most
+    # 0.5 ms/s, and 2 s stays far below presence.absence_timeout_s.
+    step_tolerance_s: Annotated[float, _between(0.1, 3600.0)] = 2.0
+    # While the clock is not NTP-synchronised, unresolved tokens are looked up this many windows
+    # beyond identity.skew_windows either side (4 at K=10: a box up to ~85 min off is noticed).
+    # Each window is one AES block per customer, built at most one per tick; 0 turns it off.
+    token_search_windows: Annotated[int, _between(0, 16)] = 4
+    # Customers whose tokens must agree before the phones are believed over the box clock: one
+    # phone with its own clock wrong must not move the store's.
+    min_token_customers: Annotated[int, _between(1, 1000)] = 3
+    # The phones' estimate corrects the clock only once it is this tight (half-width): a store
+    # day's reports then sit within a minute of the truth, as the phones themselves do.
+    max_estimate_uncertainty_s: Annotated[float, _between(1.0, 3600.0)] = 60.0
+    # Phones' own clocks are within tens of seconds of the truth: an estimate closer than this
+    # to the box clock is agreement, not an error.
+    token_tolerance_s: Annotated[float, _between(1.0, 3600.0)] = 60.0
+
+
 class AgentConfig(Section):
     store: StoreSettings
     zones: list[ZoneSettings] = []
@@ -313,6 +339,7 @@ class AgentConfig(Section):
     footfall: FootfallSettings = FootfallSettings()
     rules: RulesSettings = RulesSettings()
     scheduler: SchedulerSettings = SchedulerSettings()
+    clock: ClockSettings = ClockSettings()
 
     @property
     def client_id(self) -> str:

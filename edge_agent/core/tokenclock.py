@@ -1,0 +1,95 @@
+"""Which rotation window customers' tokens are in: the phones' evidence on the box clock. Pure.
+
+A phone computes its token from its own clock, which the phone's network keeps right; the box
+resolves it against its tables for the windows around *its* time. A resolved token's window,
+heard at box time ``t``, bounds the box error (``core.wallclock.TokenEvidence``). When the box
+is wrong by more than the skew windows, no token resolves at all: then an unresolved token is
+looked up in the windows beyond (``search_windows`` either side), in tables built apart from
+the live ones, at most one per tick. A token found there is evidence only: the shopper stays
+anonymous until the judge has corrected the clock, and then resolves in the ordinary way.
+
+Looking far costs one AES block per customer per window (``TokenResolver.table_for``), so it
+runs only while the caller says the clock is suspect (not NTP-synchronised).
+"""
+
+from __future__ import annotations
+
+from edge_agent.core.identity import TokenResolver, TokenTable, eid_token, token_number
+from edge_agent.core.wallclock import TokenEvidence
+
+# A token is remembered per customer to tell when their phone moved to a new window; bounded
+# like the evidence itself (a few hundred customers agree or not long before this fills).
+MAX_REMEMBERED_TOKENS = 4096
+
+
+class TokenClock:
+    def __init__(self, rotation_exponent: int, skew_windows: int, search_windows: int) -> None:
+        self._k = rotation_exponent
+        self._skew = skew_windows
+        self._search = search_windows
+        self.evidence = TokenEvidence(rotation_exponent)
+        self.searching = False  # the caller's: True while the clock is suspect
+        self._last: dict[str, tuple[bytes, int]] = {}  # customer -> (token, its window)
+        self._far: dict[int, TokenTable] = {}
+        self._far_for: tuple[int, int] | None = None  # (box window, registry size) the tables fit
+
+    def _window(self, now: float) -> int:
+        return (int(now) & 0xFFFFFFFF) >> self._k
+
+    def resolved(self, resolver: TokenResolver, customer_id: str, token: bytes, now: float) -> None:
+        """A token resolved: note which window it is in (computed again only when it changes)."""
+        last = self._last.get(customer_id)
+        if last is not None and last[0] == token:
+            self.evidence.heard(customer_id, last[1], now)
+            return
+        customer = resolver.registry.get(customer_id)
+        if customer is None:
+            return
+        current = self._window(now)
+        for window in range(current - self._skew, current + self._skew + 1):
+            if window >= 0 and eid_token(customer.identity_key, self._k, window << self._k) == token:
+                if len(self._last) >= MAX_REMEMBERED_TOKENS:
+                    del self._last[next(iter(self._last))]
+                self._last[customer_id] = (token, window)
+                self.evidence.heard(customer_id, window, now)
+                return
+
+    def unresolved(self, resolver: TokenResolver, token: bytes, now: float) -> None:
+        """A token no live window knows: while searching, look for it in the far windows."""
+        if not self.searching or not self._far:
+            return
+        number = token_number(token)
+        for window, table in self._far.items():
+            slot = table.get(number)
+            if slot is not None:
+                customer_id = resolver.registry.ids[slot]
+                if customer_id is not None:
+                    self.evidence.heard(customer_id, window, now)
+                return
+
+    def prepare(self, resolver: TokenResolver, now: float) -> None:
+        """On the tick: build at most one missing far table for the windows around ``now``."""
+        if not self.searching or self._search <= 0:
+            if self._far:
+                self._far, self._far_for = {}, None
+            return
+        current = self._window(now)
+        key = (current, len(resolver.registry))
+        if key != self._far_for:
+            self._far_for = key
+            self._far = {}
+        wanted = [
+            current + sign * distance
+            for distance in range(self._skew + 1, self._skew + self._search + 1)
+            for sign in (-1, 1)
+            if current + sign * distance >= 0
+        ]
+        for window in wanted:
+            if window not in self._far:
+                self._far[window] = resolver.table_for(window)
+                return
+
+    def forget_evidence(self) -> None:
+        """The clock was corrected: the remembered windows were against the old time."""
+        self._last.clear()
+        self.evidence.clear()
