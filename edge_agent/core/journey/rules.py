@@ -98,6 +98,13 @@ class JourneyRules:
         self._templates = Templates(cast(Mapping[str, Mapping[str, str]], settings.templates))
         self._guard.retune(settings.guards)
 
+    def shift(self, delta_s: float) -> None:
+        """A wall-clock step the agent followed: the guards' times and pending arrivals move with
+        the clock, so a wait measured across it (arrival to collection) keeps its length."""
+        self._guard.shift(delta_s)
+        for arrival in self._arrivals.values():
+            arrival.at += delta_s
+
     # ------------------------------------------------------------------ downlinks
 
     def apply(self, downlink: Downlink, now: float, visit_of: VisitOf) -> list[Message]:
