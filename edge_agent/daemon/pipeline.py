@@ -136,6 +136,17 @@ class Pipeline:
             self.state.compact_downlink_log(self.core.journey.snapshot_downlinks, horizon)
         return len(messages)
 
+    def shift(self, delta_s: float) -> None:
+        """Agent time followed a wall-clock step (``daemon.timekeeper``): re-date what the core,
+        the queued rows and this pipeline hold, and rewrite the open visits with their new times
+        at the next commit; nothing ends or opens because of it."""
+        self.commit()
+        self.core.shift(delta_s)
+        self.outbox.shift(delta_s)
+        self._visits_saved_at = None
+        if self._journey_pruned_at is not None:
+            self._journey_pruned_at += delta_s
+
     def _journey_horizon(self, now: float) -> float:
         """Touchpoints and receipts older than this are forgotten (``storage.journey_days``)."""
         return now - self.config.storage.journey_days * 86400
@@ -257,8 +268,11 @@ class Pipeline:
         )
         self.outbox.add([error], now)
 
-    def status(self, state: StatusState, now: float, **figures: Any) -> StatusMessage:
-        """Birth, heartbeat or goodbye; an 'online' one carries the local figures."""
+    def status(
+        self, state: StatusState, now: float, alarms: Sequence[str] = (), **figures: Any
+    ) -> StatusMessage:
+        """Birth, heartbeat or goodbye; an 'online' one carries the local figures (and the
+        caller's ``alarms`` beside the outbox's and the database's)."""
         if state != "online":
             return StatusMessage(
                 **self.envelope.at(now),
@@ -279,7 +293,8 @@ class Pipeline:
             missing_beacons=self.core.missing_beacons,
             outbox_bytes=self.outbox.bytes,
             dropped=dict(self.outbox.dropped),
-            alarm="; ".join(a for a in (self.outbox.alarm, *self.database.alarms.values()) if a) or None,
+            alarm="; ".join(a for a in (self.outbox.alarm, *self.database.alarms.values(), *alarms) if a)
+            or None,
             **figures,
         )
 

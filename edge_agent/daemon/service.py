@@ -33,6 +33,7 @@ from edge_agent.core.settings import AgentConfig
 from edge_agent.core.sighting import Sighting
 from edge_agent.core.trace import TraceProblem, read_trace
 from edge_agent.daemon.assembly import Broker, Wiring, assemble
+from edge_agent.daemon.timekeeper import Timekeeper
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -45,6 +46,16 @@ _TICK = _Tick()
 _STOP = object()
 _RELOAD = object()
 _LINK_CHANGED = object()
+
+
+class _ClockShift:
+    """Queue marker: agent time stepped by ``delta_s``; the sightings queued before it were
+    stamped before the step, so the pipeline is shifted only once they are through."""
+
+    def __init__(self, delta_s: float) -> None:
+        self.delta_s = delta_s
+
+
 # Sections a running daemon cannot swap in place: ids and time zone are in every message, the
 # database is open, and the MQTT link and scanners are built from these. A reload keeps their
 # running values and says that a restart is needed.
@@ -58,7 +69,11 @@ class Service:
     ) -> None:
         self.config = config
         self.config_path = config_path
-        self.clock = clock
+        # Every part stamps and measures on agent time, which follows the system clock but
+        # takes its steps as one decision (daemon.timekeeper).
+        self.timekeeper = Timekeeper(config.clock, clock)
+        clock = self.clock = self.timekeeper.clock
+        self._pending_shift = 0.0  # steps taken by agent time, not yet by the pipeline
         self._work: queue.Queue[WorkItem] = queue.Queue()
         wiring = Wiring(
             on_downlink=self._work.put,
@@ -264,9 +279,15 @@ class Service:
         if not stalled:
             self.notifier.notify(watchdog="1", status=self.status_line())
 
+    def _pipeline_now(self) -> float:
+        """Agent time as the pipeline knows it: without a step still waiting in the queue."""
+        return self.clock.wall() - self._pending_shift
+
     def status_message(self, state: StatusState) -> StatusMessage:
         if state != "online":  # the last will is built before anything else exists; it needs no figures
             return self.pipeline.status(state, self.clock.wall())
+        clock = self.timekeeper.status()
+        clock_alarm = self.timekeeper.state().alarm
         stats = self.link.stats
         scanners = self.ble.scanners if self.ble is not None else []
         link = self.link.state
@@ -281,6 +302,8 @@ class Service:
             link=link,
             link_error=self.link.error,
             since=stats.connected_since if link == "up" else None,
+            clock=clock,
+            alarms=[clock_alarm] if clock_alarm else [],
         )
 
     def _heartbeat(self) -> None:
@@ -343,15 +366,28 @@ class Service:
 
     def _handle(self, item: WorkItem) -> None:
         if isinstance(item, DownlinkDelivery):
-            self.pipeline.downlink(item.topic, item.payload, self.clock.wall())
+            self.pipeline.downlink(item.topic, item.payload, self._pipeline_now())
             self.link.ack_downlink(item.mid, item.qos)  # only now: the effect is committed
             self.link.wake()
-        elif item is _TICK and self.pipeline.tick(self.clock.wall()):
-            self.link.wake()
+        elif item is _TICK:
+            self._judge_clock()
+            if self.pipeline.tick(self._pipeline_now()):
+                self.link.wake()
+        elif isinstance(item, _ClockShift):
+            self.pipeline.shift(item.delta_s)
+            self._pending_shift -= item.delta_s
         elif item is _RELOAD:
             self.reload()
         elif item is _LINK_CHANGED:
             self._store_snapshot(self.status_message("online"))
+
+    def _judge_clock(self) -> None:
+        """Judge the wall clock; a step goes through the queue behind what was stamped before."""
+        step = self.timekeeper.check(self.pipeline.core.token_clock)
+        if step:
+            self._pending_shift += step
+            self._work.put(_ClockShift(step))
+        self.pipeline.outbox.clock_trusted = self.timekeeper.state().trusted
 
     def _flush(self, batch: list[Sighting]) -> None:
         """Commit what the group's sightings (already through the core) caused."""
