@@ -244,7 +244,8 @@ class ClockJudge:
         # An alarm needs evidence that the clock is wrong: NTP not (yet) synchronised alone is
         # the untrusted flag, since many boxes run for good without it.
         alarm = None
-        if error is not None and abs(error) > self._token_tolerance:
+        precise = uncertainty is not None and uncertainty <= self._max_uncertainty
+        if error is not None and precise and abs(error) > self._token_tolerance:
             alarm = (
                 f"clock off: phones' tokens put true time {error:+.0f} s from the system clock "
                 f"(+/- {uncertainty:.0f} s, {j.token_customers} customers)"

@@ -1,0 +1,205 @@
+"""The agent's judgement of its own clock: steps followed without ending visits, NTP state, and
+the phones' tokens telling a box clock 40 minutes off, with the estimate and the correction."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from edge_agent.core.ids import EventIdFactory
+from edge_agent.core.wallclock import ClockJudge, ClockReading, Interval, TokenEvidence, marzullo
+from edge_agent.daemon.pipeline import Pipeline
+from edge_agent.daemon.timekeeper import Timekeeper
+from edge_agent.storage.database import Database
+from tests.conftest import make_config
+from tests.fakes import ManualClock
+from tests.helpers import app_sighting, customers_downlink, many_customers
+
+T0 = 1_764_000_000.0  # 2025-11-24 16:00 UTC
+
+
+def _judge(**overrides: float) -> ClockJudge:
+    settings = {"step_tolerance_s": 2.0, "min_token_customers": 3, "max_estimate_uncertainty_s": 60.0,
+                "token_tolerance_s": 60.0, **overrides}  # fmt: skip
+    return ClockJudge(**settings)  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------------------------------------- pure
+
+
+def test_marzullo_finds_what_most_sources_agree_on_despite_a_wrong_one() -> None:
+    sources = [Interval(8, 12), Interval(11, 13), Interval(10, 12), Interval(100, 101)]
+    assert marzullo(sources) == (Interval(11, 12), 3)
+    assert marzullo([]) is None
+
+
+@given(st.lists(st.tuples(st.floats(-1e6, 1e6), st.floats(0, 1e4)), min_size=1, max_size=30))
+def test_marzullo_answer_lies_inside_as_many_intervals_as_it_claims(pairs: list[tuple[float, float]]) -> None:
+    intervals = [Interval(low, low + width) for low, width in pairs]
+    found = marzullo(intervals)
+    assert found is not None
+    best, count = found
+    middle = (best.low + best.high) / 2
+    assert sum(1 for i in intervals if i.low <= middle <= i.high) >= count >= 1
+
+
+def test_drift_within_the_tolerance_is_followed_silently_and_a_step_is_counted() -> None:
+    judge = _judge()
+    judge.start(ClockReading(T0, 100.0, synced=True))
+    assert judge.check(ClockReading(T0 + 1.0005, 101.0, synced=True)) == 0.0  # slewing
+    assert judge.state().steps == 0
+    step = judge.check(ClockReading(T0 + 2 + 10_800, 102.0, synced=True))
+    assert abs(step - 10_800) < 0.01
+    state = judge.state()
+    assert state.steps == 1
+    assert state.last_step is not None
+    assert abs(state.last_step.size_s - 10_800) < 0.01
+    assert state.trusted
+    assert state.alarm is None
+    assert abs(judge.offset + 102.0 - (T0 + 2 + 10_800)) < 0.01
+
+
+def test_a_step_without_ntp_makes_the_clock_untrusted_with_an_alarm_until_ntp_syncs() -> None:
+    judge = _judge()
+    judge.start(ClockReading(T0, 100.0, synced=None))
+    assert judge.state().trusted  # nothing says otherwise
+    judge.check(ClockReading(T0 + 1 - 3600, 101.0, synced=None))
+    state = judge.state()
+    assert not state.trusted
+    assert state.alarm == "clock untrusted: stepped -3600 s with no NTP sync"
+    judge.check(ClockReading(T0 + 2 - 3600, 102.0, synced=True))
+    assert judge.state().trusted
+    assert judge.state().alarm is None
+
+
+def test_an_unsynchronised_clock_is_untrusted_without_an_alarm() -> None:
+    judge = _judge()
+    judge.start(ClockReading(T0, 100.0, synced=False))
+    assert not judge.state().trusted
+    assert judge.state().alarm is None  # many boxes never sync: the flag, not an alarm
+
+
+def test_one_phone_with_its_own_clock_wrong_does_not_move_the_estimate() -> None:
+    evidence = TokenEvidence(rotation_exponent=10)
+    for customer in ("a", "b", "c"):  # the box is right: windows as its own time says
+        evidence.heard(customer, int(T0) >> 10, T0)
+    evidence.heard("wrong", (int(T0) >> 10) + 3, T0)
+    found = evidence.estimate()
+    assert found is not None
+    interval, customers = found
+    assert customers == 3
+    assert interval.low <= 0.0 <= interval.high
+
+
+# ---------------------------------------------------------------------------------------------- pipeline
+
+
+def _store(
+    tmp_path: Path, manual: ManualClock, sync: str = "none", **sections: dict
+) -> tuple[Pipeline, Timekeeper]:
+    config = make_config(
+        tmp_path, clock={"sync_source": sync}, presence={"absence_timeout_s": 60}, **sections
+    )
+    timekeeper = Timekeeper(config.clock, manual.clock)
+    pipeline = Pipeline(
+        config, Database(config.storage.path), EventIdFactory.seeded("clock"), clock=timekeeper.clock
+    )
+    return pipeline, timekeeper
+
+
+def _tick(pipeline: Pipeline, timekeeper: Timekeeper) -> None:
+    """What the daemon's tick does (daemon.service, less the queue)."""
+    step = timekeeper.check(pipeline.core.token_clock)
+    if step:
+        pipeline.shift(step)
+    pipeline.outbox.clock_trusted = timekeeper.state().trusted
+    pipeline.tick(timekeeper.now())
+
+
+def _visits(pipeline: Pipeline) -> list[dict]:
+    return [p for p in pipeline.outbox.peek_payloads() if p["schema"] == "visit.v1"]
+
+
+def test_a_wall_step_forward_and_back_neither_ends_nor_opens_a_visit(tmp_path: Path) -> None:
+    # Windows of 2^15 s (9 h), so the phone resolves whatever the box's clock says: this test is
+    # about the step, not about telling the error (the test below is).
+    manual = ManualClock(wall=T0 - 3 * 3600, monotonic=1000.0)
+    pipeline, timekeeper = _store(tmp_path, manual, identity={"rotation_exponent": 15})
+    pipeline.downlink(
+        "retail/v1/stores/s1/in/customers", customers_downlink(("c1", True, True)), timekeeper.now()
+    )
+    error = 3 * 3600.0  # true time minus the box clock
+    for second in range(300):  # five minutes in the store, heard every 5 s, two steps meanwhile
+        if second == 100:
+            manual.wall += 3 * 3600  # NTP steps a box that booted 3 h behind
+            error = 0.0
+        if second == 200:
+            manual.wall -= 3600  # and the clock steps back an hour
+            error = 3600.0
+        if second % 5 == 0:
+            sighting = app_sighting("c1", manual.wall + error, k=15)
+            pipeline.process([replace(sighting, ts=timekeeper.now())])
+        _tick(pipeline, timekeeper)
+        manual.advance(1)
+    for _ in range(70):
+        _tick(pipeline, timekeeper)
+        manual.advance(1)
+    visits = _visits(pipeline)
+    assert [v["phase"] for v in visits] == ["started", "ended"]
+    assert visits[1]["duration_s"] == 295.0  # as long as it was, not 3 h or -1 h
+    state = timekeeper.state()
+    assert state.steps == 2
+    assert state.last_step is not None
+    assert round(state.last_step.size_s) == -3600
+    assert not state.trusted  # stepped with nothing to vouch for the new time
+    rows = pipeline.outbox.peek_payloads()
+    assert "clock_trusted" not in rows[0]
+    assert rows[-1]["clock_trusted"] is False
+
+
+def test_a_box_clock_40_minutes_off_is_told_by_the_phones_within_2_minutes_and_customers_resolve(
+    tmp_path: Path,
+) -> None:
+    """The box boots 40 min behind with no NTP; six customers come and go, their phones' tokens
+    right. Nobody resolves at first (2,400 s is beyond one 1,024 s skew window); the tokens found
+    in far windows raise the alarm with an estimate, the clock is corrected by it, and customers
+    resolve from then on."""
+    truth = 2400.0
+    manual = ManualClock(wall=T0 - truth, monotonic=1000.0)
+    pipeline, timekeeper = _store(tmp_path, manual)
+    keys = many_customers(6)
+    names = sorted(keys)
+    pipeline.downlink(
+        "retail/v1/stores/s1/in/customers",
+        customers_downlink(*((c, True, True) for c in names)),
+        timekeeper.now(),
+    )
+    alarm_at = estimate = None
+    for second in range(3600):
+        true_now = manual.wall + truth
+        for index, customer in enumerate(names):
+            # Each shopper stays 20 minutes, arriving 5 minutes after the one before.
+            if index * 300 <= second < index * 300 + 1200 and second % 2 == index % 2:
+                sighting = app_sighting(customer, true_now, rssi=-60)
+                pipeline.observe(replace(sighting, ts=timekeeper.now()))
+        pipeline.commit()
+        _tick(pipeline, timekeeper)
+        state = timekeeper.state()
+        if alarm_at is None and state.alarm is not None:
+            alarm_at, estimate = second, state.estimated_error_s
+        manual.advance(1)
+    assert alarm_at is not None, timekeeper.state()
+    assert estimate is not None
+    assert abs(estimate - truth) <= 120, estimate
+    state = timekeeper.state()
+    assert abs(state.correction_s - truth) <= 120
+    assert "tokens" in state.sources
+    assert not state.trusted
+    started = [v for v in _visits(pipeline) if v["phase"] == "started"]
+    assert {v["customer_id"] for v in started} == set(names[len(names) - len(started) :])
+    assert len(started) >= 3, alarm_at  # those still to come or still in the store resolve
+    corrected = min(v["ts"] for v in started)
+    assert corrected.startswith("2025-11-24T16"), corrected  # reported at true time, not 15:2x
