@@ -3,6 +3,7 @@ the phones' tokens telling a box clock 40 minutes off, with the estimate and the
 
 from __future__ import annotations
 
+import threading
 from dataclasses import replace
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from edge_agent.core.ids import EventIdFactory
 from edge_agent.core.wallclock import ClockJudge, ClockReading, Interval, TokenEvidence, marzullo
 from edge_agent.daemon.pipeline import Pipeline
 from edge_agent.daemon.timekeeper import Timekeeper
+from edge_agent.daemon.timers import Timers
 from edge_agent.storage.database import Database
 from tests.conftest import make_config
 from tests.fakes import ManualClock
@@ -203,3 +205,21 @@ def test_a_box_clock_40_minutes_off_is_told_by_the_phones_within_2_minutes_and_c
     assert len(started) >= 3, alarm_at  # those still to come or still in the store resolve
     corrected = min(v["ts"] for v in started)
     assert corrected.startswith("2025-11-24T16"), corrected  # reported at true time, not 15:2x
+
+
+def test_periodic_jobs_run_on_the_monotonic_clock_whatever_the_wall_does() -> None:
+    """The daemon's tick and heartbeat: an hour's step back of the wall clock must not postpone
+    them by an hour (a wall-clock scheduler's interval trigger does)."""
+    manual = ManualClock()
+    runs = threading.Semaphore(0)
+    timers = Timers(manual.clock)
+    timers.add("tick", runs.release, 1.0)
+    timers.start()
+    try:
+        manual.wall -= 3600
+        for _ in range(3):
+            manual.monotonic += 1.0
+            timers._wake.set()  # the test moved the clock; the thread re-reads it now
+            assert runs.acquire(timeout=5)
+    finally:
+        timers.shutdown()

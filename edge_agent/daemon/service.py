@@ -18,8 +18,6 @@ import threading
 from dataclasses import replace
 from pathlib import Path
 
-from apscheduler.schedulers.background import BackgroundScheduler
-
 from edge_agent.adapters.ble import ScannerHealth
 from edge_agent.adapters.clock import SYSTEM_CLOCK
 from edge_agent.adapters.configfile import load_config
@@ -34,6 +32,7 @@ from edge_agent.core.sighting import Sighting
 from edge_agent.core.trace import TraceProblem, read_trace
 from edge_agent.daemon.assembly import Broker, Wiring, assemble
 from edge_agent.daemon.timekeeper import Timekeeper
+from edge_agent.daemon.timers import Timers
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -88,7 +87,7 @@ class Service:
         self.link: MqttLink = self.agent.link
         self.remote = self.agent.remote
         self.ble = self.agent.ble
-        self._scheduler = BackgroundScheduler(timezone="UTC")
+        self._scheduler = Timers(clock)  # monotonic: a wall step back must not stop the ticks
         self.notifier = SystemdNotifier()
         self.liveness = Liveness()
         self._stalled: list[str] = []
@@ -131,25 +130,13 @@ class Service:
 
     def start(self) -> None:
         scheduling = self.config.scheduler
-        self._scheduler.add_job(
-            self._tick,
-            "interval",
-            seconds=scheduling.tick_interval_s,
-            id="tick",
-            coalesce=True,
-            max_instances=1,
-        )
+        self._scheduler.add("tick", self._tick, scheduling.tick_interval_s)
         if self.notifier.watchdog_s is not None:
             # Ping at half the interval systemd allows, as sd_watchdog_enabled(3) advises.
-            self._scheduler.add_job(
-                self._watchdog, "interval", seconds=self.notifier.watchdog_s / 2, id="watchdog", coalesce=True
-            )
-        self._scheduler.add_job(
-            self._heartbeat, "interval", seconds=scheduling.heartbeat_interval_s,
-            id="heartbeat", coalesce=True, max_instances=1,
-        )  # fmt: skip
+            self._scheduler.add("watchdog", self._watchdog, self.notifier.watchdog_s / 2)
+        self._scheduler.add("heartbeat", self._heartbeat, scheduling.heartbeat_interval_s)
         # The sender wakes on every commit; this nudge only bounds retry latency after a refusal.
-        self._scheduler.add_job(self.link.wake, "interval", seconds=1.0, id="drain", coalesce=True)
+        self._scheduler.add("drain", self.link.wake, 1.0)
         self.link.start()
         self._scheduler.start()
         self._thread = threading.Thread(target=self._main_loop, name="edge-agent-main", daemon=True)
@@ -171,7 +158,7 @@ class Service:
         self.notifier.stopping()
         if self.ble is not None:
             self.ble.stop(max(0.1, deadline - self.clock.monotonic()))
-        self._scheduler.shutdown(wait=False)
+        self._scheduler.shutdown()
         self._work.put(_STOP)
         if self._thread is not None:
             self._thread.join(max(0.1, deadline - self.clock.monotonic()))
@@ -233,12 +220,8 @@ class Service:
         self.pipeline.core.reconfigure(effective)
         self.pipeline.config = effective
         if effective.scheduler != self.config.scheduler:
-            self._scheduler.reschedule_job(
-                "tick", trigger="interval", seconds=effective.scheduler.tick_interval_s
-            )
-            self._scheduler.reschedule_job(
-                "heartbeat", trigger="interval", seconds=effective.scheduler.heartbeat_interval_s
-            )
+            self._scheduler.reschedule("tick", effective.scheduler.tick_interval_s)
+            self._scheduler.reschedule("heartbeat", effective.scheduler.heartbeat_interval_s)
         self.config = effective
         _LOGGER.info("configuration reloaded from %s", self.config_path)
         self.notifier.notify(ready="1", status=self.status_line())
