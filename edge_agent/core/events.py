@@ -304,6 +304,9 @@ class RemoteStatus(BaseModel):
     # "unknown_receiver" | "too_large" | "not_json" | "invalid" | "clock_skew" | ...
     rejected: dict[str, int]
     unknown_receivers: dict[str, int]
+    # Receivers whose clocks are off and whose sightings are re-dated, by how many seconds
+    # (``remote.correct_clock_after``); left out when none is.
+    clock_offsets: dict[str, float] | None = Field(default=None, exclude_if=lambda value: value is None)
 
 
 class ClockStep(BaseModel):

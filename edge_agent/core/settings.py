@@ -205,6 +205,10 @@ class RemoteSettings(Section):
     # for delivery delay and a node's drift between syncs, and stays well under
     # presence.absence_timeout_s (120 s by default).
     max_clock_skew_s: Seconds = 30.0
+    # A node whose clock is off by more than max_clock_skew_s has its sightings re-dated by its
+    # offset once this many of its messages agree on one (core.receiverclocks): five seconds of
+    # a node heard once a second, while its visits go on. 0: drop them until the node is fixed.
+    correct_clock_after: Annotated[int, _between(0, 1000)] = 5
 
 
 class IdentitySettings(Section):
