@@ -15,7 +15,8 @@ Optional ``shoppers``: registered customers walking in one after another (``coun
 (``true_minus_monotonic``: the monotonic clock is shared by every process and never faked). Heard
 by the box's own radio, stamped with agent time as the BLE scanner stamps them, or, with
 ``receiver_clock_offset_s``, by a remote receiver publishing on the store's MQTT with its own
-clock that far off. Their visits end before the drain, so HQ has every visit whole.
+clock that far off; ``lead_s`` seconds of a passer-by's phone (no customer) come first, as a
+receiver hears phones all day. Their visits end before the drain, so HQ has every visit whole.
 """
 
 from __future__ import annotations
@@ -92,18 +93,21 @@ def walk_shoppers(service: Service, plan: dict[str, Any], done: threading.Event)
         publisher.connect(mqtt_settings.host, mqtt_settings.port)
         publisher.loop_start()
         topic = f"{mqtt_settings.topic_prefix}/stores/{service.config.store.id}/sightings/{SHOPPER_RECEIVER}"
+    lead = plan.get("lead_s", 0.0)
     start = time.monotonic()
-    while (elapsed := time.monotonic() - start) < (count - 1) * every + stay:
+    while (elapsed := time.monotonic() - start) < lead + (count - 1) * every + stay:
         true_now = time.monotonic() + plan["true_minus_monotonic"]
-        heard = []
+        ts = service.clock.wall() if publisher is None else true_now + remote_offset
+        heard = [
+            Sighting(ts, SHOPPER_RECEIVER, "4A:00:00:00:00:01", -60, manufacturer_data={0x004C: b"\x10\x05"})
+        ]
         for i in range(count):
-            if i * every <= elapsed < i * every + stay:
+            if lead + i * every <= elapsed < lead + i * every + stay:
                 token = eid_token(shopper_key(i), k, int(true_now))
                 frame = {EDDYSTONE_SERVICE_UUID: encode_eddystone_eid(EddystoneEid(-20, token))}
-                ts = service.clock.wall() if publisher is None else true_now + remote_offset
                 heard.append(Sighting(ts, SHOPPER_RECEIVER, f"5A:00:00:00:{i // 256:02X}:{i % 256:02X}", -60,
                                       service_data=frame))  # fmt: skip
-        if publisher is not None and heard:
+        if publisher is not None:
             publisher.publish(topic, json.dumps([sighting_to_json(s) for s in heard]), qos=1)
         for sighting in heard if publisher is None else []:
             service.submit(sighting)
