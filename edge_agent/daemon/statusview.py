@@ -78,6 +78,7 @@ def status_view(
         "missing_beacons": snapshot.get("missing_beacons", []),
         "scanners": snapshot.get("scanners", []),
         "remote": snapshot.get("remote"),
+        "clock": snapshot.get("clock"),
     }
     return status
 
@@ -95,6 +96,28 @@ def status_lines(status: dict[str, Any]) -> list[str]:
             + (f": {reason}" if reason else "")
         )
     lines.extend(remote_lines(status.get("remote")))
+    lines.extend(clock_lines(status.get("clock")))
+    return lines
+
+
+def clock_lines(clock: dict[str, Any] | None) -> list[str]:
+    """``clock: untrusted (NTP not synchronised), 1 step, last -3600 s at ...`` and, when the
+    phones' tokens gave one, the estimate of the error and the correction in force."""
+    if clock is None:
+        return []
+    synced = {True: "NTP synchronised", False: "NTP not synchronised", None: "NTP state unknown"}
+    line = f"clock: {'trusted' if clock['trusted'] else 'UNTRUSTED'} ({synced[clock.get('synced')]})"
+    steps, last = clock.get("steps", 0), clock.get("last_step")
+    line += f", {steps} step{'' if steps == 1 else 's'}"
+    if last:
+        line += f", last {last['size_s']:+.0f} s at {last['at']}"
+    lines = [line]
+    if clock.get("estimated_error_s") is not None:
+        lines.append(
+            f"clock: phones put true time {clock['estimated_error_s']:+.0f} s "
+            f"(+/- {clock['estimate_uncertainty_s']:.0f} s) from the system clock; "
+            f"correction in force {clock.get('correction_s', 0.0):+.0f} s"
+        )
     return lines
 
 
@@ -114,6 +137,10 @@ def remote_lines(remote: dict[str, Any] | None) -> list[str]:
         # repr: these ids come from the network, and reach a technician's terminal
         listed = ", ".join(f"{receiver!r} {count}" for receiver, count in sorted(unknown.items()))
         lines.append(f"remote: messages from receivers not in the configuration: {listed}")
+    offsets = remote.get("clock_offsets") or {}
+    if offsets:
+        redated = ", ".join(f"{receiver!r} {offset:+.0f} s" for receiver, offset in sorted(offsets.items()))
+        lines.append(f"remote: clocks off, sightings re-dated: {redated}")
     return lines
 
 
