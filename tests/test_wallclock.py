@@ -10,7 +10,9 @@ from pathlib import Path
 from hypothesis import given
 from hypothesis import strategies as st
 
+from edge_agent.core.identity import Customer, TokenResolver, eid_token
 from edge_agent.core.ids import EventIdFactory
+from edge_agent.core.tokenclock import SUSPECT_RUN, TokenClock
 from edge_agent.core.wallclock import ClockJudge, ClockReading, Interval, TokenEvidence, marzullo
 from edge_agent.daemon.pipeline import Pipeline
 from edge_agent.daemon.timekeeper import Timekeeper
@@ -223,3 +225,33 @@ def test_periodic_jobs_run_on_the_monotonic_clock_whatever_the_wall_does() -> No
             assert runs.acquire(timeout=5)
     finally:
         timers.shutdown()
+
+
+def test_far_windows_are_built_only_after_a_run_of_tokens_that_none_resolves() -> None:
+    """On a right clock customers resolve among the non-consenting app users: nothing far is
+    built (a far window costs as much as a rotation's rebuild)."""
+    resolver = TokenResolver(10, 1)
+    resolver.put(Customer("c1", bytes([1]) * 16, True, True))
+    tokens = TokenClock(10, 1, search_windows=2)
+    tokens.searching = True
+    built = []
+    original = resolver.table_for
+    resolver.table_for = lambda window: built.append(window) or original(window)  # type: ignore[method-assign]
+    for i in range(3 * SUSPECT_RUN):
+        if i % 10 == 0:
+            token = eid_token(bytes([1]) * 16, 10, int(T0))
+            assert resolver.resolve(token, T0) == "c1"
+            tokens.resolved(resolver, "c1", token, T0)
+        else:
+            tokens.unresolved(resolver, bytes([i % 256]) * 8, T0)
+        tokens.prepare(resolver, T0)
+    assert built == []
+    far = eid_token(bytes([1]) * 16, 10, int(T0) + 3 * 1024)  # the phone 3 windows ahead
+    for _ in range(SUSPECT_RUN):
+        tokens.unresolved(resolver, bytes(8), T0)
+    for _ in range(4):
+        tokens.prepare(resolver, T0)
+    assert sorted(built) == [(int(T0) >> 10) + d for d in (-3, -2, 2, 3)]
+    tokens.unresolved(resolver, far, T0)
+    window = (int(T0) >> 10) + 3
+    assert tokens.evidence.estimate() == (Interval(window * 1024 - T0, (window + 1) * 1024 - T0), 1)

@@ -8,8 +8,11 @@ looked up in the windows beyond (``search_windows`` either side), in tables buil
 the live ones, at most one per tick. A token found there is evidence only: the shopper stays
 anonymous until the judge has corrected the clock, and then resolves in the ordinary way.
 
-Looking far costs one AES block per customer per window (``TokenResolver.table_for``), so it
-runs only while the caller says the clock is suspect (not NTP-synchronised).
+Looking far costs one AES block per customer per window (``TokenResolver.table_for``: about as
+long as a rotation's rebuild, seconds at a million customers), so it runs only while the caller
+says the clock is suspect (not NTP-synchronised) and a run of ``SUSPECT_RUN`` tokens has gone
+unresolved with none resolving: on a right clock customers resolve among the app users who
+have not consented, and no far table is built.
 """
 
 from __future__ import annotations
@@ -20,6 +23,10 @@ from edge_agent.core.wallclock import TokenEvidence
 # A token is remembered per customer to tell when their phone moved to a new window; bounded
 # like the evidence itself (a few hundred customers agree or not long before this fills).
 MAX_REMEMBERED_TOKENS = 4096
+# Unresolved tokens in a row, none resolving, before far windows are built: tokens of
+# non-consenting app users never resolve, so a few mean nothing; dozens with no customer among
+# them, in a store whose customers do come, say the windows are wrong.
+SUSPECT_RUN = 50
 
 
 class TokenClock:
@@ -32,12 +39,14 @@ class TokenClock:
         self._last: dict[str, tuple[bytes, int]] = {}  # customer -> (token, its window)
         self._far: dict[int, TokenTable] = {}
         self._far_for: tuple[int, int] | None = None  # (box window, registry size) the tables fit
+        self._unresolved_run = 0  # tokens in a row that no live window knew
 
     def _window(self, now: float) -> int:
         return (int(now) & 0xFFFFFFFF) >> self._k
 
     def resolved(self, resolver: TokenResolver, customer_id: str, token: bytes, now: float) -> None:
         """A token resolved: note which window it is in (computed again only when it changes)."""
+        self._unresolved_run = 0
         last = self._last.get(customer_id)
         if last is not None and last[0] == token:
             self.evidence.heard(customer_id, last[1], now)
@@ -56,7 +65,10 @@ class TokenClock:
 
     def unresolved(self, resolver: TokenResolver, token: bytes, now: float) -> None:
         """A token no live window knows: while searching, look for it in the far windows."""
-        if not self.searching or not self._far:
+        if not self.searching:
+            return
+        self._unresolved_run += 1
+        if not self._far:
             return
         number = token_number(token)
         for window, table in self._far.items():
@@ -72,6 +84,8 @@ class TokenClock:
         if not self.searching or self._search <= 0:
             if self._far:
                 self._far, self._far_for = {}, None
+            return
+        if self._unresolved_run < SUSPECT_RUN and not self._far:
             return
         current = self._window(now)
         key = (current, len(resolver.registry))
