@@ -396,3 +396,25 @@ def test_a_receiver_whose_clock_is_off_by_a_constant_is_re_dated_once_its_messag
     remote.handle(GENERIC + "entrance", format_trace_line(app_sighting("c1", clock.wall)).encode())
     assert len(accepted) == 5
     assert remote.status().clock_offsets is None
+
+
+@given(st.lists(st.tuples(st.floats(-1e9, 1e9, allow_nan=False), st.floats(0, 600)), min_size=1, max_size=40))
+def test_whatever_a_receiver_claims_its_accepted_sightings_are_dated_within_the_skew_of_arrival(
+    messages: list[tuple[float, float]],
+) -> None:
+    """Offsets and delivery delays from the network: the learned re-dating may take a node's
+    sightings, never date one further than ``max_clock_skew_s`` from when it arrived."""
+    clock = ManualClock()
+    accepted: list[Sighting] = []
+    arrivals: list[float] = []
+
+    def take(sighting: Sighting) -> None:
+        accepted.append(sighting)
+        arrivals.append(clock.wall)
+
+    remote = RemoteReceivers(RemoteSettings(), Topics("retail/v1", "s1"), ["entrance"], take, clock.clock)
+    for offset, delay in messages:
+        line = format_trace_line(app_sighting("c1", clock.wall + offset - delay))
+        remote.handle(GENERIC + "entrance", line.encode())
+        clock.advance(1)
+    assert all(abs(s.ts - at) <= 30.0 for s, at in zip(accepted, arrivals, strict=True))
