@@ -261,3 +261,21 @@ def test_far_windows_are_built_only_after_a_run_of_tokens_that_none_resolves() -
     tokens.unresolved(resolver, far, T0)
     window = (int(T0) >> 10) + 3
     assert tokens.evidence.estimate() == (Interval(window * 1024 - T0, (window + 1) * 1024 - T0), 1)
+
+
+def test_a_sighting_stamped_just_before_a_step_but_queued_after_it_is_dated_by_the_step(
+    tmp_path: Path,
+) -> None:
+    from edge_agent.daemon.service import Service, _ClockShift
+
+    service = Service(make_config(tmp_path, clock={"sync_source": "none"}))
+    try:
+        now = service.clock.wall()
+        service._pending_shift = 3 * 3600  # agent time took a step of 3 h (as _judge_clock does)
+        service._handle(_ClockShift(3 * 3600))  # and the pipeline took it at its marker
+        late = app_sighting("c1", now - 3 * 3600)  # stamped on the clock before the step
+        assert abs(service._redated(late).ts - now) < 1
+        remote = app_sighting("c1", now - 20)  # a node's sighting, 20 s old: left alone
+        assert service._redated(remote).ts == remote.ts
+    finally:
+        service.database.close()

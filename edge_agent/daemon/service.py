@@ -73,6 +73,7 @@ class Service:
         self.timekeeper = Timekeeper(config.clock, clock)
         clock = self.clock = self.timekeeper.clock
         self._pending_shift = 0.0  # steps taken by agent time, not yet by the pipeline
+        self._last_shift: _ClockShift | None = None  # the pipeline's latest, for late stamps
         self._work: queue.Queue[WorkItem] = queue.Queue()
         wiring = Wiring(
             on_downlink=self._work.put,
@@ -328,6 +329,7 @@ class Service:
                 self._flush(batch)
                 continue
             if isinstance(item, Sighting):
+                item = self._redated(item)
                 if not batch:
                     batch_deadline = self.clock.monotonic() + group_delay
                 batch.append(item)
@@ -359,10 +361,25 @@ class Service:
         elif isinstance(item, _ClockShift):
             self.pipeline.shift(item.delta_s)
             self._pending_shift -= item.delta_s
+            self._last_shift = item
         elif item is _RELOAD:
             self.reload()
         elif item is _LINK_CHANGED:
             self._store_snapshot(self.status_message("online"))
+
+    def _redated(self, sighting: Sighting) -> Sighting:
+        """A sighting stamped just before a step but queued behind its marker (a scanner read
+        the clock, then the step was taken, then it queued): dated by the step, it would open a
+        visit hours ago or keep one open for an hour. It is the one whose time the step explains."""
+        shift = self._last_shift
+        # A remote node's sighting is within max_clock_skew_s of now: only a step well beyond
+        # that can be told from it.
+        if shift is None or abs(shift.delta_s) <= 2 * self.config.remote.max_clock_skew_s:
+            return sighting
+        now = self._pipeline_now()
+        if abs(sighting.ts - now) > abs(shift.delta_s) / 2 > abs(sighting.ts + shift.delta_s - now):
+            return _restamp(sighting, sighting.ts + shift.delta_s)
+        return sighting
 
     def _judge_clock(self) -> None:
         """Judge the wall clock; a step goes through the queue behind what was stamped before."""
