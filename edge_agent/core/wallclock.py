@@ -197,7 +197,7 @@ class ClockJudge:
         self._j.stepped_unconfirmed = False
         self._correction = 0.0
 
-    def tokens(self, evidence: TokenEvidence, now_monotonic: float) -> float:
+    def tokens(self, evidence: TokenEvidence) -> float:
         """Weigh the phones' tokens; return the step agent time takes if they correct it.
 
         Only an untrusted clock (NTP unsynchronised or unknown) is corrected, only by agreement

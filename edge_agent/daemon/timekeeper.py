@@ -51,9 +51,10 @@ class Timekeeper:
         """Judge the clock once; return the step agent time took (0.0: none) for the caller to
         hand to ``Pipeline.shift``. Also tells ``token_clock`` whether to look far for tokens."""
         with self._lock:
+            steps_before = self._judge.state().steps
             step = self._judge.check(self._read())
             if token_clock is not None:
-                token_step = self._judge.tokens(token_clock.evidence, self._system.monotonic())
+                token_step = self._judge.tokens(token_clock.evidence)
                 if token_step:
                     token_clock.forget_evidence()
                     self._log("tokens", "clock corrected by %+.1f s from customers' tokens: %s",
@@ -63,7 +64,7 @@ class Timekeeper:
             state = self._judge.state()
             if token_clock is not None:
                 token_clock.searching = state.synced is not True
-        if step and state.last_step is not None and abs(state.last_step.size_s) > 0:
+        if state.steps > steps_before and state.last_step is not None:
             self._log(
                 "step", "wall clock stepped %+.1f s (%s): agent time follows without ending visits",
                 state.last_step.size_s, "NTP synchronised" if state.synced else "not NTP synchronised",
