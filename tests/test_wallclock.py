@@ -279,3 +279,31 @@ def test_a_sighting_stamped_just_before_a_step_but_queued_after_it_is_dated_by_t
         assert service._redated(remote).ts == remote.ts
     finally:
         service.database.close()
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.floats(0.1, 5.0), st.floats(-1e5, 1e5) | st.just(0.0), st.sampled_from([True, False, None])
+        ),
+        max_size=40,
+    )
+)
+def test_agent_time_moves_by_exactly_the_steps_the_judge_returns_and_otherwise_only_within_tolerance(
+    readings: list[tuple[float, float, bool | None]],
+) -> None:
+    """What the daemon relies on to re-date what it holds: every move of agent time beyond the
+    tolerance is returned as a step, and the steps returned are the moves, to the microsecond."""
+    judge = _judge()
+    wall, mono = T0, 100.0
+    judge.start(ClockReading(wall, mono, None))
+    for elapsed, jump, synced in readings:
+        wall, mono = wall + elapsed + jump, mono + elapsed
+        before = judge.offset
+        step = judge.check(ClockReading(wall, mono, synced))
+        moved = judge.offset - before
+        if step:
+            assert abs(step - moved) < 1e-6
+            assert abs(step) > 2.0
+        else:
+            assert abs(moved) <= 2.0 + 1e-6
