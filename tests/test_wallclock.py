@@ -227,7 +227,7 @@ def test_periodic_jobs_run_on_the_monotonic_clock_whatever_the_wall_does() -> No
         manual.wall -= 3600
         for _ in range(3):
             manual.monotonic += 1.0
-            timers._wake.set()  # the test moved the clock; the thread re-reads it now
+            timers.poke()  # the test moved the clock; the thread re-reads it now
             assert runs.acquire(timeout=5)
     finally:
         timers.shutdown()
