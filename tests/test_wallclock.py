@@ -307,3 +307,36 @@ def test_agent_time_moves_by_exactly_the_steps_the_judge_returns_and_otherwise_o
             assert abs(step) > 2.0
         else:
             assert abs(moved) <= 2.0 + 1e-6
+
+
+def test_receivers_agreeing_the_box_is_off_correct_a_box_ntp_has_not_synchronised() -> None:
+    judge = _judge()
+    judge.start(ClockReading(T0 - 2400, 100.0, synced=False))
+    offsets = {"entrance": 2400.2, "shelf": 2399.8, "counter": 2400.9}
+    step = judge.receivers(offsets, configured=4)
+    assert abs(step - 2400.2) < 1e-6
+    state = judge.state()
+    assert not state.trusted
+    assert state.sources == ("system", "receivers")
+    assert state.alarm == "clock off: 3 remote receivers put true time +2400 s from the system clock"
+    # Once corrected, the receivers agree with agent time and are forgotten; the alarm stays
+    # while the system clock is still off.
+    assert judge.receivers({}, configured=4) == 0.0
+    assert judge.state().alarm == "clock off: the system clock is corrected by +2400 s (receivers)"
+    # NTP steps the system clock +2400 s: agent time barely moves (the receivers were right).
+    assert abs(judge.check(ClockReading(T0 + 1, 101.0, synced=True))) < 0.5
+    assert judge.state().trusted
+    assert judge.state().alarm is None
+
+
+def test_a_minority_of_receivers_or_a_box_with_no_ntp_state_is_not_corrected_by_receivers() -> None:
+    judge = _judge()
+    judge.start(ClockReading(T0, 100.0, synced=False))
+    assert judge.receivers({"a": 3600.0, "b": 3600.5}, configured=5) == 0.0  # 2 of 5
+    unknown = _judge()
+    unknown.start(ClockReading(T0, 100.0, synced=None))
+    assert unknown.receivers({"a": 3600.0, "b": 3600.5}, configured=2) == 0.0
+    assert not unknown.state().trusted  # they may share a bad SNTP server: the alarm, not a move
+    assert (
+        unknown.state().alarm == "clock off: 2 remote receivers put true time +3600 s from the system clock"
+    )

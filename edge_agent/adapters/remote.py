@@ -81,6 +81,11 @@ class RemoteReceivers:
         for sighting in result:
             self._submit(sighting)
 
+    def clock_offsets(self) -> dict[str, float]:
+        """Receivers whose clocks are off, by how much (their clock minus the local one)."""
+        with self._lock:
+            return dict(self._clocks.offsets)
+
     def status(self) -> RemoteStatus:
         with self._lock:
             offsets = {r: round(o, 1) for r, o in self._clocks.offsets.items()} or None

@@ -325,6 +325,10 @@ class ClockSettings(Section):
     # Phones' own clocks are within tens of seconds of the truth: an estimate closer than this
     # to the box clock is agreement, not an error.
     token_tolerance_s: Annotated[float, _between(1.0, 3600.0)] = 60.0
+    # Remote receivers that must agree on one offset from the box (and be most of those off)
+    # before a box that says NTP has not synchronised it is corrected by them: two independent
+    # SNTP clients agreeing outvote one unsynchronised box.
+    min_agreeing_receivers: Annotated[int, _between(1, 100)] = 2
 
 
 class AgentConfig(Section):

@@ -18,15 +18,23 @@ the offset:
   interval intersection NTP uses, which tolerates a minority of wrong sources) narrows the bounds
   to seconds once a rotation boundary has been heard. Once the estimate is known, an untrusted
   clock is corrected by it, so customers resolve again and reports carry the corrected time.
+- Remote receivers (ESP32 nodes on SNTP) date what they hear with their own clocks; their
+  offsets from agent time are learned (``core.receiverclocks``). When several of them agree
+  on one offset while the box says NTP has *not* synchronised it, the box is the one off, and is
+  corrected by them; with no NTP state at all they only raise the alarm (they may share a bad
+  SNTP server, and the phones are the independent witness then).
 """
 
 from __future__ import annotations
 
+import statistics
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 # Sources of the estimate, as they appear in status.
 SOURCE_SYSTEM = "system"  # the wall clock as the operating system keeps it
 SOURCE_TOKENS = "tokens"  # phones' token windows (TokenEvidence)
+SOURCE_RECEIVERS = "receivers"  # remote receivers' clocks (core.receiverclocks)
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +141,8 @@ class _Judgement:
     stepped_unconfirmed: bool = False  # a step seen and no sync source since to vouch for it
     token_estimate: Interval | None = None
     token_customers: int = 0
+    receiver_estimate: float | None = None  # true time minus the system clock, by the receivers
+    receivers: int = 0
     sources: list[str] = field(default_factory=lambda: [SOURCE_SYSTEM])
 
 
@@ -145,11 +155,13 @@ class ClockJudge:
         min_token_customers: int,
         max_estimate_uncertainty_s: float,
         token_tolerance_s: float,
+        min_receivers: int = 2,
     ) -> None:
         self._tolerance = step_tolerance_s
         self._min_customers = min_token_customers
         self._max_uncertainty = max_estimate_uncertainty_s
         self._token_tolerance = token_tolerance_s
+        self._min_receivers = min_receivers
         self._system_offset: float | None = None  # wall - monotonic as last followed
         self._correction = 0.0  # added to the wall clock from the token estimate
         self._synced: bool | None = None
@@ -195,6 +207,7 @@ class ClockJudge:
     def _synchronised(self) -> None:
         """NTP vouches for the system clock: drop any correction from other evidence."""
         self._j.stepped_unconfirmed = False
+        self._j.receiver_estimate, self._j.receivers = None, 0
         self._correction = 0.0
 
     def tokens(self, evidence: TokenEvidence) -> float:
@@ -225,6 +238,30 @@ class ClockJudge:
         # The caller clears the evidence: what comes next is measured against the corrected time.
         return self.offset - before
 
+    def receivers(self, offsets: Mapping[str, float], configured: int) -> float:
+        """Weigh remote receivers' clock offsets (each off one: its clock minus agent time, out
+        of ``configured`` receivers); return the step agent time takes if they correct it.
+
+        A majority of the configured receivers, and at least ``min_receivers``, must agree within
+        the tolerance; they correct only a box that says NTP has not synchronised it."""
+        if len(offsets) < self._min_receivers:
+            self._j.receiver_estimate, self._j.receivers = None, 0
+            return 0.0
+        values = sorted(offsets.values())
+        middle = values[len(values) // 2]
+        agreeing = [v for v in values if abs(v - middle) <= self._token_tolerance]
+        if len(agreeing) < self._min_receivers or 2 * len(agreeing) <= max(configured, len(values)):
+            return 0.0
+        estimate = statistics.median(agreeing) + self._correction
+        self._j.receiver_estimate, self._j.receivers = estimate, len(agreeing)
+        if self._synced is not False or abs(estimate - self._correction) <= self._token_tolerance:
+            return 0.0
+        before = self.offset
+        self._correction = estimate
+        if SOURCE_RECEIVERS not in self._j.sources:
+            self._j.sources.append(SOURCE_RECEIVERS)
+        return self.offset - before
+
     def state(self) -> ClockState:
         j = self._j
         trusted = bool(self._synced) or (self._synced is None and not j.stepped_unconfirmed)
@@ -235,10 +272,18 @@ class ClockJudge:
             and not estimate.low <= 0.0 <= estimate.high
             and abs((estimate.low + estimate.high) / 2) > self._token_tolerance
         )
-        trusted = trusted and not disagreement and self._correction == 0.0
+        receivers_disagree = (
+            j.receiver_estimate is not None and abs(j.receiver_estimate) > self._token_tolerance
+        )
+        trusted = trusted and not disagreement and not receivers_disagree and self._correction == 0.0
         if estimate is not None and j.token_customers >= self._min_customers:
             error: float | None = (estimate.low + estimate.high) / 2
             uncertainty: float | None = (estimate.high - estimate.low) / 2
+        elif j.receiver_estimate is not None:
+            # Receivers date sightings to the second and deliver within a second or two.
+            error, uncertainty = j.receiver_estimate, min(self._token_tolerance, self._max_uncertainty)
+        elif self._correction:  # corrected, and the evidence since agrees with the correction
+            error, uncertainty = self._correction, min(self._token_tolerance, self._max_uncertainty)
         else:
             error = uncertainty = None
         # An alarm needs evidence that the clock is wrong: NTP not (yet) synchronised alone is
@@ -246,10 +291,15 @@ class ClockJudge:
         alarm = None
         precise = uncertainty is not None and uncertainty <= self._max_uncertainty
         if error is not None and precise and abs(error) > self._token_tolerance:
-            alarm = (
-                f"clock off: phones' tokens put true time {error:+.0f} s from the system clock "
-                f"(+/- {uncertainty:.0f} s, {j.token_customers} customers)"
-            )
+            if estimate is not None and j.token_customers >= self._min_customers:
+                by = f"phones' tokens put true time {error:+.0f} s from the system clock " + (
+                    f"(+/- {uncertainty:.0f} s, {j.token_customers} customers)"
+                )
+            elif j.receiver_estimate is not None:
+                by = f"{j.receivers} remote receivers put true time {error:+.0f} s from the system clock"
+            else:
+                by = f"the system clock is corrected by {error:+.0f} s ({', '.join(j.sources[1:])})"
+            alarm = f"clock off: {by}"
         elif not trusted and j.stepped_unconfirmed and j.last_step is not None:
             alarm = f"clock untrusted: stepped {j.last_step.size_s:+.0f} s with no NTP sync"
         return ClockState(

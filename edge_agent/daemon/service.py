@@ -383,7 +383,8 @@ class Service:
 
     def _judge_clock(self) -> None:
         """Judge the wall clock; a step goes through the queue behind what was stamped before."""
-        step = self.timekeeper.check(self.pipeline.core.token_clock)
+        offsets = self.remote.clock_offsets() if self.remote is not None else None
+        step = self.timekeeper.check(self.pipeline.core.token_clock, offsets, len(self.config.receivers))
         if step:
             self._pending_shift += step
             self._work.put(_ClockShift(step))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Mapping
 
 from edge_agent.adapters.ntpsync import SyncSource, sync_source
 from edge_agent.core.clock import Clock
@@ -31,7 +32,7 @@ class Timekeeper:
         self._synced = synced if synced is not None else sync_source(settings.sync_source)
         self._judge = ClockJudge(
             settings.step_tolerance_s, settings.min_token_customers,
-            settings.max_estimate_uncertainty_s, settings.token_tolerance_s,
+            settings.max_estimate_uncertainty_s, settings.token_tolerance_s, settings.min_agreeing_receivers,
         )  # fmt: skip
         self._judge.start(self._read())
         self._offset = self._judge.offset  # read by every thread that stamps; a float is atomic
@@ -47,9 +48,14 @@ class Timekeeper:
     def _read(self) -> ClockReading:
         return ClockReading(self._system.wall(), self._system.monotonic(), self._synced())
 
-    def check(self, token_clock: TokenClock | None = None) -> float:
+    def check(
+        self, token_clock: TokenClock | None = None, receiver_offsets: Mapping[str, float] | None = None,
+        receivers: int = 0,
+    ) -> float:  # fmt: skip
         """Judge the clock once; return the step agent time took (0.0: none) for the caller to
-        hand to ``Pipeline.shift``. Also tells ``token_clock`` whether to look far for tokens."""
+        hand to ``Pipeline.shift``. Also tells ``token_clock`` whether to look far for tokens.
+        ``receiver_offsets``: remote receivers' clocks minus agent time, where they are off, out of
+        ``receivers`` configured."""
         with self._lock:
             steps_before = self._judge.state().steps
             step = self._judge.check(self._read())
@@ -60,6 +66,12 @@ class Timekeeper:
                     self._log("tokens", "clock corrected by %+.1f s from customers' tokens: %s",
                               token_step, self._judge.state().alarm)  # fmt: skip
                 step += token_step
+            if receiver_offsets is not None:
+                receiver_step = self._judge.receivers(receiver_offsets, receivers)
+                if receiver_step:
+                    self._log("receivers", "clock corrected by %+.1f s from remote receivers: %s",
+                              receiver_step, self._judge.state().alarm)  # fmt: skip
+                step += receiver_step
             self._offset = self._judge.offset
             state = self._judge.state()
             if token_clock is not None:
