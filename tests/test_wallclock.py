@@ -340,3 +340,18 @@ def test_a_minority_of_receivers_or_a_box_with_no_ntp_state_is_not_corrected_by_
     assert (
         unknown.state().alarm == "clock off: 2 remote receivers put true time +3600 s from the system clock"
     )
+
+
+def test_receivers_never_overrule_the_phones() -> None:
+    """Receivers sharing a bad SNTP server an hour off, phones right: the phones' estimate stands,
+    so the clock does not swing between the two."""
+    judge = _judge()
+    judge.start(ClockReading(T0, 100.0, synced=False))
+    evidence = TokenEvidence(rotation_exponent=10)
+    window = int(T0) >> 10
+    for customer in ("a", "b", "c"):  # heard across a rotation boundary: a tight estimate of 0
+        evidence.heard(customer, window, (window + 1) * 1024 - 1.0)
+        evidence.heard(customer, window + 1, (window + 1) * 1024 + 1.0)
+    assert judge.tokens(evidence) == 0.0
+    assert judge.receivers({"a": 3600.0, "b": 3600.2}, configured=2) == 0.0
+    assert judge.offset == T0 - 100.0

@@ -256,11 +256,22 @@ class ClockJudge:
         self._j.receiver_estimate, self._j.receivers = estimate, len(agreeing)
         if self._synced is not False or abs(estimate - self._correction) <= self._token_tolerance:
             return 0.0
+        if self._tokens_decide():
+            return 0.0  # the phones are the independent witness: receivers never overrule them
         before = self.offset
         self._correction = estimate
         if SOURCE_RECEIVERS not in self._j.sources:
             self._j.sources.append(SOURCE_RECEIVERS)
         return self.offset - before
+
+    def _tokens_decide(self) -> bool:
+        """Whether the phones' estimate is firm enough to stand (enough customers, tight)."""
+        estimate = self._j.token_estimate
+        return (
+            estimate is not None
+            and self._j.token_customers >= self._min_customers
+            and (estimate.high - estimate.low) / 2 <= self._max_uncertainty
+        )
 
     def state(self) -> ClockState:
         j = self._j
