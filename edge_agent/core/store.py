@@ -377,6 +377,7 @@ class StoreCore:
         return local.toordinal()
 
     # ------------------------------------------------------------------ time
+
     def shift(self, delta_s: float) -> None:
         """The agent followed a wall-clock step (``core.wallclock``): re-date everything held.
 
