@@ -234,14 +234,16 @@ def test_the_text_view_says_whether_the_clock_is_trusted_its_steps_and_the_phone
 
     now = 1_764_000_000.0
     snapshot = {
-        "ts": utc(now - 2).isoformat(),
+        "ts": utc(now + 2400.5 - 2).isoformat(),  # dated on agent time, corrected by +2400.5 s
         "remote": {"accepted": 5, "rejected": {"clock_skew": 4}, "unknown_receivers": {},
                    "clock_offsets": {"entrance": 3600.2}},
         "clock": {"trusted": False, "synced": None, "steps": 1, "sources": ["system", "tokens"],
                   "last_step": {"at": "2025-11-24T15:00:00Z", "size_s": -3600.0},
                   "estimated_error_s": 2400.5, "estimate_uncertainty_s": 0.5, "correction_s": 2400.5},
     }  # fmt: skip
-    lines = status_lines(status_view(_figures(snapshot), now, heartbeat_interval_s=30.0, agent_version="9"))
+    status = status_view(_figures(snapshot), now, heartbeat_interval_s=30.0, agent_version="9")
+    assert status["last_heartbeat_s"] == 2.0
+    lines = status_lines(status)
     assert lines[-4:] == [
         "remote: 5 sightings accepted, 4 messages rejected (clock_skew 4)",
         "remote: clocks off, sightings re-dated: 'entrance' +3600 s",

@@ -58,7 +58,10 @@ def status_view(
     """
     status = dict(figures)
     snapshot: dict[str, Any] = status.pop("snapshot")
-    heartbeat_age = _age(snapshot.get("ts"), now)
+    # The daemon dates its snapshot on agent time, the system clock plus the correction it judged
+    # (core.wallclock): ages are measured on the same clock.
+    agent_now = now + ((snapshot.get("clock") or {}).get("correction_s") or 0.0)
+    heartbeat_age = _age(snapshot.get("ts"), agent_now)
     if heartbeat_age is None:
         daemon = "unknown"
     elif snapshot.get("state") == "offline":  # its last word on a clean stop
@@ -73,7 +76,7 @@ def status_view(
         "daemon": daemon,
         "link": snapshot.get("link", "unknown"),
         "link_error": snapshot.get("link_error"),
-        "last_sync_s": _age(snapshot.get("last_sync"), now),
+        "last_sync_s": _age(snapshot.get("last_sync"), agent_now),
         "open_visits": snapshot.get("open_visits"),
         "missing_beacons": snapshot.get("missing_beacons", []),
         "scanners": snapshot.get("scanners", []),
