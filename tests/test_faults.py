@@ -569,6 +569,7 @@ def test_the_store_bridge_cut_for_30_s_under_load_loses_nothing(
 # lasts about 25 s, the step comes with visits under way.
 SHOPPERS = {"count": 8, "every_s": 1.5, "stay_s": 10.0}
 CLOCK_EVENTS, CLOCK_RATE = 1000, 60.0
+WRONG_LENGTH_S = 30.0
 
 
 @pytest.fixture
@@ -595,14 +596,15 @@ def clock_agent(workdir: Path, port: int, *, env: dict[str, str] | None = None, 
 def visits_at_hq(hq: Subscriber, shoppers: int) -> tuple[int, int, str]:
     """(phantom, lost, note) of the visits HQ holds against the truth: each shopper came once
     and stayed ``stay_s``. A phantom is a second visit of one shopper (a visit ended and reopened
-    by the step), a visit never ended, or one whose duration is off by more than its heartbeat."""
+    by the step), a visit never ended, or one whose duration the step changed (off by more than
+    ``WRONG_LENGTH_S``: a step is an hour; a busy box delays a sighting by a second or two)."""
     truth = {f"c{i}" for i in range(shoppers)}
     messages = hq.on("events/visit")
     started = {v["visit_id"]: v["customer_id"] for v in messages if v["phase"] == "started"}
     ended = {v["visit_id"]: v for v in messages if v["phase"] == "ended"}
     per_customer = Counter(started.values())
     wrong_length = [
-        v["duration_s"] for v in ended.values() if abs(v["duration_s"] - SHOPPERS["stay_s"]) > 2.5
+        v["duration_s"] for v in ended.values() if abs(v["duration_s"] - SHOPPERS["stay_s"]) > WRONG_LENGTH_S
     ]
     phantom = (
         sum(n - 1 for n in per_customer.values()) + len(set(per_customer) - truth)
