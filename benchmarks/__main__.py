@@ -16,6 +16,9 @@ means something on whatever machine runs it:
   time and RSS, each size in its own process (benchmarks/identity_scale.py);
 - accuracy: visit precision/recall and zone-time accuracy on the simulated acceptance day per
   RSSI filter, against no filter (benchmarks/accuracy.py).
+- calibration: core throughput with receivers' calibration on against off in the same run, and
+  zone-time accuracy with receivers off by up to +-6 dB: uncalibrated, calibrated, true config,
+  three seeds; a -8 dB drift against the same day without (benchmarks/calibration.py).
 - fleet: N = 10, 50, 200 virtual stores against a local mosquitto with HQ consumers: messages/s
   end to end and p99 latency from store outbox to HQ database (benchmarks/fleet.py).
 - latency: sighting that starts a visit -> click-and-collect notification at HQ, 1,000
@@ -38,6 +41,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from benchmarks.accuracy import bench_accuracy
+from benchmarks.calibration import bench_calibration
 from benchmarks.fleet import bench_fleet
 from benchmarks.notification_latency import bench_notification_latency
 from benchmarks.outbox import bench_backlog, bench_drain, bench_enqueue
@@ -250,6 +254,7 @@ GROUPS: dict[str, Callable[[int], list[dict]]] = {
     "backlog": lambda repeats: bench_backlog(),
     "identity": bench_identity_scale,
     "accuracy": lambda repeats: bench_accuracy(),
+    "calibration": bench_calibration,
     "fleet": lambda repeats: bench_fleet(),
     "latency": lambda repeats: bench_notification_latency(),
 }

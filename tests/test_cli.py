@@ -27,7 +27,8 @@ def _subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentP
 
 def test_the_commands_are_listed_in_the_order_of_the_help() -> None:
     assert list(_subparsers(_parser())) == [
-        "run", "demo", "replay", "simulate", "evaluate", "hq", "hq consume", "hq report", "simulate-fleet",
+        "run", "demo", "replay", "simulate", "evaluate", "calibrate", "hq", "hq consume", "hq report",
+        "simulate-fleet",
         "schema", "schema export", "scan", "journey", "status", "config", "config check", "config show",
     ]  # fmt: skip
 

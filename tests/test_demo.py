@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from edge_agent.tools.demo import JOURNEY_ROWS
 from tests.conftest import Mosquitto
 
 
@@ -37,6 +38,10 @@ def test_demo_on_the_embedded_broker_publishes_and_leaves_nothing_behind() -> No
     assert _figure(result.stdout, "customer visits recognised") > 0
     assert _figure(result.stdout, "notifications to customers") > 0
     assert "example customer notification" in result.stdout
+    # The demo day exercises every journey rule, and its summary counts them.
+    for row in JOURNEY_ROWS:
+        assert _figure(result.stdout, row) > 0, row
+    assert _figure(result.stdout, "outcomes that worked") <= _figure(result.stdout, "outcomes decided")
 
 
 @pytest.mark.mqtt
@@ -74,6 +79,7 @@ def test_the_exported_day_is_a_trace_and_downlinks_replay_reads(tmp_path: Path) 
     assert [f.name for f in files if f.name != "trace.jsonl"] == [
         "customers.jsonl",
         "lists.jsonl",
+        "offers.jsonl",
         "orders.jsonl",
         "planogram.jsonl",
     ]

@@ -200,11 +200,14 @@ def test_the_report_has_a_block_per_store_in_order_with_minutes_and_percentages(
         "notifications": ["customer:cnc 2", "staff:cnc 1"], "suppressed": ["quiet hours 1"],
         "C&C collected (median wait)": ["1 (4.0 min)"], "conversion": ["50%"],
         "gaps": ["3 missing", "events/visit: 2 (boot b1, seq 1-9)", "events/zone: 1 (boot b2, seq 1-4)"],
+        "C&C left uncollected": ["0"], "staff alerts": ["-"], "check-ins": ["0"], "redemptions": ["0"],
+        "outcomes (worked)": ["-"], "C&C kept waiting": ["0"],
     }  # fmt: skip
     assert blocks["s2"] == {
         "status": ["-"], "visits": ["0"], "mean visit": ["-"], "top zones by dwell": ["-"], "footfall": ["0"],
         "notifications": ["-"], "suppressed": ["-"], "C&C collected (median wait)": ["-"],
-        "conversion": ["-"], "gaps": ["none"],
+        "conversion": ["-"], "gaps": ["none"], "C&C left uncollected": ["0"], "staff alerts": ["-"],
+        "check-ins": ["0"], "redemptions": ["0"], "outcomes (worked)": ["-"], "C&C kept waiting": ["0"],
     }  # fmt: skip
 
 
@@ -281,7 +284,58 @@ def test_the_text_report_fits_80_columns_cuts_nothing_and_shows_missing_figures_
     assert set(figures[busy]) == {
         "events", "visits", "visit_seconds", "zone_dwell_s", "footfall_entries", "notifications_sent",
         "notifications_suppressed", "collections", "arrival_to_collection_median_s", "visits_with_purchase",
-        "conversion", "gaps", "status",
+        "conversion", "gaps", "status", "left_uncollected", "staff_alerts", "check_ins", "redemptions",
+        "outcomes", "counter_waits",
     }  # fmt: skip
     assert figures["idle"]["collections"] == 0
     assert figures["idle"]["arrival_to_collection_median_s"] is None
+
+
+def test_the_reports_show_outcome_rates_per_template_check_ins_redemptions_and_staff_alerts(
+    tmp_path: Path,
+) -> None:
+    from datetime import timedelta
+
+    from edge_agent.core.events import CheckInMessage, OutcomeMessage, RedemptionMessage, StaffAlertMessage
+    from edge_agent.hq.html_report import render_report
+    from edge_agent.hq.journey_figures import journey_figures
+    from edge_agent.hq.store import open_store
+
+    def envelope(n: int) -> dict[str, Any]:
+        return {"event_id": f"E{n:03d}", "store_id": "s1", "ts": utc(T0 + n)}
+
+    results = [("shelf.location", "entered_zone", True), ("shelf.location", "zone_not_visited", False),
+               ("shelf.location", "entered_zone", True), ("cnc.arrival.customer", "reached_counter", True),
+               ("loyalty.check_in", "not_measured", None)]  # fmt: skip
+    messages: list[Message] = [
+        OutcomeMessage(**envelope(i), notification_event_id=f"N{i}", customer_id="c1", visit_id="v1",
+                       template=t, result=r, success=ok)  # type: ignore[arg-type]
+        for i, (t, r, ok) in enumerate(results)
+    ]  # fmt: skip
+    messages += [
+        CheckInMessage(**envelope(10), customer_id="c1", visit_id="v1", local_date="2025-11-24", reward="x"),
+        RedemptionMessage(**envelope(11), receipt_id="R", customer_id="c1", coupon="C",
+                          notification_event_id="N9", template="post_purchase.thanks", issued_visit_id="v0",
+                          issued_at=utc(T0), visit_id=None),
+        StaffAlertMessage(**envelope(12), template="staff.queue", language="en", text="6 people",
+                          zone="tills", expires=utc(T0) + timedelta(minutes=5)),
+    ]  # fmt: skip
+    db = _hq_database(tmp_path / "hq.db", messages)
+    figures = report(db)["s1"]
+    assert figures["outcomes"] == {"shelf.location": (2, 3), "cnc.arrival.customer": (1, 1)}
+    assert (figures["check_ins"], figures["redemptions"], figures["staff_alerts"]) == (
+        1,
+        1,
+        {"staff.queue": 1},
+    )
+    blocks = _blocks(_render(report(db)))
+    assert blocks["s1"]["outcomes (worked)"] == ["cnc.arrival.customer 100% of 1", "shelf.location 67% of 3"]
+    store = open_store(db)
+    try:
+        events = [(store_id, schema, json.loads(body)) for store_id, schema, body in store.events()]
+        html = render_report(journey_figures(events), {}, "t", "hq.db")
+    finally:
+        store.close()
+    assert 'data-template="shelf.location" data-worked="2" data-decided="3"' in html
+    assert "shelf.location: 67% worked (2 of 3)" in html
+    assert "no-outcomes" not in html

@@ -95,7 +95,13 @@ def test_the_funnel_counts_orders_per_phase_with_their_waits() -> None:
         _stored(_order("o4", "arrived", LATE - timedelta(minutes=40))),  # 23:50 in Rome
     ]
     (day,) = journey_figures(events, {STORE: ROME})[STORE].days
-    assert day.funnel == {"arrived": 4, "at_counter": 2, "collected": 2}
+    assert day.funnel == {
+        "arrived": 4,
+        "at_counter": 2,
+        "counter_wait": 0,
+        "collected": 2,
+        "left_uncollected": 0,
+    }
     assert day.waits_s == (540.0, 3600.0)
 
 

@@ -82,8 +82,12 @@ def _add_what_the_demo_never_sends(db: Path) -> None:
             OrderMessage.model_validate_json(payload)
             for (payload,) in conn.execute("SELECT payload FROM events WHERE schema = 'order.v1'")
         ]
-        arrivals = [order for order in arrivals if order.phase == "arrived"]
-        assert arrivals, "the demo day has click-and-collect arrivals"
+        collected = {order.order_id for order in arrivals if order.phase == "collected"}
+        # The demo hands some orders over itself; HQ marks the others collected here.
+        arrivals = [
+            order for order in arrivals if order.phase == "arrived" and order.order_id not in collected
+        ]
+        assert arrivals, "the demo day has click-and-collect arrivals not handed over"
         extra: list[tuple[str, Message]] = []
         for n, order in enumerate(arrivals):  # HQ marks them collected, minutes apart
             wait = 120.0 + 97.0 * n
@@ -218,6 +222,9 @@ def test_the_figures_in_the_page_are_hq_report_json(rendered: Any, hq_db: Path) 
         assert total("collections") == want["collections"]
         assert sum(d["funnel"].get("collected", 0) for d in days) == want["collections"]
         assert sum(sum(d["bins"]) for d in days) == want["collections"]
+        # The funnel's steps after the arrival: kept waiting, and left without the order.
+        assert sum(d["funnel"].get("counter_wait", -1) for d in days) == want["counter_waits"]
+        assert sum(d["funnel"].get("left_uncollected", -1) for d in days) == want["left_uncollected"]
         if len(days) == 1:
             median = days[0]["median"]
             assert (float(median) if median else None) == want["arrival_to_collection_median_s"]
@@ -225,6 +232,8 @@ def test_the_figures_in_the_page_are_hq_report_json(rendered: Any, hq_db: Path) 
         assert sorted(store["seqGaps"], key=key) == sorted(want["gaps"], key=key)
     demo = expected["demo-0001"]
     assert demo["collections"] > 0  # the cases added are in both
+    assert demo["counter_waits"] > 0  # the demo day keeps some waiting and some leave without
+    assert demo["left_uncollected"] > 0
     assert demo["gaps"]
     assert expected[OTHER]["visits"] > 0
 

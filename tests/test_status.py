@@ -119,7 +119,7 @@ def test_the_status_view_keeps_its_keys_in_order_and_the_text_one_line_each() ->
     assert list(status) == [
         "queue_by_priority", "queue_depth", "oldest_queued_s", "registry_size", "registry_version",
         "agent_version", "last_heartbeat_s", "daemon", "link", "link_error", "last_sync_s", "open_visits",
-        "missing_beacons", "scanners", "remote", "clock",
+        "missing_beacons", "scanners", "remote", "clock", "calibration",
     ]  # fmt: skip
     lines = status_lines(status)
     assert lines[:4] == [

@@ -5,6 +5,7 @@ edge-agent demo [--broker HOST:PORT]    a synthetic store day end to end
 edge-agent replay TRACE --config FILE   a recorded trace through the core, messages to a file
 edge-agent simulate --out DIR           a simulated store day: trace plus ground truth
 edge-agent evaluate TRACE TRUTH         visit precision/recall and zone accuracy against the truth
+edge-agent calibrate TRACE --config F   receivers' offsets from the fixed beacons in a trace
 edge-agent hq consume|report            the HQ reference consumer (shared subscriptions) and its report
 edge-agent simulate-fleet --stores N    virtual stores against a broker, for HQ load tests
 edge-agent schema export DIR            the HQ contract: JSON Schemas and AsyncAPI 3.0
@@ -30,12 +31,24 @@ import sys
 from collections.abc import Sequence
 
 from edge_agent import __version__
-from edge_agent.cli import config, contract, daemon, demo, hq, journey, replay, scan, simulation, status
+from edge_agent.cli import (
+    calibrate,
+    config,
+    contract,
+    daemon,
+    demo,
+    hq,
+    journey,
+    replay,
+    scan,
+    simulation,
+    status,
+)
 from edge_agent.core.const import EXIT_CONFIG
 from edge_agent.core.errors import BrokerRefused, ConfigError
 
 # In the order ``edge-agent --help`` lists their commands.
-_GROUPS = (daemon, demo, replay, simulation, hq, contract, scan, journey, status, config)
+_GROUPS = (daemon, demo, replay, simulation, calibrate, hq, contract, scan, journey, status, config)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

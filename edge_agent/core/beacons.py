@@ -156,9 +156,19 @@ class BeaconFleet:
             temperature_c=beacon.temperature_c,
         )
 
-    def _event(self, beacon: _Beacon, event: BeaconEvent, now: float) -> BeaconMessage:
+    def _event(
+        self, beacon: _Beacon, event: BeaconEvent, now: float, residuals: dict[str, float] | None = None
+    ) -> BeaconMessage:
         return BeaconMessage(
             **self._envelope.at(now),
             event=event,
             beacon=self._status(beacon),
+            residuals_db=residuals,
         )
+
+    def calibration_event(
+        self, beacon_id: str, event: BeaconEvent, now: float, residuals: dict[str, float]
+    ) -> BeaconMessage | None:
+        """A positioned beacon moved or is back in place, as calibration's residuals say."""
+        beacon = self._beacons.get(beacon_id)
+        return None if beacon is None else self._event(beacon, event, now, residuals)

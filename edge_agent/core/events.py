@@ -13,12 +13,15 @@ from typing import Annotated, ClassVar, Literal, TypedDict
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from edge_agent.core.calibration import BeaconCheckState, ReceiverEventKind, ReceiverState
 from edge_agent.core.const import PRIORITY_NOTIFICATION, PRIORITY_TELEMETRY, PRIORITY_TRANSACTIONAL
 from edge_agent.core.ids import EventIdFactory
 
 StatusState = Literal["online", "offline"]
 BeaconState = Literal["present", "missing", "never_seen"]
-BeaconEvent = Literal["missing", "returned", "low_battery"]
+# "moved": its readings disagree with every receiver's other beacons (moved or replaced, so left
+# out of calibration); "in_place": they agree again.
+BeaconEvent = Literal["missing", "returned", "low_battery", "moved", "in_place"]
 
 
 def utc(ts: float) -> datetime:
@@ -52,6 +55,8 @@ class Message(BaseModel):
     stream: ClassVar[str]
     priority: ClassVar[int] = PRIORITY_TRANSACTIONAL
     retain: ClassVar[bool] = False
+    # False: kept in the store's journey log only, never queued for HQ (``SkippedMessage``).
+    published: ClassVar[bool] = True
 
     schema_name: str = Field(alias="schema")
     event_id: str
@@ -140,6 +145,9 @@ class FootfallMessage(Message):
     exits: Annotated[int, Field(ge=0)]
     occupancy: Annotated[int, Field(ge=0)]
     customers_recognised: Annotated[int, Field(ge=0)]
+    # Everyone heard in the occupancy window at the interval's end, by the zone of the receiver
+    # hearing them loudest (recognised shoppers by their tracked zone). Counts only, no identity.
+    zones: dict[str, Annotated[int, Field(ge=0)]] = {}
 
 
 class NotificationMessage(Message):
@@ -183,8 +191,13 @@ class OrderMessage(Message):
     order_id: str
     customer_id: str
     visit_id: str | None
-    phase: Literal["arrived", "at_counter", "collected"]
+    phase: Literal["arrived", "at_counter", "collected", "counter_wait", "left_uncollected"]
     arrival_to_collection_s: float | None = None
+    # counter_wait: how long the shopper has been in the pickup zone, the order still not handed over.
+    wait_s: float | None = None
+    # left_uncollected: the visit's length and the time spent in the pickup zone.
+    time_in_store_s: float | None = None
+    time_at_counter_s: float | None = None
 
 
 class PurchaseMessage(Message):
@@ -197,6 +210,90 @@ class PurchaseMessage(Message):
     visit_id: str | None
     total: float
     items: int
+
+
+class StaffAlertMessage(Message):
+    """An alert for staff devices about the store, not about a shopper (a queue growing): no
+    customer, no visit. Alerts about a shopper are ``notification.v1`` with audience staff."""
+
+    stream: ClassVar[str] = "events/staff_alert"
+    priority: ClassVar[int] = PRIORITY_NOTIFICATION
+    schema_name: Literal["staff_alert.v1"] = Field("staff_alert.v1", alias="schema")
+    template: str
+    language: str
+    text: str
+    zone: str | None = None
+    data: dict[str, str] = {}
+    expires: datetime
+
+    @property
+    def expires_at(self) -> float | None:
+        return self.expires.timestamp()
+
+
+class CheckInMessage(Message):
+    """A consenting customer's first visit of the store's local day, for HQ's loyalty system."""
+
+    stream: ClassVar[str] = "events/check_in"
+    schema_name: Literal["check_in.v1"] = Field("check_in.v1", alias="schema")
+    customer_id: str
+    visit_id: str
+    local_date: str  # YYYY-MM-DD in the store's time zone: one check-in per customer and date
+    reward: str
+
+
+class RedemptionMessage(Message):
+    """A coupon code this store issued, found on a till receipt: receipt -> notification -> visit."""
+
+    stream: ClassVar[str] = "events/redemption"
+    schema_name: Literal["redemption.v1"] = Field("redemption.v1", alias="schema")
+    receipt_id: str
+    customer_id: str
+    coupon: str
+    notification_event_id: str  # the notification that gave the code
+    template: str
+    issued_visit_id: str
+    issued_at: datetime
+    visit_id: str | None  # the visit the receipt belongs to, if the customer is in the store
+
+
+OutcomeResult = Literal[
+    "entered_zone", "zone_not_visited", "reached_counter", "counter_not_reached", "redeemed", "expired",
+    "not_measured", "superseded",
+]  # fmt: skip
+
+
+class OutcomeMessage(Message):
+    """Whether a customer notification worked, once that is decided (``success`` None: the
+    template has no effect the store can observe)."""
+
+    stream: ClassVar[str] = "events/outcome"
+    schema_name: Literal["outcome.v1"] = Field("outcome.v1", alias="schema")
+    notification_event_id: str
+    customer_id: str
+    visit_id: str
+    template: str
+    result: OutcomeResult
+    success: bool | None
+    after_s: float | None = None  # from the notification to the effect (or to the decision)
+
+
+class SkippedMessage(Message):
+    """A rule that looked at a customer and did not act, and why (no list, out of stock, no
+    order ready, outside its zones): with ``suppressed.v1``, why a shopper heard nothing.
+
+    For the store's journey log (``edge-agent journey``) only, never published: one or two per
+    visit of every recognised shopper would double what HQ receives about quiet visits, and
+    support asks the store's log, where the answer is kept with the visit."""
+
+    stream: ClassVar[str] = "events/skipped"
+    priority: ClassVar[int] = PRIORITY_TELEMETRY
+    published: ClassVar[bool] = False
+    schema_name: Literal["skipped.v1"] = Field("skipped.v1", alias="schema")
+    customer_id: str
+    visit_id: str
+    rule: str
+    reason: str
 
 
 class ErasureMessage(Message):
@@ -250,6 +347,9 @@ class BeaconMessage(Message):
     schema_name: Literal["beacon.v1"] = Field("beacon.v1", alias="schema")
     event: BeaconEvent
     beacon: BeaconStatus
+    # moved / in_place: per receiver, how far (dB) its readings of this beacon are from what its
+    # other beacons say; a beacon that moved is off at every receiver at once.
+    residuals_db: dict[str, float] | None = None
 
 
 class BeaconFleetMessage(Message):
@@ -262,6 +362,57 @@ class BeaconFleetMessage(Message):
     missing: int
     low_battery: int
     beacons: list[BeaconStatus]
+
+
+class ReceiverCalibration(BaseModel):
+    """One receiver's calibration from the fixed beacons (``core.calibration``).
+
+    Offsets are dB against the reference 1 m power of -59 dBm: ``configured_offset_db`` from the
+    configuration's ``measured_power_dbm``, ``offset_db`` as estimated (what zone choice uses)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    receiver: str
+    state: ReceiverState
+    configured_offset_db: float
+    offset_db: float | None
+    samples: Annotated[int, Field(ge=0)]
+    beacons: Annotated[int, Field(ge=0)]
+    # Largest distance (dB) of one beacon's reading from the receiver's estimate.
+    residual_db: float | None
+    confidence: Annotated[float, Field(ge=0, le=1)]
+    # Readings refused as absurd (RSSI outside what receivers report, or far off the model).
+    rejected: Annotated[int, Field(ge=0)]
+
+
+class BeaconCalibration(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    beacon_id: str
+    state: BeaconCheckState
+    receivers: Annotated[int, Field(ge=0)]
+    residuals_db: dict[str, float] | None = None
+
+
+class CalibrationStatus(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    receivers: list[ReceiverCalibration]
+    beacons: list[BeaconCalibration]
+
+
+class ReceiverMessage(Message):
+    """A receiver's calibration changed in a way HQ should see: it drifted (its offset moved by
+    more than ``calibration.drift_threshold_db``), re-converged after a drift, stopped hearing
+    the beacons it used to hear (silent), or hears them again."""
+
+    stream: ClassVar[str] = "events/receiver"
+    priority: ClassVar[int] = PRIORITY_TELEMETRY
+    schema_name: Literal["receiver.v1"] = Field("receiver.v1", alias="schema")
+    event: ReceiverEventKind
+    # drift: the offset (dB against -59 dBm) before the drift.
+    previous_offset_db: float | None = None
+    receiver: ReceiverCalibration
 
 
 class ErrorMessage(Message):
@@ -369,6 +520,8 @@ class StatusMessage(Message):
     since: datetime | None = None
     will: bool | None = None
     clock: ClockStatus | None = None
+    # Receivers' live calibration from the fixed beacons, and the beacons' checks.
+    calibration: CalibrationStatus | None = None
 
 
 # Every message type the agent publishes (the HQ contract is generated from this list).
@@ -380,11 +533,16 @@ UPLINK_MESSAGES: tuple[type[Message], ...] = (
     SuppressedMessage,
     OrderMessage,
     PurchaseMessage,
+    CheckInMessage,
+    RedemptionMessage,
+    OutcomeMessage,
     ErasureMessage,
     GapMessage,
     BeaconMessage,
     BeaconFleetMessage,
+    ReceiverMessage,
     NotificationMessage,
+    StaffAlertMessage,
     ErrorMessage,
     StatusMessage,
 )

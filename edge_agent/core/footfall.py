@@ -105,8 +105,14 @@ class Footfall:
             else:
                 self._counters["rotations_not_counted"] += 1
 
-    def close(self, now: float, occupancy: Callable[[float], int]) -> list[FootfallMessage]:
-        """A ``footfall.v1`` for every interval that has ended by ``now``."""
+    def close(
+        self,
+        now: float,
+        occupancy: Callable[[float], int],
+        zones: Callable[[float], dict[str, int]] | None = None,
+    ) -> list[FootfallMessage]:
+        """A ``footfall.v1`` for every interval that has ended by ``now`` (with each zone's
+        occupancy at its end, when ``zones`` gives it)."""
         messages: list[FootfallMessage] = []
         assert self._interval_start is not None
         while now >= self._interval_end():
@@ -117,7 +123,7 @@ class Footfall:
                         **self._envelope.at(end),
                         interval_start=utc(self._interval_start), interval_end=utc(end),
                         entries=self._entries, exits=self._exits, occupancy=occupancy(end),
-                        customers_recognised=self._recognised,
+                        customers_recognised=self._recognised, zones={} if zones is None else zones(end),
                     )
                 )  # fmt: skip
             self._entries = self._exits = self._recognised = 0

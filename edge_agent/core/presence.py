@@ -16,7 +16,7 @@ Anonymous visitors are counted only, so their sightings cost one dictionary upda
 from __future__ import annotations
 
 import heapq
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -61,6 +61,11 @@ class OpenVisit:
     pending_since: float = 0.0
     levels: dict[str, Level] = field(default_factory=dict)  # smoothed RSSI per receiver
     evaluated_at: float = float("-inf")  # when the zones were last weighed
+    # Anonymous subjects are not located; the receiver that heard them loudest lately is their
+    # zone for per-zone occupancy (``LOUDEST_HOLD_S``). Not kept across a restart.
+    loudest_receiver: str = ""
+    loudest_rssi: int = -1000
+    loudest_at: float = float("-inf")
 
     @property
     def zone(self) -> str | None:
@@ -93,6 +98,10 @@ class OpenVisit:
 
 # Phones advertise a few times a second at most; zones are weighed at most this often per visit.
 EVALUATION_INTERVAL_S = 0.5
+# An anonymous subject's loudest receiver holds for this long unless a louder one hears it: one
+# advertisement reaches every receiver within a second, and two seconds spans a couple of
+# advertisements, so the weaker receivers' reports of the same advertisement never win.
+LOUDEST_HOLD_S = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +147,8 @@ class VisitTracker:
         """New thresholds and layout for what comes next; open visits stay open."""
         self._settings = settings
         self._layout = layout
+        # Each receiver's 1 m power: the configured one until calibration estimates it.
+        self._power: dict[str, float] = {r: float(p) for r, p in layout.measured_power.items()}
         self._new_level = level_factory(settings)
         self._deadlines = [
             (v.last_seen + settings.absence_timeout_s, s.kind, s.id) for s, v in self._open.items()
@@ -145,6 +156,15 @@ class VisitTracker:
         heapq.heapify(self._deadlines)
         for visit in self._open.values():
             visit.levels.clear()  # a different filter type must not inherit another's state
+
+    def calibrate(self, power: Mapping[str, float]) -> None:
+        """Receivers' 1 m power as estimated (``core.calibration``), for every zone choice from now."""
+        self._power = {r: float(power.get(r, p)) for r, p in self._layout.measured_power.items()}
+
+    @property
+    def measured_power(self) -> Mapping[str, float]:
+        """The receivers' 1 m power zone choice uses now."""
+        return self._power
 
     @property
     def open_visits(self) -> dict[Subject, OpenVisit]:
@@ -186,6 +206,12 @@ class VisitTracker:
             self._located.add(subject)
             self._locate(visit, receiver, rssi, ts, events)
             self._check_dwell(visit, ts, events)
+        elif (
+            rssi >= visit.loudest_rssi
+            or receiver == visit.loudest_receiver
+            or ts - visit.loudest_at > LOUDEST_HOLD_S
+        ):
+            visit.loudest_receiver, visit.loudest_rssi, visit.loudest_at = receiver, rssi, ts
         return events
 
     def _locate(
@@ -207,10 +233,11 @@ class VisitTracker:
         visit.evaluated_at = ts
         strengths: dict[str, float] = {}
         oldest = ts - settings.stale_s
+        power = self._power
         for rid, level in visit.levels.items():
             if level.last_ts < oldest:
                 continue
-            strength = level.value - layout.measured_power[rid]  # dB above "1 m away"
+            strength = level.value - power[rid]  # dB above "1 m away"
             zone = layout.zone_of_receiver[rid]
             if strength > strengths.get(zone, -1e9):
                 strengths[zone] = strength

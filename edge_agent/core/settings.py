@@ -13,7 +13,7 @@ import zoneinfo
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 from edge_agent.core.const import MAX_INFLIGHT_WINDOW
 from edge_agent.core.topics import Topics
@@ -82,6 +82,9 @@ class ReceiverSettings(Section):
     # RSSI this receiver reports for a typical phone 1 m away: calibrates receivers whose
     # antennas and enclosures differ, so zone choice compares distances, not raw dBm.
     measured_power_dbm: Dbm = -59
+    # The id of a [[beacons]] entry this receiver itself advertises (an ESP32 node broadcasting
+    # an iBeacon): the other receivers' readings of it calibrate them against each other.
+    beacon: str | None = None
 
 
 def _check_identity_key(key: SecretStr) -> SecretStr:
@@ -99,6 +102,13 @@ class BeaconSettings(Section):
     # tokens and decrypts its encrypted TLM (battery, temperature) for beacon health. A secret
     # like the MQTT password: `config show` prints asterisks, it is never logged nor sent.
     identity_key: Annotated[SecretStr, AfterValidator(_check_identity_key)] | None = None
+    # Where it is fixed, in the zones' coordinates (metres). A positioned beacon calibrates the
+    # receivers that hear it (``[calibration]``); one without a position is watched for health only.
+    position: Point | None = None
+    # RSSI a reference receiver (one reading -59 dBm for a typical phone at 1 m) reads from it at
+    # 1 m. Default: the power its own frames announce (iBeacon measured power, AltBeacon
+    # reference RSSI, Eddystone TX power at 0 m less 41 dB), else -59.
+    measured_power_dbm: Dbm | None = None
 
 
 class BeaconHealthSettings(Section):
@@ -108,6 +118,43 @@ class BeaconHealthSettings(Section):
     # CR2032/CR2477 cells fall off a cliff below about 2.5 V; replace before the beacon goes.
     low_battery_mv: Annotated[int, _between(1000, 4000)] = 2500
     summary_interval_s: Seconds = 3600.0
+
+
+class CalibrationSettings(Section):
+    """Receivers calibrated online from the positioned fixed beacons (``core.calibration``).
+
+    On whenever a beacon has a position; each receiver's estimated 1 m power replaces its
+    ``measured_power_dbm`` in zone choice as soon as it has ``min_samples``.
+    """
+
+    enabled: bool = True
+    # Samples older than this no longer count: at a 10 s beacon interval 10 minutes hold about
+    # 55 per pair (median error ~0.7 dB at sigma 4), and a median over it moves past a step
+    # change after half the window, so a drifted receiver is re-estimated within 5 minutes.
+    window_s: Annotated[float, _between(60, 86400)] = 600.0
+    # Readings per receiver before its estimate replaces the configured value (median error
+    # about 1 dB at sigma 4 dB).
+    min_samples: Annotated[int, _between(1, 100_000)] = 30
+    # Readings weaker than this are near the radios' sensitivity floor (~ -95 dBm), where the
+    # lost weak samples bias the median upwards; a pair the model expects below it (at the
+    # receiver's configured power) is not used.
+    min_rssi_dbm: Dbm = -85
+    # An estimate that moves by more than this within drift_window_s is a drift event (a shelf
+    # or a box in front of the receiver): three times the estimate's noise at sigma 4 dB.
+    drift_threshold_db: Annotated[float, _between(0.5, 40)] = 3.0
+    drift_window_s: Annotated[float, _between(60, 86400)] = 1800.0
+    # A beacon whose readings disagree by more than this with every receiver's other beacons
+    # moved or was replaced: it is reported and left out, so it cannot miscalibrate anyone.
+    moved_threshold_db: Annotated[float, _between(1, 40)] = 4.0
+    # A receiver that heard beacons and then none for this long is reported as deaf to them.
+    silent_after_s: Annotated[float, _between(60, 86400)] = 600.0
+    # How often the estimates are refitted (the sightings' hot path only appends a sample). An
+    # estimate over a 10-minute window moves little in a minute, so a drift is still seen within
+    # 5-6 minutes; a fit (~200 us) a minute costs a replayed day ~12 % (benchmarks/README.md).
+    update_interval_s: Annotated[float, _between(1, 3600)] = 60.0
+    # Readings further than this from the receiver's current estimate are absurd (a wrong
+    # unit, a broken report) and are rejected, counted, rather than fitted.
+    max_residual_db: Annotated[float, _between(5, 100)] = 25.0
 
 
 class TlsSettings(Section):
@@ -263,12 +310,81 @@ class ShelfLocationSettings(Section):
     trigger: Literal["visit", "zone"] = "visit"
     max_items: Annotated[int, _between(1, 20)] = 3
     notification_ttl_s: Seconds = 300.0
+    # The push worked if the shopper entered a suggested item's zone this soon after it: a
+    # quarter of an hour covers walking a large store, longer credits chance visits.
+    outcome_window_s: Seconds = 900.0
 
 
 class PostPurchaseSettings(Section):
     enabled: bool = True
     feedback_url: str = "https://example.com/feedback"
     notification_ttl_s: Seconds = 3600.0
+
+
+class CounterWaitSettings(Section):
+    """A click-and-collect shopper left waiting in the pickup zone: staff are told again."""
+
+    enabled: bool = True
+    # A handover takes a minute or two; five minutes at the counter is a shopper kept waiting.
+    after_s: Seconds = 300.0
+    # Staff are reminded this often while the shopper still waits; more often is nagging.
+    repeat_s: Seconds = 300.0
+
+
+class LeftUncollectedSettings(Section):
+    """A visit ends with the customer's ready order still not handed over."""
+
+    enabled: bool = True
+    staff_alerts: bool = True
+
+
+class AssistSettings(Section):
+    """A shopper lingering in a department that sells advice (staff ``staff.assist``)."""
+
+    enabled: bool = True
+    # Zones where help is offered; none means the rule is off.
+    zones: list[Identifier] = []
+    # Three minutes in one department is past browsing: the shopper may be stuck choosing.
+    after_s: Seconds = 180.0
+    notification_ttl_s: Seconds = 300.0
+
+
+class QueueSettings(Section):
+    """Everyone heard in a zone (anonymously) above a threshold: "open another till"."""
+
+    enabled: bool = True
+    # The zones watched (the checkout); none means the rule is off.
+    zones: list[Identifier] = []
+    # Alert when this many people stay in the zone for ``for_s``; re-armed only once it falls to
+    # ``clear_at`` or fewer (hysteresis: one alert per queue, not one per tick around the mark).
+    above: Annotated[int, _between(1, 10000)] = 6
+    clear_at: Annotated[int, _between(0, 10000)] = 3
+    # A crowd passing through for a few seconds is not a queue.
+    for_s: Annotated[float, _between(0.0, 3600.0)] = 30.0
+    notification_ttl_s: Seconds = 300.0
+
+    @model_validator(mode="after")
+    def _hysteresis(self) -> QueueSettings:
+        if self.clear_at >= self.above:
+            raise ValueError(
+                f"clear_at ({self.clear_at}) must be below above ({self.above}): the alert re-arms there"
+            )
+        return self
+
+
+class CheckInSettings(Section):
+    """The first visit of a local day of a customer with marketing consent: a loyalty check-in."""
+
+    # Off until the store takes part in the loyalty programme (HQ must honour the rewards).
+    enabled: bool = False
+    # What the customer is told they earned (shown in the check-in notification and check_in.v1).
+    reward: Annotated[str, Field(max_length=200)] = "10 points for your visit today."
+    # Give a coupon with the check-in: its code is this prefix and a part unique to the
+    # notification, so a redemption names the very notification that issued it. None: no coupon.
+    coupon_prefix: Annotated[str, Field(pattern=r"^[A-Z0-9-]{1,16}$")] | None = None
+    # A coupon unredeemed after this long is reported expired (a fortnight: two weekly shops).
+    coupon_valid_s: Annotated[float, _between(60.0, 366 * 86400.0)] = 14 * 86400.0
+    notification_ttl_s: Seconds = 600.0
 
 
 HHMM = Annotated[str, Field(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")]
@@ -292,6 +408,11 @@ class RulesSettings(Section):
     click_and_collect: ClickAndCollectSettings = ClickAndCollectSettings()
     shelf_location: ShelfLocationSettings = ShelfLocationSettings()
     post_purchase: PostPurchaseSettings = PostPurchaseSettings()
+    counter_wait: CounterWaitSettings = CounterWaitSettings()
+    left_uncollected: LeftUncollectedSettings = LeftUncollectedSettings()
+    assist: AssistSettings = AssistSettings()
+    queue: QueueSettings = QueueSettings()
+    check_in: CheckInSettings = CheckInSettings()
     # Override any shipped template text: [rules.templates."cnc.arrival.customer"] en = "..."
     templates: dict[str, dict[Literal["en", "it"], str]] = {}
 
@@ -337,6 +458,7 @@ class AgentConfig(Section):
     receivers: list[ReceiverSettings] = []
     beacons: list[BeaconSettings] = []
     beacon_health: BeaconHealthSettings = BeaconHealthSettings()
+    calibration: CalibrationSettings = CalibrationSettings()
     mqtt: MqttSettings = MqttSettings()
     storage: StorageSettings = StorageSettings()
     ble: BleSettings = BleSettings()

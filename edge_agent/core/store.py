@@ -7,21 +7,29 @@ in seconds and deterministically.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import zoneinfo
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 from datetime import time as dt_time
 from typing import Any
 
 from edge_agent.core.beacons import BeaconFleet
 from edge_agent.core.beaconsightings import BeaconSightings
+from edge_agent.core.calibration import Calibrator, ReceiverEvent
 from edge_agent.core.cipher import REFERENCE, BlockCipher
+from edge_agent.core.const import QUEUE_HEARD_S
 from edge_agent.core.downlinks import CustomersDownlink, Downlink, Handlers
 from edge_agent.core.events import (
+    BeaconCalibration,
+    CalibrationStatus,
     DwellMessage,
     Envelopes,
     Message,
+    ReceiverCalibration,
+    ReceiverMessage,
     VisitMessage,
     ZoneInterval,
     ZoneMessage,
@@ -40,6 +48,7 @@ from edge_agent.core.frames import (
 )
 from edge_agent.core.identity import AnonymousHasher, Customer, Registry, TokenResolver
 from edge_agent.core.ids import EventIdFactory
+from edge_agent.core.journey.durable import StateChange
 from edge_agent.core.journey.rules import JourneyRules, Order, VisitOf
 from edge_agent.core.layout import StoreLayout
 from edge_agent.core.presence import (
@@ -77,6 +86,7 @@ class StoreCore:
         self._day_span: tuple[float, float, int] = (0.0, 0.0, 0)
         self._layout = StoreLayout.from_config(config)
         self._tracker = VisitTracker(config.presence, self._layout)
+        self._calibration = Calibrator(config)
         self._occupancy_window_s = config.footfall.occupancy_window_s
         self._journey = JourneyRules(config.rules, self._store_id, config.store.timezone, ids)
         self.registry_version: int | None = None
@@ -96,6 +106,8 @@ class StoreCore:
         """
         self._layout = StoreLayout.from_config(config)
         self._tracker.retune(config.presence, self._layout)
+        self._calibration.reconfigure(config)
+        self._tracker.calibrate(self._calibration.power())
         self._occupancy_window_s = config.footfall.occupancy_window_s
         self._journey.retune(config.rules)
         self._fleet.retune(config.beacons, config.beacon_health)
@@ -128,6 +140,32 @@ class StoreCore:
     def open_visits(self) -> int:
         return len(self._tracker.open_visits)
 
+    # ------------------------------------------------------------------ calibration
+
+    @property
+    def calibration(self) -> Calibrator:
+        return self._calibration
+
+    @property
+    def zone_power(self) -> Mapping[str, float]:
+        """Each receiver's 1 m power as zone choice uses it now (calibrated where estimated)."""
+        return self._tracker.measured_power
+
+    def calibration_status(self) -> CalibrationStatus | None:
+        """Receivers' live estimates and the beacons' checks, for status.v1 (None when off)."""
+        calibration = self._calibration
+        if not calibration.active:
+            return None
+        return CalibrationStatus(
+            receivers=[ReceiverCalibration(**dataclasses.asdict(e)) for e in calibration.estimates()],
+            beacons=[BeaconCalibration(**dataclasses.asdict(b)) for b in calibration.beacon_states()],
+        )
+
+    def restore_calibration(self, records: Iterable[tuple[str, float, int]]) -> None:
+        """Estimates kept across a restart apply to zone choice at once."""
+        self._calibration.restore(records)
+        self._tracker.calibrate(self._calibration.power())
+
     def occupancy(self, now: float) -> int:
         """People in the store now: subjects heard in the last ``footfall.occupancy_window_s``.
 
@@ -136,6 +174,29 @@ class StoreCore:
         """
         since = now - self._occupancy_window_s
         return sum(1 for visit in self._tracker.open_visits.values() if visit.last_seen >= since)
+
+    def zone_occupancy(self, now: float, window_s: float | None = None) -> dict[str, int]:
+        """People in each zone now, heard in the last ``window_s`` (default: as ``occupancy``
+        counts): a recognised shopper in their tracked zone, anyone else in the zone of the
+        receiver hearing them loudest (the cheap estimate presence keeps for anonymous
+        subjects). Counts only, no identity."""
+        since = now - (self._occupancy_window_s if window_s is None else window_s)
+        zone_of = self._layout.zone_of_receiver
+        counts: Counter[str] = Counter()
+        for visit in self._tracker.open_visits.values():
+            if visit.last_seen < since:
+                continue
+            zone = visit.zone or zone_of.get(visit.loudest_receiver)
+            if zone is not None:
+                counts[zone] += 1
+        return dict(sorted(counts.items()))
+
+    def _present_customers(self) -> list[tuple[OpenVisit, Customer]]:
+        found = []
+        for subject, visit in self._tracker.open_visits.items():
+            if subject.kind == "customer" and (customer := self.customers.get(subject.id)) is not None:
+                found.append((visit, customer))
+        return found
 
     def _receivers_in(self, zone: str | None) -> frozenset[str]:
         if zone is None:
@@ -160,6 +221,18 @@ class StoreCore:
             visit = OpenVisit.from_record(record)
             if visit.subject.kind == "customer" and visit.subject.id in self.customers:
                 self._tracker.restore(visit)
+
+    def restore_rule_state(self, rows: Iterable[StateChange]) -> None:
+        """The journey rules' promises kept at the last stop; call after ``restore_visits``
+        (an outcome waits on only if its visit was restored)."""
+        self._journey.restore_state(rows, self._open_visit_ids())
+
+    def restore_sent(self, sent: Iterable[tuple[str, str | None, float]]) -> None:
+        """Customer notifications sent before a restart, for the guards; after ``restore_visits``."""
+        self._journey.restore_sent(sent, self._open_visit_ids())
+
+    def _open_visit_ids(self) -> set[str]:
+        return {v.visit_id for v in self._tracker.open_visits.values()}
 
     @property
     def orders(self) -> dict[str, Order]:
@@ -320,6 +393,10 @@ class StoreCore:
                 beacons.remember(address, ts)
             if isinstance(frame, IBeacon | EddystoneUid | AltBeacon) and frame.identifier in self._fleet:
                 messages += self._fleet.seen(frame.identifier, address, sighting.receiver, ts)
+                if self._calibration.active and not self._calibration.heard(
+                    frame.identifier, sighting.receiver, sighting.rssi, ts, frame
+                ):
+                    self.counters["calibration_rejected"] += 1
             elif isinstance(frame, EddystoneTlm):
                 messages += self._fleet.telemetry(address, frame, ts)
             elif isinstance(frame, EddystoneEncryptedTlm):
@@ -403,8 +480,43 @@ class StoreCore:
         self._footfall.settle(now)
         for event in self._tracker.expire(now):
             messages.extend(self._presence_messages(event, now))
-        messages.extend(self._footfall.close(now, self.occupancy))
+        messages.extend(
+            self._journey.tick(
+                now, self._present_customers, functools.partial(self.zone_occupancy, now, QUEUE_HEARD_S)
+            )
+        )
+        messages.extend(self._footfall.close(now, self.occupancy, self.zone_occupancy))
         messages.extend(self._fleet.tick(now))
+        if self._calibration.active:
+            messages.extend(self._calibrate(now))
+        return messages
+
+    def _calibrate(self, now: float) -> list[Message]:
+        """Refit the receivers (every ``calibration.update_interval_s``) and apply it at once."""
+        events = self._calibration.tick(now)
+        if not self._calibration.fitted_at(now):
+            return []
+        power = self._calibration.power()
+        if power != self._tracker.measured_power:
+            self._tracker.calibrate(power)
+        messages: list[Message] = []
+        estimates = {e.receiver: e for e in self._calibration.estimates()} if events else {}
+        for event in events:
+            if isinstance(event, ReceiverEvent):
+                estimate = estimates[event.receiver]
+                messages.append(
+                    ReceiverMessage(
+                        **self._envelope.at(now), event=event.event,
+                        previous_offset_db=event.previous_offset_db,
+                        receiver=ReceiverCalibration(**dataclasses.asdict(estimate)),
+                    )
+                )  # fmt: skip
+                self.counters[f"receiver_{event.event}"] += 1
+            else:
+                moved = self._fleet.calibration_event(event.beacon_id, event.event, now, event.residuals_db)
+                if moved is not None:
+                    messages.append(moved)
+                self.counters[f"beacon_{event.event}"] += 1
         return messages
 
     def _visit_ended(self, ended: VisitEnded, now: float) -> VisitMessage:

@@ -18,6 +18,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ValidationError
 
+from edge_agent.core.calibration import calibration_warnings
 from edge_agent.core.errors import ConfigError, ConfigProblem, key_path
 from edge_agent.core.journey.templates import check_overrides
 from edge_agent.core.settings import AgentConfig, BeaconSettings, ReceiverSettings, ZoneSettings
@@ -100,6 +101,10 @@ def _cross_check(config: AgentConfig) -> Iterable[ConfigProblem]:
         yield ConfigProblem("ble.restart_backoff_max_s", "must not be smaller than ble.restart_backoff_min_s")
     if mqtt.password is not None and mqtt.username is None:
         yield ConfigProblem("mqtt.username", "required when mqtt.password is set")
+    beacon_ids = {b.id for b in config.beacons}
+    for index, receiver in enumerate(config.receivers):
+        if receiver.beacon is not None and receiver.beacon not in beacon_ids:
+            yield ConfigProblem(f"receivers[{index}].beacon", f"not a [[beacons]] id: {receiver.beacon!r}")
 
 
 def _check_layout(config: AgentConfig) -> Iterable[ConfigProblem]:
@@ -109,7 +114,8 @@ def _check_layout(config: AgentConfig) -> Iterable[ConfigProblem]:
 
 
 def _reference_problems(data: Mapping[str, Any]) -> Iterable[ConfigProblem]:
-    """Receivers, adjacency, the entrance and the pickup zone must name zones that exist.
+    """Receivers, adjacency, the entrance, the pickup zone and the zones the assistance and
+    queue rules watch must name zones that exist.
 
     Read from the raw mapping, whatever else is wrong with it: a value of the wrong type is the
     field check's to report, so it is skipped here."""
@@ -137,6 +143,10 @@ def _reference_problems(data: Mapping[str, Any]) -> Iterable[ConfigProblem]:
     yield from unknown(
         "rules.click_and_collect.pickup_zone", _lookup(data, "rules", "click_and_collect", "pickup_zone")
     )
+    # A watched zone that does not exist would leave its rule silently idle.
+    for rule in ("assist", "queue"):
+        for position, zone_id in enumerate(_table_array(_lookup(data, "rules", rule, "zones"))):
+            yield from unknown(f"rules.{rule}.zones[{position}]", zone_id)
 
 
 def _table_array(value: object) -> list[Any]:
@@ -163,6 +173,7 @@ def config_warnings(config: AgentConfig) -> list[ConfigProblem]:
                 "the default; name the broker HQ gave this store",
             )
         )
+    warnings += [ConfigProblem(key, reason) for key, reason in calibration_warnings(config)]
     return warnings
 
 

@@ -27,18 +27,22 @@ from edge_agent.core.downlinks import (
 )
 from edge_agent.core.errors import DiskFull, DownlinkRejected
 from edge_agent.core.events import (
+    BeaconMessage,
     Envelopes,
     ErasureMessage,
     ErrorMessage,
     Message,
+    ReceiverMessage,
     StatusMessage,
     StatusState,
 )
 from edge_agent.core.ids import EventIdFactory
+from edge_agent.core.repeats import RepeatLimiter, held_back
 from edge_agent.core.settings import AgentConfig
 from edge_agent.core.sighting import Sighting
 from edge_agent.core.store import StoreCore
 from edge_agent.core.topics import Topics
+from edge_agent.storage.calibration import CalibrationStore
 from edge_agent.storage.clock import SYSTEM_CLOCK
 from edge_agent.storage.database import Database
 from edge_agent.storage.outbox import Outbox
@@ -50,6 +54,9 @@ _LOGGER = logging.getLogger(__name__)
 JOURNEY_PRUNE_S = 3600.0
 # How stale a kept open visit's last sighting may get.
 VISIT_SNAPSHOT_S = 30.0
+# Receivers' calibration is kept this often: estimates move slowly, and a restart within the
+# minute loses at most one minute of refinement (the samples refill within the window anyway).
+CALIBRATION_SAVE_S = 60.0
 # The kinds the pipeline applies itself (AppliedBy.ERASURE), each by its method.
 ERASURE_COMMANDS: Handlers[Pipeline, [float], None] = Handlers("pipeline")
 
@@ -85,6 +92,13 @@ class Pipeline:
             self.state.logged_downlinks(),
         )  # fmt: skip
         self.core.restore_visits(self.state.open_visits())
+        self.core.journey.restore_check_ins(self.state.check_ins())
+        self.core.restore_rule_state(self.state.rule_state())
+        self.core.restore_sent(self.state.customer_notifications())
+        self.calibration = CalibrationStore(database)
+        self.core.restore_calibration(self.calibration.load())
+        self._calibration_saved_at: float | None = None
+        self._calibration_warnings = RepeatLimiter()
         self.counters: Counter[str] = Counter()
         self._visits_saved_at: float | None = None
         self._pending: list[Message] = []  # observed, not yet committed
@@ -127,6 +141,8 @@ class Pipeline:
     def tick(self, now: float) -> int:
         messages = self.core.tick(now)
         self._commit(messages, now)
+        self._save_calibration(now)
+        self._warn_calibration(messages, now)
         self.database.restore_reserve()  # a stat when it is there; rebuilt once the disk has room
         self.outbox.flush_gaps(now)  # gap records a full disk held back
         if self._journey_pruned_at is None or now - self._journey_pruned_at >= JOURNEY_PRUNE_S:
@@ -147,6 +163,48 @@ class Pipeline:
         if self._journey_pruned_at is not None:
             self._journey_pruned_at += delta_s
 
+    def _save_calibration(self, now: float) -> None:
+        """Keep the receivers' estimates every ``CALIBRATION_SAVE_S``, so a restart uses them."""
+        calibration = self.core.calibration
+        if not calibration.active:
+            return
+        if self._calibration_saved_at is not None and now - self._calibration_saved_at < CALIBRATION_SAVE_S:
+            return
+        records = calibration.records()
+        if not records:
+            return
+        try:
+            self.database.write(lambda conn: self.calibration.save(records, now))
+        except DiskFull as exc:  # the estimates in memory still apply; the next minute retries
+            _LOGGER.warning("calibration not saved: %s", exc)
+            return
+        self._calibration_saved_at = now
+
+    def _warn_calibration(self, messages: list[Message], now: float) -> None:
+        """A drifted or silent receiver and a moved beacon need a person: WARNING, rate-limited
+        per receiver or beacon (the event itself goes to HQ and into status)."""
+        for message in messages:
+            said: str
+            if isinstance(message, ReceiverMessage) and message.event in ("drift", "silent"):
+                subject, said = message.receiver.receiver, message.event
+            elif isinstance(message, BeaconMessage) and message.event == "moved":
+                subject, said = message.beacon.beacon_id, "moved"
+            else:
+                continue
+            held = self._calibration_warnings.admit(f"{said}:{subject}", now)
+            if held is None:
+                continue
+            if isinstance(message, ReceiverMessage):
+                _LOGGER.warning(
+                    "receiver %s: calibration %s (offset %s dB, was %s dB)%s", subject, said,
+                    message.receiver.offset_db, message.previous_offset_db, held_back(held),
+                )  # fmt: skip
+            else:
+                _LOGGER.warning(
+                    "beacon %s looks moved or replaced (residuals %s dB): left out of calibration%s",
+                    subject, message.residuals_db, held_back(held),
+                )  # fmt: skip
+
     def _journey_horizon(self, now: float) -> float:
         """Touchpoints and receipts older than this are forgotten (``storage.journey_days``)."""
         return now - self.config.storage.journey_days * 86400
@@ -154,12 +212,13 @@ class Pipeline:
     def _commit(self, messages: list[Message], now: float) -> None:
         """Messages and the open visits they change, in one transaction; none when idle."""
         save_visits = self._visits_due(now, writing=bool(messages))
-        if not messages and not save_visits:
+        if not messages and not save_visits and not self.core.journey.state_changed():
             return
 
         def write(conn: object) -> None:
-            self.outbox.add(messages, now)
+            self.outbox.add(self._published(messages), now)
             self.state.record_journey(messages)
+            self._keep_rule_state()
             if save_visits:
                 self._save_open_visits(now)
 
@@ -170,7 +229,22 @@ class Pipeline:
             # reported as a gap, alarmed) rather than retried forever from a growing memory.
             self.counters["disk_full_refusals"] += 1
             _LOGGER.error("%s", exc)
-            self.outbox.refuse(messages, now)
+            self.outbox.refuse([m for m in messages if m.published], now)
+
+    def _keep_rule_state(self) -> None:
+        """The rules' promises in flight that changed, in the transaction of their messages."""
+        changes = self.core.journey.state_changes()
+        if changes:
+            self.database.on_rollback(lambda: self.core.journey.state_not_kept(changes))
+            self.state.keep_rule_state(changes)
+
+    def _published(self, messages: list[Message]) -> list[Message]:
+        """What goes to HQ: all but the journey log's own lines (a rule that did not act, and
+        why), which are counted (``rules_not_fired``) and kept in the journey only."""
+        published = [m for m in messages if m.published]
+        if len(published) < len(messages):
+            self.counters["rules_not_fired"] += len(messages) - len(published)
+        return published
 
     def _visits_due(self, now: float, writing: bool) -> bool:
         """Save recognised customers' open visits when they change shape, and refresh their last
@@ -221,8 +295,9 @@ class Pipeline:
         with self.database.transaction():
             self.state.apply(downlink, now)
             caused = self.core.apply(downlink, now)
-            self.outbox.add(caused, now)
+            self.outbox.add(self._published(caused), now)
             self.state.record_journey(caused)
+            self._keep_rule_state()
             if self.core.changed_visits:
                 self._save_open_visits(now)
         self.counters["downlinks_applied"] += 1
@@ -291,6 +366,7 @@ class Pipeline:
             registry_size=len(self.core.customers),
             registry_version=self.core.registry_version,
             missing_beacons=self.core.missing_beacons,
+            calibration=self.core.calibration_status(),
             outbox_bytes=self.outbox.bytes,
             dropped=dict(self.outbox.dropped),
             alarm="; ".join(a for a in (self.outbox.alarm, *self.database.alarms.values(), *alarms) if a)

@@ -82,6 +82,7 @@ def status_view(
         "scanners": snapshot.get("scanners", []),
         "remote": snapshot.get("remote"),
         "clock": snapshot.get("clock"),
+        "calibration": snapshot.get("calibration"),
     }
     return status
 
@@ -100,6 +101,7 @@ def status_lines(status: dict[str, Any]) -> list[str]:
         )
     lines.extend(remote_lines(status.get("remote")))
     lines.extend(clock_lines(status.get("clock")))
+    lines.extend(calibration_lines(status.get("calibration")))
     return lines
 
 
@@ -121,6 +123,27 @@ def clock_lines(clock: dict[str, Any] | None) -> list[str]:
             f"(+/- {clock['estimate_uncertainty_s']:.0f} s) from the system clock; "
             f"correction in force {clock.get('correction_s', 0.0):+.0f} s"
         )
+    return lines
+
+
+def calibration_lines(calibration: dict[str, Any] | None) -> list[str]:
+    """One line per receiver (configured and estimated offset against -59 dBm, readings,
+    residual, confidence, state), then the beacons whose check is not "in_place"."""
+    if not calibration:
+        return []
+    lines = []
+    for r in calibration.get("receivers", []):
+        estimated = "-" if r.get("offset_db") is None else f"{r['offset_db']:+.1f} dB"
+        residual = "-" if r.get("residual_db") is None else f"{r['residual_db']:.1f} dB"
+        lines.append(
+            f"calibration {r['receiver']}: {r['state']}, configured {r['configured_offset_db']:+.1f} dB, "
+            f"estimated {estimated}, {r['samples']} readings of {r['beacons']} beacons, "
+            f"residual {residual}, confidence {r['confidence']:.2f}"
+            + (f", {r['rejected']} rejected" if r.get("rejected") else "")
+        )
+    for b in calibration.get("beacons", []):
+        if b["state"] != "in_place":
+            lines.append(f"calibration beacon {b['beacon_id']}: {b['state']} ({b['receivers']} receivers)")
     return lines
 
 

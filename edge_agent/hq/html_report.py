@@ -18,7 +18,11 @@ from edge_agent.hq.journey_figures import DayFigures, StoreFigures, StoreLayout
 from edge_agent.hq.svg_charts import BLUE, GREEN, ORANGE, VERMILLION, attr, bars, floor_plan, footfall_chart
 from edge_agent.hq.svg_charts import histogram as histogram_svg
 
-PHASE_LABELS = {"arrived": "arrived in store", "at_counter": "at the counter", "collected": "collected"}
+PHASE_LABELS = {
+    "arrived": "arrived in store", "at_counter": "at the counter",
+    "counter_wait": "kept waiting at the counter", "collected": "collected",
+    "left_uncollected": "left without collecting",
+}  # fmt: skip
 WAIT_BIN_WIDTHS_MIN = (1, 2, 5, 10, 15, 30, 60)
 MAX_WAIT_BINS = 12
 FLOW_ROWS_IN_ONE_COLUMN = 14  # beyond, the list runs in two columns beside the floor plan
@@ -264,17 +268,23 @@ def _outcomes(day: DayFigures) -> str:
     if not day.outcomes:
         return (
             '<figure class="chart outcomes"><figcaption>Notification outcomes</figcaption>'
-            '<p class="note no-outcomes">No outcomes reported for this day: stores do not send them '
-            "yet.</p></figure>"
+            '<p class="note no-outcomes">No outcomes reported for this day: no customer notification '
+            "was decided.</p></figure>"
         )
     rows = [
         (key, float(n), f'data-outcome="{attr(key)}" data-count="{n}"')
         for key, n in sorted(day.outcomes.items(), key=lambda kv: (-kv[1], kv[0]))
     ]
+    rates = "".join(
+        f'<li data-template="{attr(template)}" data-worked="{worked}" data-decided="{decided}">'
+        f"{escape(template)}: {worked / decided:.0%} worked ({worked} of {decided})</li>"
+        for template, (worked, decided) in day.outcome_rates.items()
+    )
     return (
         '<figure class="chart outcomes"><figcaption>Notification outcomes '
         '<span class="sub">(template:outcome)</span></figcaption>'
-        f"{bars(rows, 'outcome-bars', VERMILLION, '')}</figure>"
+        f"{bars(rows, 'outcome-bars', VERMILLION, '')}"
+        f'<ul class="outcome-rates">{rates}</ul></figure>'
     )
 
 

@@ -28,9 +28,11 @@ from edge_agent.core.settings import AgentConfig
 from edge_agent.hq.store import Gap
 
 Point = tuple[float, float]
-ORDER_PHASES = ("arrived", "at_counter", "collected")
+# The funnel's steps, in a visit's order: kept waiting at the counter is a step on the way to
+# collection, left without collecting the way out of it (each counted once per order).
+ORDER_PHASES = ("arrived", "at_counter", "counter_wait", "collected", "left_uncollected")
 STREAMS = {str(m.model_fields["schema_name"].default): m.stream for m in UPLINK_MESSAGES}
-# Stores do not send outcome.v1 yet; when they do, its figures are counted, not validated here.
+# outcome.v1: each customer notification's effect (template, result, success), counted per day.
 OUTCOME_SCHEMA = "outcome.v1"
 
 
@@ -106,8 +108,10 @@ class DayFigures:
     footfall: tuple[FootfallInterval, ...]  # in time order
     notifications: dict[str, int]  # "audience:template" -> sent
     suppressed: dict[str, int]  # reason -> suppressed
-    outcomes: dict[str, int]  # "template:outcome" -> count; empty while stores send none
+    outcomes: dict[str, int]  # "template:outcome" -> count
     declared_gaps: tuple[DeclaredGap, ...]
+    # template -> (outcomes that worked, outcomes decided either way); not_measured ones left out
+    outcome_rates: dict[str, tuple[int, int]] = field(default_factory=dict)
 
     @property
     def footfall_entries(self) -> int:
@@ -184,6 +188,8 @@ class _Day:
     suppressed: Counter[str] = field(default_factory=Counter)
     outcomes: Counter[str] = field(default_factory=Counter)
     declared_gaps: list[DeclaredGap] = field(default_factory=list)
+    worked: Counter[str] = field(default_factory=Counter)
+    decided: Counter[str] = field(default_factory=Counter)
 
 
 @dataclass(slots=True)
@@ -238,6 +244,9 @@ class _Store:
             outcome = body.get("outcome") or body.get("result") or "reported"
             day = self.days[self.local(body["ts"]).date()]
             day.outcomes[f"{body.get('template', '?')}:{outcome}"] += 1
+            if body.get("success") is not None:
+                day.decided[body.get("template", "?")] += 1
+                day.worked[body.get("template", "?")] += bool(body["success"])
 
     def _visit(self, body: Mapping[str, Any]) -> None:
         day = self.days[self.local(body["started_at"]).date()]
@@ -288,6 +297,7 @@ class _Store:
                 suppressed=dict(d.suppressed),
                 outcomes=dict(d.outcomes),
                 declared_gaps=tuple(d.declared_gaps),
+                outcome_rates={t: (d.worked[t], n) for t, n in sorted(d.decided.items())},
             )
             for day, d in sorted(self.days.items())
         )

@@ -1,8 +1,10 @@
 """``edge-agent hq report``: per-store journey figures from what the HQ consumer stored.
 
 Visits, dwell per zone, footfall, notifications sent and suppressed, click-and-collect waits and
-conversion, each store's latest status, and the gaps: missing ``seq`` per store, boot and stream
-(delivery is at-least-once and deduplicated, so a gap is a message HQ never got; see docs/hq.md).
+conversion, orders left uncollected, staff alerts, loyalty check-ins and coupon redemptions, the
+share of each template's notifications that worked (``outcome.v1``), each store's latest status,
+and the gaps: missing ``seq`` per store, boot and stream (delivery is at-least-once and
+deduplicated, so a gap is a message HQ never got; see docs/hq.md).
 ``report`` gives the figures (``--json`` prints them as they are), ``report_blocks`` their text.
 """
 
@@ -23,6 +25,8 @@ from edge_agent.hq.store import DatabaseTarget, open_store
 LABELS = (
     "status", "visits", "mean visit", "top zones by dwell", "footfall", "notifications",
     "suppressed", "C&C collected (median wait)", "conversion", "gaps",
+    "C&C left uncollected", "staff alerts", "check-ins", "redemptions", "outcomes (worked)",
+    "C&C kept waiting",
 )  # fmt: skip
 TOP_ZONES = 3
 BLOCK_WIDTH = 80  # a terminal's default width
@@ -51,6 +55,7 @@ def report(db: DatabaseTarget) -> dict[str, dict[str, Any]]:
         converted = len(figures.pop("visits_with_purchase"))
         figures["visits_with_purchase"] = converted
         figures["conversion"] = round(converted / figures["visits"], 3) if figures["visits"] else None
+        figures["counter_waits"] = len(figures.pop("orders_kept_waiting"))
     return stores
 
 
@@ -72,17 +77,37 @@ def _count(figures: dict[str, Any], schema: str, body: dict[str, Any]) -> None:
     elif schema == "suppressed.v1":
         reason = body["reason"]
         figures["notifications_suppressed"][reason] = figures["notifications_suppressed"].get(reason, 0) + 1
-    elif schema == "order.v1" and body.get("arrival_to_collection_s") is not None:
-        figures["collection_s"].append(body["arrival_to_collection_s"])
+    elif schema == "order.v1":
+        _count_order(figures, body)
+    elif schema == "staff_alert.v1":
+        figures["staff_alerts"][body["template"]] = figures["staff_alerts"].get(body["template"], 0) + 1
+    elif schema == "check_in.v1":
+        figures["check_ins"] += 1
+    elif schema == "redemption.v1":
+        figures["redemptions"] += 1
+    elif schema == "outcome.v1" and body.get("success") is not None:
+        worked, decided = figures["outcomes"].get(body["template"], (0, 0))
+        figures["outcomes"][body["template"]] = (worked + bool(body["success"]), decided + 1)
     elif schema == "purchase.v1" and body.get("visit_id"):
         figures["visits_with_purchase"].add(body["visit_id"])
+
+
+def _count_order(figures: dict[str, Any], body: dict[str, Any]) -> None:
+    if body.get("arrival_to_collection_s") is not None:
+        figures["collection_s"].append(body["arrival_to_collection_s"])
+    elif body.get("phase") == "left_uncollected":
+        figures["left_uncollected"] += 1
+    elif body.get("phase") == "counter_wait":
+        figures["orders_kept_waiting"].add(body["order_id"])  # reminders repeat: orders count once
 
 
 def _empty_figures() -> dict[str, Any]:
     return {
         "events": 0, "visits": 0, "visit_seconds": 0.0, "zone_dwell_s": {}, "footfall_entries": 0,
         "notifications_sent": {}, "notifications_suppressed": {}, "collection_s": [],
-        "visits_with_purchase": set(), "gaps": [], "status": None,
+        "visits_with_purchase": set(), "gaps": [], "status": None, "left_uncollected": 0,
+        "staff_alerts": {}, "check_ins": 0, "redemptions": 0, "outcomes": {},
+        "orders_kept_waiting": set(),
     }  # fmt: skip
 
 
@@ -131,4 +156,10 @@ def _store_values(f: dict[str, Any]) -> tuple[str, ...]:
         )
         if gaps
         else "none",
+        str(f.get("left_uncollected", 0)),
+        "\n".join(f"{k} {n}" for k, n in sorted(f.get("staff_alerts", {}).items())) or "-",
+        str(f.get("check_ins", 0)),
+        str(f.get("redemptions", 0)),
+        "\n".join(f"{t} {w / n:.0%} of {n}" for t, (w, n) in sorted(f.get("outcomes", {}).items())) or "-",
+        str(f.get("counter_waits", 0)),
     )

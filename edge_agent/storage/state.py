@@ -24,6 +24,7 @@ from edge_agent.core.downlinks import (
 )
 from edge_agent.core.events import Message
 from edge_agent.core.identity import Customer
+from edge_agent.core.journey.durable import StateChange
 from edge_agent.core.journey.rules import Order
 from edge_agent.core.journey.touchpoints import touchpoint
 from edge_agent.storage.database import Database, names_customer
@@ -71,6 +72,13 @@ class StateStore:
             {"visit_id": str, "customer_id": str, "record": str}, pk="visit_id", if_not_exists=True
         )
         db.table("open_visits").create_index(["customer_id"], if_not_exists=True)
+        # The journey rules' promises in flight (coupons issued, outcomes pending, arrivals of
+        # orders not collected, check-in messages held), so a restart keeps them.
+        db.table("rule_state").create(
+            {"kind": str, "key": str, "customer_id": str, "record": str},
+            pk=("kind", "key"), if_not_exists=True,
+        )  # fmt: skip
+        db.table("rule_state").create_index(["customer_id"], if_not_exists=True)
 
     def apply(self, downlink: Downlink, now: float = 0.0) -> None:
         """Persist a validated downlink; call inside the transaction that enqueues its effects."""
@@ -173,6 +181,7 @@ class StateStore:
                 ).rowcount,
             }
             conn.execute("DELETE FROM orders WHERE customer_id = ?", (customer_id,))
+            conn.execute("DELETE FROM rule_state WHERE customer_id = ?", (customer_id,))
             conn.execute(
                 f"DELETE FROM downlink_log WHERE kind IN ({','.join('?' * len(naming))}) "
                 "AND payload LIKE ? ESCAPE '\\'",
@@ -234,6 +243,56 @@ class StateStore:
         with self._database.lock:
             rows = self._database.db.conn.execute("SELECT record FROM open_visits").fetchall()
         return [json.loads(row[0]) for row in rows]
+
+    def keep_rule_state(self, changes: Sequence[StateChange]) -> None:
+        """Write the journey rules' state changes; call inside the transaction that enqueues the
+        messages they belong to."""
+        if not changes:
+            return
+        with self._database.transaction() as conn:
+            conn.executemany(
+                "DELETE FROM rule_state WHERE kind = ? AND key = ?",
+                [(c.kind, c.key) for c in changes if c.record is None],
+            )
+            conn.executemany(
+                "INSERT OR REPLACE INTO rule_state VALUES (?,?,?,?)",
+                [
+                    (c.kind, c.key, c.customer_id, json.dumps(c.record, separators=(",", ":")))
+                    for c in changes
+                    if c.record is not None
+                ],
+            )
+
+    def rule_state(self) -> list[StateChange]:
+        """The journey rules' state kept at the last stop, as rows to restore."""
+        with self._database.lock:
+            rows = self._database.db.conn.execute(
+                "SELECT kind, key, customer_id, record FROM rule_state ORDER BY kind, key"
+            ).fetchall()
+        return [StateChange(kind, key, customer, json.loads(record)) for kind, key, customer, record in rows]
+
+    def check_ins(self) -> list[tuple[str, float]]:
+        """(customer, when) of every loyalty check-in the journey keeps, oldest first: a restart
+        must not check a customer in twice on one local day."""
+        with self._database.lock:
+            rows = self._database.db.conn.execute(
+                "SELECT customer_id, ts FROM journey WHERE kind = 'check-in' ORDER BY ts"
+            ).fetchall()
+        return [(str(customer_id), float(ts)) for customer_id, ts in rows]
+
+    def customer_notifications(self, within_s: float = 86400.0) -> list[tuple[str, str | None, float]]:
+        """(customer, visit, when) of the customer notifications sent in the ``within_s`` before
+        the journey's last line, oldest first: a restart must not reset the guards' minimum gap
+        and caps (a day covers the daily cap)."""
+        with self._database.lock:
+            rows = self._database.db.conn.execute(
+                "SELECT customer_id, visit_id, ts FROM journey WHERE kind = 'notification' "
+                "AND detail LIKE 'to customer %' AND ts >= (SELECT max(ts) FROM journey) - ? ORDER BY ts",
+                (within_s,),
+            ).fetchall()
+        return [
+            (str(customer), None if visit is None else str(visit), float(ts)) for customer, visit, ts in rows
+        ]
 
     def record_journey(self, messages: Sequence[Message]) -> None:
         """Keep the touchpoints among ``messages``; call inside the transaction that enqueues them."""

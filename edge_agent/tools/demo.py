@@ -10,6 +10,7 @@ report (``edge-agent hq report --html``) with the demo store's floor plan.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -18,6 +19,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -104,6 +106,8 @@ class DemoResult:
     customer_visits: int = 0
     footfall_entries: int = 0
     notifications: Counter[str] = field(default_factory=Counter)
+    # What the journey rules did, by the summary's row name (JOURNEY_ROWS).
+    rules: Counter[str] = field(default_factory=Counter)
     rejected_downlinks: int = 0
     sample_notification: str = ""
     example_journey: list[str] = field(default_factory=list)
@@ -172,12 +176,16 @@ def _run(
             TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
             console=console,
         ) as progress:  # fmt: skip
-            result.sightings = agent.replay(day.sightings, progress)
+            result.sightings = agent.replay(day.sightings, progress, day.timed)
             agent.deliver(hq, progress)
         result.published = agent.link.stats.acknowledged
         result.lost = agent.pipeline.outbox.depth()
         result.example_journey = _example_journey(config, day)
         result.rejected_downlinks = agent.pipeline.counters["downlinks_rejected"]
+        # Kept in the store's journey log, not sent to HQ: counted where they are written.
+        result.rules["rules that did not act (in the journey log)"] = agent.pipeline.counters[
+            "rules_not_fired"
+        ]
     finally:
         agent.close()
         hq.close()
@@ -279,7 +287,10 @@ class _DemoAgent:
             self.link.ack_downlink(delivery.mid, delivery.qos)
             applied += 1
 
-    def replay(self, sightings: list[Sighting], progress: Progress) -> int:
+    def replay(
+        self, sightings: list[Sighting], progress: Progress, timed: Sequence[tuple[float, str, bytes]] = ()
+    ) -> int:
+        """The day's sightings, and HQ's downlinks of the day (``timed``) at their moments."""
         task = progress.add_task("store day", total=len(sightings))
 
         def after_batch() -> None:
@@ -293,6 +304,10 @@ class _DemoAgent:
             progress.update(task, completed=driver.report.sightings)
 
         driver = SimulatedRun(self.pipeline, after_batch=after_batch)
+        for when, kind, payload in timed:
+            driver.at(
+                when, functools.partial(self.pipeline.downlink, self.pipeline.topics.downlink(kind), payload)
+            )
         driver.feed(sightings)
         driver.finish()
         progress.update(task, completed=len(sightings))
@@ -349,6 +364,34 @@ def _summarise(messages: list[tuple[str, dict[str, Any]]], result: DemoResult) -
             result.notifications[payload.get("audience", "?")] += 1
             if not result.sample_notification and payload.get("audience") == "customer":
                 result.sample_notification = payload.get("text", "")
+        row = _journey_row(schema, payload)
+        if row is not None:
+            result.rules[row] += 1
+        if schema == "outcome.v1" and payload.get("success") is not None:
+            result.rules["outcomes decided"] += 1
+            result.rules["outcomes that worked"] += bool(payload["success"])
+
+
+# The summary's rows for the journey rules, in order; each counts the messages ``_journey_row``
+# names (outcomes are counted apart: decided, and of those, worked).
+JOURNEY_ROWS = (
+    "C&C counter waits (staff)", "C&C left uncollected", "assistance alerts (staff)",
+    "queue alerts (staff)", "loyalty check-ins", "coupons redeemed", "outcomes decided",
+    "outcomes that worked", "rules that did not act (in the journey log)",
+)  # fmt: skip
+
+
+def _journey_row(schema: object, payload: dict[str, Any]) -> str | None:
+    template = payload.get("template")
+    if schema == "notification.v1" and template == "staff.counter_wait":
+        return "C&C counter waits (staff)"
+    if schema == "order.v1" and payload.get("phase") == "left_uncollected":
+        return "C&C left uncollected"
+    if schema == "notification.v1" and template == "staff.assist":
+        return "assistance alerts (staff)"
+    if schema == "staff_alert.v1" and template == "staff.queue":
+        return "queue alerts (staff)"
+    return {"check_in.v1": "loyalty check-ins", "redemption.v1": "coupons redeemed"}.get(str(schema))
 
 
 def print_summary(result: DemoResult, console: Console) -> None:
@@ -361,6 +404,7 @@ def print_summary(result: DemoResult, console: Console) -> None:
         ("footfall entries (all shoppers)", result.footfall_entries),
         ("notifications to customers", result.notifications["customer"]),
         ("notifications to staff", result.notifications["staff"]),
+        *((name, result.rules[name]) for name in JOURNEY_ROWS),
         ("messages published (PUBACK received)", result.published),
         ("messages left in the outbox", result.lost),
     ]

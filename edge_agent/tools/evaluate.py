@@ -20,6 +20,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from edge_agent.adapters.aes_openssl import fastest_cipher
+from edge_agent.core.calibration import REFERENCE_POWER_DBM
 from edge_agent.core.events import FootfallMessage, Message, VisitMessage
 from edge_agent.core.identity import Customer
 from edge_agent.core.ids import EventIdFactory
@@ -73,6 +74,14 @@ def run_core(
     config: AgentConfig, customers: Iterable[Customer], sightings: Iterable[Sighting]
 ) -> tuple[list[Message], int]:
     """Drive the pure core over ``sightings`` with simulated ticks until every visit has closed."""
+    messages, count, _ = drive_core(config, customers, sightings)
+    return messages, count
+
+
+def drive_core(
+    config: AgentConfig, customers: Iterable[Customer], sightings: Iterable[Sighting]
+) -> tuple[list[Message], int, StoreCore]:
+    """``run_core``, handing back the core too (its receivers' calibration at the end of the run)."""
     core = StoreCore(config, EventIdFactory.seeded("evaluate"), fastest_cipher())
     core.load(customers, [], None)
     tick_s = config.scheduler.tick_interval_s
@@ -93,7 +102,37 @@ def run_core(
     while next_tick is not None and next_tick <= end:
         messages += core.tick(next_tick)
         next_tick += tick_s
-    return messages, count
+    return messages, count, core
+
+
+@dataclass(frozen=True, slots=True)
+class CalibrationError:
+    """One receiver's estimate at the end of the run against its true offset (dB vs -59 dBm)."""
+
+    receiver: str
+    true_offset_db: float
+    configured_offset_db: float
+    estimated_offset_db: float | None
+
+    @property
+    def error_db(self) -> float | None:
+        return None if self.estimated_offset_db is None else self.estimated_offset_db - self.true_offset_db
+
+
+def calibration_errors(
+    core: StoreCore, truth_config: AgentConfig, drift: Iterable[tuple[str, float]] = ()
+) -> list[CalibrationError]:
+    """Each receiver's estimate against ``truth_config``'s power (plus ``drift``, (receiver, dB),
+    the shifts the simulator applied before the run ended)."""
+    true = {r.id: r.measured_power_dbm - REFERENCE_POWER_DBM for r in truth_config.receivers}
+    for receiver, db in drift:
+        if receiver in true:
+            true[receiver] += db
+    return [
+        CalibrationError(e.receiver, true.get(e.receiver, 0.0), e.configured_offset_db, e.offset_db)
+        for e in core.calibration.estimates()
+        if e.receiver in true
+    ]
 
 
 def predicted_visits(messages: Iterable[Message]) -> list[PredictedVisit]:

@@ -99,6 +99,19 @@ def read_truth(path: Path) -> tuple[list[Customer], list[TrueVisit]]:
     return customers, visits
 
 
+def read_drift(path: Path) -> list[tuple[str, float]]:
+    """(receiver, dB) of every gain shift the simulation applied (``simulate --drift``)."""
+    with path.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            try:
+                record = json.loads(line)
+                if record.get("record") == "simulation":
+                    return [(str(r), float(db)) for r, db, _ in record.get("drift", [])]
+            except (ValueError, KeyError, TypeError, AttributeError) as exc:
+                raise TruthFileError(f"{path}:{number}: not a truth record ({exc})") from None
+    return []
+
+
 def read_trace_file(path: Path, problems: list[TraceProblem]) -> Iterator[Sighting]:
     """Sightings of a trace file; bad lines are collected in ``problems`` and skipped."""
     with path.open(encoding="utf-8") as handle:

@@ -32,8 +32,17 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time
 from typing import Any
 
+from edge_agent.core.calibration import REFERENCE_POWER_DBM
 from edge_agent.core.const import EDDYSTONE_SERVICE_UUID
-from edge_agent.core.frames import EddystoneEid, encode_apple_overflow, encode_eddystone_eid
+from edge_agent.core.frames import (
+    EddystoneEid,
+    EddystoneUid,
+    IBeacon,
+    encode_apple_overflow,
+    encode_eddystone_eid,
+    encode_eddystone_uid,
+    encode_ibeacon,
+)
 from edge_agent.core.identity import eid_token
 from edge_agent.core.layout import Point, StoreLayout
 from edge_agent.core.settings import AgentConfig
@@ -56,7 +65,9 @@ class SimulationSettings:
     consent_share: float = 0.85
     path_loss_exponent: float = 2.2
     sensitivity_dbm: float = -95.0
-    phone_offset_sigma_db: float = 2.0
+    # Phones differ by up to about 10 dB between models: each gets a normal offset, clipped.
+    phone_offset_sigma_db: float = 3.0
+    phone_offset_max_db: float = 5.0
     advertising_interval_s: float = 1.0
     address_rotation_s: float = 900.0
     gatt_delay_s: float = 3.0
@@ -65,6 +76,13 @@ class SimulationSettings:
     # App users who come to collect an order visit this zone last before leaving.
     collect_zone: str | None = None
     collect_share: float = 0.0
+    # The positioned fixed beacons ([[beacons]] position) advertise this often, heard by every
+    # receiver in range with the phones' path loss, shadowing and loss. Real beacons advertise
+    # faster; every 10 s gives calibration 60 readings a pair in its 10-minute window and keeps
+    # a simulated day's trace within a third of the phones' sightings.
+    beacon_interval_s: float = 10.0
+    # (receiver, dB, seconds after opening): that receiver's gain shifts then (``--drift``).
+    drift: tuple[tuple[str, float, float], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +138,17 @@ class Shopper:
 
 
 @dataclass(frozen=True, slots=True)
+class SimulatedBeacon:
+    beacon_id: str
+    position: Point
+    power_dbm: float  # what a reference receiver reads at 1 m
+    address: str
+    payload: dict[str, Any]  # Sighting's keyword fields: the beacon's frame
+    phase: float
+    receiver: str | None = None  # the node that advertises it, if it is a receiver's own
+
+
+@dataclass(frozen=True, slots=True)
 class TrueVisit:
     shopper_id: str
     customer_id: str | None
@@ -150,14 +179,19 @@ class StoreDaySimulation:
     rotation_exponent: int
     overflow_bit: int
     measured_power: dict[str, int] = field(default_factory=dict)
+    beacons: list[SimulatedBeacon] = field(default_factory=list)
+    opening: float = 0.0
+    closing: float = 0.0
 
     def sightings(self) -> Iterator[Sighting]:
         """Every sighting of the day in time order, generated as time advances."""
         s = self.settings
         rng = random.Random(f"{s.seed}:radio")
-        receivers = [
+        beacon_rng = random.Random(f"{s.seed}:beacons")
+        receivers: list[tuple[str, float, float, float]] = [
             (rid, x, y, self.measured_power[rid]) for rid, (x, y) in sorted(self.layout.positions.items())
         ]
+        drifts = sorted((self.opening + at, rid, db) for rid, db, at in s.drift)
         arrivals = sorted(self.shoppers, key=lambda sh: sh.arrive)
         for shopper in arrivals:
             shopper.cursor = 0
@@ -166,6 +200,9 @@ class StoreDaySimulation:
         interval = s.advertising_interval_s
         tick = math.floor(arrivals[0].arrive / interval) * interval if arrivals else 0.0
         end = max((sh.leave for sh in arrivals), default=0.0)
+        if self.beacons and self.closing > self.opening:  # beacons advertise all day, shoppers or not
+            tick = min(tick, math.floor(self.opening / interval) * interval)
+            end = max(end, self.closing)
         tokens: dict[tuple[str, int], bytes] = {}
         ten_log = 10.0 * s.path_loss_exponent
         while tick <= end:
@@ -173,7 +210,10 @@ class StoreDaySimulation:
                 active.append(arrivals[waiting])
                 waiting += 1
             active = [sh for sh in active if sh.leave >= tick]
-            batch: list[Sighting] = []
+            while drifts and drifts[0][0] <= tick:  # a receiver's gain shifts from now on
+                _, drifted, db = drifts.pop(0)
+                receivers = [(r, x, y, p + db if r == drifted else p) for r, x, y, p in receivers]
+            batch: list[Sighting] = self._beacon_batch(beacon_rng, receivers, tick) if self.beacons else []
             for shopper in active:
                 ts = round(tick + shopper.phase * interval, 3)
                 if not shopper.arrive <= ts <= shopper.leave:
@@ -194,6 +234,31 @@ class StoreDaySimulation:
             batch.sort(key=lambda sighting: (sighting.ts, sighting.receiver, sighting.address))
             yield from batch
             tick += interval
+
+    def _beacon_batch(
+        self, rng: random.Random, receivers: list[tuple[str, float, float, float]], tick: float
+    ) -> list[Sighting]:
+        """The fixed beacons' advertisements due in [tick, tick + advertising interval)."""
+        s = self.settings
+        batch: list[Sighting] = []
+        ten_log = 10.0 * s.path_loss_exponent
+        period = s.beacon_interval_s
+        for beacon in self.beacons:
+            first = math.ceil((tick - beacon.phase * period) / period)
+            ts = first * period + beacon.phase * period
+            while ts < tick + s.advertising_interval_s:
+                for rid, rx, ry, power in receivers:
+                    if rid == beacon.receiver:
+                        continue  # a node does not hear its own advertisement
+                    distance = max(0.5, math.hypot(beacon.position[0] - rx, beacon.position[1] - ry))
+                    rssi = power + beacon.power_dbm - REFERENCE_POWER_DBM - ten_log * math.log10(distance)
+                    rssi += rng.gauss(0.0, s.sigma_db)
+                    if rssi < s.sensitivity_dbm or rng.random() < s.loss:
+                        continue
+                    rssi_dbm = max(-127, round(rssi))
+                    batch.append(Sighting(round(ts, 3), rid, beacon.address, rssi_dbm, **beacon.payload))
+                ts += period
+        return batch
 
     def _advertisement(
         self, shopper: Shopper, ts: float, tokens: dict[tuple[str, int], bytes]
@@ -266,7 +331,7 @@ def simulate_store_day(config: AgentConfig, settings: SimulationSettings) -> Sto
         shoppers.append(
             Shopper(
                 f"shopper-{index + 1:05d}", customer, times, points,
-                phase=rng.random(), offset_db=rng.gauss(0.0, settings.phone_offset_sigma_db),
+                phase=rng.random(), offset_db=_phone_offset(rng, settings),
                 rotation_phase=rng.uniform(0, settings.address_rotation_s),
             )
         )  # fmt: skip
@@ -274,7 +339,52 @@ def simulate_store_day(config: AgentConfig, settings: SimulationSettings) -> Sto
     return StoreDaySimulation(
         settings, customers, shoppers, layout, config.store.id, config.identity.rotation_exponent,
         config.gatt.overflow_bit if config.gatt.overflow_bit is not None else 42, measured,
+        simulated_beacons(config, settings.seed), opening, closing,
     )  # fmt: skip
+
+
+def _phone_offset(rng: random.Random, settings: SimulationSettings) -> float:
+    offset = rng.gauss(0.0, settings.phone_offset_sigma_db)
+    return max(-settings.phone_offset_max_db, min(settings.phone_offset_max_db, offset))
+
+
+def simulated_beacons(config: AgentConfig, seed: int) -> list[SimulatedBeacon]:
+    """The configuration's positioned beacons (and receivers' own), with frames that name them."""
+    rng = random.Random(f"{seed}:beacon-phases")
+    own = {r.beacon: r for r in config.receivers if r.beacon is not None}
+    beacons = []
+    for beacon in config.beacons:
+        node = own.get(beacon.id)
+        position = beacon.position or (node.position if node is not None else None)
+        frame = beacon_frame(beacon.id, beacon.measured_power_dbm)
+        if position is None or frame is None:
+            continue
+        power, payload = frame
+        address = "C" + _address(f"beacon:{beacon.id}")[1:]  # a static random address (top bits 11)
+        beacons.append(
+            SimulatedBeacon(
+                beacon.id, position, power, address, payload, rng.random(),
+                None if node is None else node.id,
+            )
+        )  # fmt: skip
+    return beacons
+
+
+def beacon_frame(beacon_id: str, power_dbm: int | None) -> tuple[float, dict[str, Any]] | None:
+    """(1 m power, Sighting keyword fields) of a frame carrying ``beacon_id``; None if unknown kind."""
+    parts = beacon_id.split(":")
+    power = REFERENCE_POWER_DBM if power_dbm is None else float(power_dbm)
+    if parts[0] == "ibeacon" and len(parts) == 4:
+        company, data = encode_ibeacon(IBeacon(parts[1], int(parts[2]), int(parts[3]), round(power)))
+        return power, {"manufacturer_data": {company: data}}
+    if parts[0] == "eddystone-uid" and len(parts) == 3:
+        # Eddystone announces its power at 0 m; 1 m is 41 dB below.
+        frame = EddystoneUid(round(power) + 41, bytes.fromhex(parts[1]), bytes.fromhex(parts[2]))
+        return power, {
+            "service_data": {EDDYSTONE_SERVICE_UUID: encode_eddystone_uid(frame)},
+            "service_uuids": (EDDYSTONE_SERVICE_UUID,),
+        }
+    return None
 
 
 class LayoutIncomplete(ValueError):

@@ -4,33 +4,31 @@ downlinks HQ would have sent beforehand (registry, click-and-collect orders, pla
 The radio is ``edge_agent.tools.simulate``'s (floor plan, path loss, shadowing, packet loss, rotating
 addresses), at one advertisement every ``ADVERTISING_INTERVAL_S`` per phone so the demo's trace
 stays small; app customers with an order walk to the click-and-collect counter before leaving.
+What they do there and elsewhere (waiting, lingering, queueing, buying, redeeming) is
+``daybehaviour``'s, with the downlinks HQ sends as the day goes (``StoreDay.timed``).
 """
 
 from __future__ import annotations
 
-import heapq
 import json
 import tomllib
-import zoneinfo
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime, time
+from datetime import date
 from importlib import resources
 
-from edge_agent.core.const import EDDYSTONE_SERVICE_UUID
-from edge_agent.core.frames import EddystoneUid, IBeacon, encode_eddystone_uid, encode_ibeacon
 from edge_agent.core.settings import AgentConfig
 from edge_agent.core.sighting import Sighting
 from edge_agent.core.validation import config_from_mapping
+from edge_agent.tools.daybehaviour import Collector, offers_downlink, plan_behaviour
 from edge_agent.tools.simulate import SimulationSettings, simulate_store_day
 
-# Receivers next to the store's fixed beacons (demo.toml [[beacons]]), one beacon each.
-RECEIVERS = ("entrance", "grocery", "electronics", "clothing", "counter")
-STORE_BEACON_UUID = "f7826da6-4fa2-4e98-8024-bc5b71e0893e"
-EDDYSTONE_NAMESPACE = bytes.fromhex("edd1ebeac04e5defa017")
 # Phones advertise every second or faster; the demo hears one advertisement in four to keep
 # its trace small (the simulator's default for accuracy work is one a second).
 ADVERTISING_INTERVAL_S = 4.0
+# The fixed beacons likewise: one advertisement a minute heard per receiver still calibrates the
+# receivers within the first hour (core.calibration), at a tenth of the phones' share of the trace.
+BEACON_INTERVAL_S = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +45,8 @@ class StoreDay:
     sightings: list[Sighting]
     customers: list[DemoCustomer]
     downlinks: list[tuple[str, bytes]] = field(default_factory=list)
+    # HQ's downlinks during the day (an order handed over, a till receipt): (when, kind, payload).
+    timed: list[tuple[float, str, bytes]] = field(default_factory=list)
 
 
 def generate(
@@ -65,7 +65,8 @@ def generate(
     settings = SimulationSettings(
         shoppers=shoppers, seed=seed, day=day, open_hours=open_hours, loss=loss,
         app_share=min(1.0, app_customers / max(1, shoppers)), consent_share=0.9,
-        advertising_interval_s=ADVERTISING_INTERVAL_S, collect_zone="counter", collect_share=0.25,
+        advertising_interval_s=ADVERTISING_INTERVAL_S, beacon_interval_s=BEACON_INTERVAL_S,
+        collect_zone="counter", collect_share=0.25,
     )  # fmt: skip
     simulation = simulate_store_day(config, settings)
     customers = [
@@ -75,13 +76,13 @@ def generate(
         )
         for index, c in enumerate(simulation.customers)
     ]  # fmt: skip
-    tz = zoneinfo.ZoneInfo(timezone)
-    opening = datetime.combine(day, time(open_hours[0]), tz).timestamp()
-    closing = datetime.combine(day, time(open_hours[1]), tz).timestamp()
-    sightings = list(
-        heapq.merge(simulation.sightings(), _fixed_beacons(opening, closing), key=lambda s: s.ts)
+    collectors = [Collector(c.customer_id, c.order_id) for c in customers if c.order_id]
+    timed = plan_behaviour(
+        simulation.shoppers, simulation.layout, collectors, seed, day, timezone, open_hours
     )
-    return StoreDay(sightings, customers, _downlinks(customers))
+    # The store's fixed beacons (demo.toml [[beacons]], positioned) are the simulator's too.
+    sightings = list(simulation.sightings())
+    return StoreDay(sightings, customers, [*_downlinks(customers), ("offers", offers_downlink(day))], timed)
 
 
 def demo_config(overrides: Mapping[str, Mapping[str, object]] | None = None) -> AgentConfig:
@@ -150,26 +151,3 @@ PLANOGRAM = [
     ("SKU-4001", "Rain jacket", "clothing", "20", "1", True),
     ("SKU-4002", "Wool scarf", "clothing", "21", "2", False),
 ]
-
-
-def _fixed_beacons(opening: float, closing: float) -> list[Sighting]:
-    sightings = []
-    for minor, receiver in enumerate(RECEIVERS, start=1):
-        company, ibeacon = encode_ibeacon(IBeacon(STORE_BEACON_UUID, 100, minor, -59))
-        address = f"C0:FF:EE:00:00:{minor:02X}"
-        ts = opening + minor
-        while ts < closing:
-            sightings.append(Sighting(ts, receiver, address, -55, manufacturer_data={company: ibeacon}))
-            ts += 60.0
-    uid = encode_eddystone_uid(EddystoneUid(-20, EDDYSTONE_NAMESPACE, bytes.fromhex("000000000001")))
-    ts = opening + 7
-    while ts < closing:
-        sightings.append(
-            Sighting(ts, "counter", "C0:FF:EE:00:01:01", -58, service_data={EDDYSTONE_SERVICE_UUID: uid})
-        )
-        ts += 60.0
-    # heapq.merge with the shoppers' stream needs this stream in time order too: beacon by beacon,
-    # it put four beacons' first sightings at the end of the day, so they were "missing" at 09:10
-    # and "returned" with a morning timestamp after closing.
-    sightings.sort(key=lambda sighting: sighting.ts)
-    return sightings

@@ -132,6 +132,8 @@ class ReceiptRecord(Strict):
     customer_id: Id
     items: Annotated[list[ReceiptItem], Field(min_length=1, max_length=500)]
     total: Annotated[float, Field(ge=0)]
+    # Coupon codes the till took with this purchase; one this store issued becomes redemption.v1.
+    coupons: Annotated[list[Annotated[str, Field(min_length=1, max_length=64)]], Field(max_length=50)] = []
 
 
 class ReceiptsDownlink(Downlink):

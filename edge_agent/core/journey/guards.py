@@ -79,6 +79,14 @@ class NotificationGuard:
                 sent.last += delta_s
                 sent.day = datetime.fromtimestamp(sent.last, self._tz).toordinal()
 
+    def restore(self, customer_id: str, visit_id: str | None, at: float) -> None:
+        """A customer notification sent before a restart (oldest first), so the gap, the day's
+        cap and an open visit's cap go on counting it. ``visit_id`` None: that visit has ended."""
+        self.sent(customer_id, visit_id or "", at)
+        sent = self._sent[customer_id]
+        if visit_id is None and sent.per_visit:
+            sent.per_visit.pop("", None)
+
     def visit_ended(self, customer_id: str, visit_id: str) -> None:
         sent = self._sent.get(customer_id)
         if sent is not None and sent.per_visit:

@@ -7,6 +7,12 @@
   with aisle and shelf, at most ``max_items``, never the same item twice in a visit.
 - Post-purchase: a receipt of a customer who is in the store -> at the end of the visit a
   thank-you, a related-product coupon from ``offers`` and a feedback link.
+- After the arrival (``collection``): a shopper kept waiting at the counter, or leaving without
+  the order, is named to staff; assistance (``assist``) and queues (``queue``) likewise.
+- Loyalty (``loyalty``, ``coupons``): a daily check-in, and a coupon this store issued coming
+  back on a receipt (``redemption.v1``).
+- Every customer notification's outcome (``outcomes``), and every rule that looked at a shopper
+  and did not act says why (``skipped.v1``, the journey log's only), beside the guards' refusals.
 
 Every customer notification passes the guards (``guards``); one they stop becomes a
 ``suppressed.v1`` record with the reason. Orders, purchases and notifications carry the
@@ -16,10 +22,10 @@ Every customer notification passes the guards (``guards``); one they stop become
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Iterable, Mapping
+from dataclasses import asdict
 from datetime import datetime
-from typing import Literal, cast
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from edge_agent.core.downlinks import (
@@ -39,40 +45,27 @@ from edge_agent.core.events import (
     Envelopes,
     Message,
     NotificationMessage,
-    OrderMessage,
     PurchaseMessage,
-    SuppressedMessage,
-    utc,
 )
 from edge_agent.core.identity import Customer
 from edge_agent.core.ids import EventIdFactory
+from edge_agent.core.journey.acting import Acts
+from edge_agent.core.journey.assist import AssistWatch
+from edge_agent.core.journey.collection import Arrival, Order, counter_waits, left_uncollected
+from edge_agent.core.journey.coupons import redemption_message
+from edge_agent.core.journey.durable import ARRIVAL, COUPON, HELD, OUTCOME, StateChange
 from edge_agent.core.journey.guards import NotificationGuard
-from edge_agent.core.journey.templates import Templates
+from edge_agent.core.journey.loyalty import CheckIns
+from edge_agent.core.journey.queue import QueueWatch
 from edge_agent.core.presence import OpenVisit
 from edge_agent.core.settings import RulesSettings
 
-OrderPhase = Literal["arrived", "at_counter", "collected"]
+__all__ = ["JOURNEY_RULES", "JourneyRules", "Order", "VisitOf"]  # Order: the store core's import
+
 # Where a receipt's customer is in the store now (None: not in the store).
 VisitOf = Callable[[str], OpenVisit | None]
 # The rule that applies each downlink kind the journey rules hold (AppliedBy.JOURNEY).
 JOURNEY_RULES: Handlers[JourneyRules, [float, VisitOf], list[Message]] = Handlers("journey rules")
-
-
-@dataclass(frozen=True, slots=True)
-class Order:
-    order_id: str
-    customer_id: str
-    status: str  # ready | collected | cancelled
-    pickup_point: str
-    pickup_zone: str | None = None
-    version: int = 0
-
-
-@dataclass(slots=True)
-class _Arrival:
-    visit_id: str
-    at: float
-    at_counter: bool = False
 
 
 class JourneyRules:
@@ -87,15 +80,19 @@ class JourneyRules:
         self.planogram: dict[str, PlanogramItem] = {}
         self.offers: dict[str, OfferRecord] = {}
         self._receipts_seen: set[str] = set()
-        self._arrivals: dict[str, _Arrival] = {}  # order id -> arrival of its customer
+        self._arrivals: dict[str, Arrival] = {}  # order id -> arrival of its customer
+        self._arrivals_kept: dict[str, dict[str, Any]] = {}  # as the state store last had them
         self._suggested: defaultdict[str, set[str]] = defaultdict(set)  # visit id -> SKUs
         self._purchases: defaultdict[str, list[ReceiptRecord]] = defaultdict(list)  # visit id -> receipts
+        self._acts = Acts(self._envelope, self._guard, settings)
+        self._check_ins = CheckIns(timezone, self._acts.journal)
+        self._assist = AssistWatch()
+        self._queue = QueueWatch()
         self.retune(settings)
 
     def retune(self, settings: RulesSettings) -> None:
         self._settings = settings
-        # The language keys are Literal["en", "it"], which Templates reads as plain strings.
-        self._templates = Templates(cast(Mapping[str, Mapping[str, str]], settings.templates))
+        self._acts.retune(settings)
         self._guard.retune(settings.guards)
 
     def shift(self, delta_s: float) -> None:
@@ -154,8 +151,10 @@ class JourneyRules:
             arrival = self._arrivals.pop(record.order_id, None) if record.status != "ready" else None
             if arrival is not None and record.status == "collected":
                 messages.append(
-                    self._order_event(record.order_id, record.customer_id, arrival.visit_id, "collected", now,
-                                      arrival_to_collection_s=round(now - arrival.at, 3))
+                    self._acts.order_event(
+                        record.order_id, record.customer_id, arrival.visit_id, "collected", now,
+                        arrival_to_collection_s=round(now - arrival.at, 3),
+                    )
                 )  # fmt: skip
         return messages
 
@@ -177,6 +176,24 @@ class JourneyRules:
                     items=sum(item.quantity for item in receipt.items),
                 )
             )  # fmt: skip
+            messages += self._redemptions(receipt, None if visit is None else visit.visit_id, now)
+        return messages
+
+    def _redemptions(self, receipt: ReceiptRecord, visit_id: str | None, now: float) -> list[Message]:
+        """A code on the receipt that this store gave the customer links receipt, notification
+        and the visit that issued it; other codes (from other channels) are not ours to link."""
+        messages: list[Message] = []
+        for code in dict.fromkeys(receipt.coupons):
+            coupon = self._acts.coupons.redeem(receipt.customer_id, code, now)
+            if coupon is None:
+                continue
+            messages.append(redemption_message(self._envelope, coupon, receipt.receipt_id, visit_id, now))
+            messages.append(
+                self._acts.outcomes.decided(
+                    coupon.notification_event_id, coupon.customer_id, coupon.visit_id, coupon.template,
+                    "redeemed", True, now, now - coupon.issued_at,
+                )
+            )  # fmt: skip
         return messages
 
     # ------------------------------------------------------------------ presence
@@ -186,10 +203,22 @@ class JourneyRules:
         shelf = self._settings.shelf_location
         if shelf.enabled and shelf.trigger == "visit":
             messages += self._shelf_location(visit, customer, now, zone=None)
+        if self._settings.check_in.enabled:
+            messages += self._check_ins.check_in(
+                self._acts,
+                self._settings.check_in,
+                visit,
+                customer,
+                now,
+                lambda: self._ids.random(4).hex().upper(),
+            )
         return messages
 
     def zone_entered(self, visit: OpenVisit, customer: Customer, zone: str, now: float) -> list[Message]:
-        messages = self._click_and_collect_counter(visit, customer, zone, now)
+        messages: list[Message] = [
+            *self._acts.outcomes.zone_entered(customer.customer_id, visit.visit_id, zone, now),
+            *self._click_and_collect_counter(visit, customer, zone, now),
+        ]
         shelf = self._settings.shelf_location
         if shelf.enabled and shelf.trigger == "zone":
             messages += self._shelf_location(visit, customer, now, zone=zone)
@@ -197,11 +226,49 @@ class JourneyRules:
 
     def visit_ended(self, visit: OpenVisit, customer: Customer | None, now: float) -> list[Message]:
         self._suggested.pop(visit.visit_id, None)
+        self._assist.visit_ended(visit.visit_id)
         receipts = self._purchases.pop(visit.visit_id, [])
         messages: list[Message] = []
+        if customer is not None:
+            messages += left_uncollected(
+                self._acts, self._settings, self._arrivals, self.orders, visit, customer, now
+            )
         if customer is not None and receipts and self._settings.post_purchase.enabled:
-            messages.append(self._thank_you(visit, customer, receipts, now))
+            messages += self._thank_you(visit, customer, receipts, now)
+        messages += self._check_ins.visit_ended(self._acts, visit.visit_id, now)
+        messages += self._acts.visit_ended(visit.visit_id, now)
         self._guard.visit_ended(visit.subject.id, visit.visit_id)
+        return messages
+
+    def tick(
+        self,
+        now: float,
+        visits: Callable[[], Iterable[tuple[OpenVisit, Customer]]],
+        zone_occupancy: Callable[[], Mapping[str, int]],
+    ) -> list[Message]:
+        """What time alone decides: counter waits, lingering shoppers, queues, outcomes whose
+        window closed and coupons whose validity ended. The visits and the zones' occupancy are
+        asked for only when a rule needs them (a tick comes every second)."""
+        messages: list[Message] = []
+        assist = self._settings.assist
+        waiting = self._settings.counter_wait.enabled and any(
+            not a.left and a.at_counter for a in self._arrivals.values()
+        )
+        held = self._check_ins.holding
+        if waiting or (assist.enabled and assist.zones) or held:
+            present = list(visits())
+            if held:
+                messages += self._check_ins.release(self._acts, self._settings.check_in, present, now)
+            if waiting:
+                messages += counter_waits(
+                    self._acts, self._settings, self._arrivals, self.orders, present, now
+                )
+            messages += self._assist.alerts(self._acts, assist, present, now)
+        queue = self._settings.queue
+        if queue.enabled and queue.zones:
+            messages += self._queue.alerts(self._acts, queue, zone_occupancy(), now)
+        messages += self._acts.outcomes.expire(now)
+        messages += self._acts.coupons_expired(now)
         return messages
 
     def snapshot_downlinks(self) -> list[Downlink]:
@@ -224,10 +291,68 @@ class JourneyRules:
             )
         return snapshot
 
+    def restore_check_ins(self, check_ins: Iterable[tuple[str, float]]) -> None:
+        """The check-ins kept across a restart (customer, when), oldest first."""
+        for customer_id, ts in check_ins:
+            self._check_ins.record(customer_id, self._check_ins.local_date(ts))
+
+    def state_changed(self) -> bool:
+        """Whether ``state_changes`` has anything to say (cheap: asked at every idle commit)."""
+        return bool(len(self._acts.journal)) or self._arrivals.keys() != self._arrivals_kept.keys()
+
+    def state_changes(self) -> list[StateChange]:
+        """What of the rules' promises in flight changed since last asked (``durable``): coupons
+        and outcomes as they were noted, arrivals by comparing them with what was kept (a few
+        orders at most; their flags change inside the collection rules)."""
+        journal = self._acts.journal
+        for order_id, arrival in self._arrivals.items():
+            record = asdict(arrival)
+            if self._arrivals_kept.get(order_id) != record:
+                self._arrivals_kept[order_id] = record
+                order = self.orders.get(order_id)
+                journal.put(ARRIVAL, order_id, "" if order is None else order.customer_id, record)
+        for order_id in self._arrivals_kept.keys() - self._arrivals.keys():
+            del self._arrivals_kept[order_id]
+            journal.drop(ARRIVAL, order_id, "")
+        return journal.drain()
+
+    def state_not_kept(self, changes: list[StateChange]) -> None:
+        """``changes`` were not committed: they are due again at the next commit."""
+        self._acts.journal.undo(changes)
+
+    def restore_state(self, kept: Iterable[StateChange], open_visits: Collection[str]) -> None:
+        """The promises kept at the last stop: coupons still redeemable, outcomes still pending
+        (those of a visit that did not survive the restart are decided at the first tick), the
+        arrivals of orders still ready and the check-in messages still held."""
+        rows = list(kept)
+        by_kind: defaultdict[str, list[dict[str, Any]]] = defaultdict(list)
+        for row in rows:
+            if row.record is not None:
+                by_kind[row.kind].append(row.record)
+        self._acts.restore_coupons(by_kind[COUPON])
+        self._acts.outcomes.restore(by_kind[OUTCOME], open_visits)
+        for row in rows:
+            if row.kind == ARRIVAL and row.record is not None:
+                self._arrivals_kept[row.key] = row.record  # one no longer wanted is deleted at once
+                order = self.orders.get(row.key)
+                if order is not None and order.status == "ready":
+                    self._arrivals[row.key] = Arrival(**row.record)
+        self._check_ins.restore_held(by_kind[HELD], open_visits)
+
+    def restore_sent(
+        self, sent: Iterable[tuple[str, str | None, float]], open_visits: Collection[str]
+    ) -> None:
+        """Customer notifications of the last day before a restart (customer, visit, when;
+        oldest first): the guards' gap and caps count them as if the agent had never stopped."""
+        for customer_id, visit_id, at in sent:
+            self._guard.restore(customer_id, visit_id if visit_id in open_visits else None, at)
+
     def forget_customer(self, customer_id: str) -> None:
         """Erasure or consent withdrawn: nothing more about this customer from the rules."""
         self.lists.pop(customer_id, None)
         self._guard.forget(customer_id)
+        self._acts.forget(customer_id)
+        self._check_ins.forget(customer_id)
         for order_id in [o.order_id for o in self.orders.values() if o.customer_id == customer_id]:
             self.orders.pop(order_id, None)
             self._arrivals.pop(order_id, None)
@@ -244,21 +369,25 @@ class JourneyRules:
                 continue
             if order.order_id in self._arrivals:
                 continue  # announced in this or an earlier visit, not collected yet
-            self._arrivals[order.order_id] = _Arrival(visit.visit_id, now)
+            self._arrivals[order.order_id] = Arrival(visit.visit_id, now)
             messages.append(
-                self._order_event(order.order_id, customer.customer_id, visit.visit_id, "arrived", now)
+                self._acts.order_event(order.order_id, customer.customer_id, visit.visit_id, "arrived", now)
             )
             fields = {"order_id": order.order_id, "pickup_point": order.pickup_point}
             data = {"order_id": order.order_id, "pickup_point": order.pickup_point}
             ttl = settings.notification_ttl_s
-            messages.append(
-                self._notify(customer, visit, "cnc.arrival.customer", "service", now, ttl, data, fields)
-            )
+            pickup_zone = order.pickup_zone or settings.pickup_zone
+            messages += self._acts.sent(
+                self._acts.notify(customer, visit, "cnc.arrival.customer", "service", now, ttl, data, fields),
+                now, kind="counter", zones=frozenset({pickup_zone} if pickup_zone else ()),
+            )  # fmt: skip
             if settings.staff_alerts:
                 messages.append(
-                    self._notify(customer, visit, "cnc.arrival.staff", "service", now,
+                    self._acts.notify(customer, visit, "cnc.arrival.staff", "service", now,
                                  settings.notification_ttl_s, data, fields, staff=True)
                 )  # fmt: skip
+        if not messages:
+            messages += self._acts.skip(visit, customer, "click_and_collect", "no order ready", now)
         return messages
 
     def _click_and_collect_counter(
@@ -274,12 +403,12 @@ class JourneyRules:
                 continue
             arrival.at_counter = True
             messages.append(
-                self._order_event(order_id, customer.customer_id, visit.visit_id, "at_counter", now)
+                self._acts.order_event(order_id, customer.customer_id, visit.visit_id, "at_counter", now)
             )
             if settings.staff_alerts:
                 fields = {"order_id": order_id, "pickup_point": order.pickup_point}
                 messages.append(
-                    self._notify(customer, visit, "cnc.counter.staff", "service", now,
+                    self._acts.notify(customer, visit, "cnc.counter.staff", "service", now,
                                  settings.notification_ttl_s, fields, fields, staff=True)
                 )  # fmt: skip
         return messages
@@ -290,39 +419,53 @@ class JourneyRules:
         settings = self._settings.shelf_location
         shopping_list = self.lists.get(customer.customer_id)
         if shopping_list is None:
-            return []
+            return self._acts.skip(visit, customer, "shelf_location", "no list", now)
         already = self._suggested[visit.visit_id]
         found: list[PlanogramItem] = []
+        out_of_stock: list[str] = []
+        elsewhere = suggested = 0
         for entry in shopping_list.items:
             item = self.planogram.get(entry.sku)
             if item is None or not item.in_stock or entry.sku in already:
+                if item is not None and not item.in_stock:
+                    out_of_stock.append(item.name)
+                suggested += entry.sku in already
                 continue  # never an item this store cannot hand over, never the same one twice
             if zone is not None and item.zone != zone:
+                elsewhere += 1
                 continue
             if all(f.sku != item.sku for f in found):
                 found.append(item)
             if len(found) == settings.max_items:
                 break
         if not found:
-            return []
+            return self._acts.skip(
+                visit,
+                customer,
+                "shelf_location",
+                _nothing_to_suggest(out_of_stock, elsewhere, suggested, zone),
+                now,
+            )
         language = self._settings.language
         listed = "; ".join(
-            self._templates.render(
+            self._acts.templates.render(
                 "shelf.item", language, name=i.name, aisle=i.aisle or "-", shelf=i.shelf or "-"
             )
             for i in found
         )
-        message = self._notify(
+        message = self._acts.notify(
             customer, visit, "shelf.location", "marketing", now, settings.notification_ttl_s,
             {"skus": ",".join(i.sku for i in found)}, {"items": listed},
         )  # fmt: skip
         if isinstance(message, NotificationMessage):
             already.update(i.sku for i in found)
-        return [message]
+        # The push worked if the shopper then went where it pointed (not the zone they are in).
+        zones = frozenset(i.zone for i in found) - {visit.zone or ""}
+        return self._acts.sent(message, now, kind="zone", zones=zones, window_s=settings.outcome_window_s)
 
     def _thank_you(
         self, visit: OpenVisit, customer: Customer, receipts: list[ReceiptRecord], now: float
-    ) -> Message:
+    ) -> list[Message]:
         settings = self._settings.post_purchase
         language = self._settings.language
         offer = self._related_offer(receipts, now)
@@ -330,7 +473,7 @@ class JourneyRules:
         coupon_text = ""
         if offer is not None:
             valid_until = offer.valid_until.astimezone(self._tz).date().isoformat()
-            coupon_text = self._templates.render(
+            coupon_text = self._acts.templates.render(
                 "post_purchase.coupon",
                 language,
                 coupon=offer.coupon,
@@ -338,10 +481,14 @@ class JourneyRules:
                 valid_until=valid_until,
             )
             data.update(coupon=offer.coupon, offer_id=offer.offer_id)
-        return self._notify(
+        message = self._acts.notify(
             customer, visit, "post_purchase.thanks", "marketing", now, settings.notification_ttl_s, data,
             {"coupon_text": coupon_text, "feedback_url": settings.feedback_url},
         )  # fmt: skip
+        if offer is not None and isinstance(message, NotificationMessage):
+            # its outcome: the coupon redeemed or expired
+            return self._acts.issue(message, offer.coupon, now, offer.valid_until.timestamp())
+        return self._acts.sent(message, now)
 
     def _related_offer(self, receipts: list[ReceiptRecord], now: float) -> OfferRecord | None:
         moment = datetime.fromtimestamp(now, self._tz)
@@ -354,45 +501,13 @@ class JourneyRules:
                 return offer
         return None
 
-    # ------------------------------------------------------------------ messages
 
-    def _notify(
-        self,
-        customer: Customer,
-        visit: OpenVisit,
-        template: str,
-        purpose: str,
-        now: float,
-        ttl_s: float,
-        data: dict[str, str],
-        fields: dict[str, str],
-        *,
-        staff: bool = False,
-    ) -> Message:
-        audience: Literal["customer", "staff"] = "staff" if staff else "customer"
-        reason = self._guard.refusal(customer, purpose, visit.visit_id, now, staff=staff)
-        if reason is not None:
-            return SuppressedMessage(
-                **self._envelope.at(now),
-                customer_id=customer.customer_id, visit_id=visit.visit_id, template=template,
-                audience=audience, reason=reason,
-            )  # fmt: skip
-        if not staff:
-            self._guard.sent(customer.customer_id, visit.visit_id, now)
-        language = self._settings.language
-        return NotificationMessage(
-            **self._envelope.at(now), audience=audience,
-            channel="staff_device" if staff else "push", customer_id=customer.customer_id,
-            visit_id=visit.visit_id, template=template, language=language,
-            text=self._templates.render(template, language, **fields), data=data, expires=utc(now + ttl_s),
-        )  # fmt: skip
-
-    def _order_event(
-        self, order_id: str, customer_id: str, visit_id: str | None, phase: OrderPhase, now: float,
-        arrival_to_collection_s: float | None = None,
-    ) -> OrderMessage:  # fmt: skip
-        return OrderMessage(
-            **self._envelope.at(now), order_id=order_id,
-            customer_id=customer_id, visit_id=visit_id, phase=phase,
-            arrival_to_collection_s=arrival_to_collection_s,
-        )  # fmt: skip
+def _nothing_to_suggest(out_of_stock: list[str], elsewhere: int, suggested: int, zone: str | None) -> str:
+    """Why a shelf-location push found nothing to say, in support's words."""
+    if elsewhere:
+        return f"no listed item shelved in {zone}"
+    if out_of_stock:
+        return "out of stock: " + ", ".join(sorted(set(out_of_stock)))
+    if suggested:
+        return "every listed item already suggested in this visit"
+    return "nothing on the list this store sells"

@@ -37,6 +37,32 @@ SHIPPED: dict[str, dict[str, str]] = {
         "en": "Use code {coupon} for {product}, valid until {valid_until}. ",
         "it": "Usa il codice {coupon} per {product}, valido fino al {valid_until}. ",
     },
+    "staff.counter_wait": {
+        "en": "Customer for order {order_id} has waited {wait_min} min at {pickup_point}: hand it over.",
+        "it": "Il cliente dell'ordine {order_id} aspetta da {wait_min} min a {pickup_point}: consegnalo.",
+    },
+    "staff.left_uncollected": {
+        "en": "Customer for order {order_id} left without collecting it ({store_min} min in store, "
+        "{counter_min} min at the counter).",
+        "it": "Il cliente dell'ordine {order_id} è uscito senza ritirarlo ({store_min} min in negozio, "
+        "{counter_min} min al banco).",
+    },
+    "staff.assist": {
+        "en": "A customer has been in {zone} for {minutes} min and may need help.",
+        "it": "Un cliente è in {zone} da {minutes} min e potrebbe aver bisogno di aiuto.",
+    },
+    "staff.queue": {
+        "en": "{people} people in {zone}: open another till.",
+        "it": "{people} persone in {zone}: aprite un'altra cassa.",
+    },
+    "loyalty.check_in": {
+        "en": "Welcome back! {reward}{coupon_text}",
+        "it": "Bentornato! {reward}{coupon_text}",
+    },
+    "loyalty.coupon": {
+        "en": " Your code {coupon} is valid until {valid_until}.",
+        "it": " Il tuo codice {coupon} è valido fino al {valid_until}.",
+    },
     "shelf.item": {
         "en": "{name} (aisle {aisle}, shelf {shelf})",
         "it": "{name} (corsia {aisle}, scaffale {shelf})",

@@ -1,7 +1,8 @@
 """One line per touchpoint of a customer's journey, for support staff (``edge-agent journey``).
 
 Every message about a recognised customer (visit, zone, dwell, notification sent or suppressed,
-order, purchase) becomes a short human-readable line kept in the store's SQLite for
+a rule that did not act and why, order, purchase, check-in, redemption, a notification's
+outcome) becomes a short human-readable line kept in the store's SQLite for
 ``storage.journey_days``. Pure: message in, (customer, visit, time, kind, detail) out.
 
 A line is dated when it happened to the shopper, which is not always when its message was
@@ -18,11 +19,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from edge_agent.core.events import (
+    CheckInMessage,
     DwellMessage,
     Message,
     NotificationMessage,
     OrderMessage,
+    OutcomeMessage,
     PurchaseMessage,
+    RedemptionMessage,
+    SkippedMessage,
     SuppressedMessage,
     VisitMessage,
     ZoneMessage,
@@ -63,18 +68,20 @@ def touchpoint(message: Message) -> Touchpoint | None:
     elif isinstance(message, SuppressedMessage):
         kind, detail = "suppressed", f"{message.template} to {message.audience} not sent: {message.reason}"
     elif isinstance(message, OrderMessage):
-        kind, detail = "order", f"order {message.order_id} {message.phase.replace('_', ' ')}"
-        if message.arrival_to_collection_s is not None:
-            detail += f" ({message.arrival_to_collection_s / 60:.1f} min after arrival)"
+        kind, detail = "order", _order_detail(message)
     elif isinstance(message, PurchaseMessage):
         kind, detail = (
             "purchase",
             f"receipt {message.receipt_id}: {message.items} items, total {message.total:.2f}",
         )
     else:
-        return None
+        line = _rule_line(message)
+        if line is None:
+            return None
+        kind, detail = line
     visit_id = getattr(message, "visit_id", None)
-    return Touchpoint(message.customer_id, visit_id, _happened_at(message), kind, detail)
+    customer_id: str = getattr(message, "customer_id")  # noqa: B009  # every kind above names one
+    return Touchpoint(customer_id, visit_id, _happened_at(message), kind, detail)
 
 
 def _happened_at(message: Message) -> float:
@@ -84,3 +91,34 @@ def _happened_at(message: Message) -> float:
     if isinstance(message, DwellMessage):
         return message.entered_at.timestamp() + message.dwell_s
     return message.ts.timestamp()
+
+
+def _order_detail(message: OrderMessage) -> str:
+    detail = f"order {message.order_id} {message.phase.replace('_', ' ')}"
+    if message.arrival_to_collection_s is not None:
+        detail += f" ({message.arrival_to_collection_s / 60:.1f} min after arrival)"
+    if message.wait_s is not None:
+        detail += f" ({message.wait_s / 60:.1f} min at the counter)"
+    if message.time_in_store_s is not None:
+        detail += (
+            f" ({message.time_in_store_s / 60:.1f} min in store,"
+            f" {(message.time_at_counter_s or 0.0) / 60:.1f} min at the counter)"
+        )
+    return detail
+
+
+def _rule_line(message: Message) -> tuple[str, str] | None:
+    """The lines of the rules that act on the journey: a rule not acting, a check-in, a coupon
+    redeemed, a notification's outcome."""
+    if isinstance(message, SkippedMessage):
+        return "not fired", f"{message.rule} did not act: {message.reason}"
+    if isinstance(message, CheckInMessage):
+        return "check-in", f"loyalty check-in for {message.local_date}: {message.reward}"
+    if isinstance(message, RedemptionMessage):
+        return (
+            "redemption",
+            f"coupon {message.coupon} redeemed on receipt {message.receipt_id} ({message.template})",
+        )
+    if isinstance(message, OutcomeMessage):
+        return "outcome", f"{message.template}: {message.result.replace('_', ' ')}"
+    return None
