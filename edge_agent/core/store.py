@@ -458,15 +458,17 @@ class StoreCore:
     def shift(self, delta_s: float) -> None:
         """The agent followed a wall-clock step (``core.wallclock``): re-date everything held.
 
-        Every time the core keeps (open visits, footfall interval, guards, arrivals, beacons)
-        moves by the step, so what is measured from it (absence, gaps, waits, silence) keeps its
-        length and nothing opens or ends because the clock moved; what is reported from now on
-        carries the corrected time. Recognised customers' open visits are rewritten with it."""
+        Every time the core keeps (open visits, footfall interval, the journey rules' waits and
+        promises, beacons, calibration windows) moves by the step, so what is measured from it
+        (absence, gaps, waits, silence) keeps its length and nothing opens or ends because the
+        clock moved; what is reported from now on carries the corrected time. Recognised
+        customers' open visits are rewritten with it."""
         self._tracker.shift(delta_s)
         self._footfall.shift(delta_s)
         self._journey.shift(delta_s)
         self._fleet.shift(delta_s)
         self._beacon_sightings.shift(delta_s)
+        self._calibration.shift(delta_s)
         self._day_span = (0.0, 0.0, 0)
         self.changed_visits.update(s.id for s in self._tracker.open_visits if s.kind == "customer")
 

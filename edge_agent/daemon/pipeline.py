@@ -162,6 +162,8 @@ class Pipeline:
         self._visits_saved_at = None
         if self._journey_pruned_at is not None:
             self._journey_pruned_at += delta_s
+        if self._calibration_saved_at is not None:
+            self._calibration_saved_at += delta_s
 
     def _save_calibration(self, now: float) -> None:
         """Keep the receivers' estimates every ``CALIBRATION_SAVE_S``, so a restart uses them."""
