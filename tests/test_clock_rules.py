@@ -14,6 +14,7 @@ from collections import Counter
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -23,7 +24,8 @@ from edge_agent.core.footfall import Footfall
 from edge_agent.core.identity import Customer
 from edge_agent.core.ids import EventIdFactory
 from edge_agent.core.journey.guards import NotificationGuard
-from edge_agent.core.settings import GuardSettings, RulesSettings
+from edge_agent.core.journey.loyalty import CheckIns
+from edge_agent.core.settings import GuardSettings
 from edge_agent.daemon.pipeline import Pipeline
 from edge_agent.daemon.timekeeper import Timekeeper
 from edge_agent.storage.database import Database
@@ -34,9 +36,15 @@ from tests.helpers import app_sighting, customers_downlink, orders_downlink
 ROME = ZoneInfo("Europe/Rome")
 FORWARD, BACK = 3 * 3600.0, -3600.0
 STEPS = pytest.mark.parametrize("step", [FORWARD, BACK], ids=["forward 3 h", "back 1 h"])
-# What reads the store's local day or time of day, and the tests here that cover it. Check-in per
-# day (being built for issue 15) joins with its own pair when it lands: test_check_in_per_day.
-LOCAL_DAY_RULES = ("quiet hours", "cap per local day", "minimum gap", "footfall intervals")
+# What reads the store's local day or time of day, and the tests here that cover it; the rules
+# that time a wait (the counter wait's reminders) are here too.
+LOCAL_DAY_RULES = (
+    "quiet hours",
+    "cap per local day",
+    "minimum gap",
+    "footfall intervals",
+    "check-in per day",
+)
 CUSTOMER = Customer("c1", bytes(16), consent_service=True, consent_marketing=True)
 
 
@@ -87,11 +95,13 @@ def test_the_minimum_gap_is_measured_across_a_step_as_it_really_passed(step: flo
 # ---------------------------------------------------------------------------------------------- quiet hours
 
 
-def _store(tmp_path: Path, manual: ManualClock) -> tuple[Pipeline, Timekeeper]:
+def _store(
+    tmp_path: Path, manual: ManualClock, rules: dict[str, Any] | None = None
+) -> tuple[Pipeline, Timekeeper]:
     # Windows of 2^15 s, so the phone resolves whatever the box clock says: only the step counts.
     config = make_config(
         tmp_path, clock={"sync_source": "none"}, identity={"rotation_exponent": 15},
-        presence={"absence_timeout_s": 60},
+        presence={"absence_timeout_s": 60}, rules=rules or {},
     )  # fmt: skip
     timekeeper = Timekeeper(config.clock, manual.clock)
     database = Database(config.storage.path)
@@ -99,13 +109,14 @@ def _store(tmp_path: Path, manual: ManualClock) -> tuple[Pipeline, Timekeeper]:
 
 
 def _run(
-    pipeline: Pipeline, timekeeper: Timekeeper, manual: ManualClock, seconds: int, error: float | None
-) -> None:
-    """``seconds`` of the customer heard every 2 s (their phone on true time: box + ``error``;
-    None: not in the store), with the daemon's tick every second."""
+    pipeline: Pipeline, timekeeper: Timekeeper, manual: ManualClock, seconds: int, error: float | None,
+    receiver: str = "entrance",
+) -> None:  # fmt: skip
+    """``seconds`` of the customer heard every 2 s at ``receiver`` (their phone on true time: box
+    + ``error``; None: not in the store), with the daemon's tick every second."""
     for second in range(seconds):
         if second % 2 == 0 and error is not None:
-            sighting = app_sighting("c1", manual.wall + error, k=15)
+            sighting = app_sighting("c1", manual.wall + error, receiver, k=15)
             pipeline.process([replace(sighting, ts=timekeeper.now())])
         step = timekeeper.check(pipeline.core.token_clock)
         if step:
@@ -185,18 +196,107 @@ def test_footfall_counts_each_entry_once_across_a_step_and_realigns_on_the_clock
     assert all(b - a == 900 for a, b in itertools.pairwise(ends))
 
 
-# ---------------------------------------------------------------------------------------------- hook
+# ---------------------------------------------------------------------------------------------- check-in
 
 
-def test_check_in_per_day_across_a_step() -> None:
-    """Check-in per day is being built (issue 15). When its settings land in ``RulesSettings``,
-    this fails until its case is written, as the daily cap's above: whatever remembers the last
-    check-in day gets a ``shift`` (called from ``JourneyRules.shift``) that re-dates it, and a
-    check-in before a step over midnight still counts for the corrected day."""
-    if not any("check" in name for name in RulesSettings.model_fields):
-        pytest.skip("no check-in per day rule yet (issue 15)")
-    pytest.fail("check-in per day exists: write its step forward/back case here (see the daily cap's)")
+def _payloads(pipeline: Pipeline, schema: str) -> list[dict[str, Any]]:
+    return [p for p in pipeline.outbox.peek_payloads() if p["schema"] == schema]
+
+
+@STEPS
+def test_one_check_in_per_local_day_across_a_step_over_midnight(step: float, tmp_path: Path) -> None:
+    """Two visits on one real local day, with a step over midnight between them. Forward: the box
+    says 22:30 on the 24th while it is 01:30 on the 25th; the shopper checks in, NTP steps the
+    clock, they come back at 01:3x: the first check-in was on the 25th, so no second one. Back: a
+    right clock checks them in at 00:30 on the 25th and steps back to 23:30 on the 24th: the
+    check-in is re-dated with it, so the visit at "23:3x" is the same day, no second one."""
+    start = _at("2025-11-24 22:30") if step == FORWARD else _at("2025-11-25 00:30")
+    manual = ManualClock(wall=start, monotonic=1000.0)
+    pipeline, timekeeper = _store(tmp_path, manual, {"check_in": {"enabled": True}})
+    error = FORWARD if step == FORWARD else 0.0
+    pipeline.downlink(
+        "retail/v1/stores/s1/in/customers", customers_downlink(("c1", True, True)), timekeeper.now()
+    )
+    _run(pipeline, timekeeper, manual, 30, error)  # first visit: the check-in
+    for _ in range(90):  # the visit ends (absence 60 s)
+        pipeline.tick(timekeeper.now())
+        manual.advance(1)
+    manual.wall += step
+    error -= step
+    _run(pipeline, timekeeper, manual, 1, None)  # the next tick sees the step
+    _run(pipeline, timekeeper, manual, 30, error)  # second visit, after the step
+    visits = _payloads(pipeline, "visit.v1")
+    assert [v["phase"] for v in visits] == ["started", "ended", "started"]
+    check_ins = _payloads(pipeline, "check_in.v1")
+    assert [c["visit_id"] for c in check_ins] == [visits[0]["visit_id"]]  # one, on the first visit
+
+
+@STEPS
+def test_a_check_in_before_a_step_counts_for_the_corrected_day_and_the_next_real_day_is_new(
+    step: float,
+) -> None:
+    check_ins = CheckIns("Europe/Rome")
+    before = _at("2025-11-24 22:30") if step == FORWARD else _at("2025-11-25 00:30")
+    check_ins.record("c1", before)
+    check_ins.shift(step)
+    after = before + step + 300
+    assert check_ins.local_date(after) == ("2025-11-25" if step == FORWARD else "2025-11-24")
+    assert check_ins.done_on("c1", check_ins.local_date(after))
+    next_day = _at("2025-11-26 00:01") if step == FORWARD else _at("2025-11-25 00:01")
+    assert not check_ins.done_on("c1", check_ins.local_date(next_day))
+
+
+# ---------------------------------------------------------------------------------------------- counter wait
+
+
+@STEPS
+def test_the_counter_wait_reminder_neither_fires_early_nor_late_across_a_step(
+    step: float, tmp_path: Path
+) -> None:
+    """A shopper with a ready order waits at the counter; staff hear of it after 60 s in the zone
+    and again every 120 s. The clock steps 30 s after the first reminder: the second still comes
+    120 s (on the monotonic clock) after the first, not at the step (forward) nor an hour later
+    (back)."""
+    manual = ManualClock(wall=_at("2025-11-24 12:00"), monotonic=1000.0)
+    rules = {
+        "counter_wait": {"after_s": 60, "repeat_s": 120},
+        "click_and_collect": {"pickup_zone": "counter"},
+    }
+    pipeline, timekeeper = _store(tmp_path, manual, rules)
+    error = FORWARD if step == FORWARD else 0.0
+    pipeline.downlink(
+        "retail/v1/stores/s1/in/customers", customers_downlink(("c1", True, True)), timekeeper.now()
+    )
+    pipeline.downlink(
+        "retail/v1/stores/s1/in/orders", orders_downlink(("O-1", "c1", "ready")), timekeeper.now()
+    )
+    reminders: list[float] = []  # the monotonic second each counter_wait appeared
+
+    def wait_at_counter(seconds: int) -> None:
+        for _ in range(seconds):
+            _run(pipeline, timekeeper, manual, 1, error, receiver="counter")
+            waits = [p for p in _payloads(pipeline, "order.v1") if p["phase"] == "counter_wait"]
+            if len(waits) > len(reminders):
+                reminders.append(manual.monotonic)
+
+    wait_at_counter(2)  # whether the visit starts on an even second
+    while not reminders and manual.monotonic < 1200:
+        wait_at_counter(1)
+    assert reminders, "no first reminder"
+    wait_at_counter(30)
+    manual.wall += step
+    error -= step
+    wait_at_counter(200)
+    assert len(reminders) == 2, reminders
+    assert 118 <= reminders[1] - reminders[0] <= 122
+    visits = _payloads(pipeline, "visit.v1")
+    assert [v["phase"] for v in visits] == ["started"]  # one visit throughout, no phantom
+
+
+# ---------------------------------------------------------------------------------------------- the list
 
 
 def test_every_local_day_rule_has_its_tests() -> None:
-    assert set(LOCAL_DAY_RULES) == {"quiet hours", "cap per local day", "minimum gap", "footfall intervals"}
+    assert set(LOCAL_DAY_RULES) == {
+        "quiet hours", "cap per local day", "minimum gap", "footfall intervals", "check-in per day"
+    }  # fmt: skip
