@@ -204,12 +204,16 @@ def _payloads(pipeline: Pipeline, schema: str) -> list[dict[str, Any]]:
 
 
 @STEPS
-def test_one_check_in_per_local_day_across_a_step_over_midnight(step: float, tmp_path: Path) -> None:
+@pytest.mark.parametrize("restart", [False, True], ids=["running", "restarted after the step"])
+def test_one_check_in_per_local_day_across_a_step_over_midnight(
+    step: float, restart: bool, tmp_path: Path
+) -> None:
     """Two visits on one real local day, with a step over midnight between them. Forward: the box
     says 22:30 on the 24th while it is 01:30 on the 25th; the shopper checks in, NTP steps the
     clock, they come back at 01:3x: the first check-in was on the 25th, so no second one. Back: a
     right clock checks them in at 00:30 on the 25th and steps back to 23:30 on the 24th: the
-    check-in is re-dated with it, so the visit at "23:3x" is the same day, no second one."""
+    check-in is re-dated with it, so the visit at "23:3x" is the same day, no second one. So too
+    when the agent restarts after the step: the check-in it reads back is on the corrected clock."""
     start = _at("2025-11-24 22:30") if step == FORWARD else _at("2025-11-25 00:30")
     manual = ManualClock(wall=start, monotonic=1000.0)
     pipeline, timekeeper = _store(tmp_path, manual, {"check_in": {"enabled": True}})
@@ -224,6 +228,13 @@ def test_one_check_in_per_local_day_across_a_step_over_midnight(step: float, tmp
     manual.wall += step
     error -= step
     _run(pipeline, timekeeper, manual, 1, None)  # the next tick sees the step
+    if restart:
+        pipeline.commit()
+        pipeline.database.close()
+        database = Database(pipeline.config.storage.path)
+        pipeline = Pipeline(
+            pipeline.config, database, EventIdFactory.seeded("boot-2"), clock=timekeeper.clock
+        )
     _run(pipeline, timekeeper, manual, 30, error)  # second visit, after the step
     visits = _payloads(pipeline, "visit.v1")
     assert [v["phase"] for v in visits] == ["started", "ended", "started"]

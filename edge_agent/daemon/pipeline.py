@@ -154,11 +154,13 @@ class Pipeline:
 
     def shift(self, delta_s: float) -> None:
         """Agent time followed a wall-clock step (``daemon.timekeeper``): re-date what the core,
-        the queued rows and this pipeline hold, and rewrite the open visits with their new times
-        at the next commit; nothing ends or opens because of it."""
+        the queued rows, the journey's last day and this pipeline hold, and rewrite the open
+        visits and the rules' kept state with their new times at the next commit; nothing ends
+        or opens because of it."""
         self.commit()
         self.core.shift(delta_s)
         self.outbox.shift(delta_s)
+        self.state.shift_journey(delta_s)
         self._visits_saved_at = None
         if self._journey_pruned_at is not None:
             self._journey_pruned_at += delta_s
