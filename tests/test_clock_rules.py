@@ -23,9 +23,13 @@ from edge_agent.core.events import Envelopes
 from edge_agent.core.footfall import Footfall
 from edge_agent.core.identity import Customer
 from edge_agent.core.ids import EventIdFactory
+from edge_agent.core.journey.coupons import IssuedCoupon, IssuedCoupons
+from edge_agent.core.journey.durable import Journal
 from edge_agent.core.journey.guards import NotificationGuard
 from edge_agent.core.journey.loyalty import CheckIns
-from edge_agent.core.settings import GuardSettings
+from edge_agent.core.journey.outcomes import Outcomes
+from edge_agent.core.journey.queue import QueueWatch
+from edge_agent.core.settings import GuardSettings, QueueSettings
 from edge_agent.daemon.pipeline import Pipeline
 from edge_agent.daemon.timekeeper import Timekeeper
 from edge_agent.storage.database import Database
@@ -302,6 +306,60 @@ def test_the_counter_wait_reminder_neither_fires_early_nor_late_across_a_step(
     assert 118 <= reminders[1] - reminders[0] <= 122
     visits = _payloads(pipeline, "visit.v1")
     assert [v["phase"] for v in visits] == ["started"]  # one visit throughout, no phantom
+
+
+# ---------------------------------------------------------------------------------------------- promises
+
+
+@STEPS
+def test_an_issued_coupon_expires_at_its_real_validity_and_its_kept_row_is_re_dated(step: float) -> None:
+    journal = Journal()
+    coupons = IssuedCoupons(journal)
+    now = _at("2025-11-24 12:00")
+    coupons.issue(IssuedCoupon("c1", "CHK-1", "n1", "loyalty.check_in", "v1", now, now + 600))
+    journal.drain()
+    coupons.shift(step)
+    assert coupons.expired(now + step + 599) == []
+    assert coupons.redeem("c1", "CHK-1", now + step + 300 - 1) is not None  # still valid
+    coupons.issue(IssuedCoupon("c1", "CHK-2", "n2", "loyalty.check_in", "v1", now, now + 600))
+    journal.drain()
+    coupons.shift(step)
+    (kept,) = journal.drain()  # the row a restart reads back carries the new times
+    assert kept.record is not None
+    assert (kept.record["issued_at"], kept.record["valid_until"]) == (now + step, now + step + 600)
+    assert [c.code for c in coupons.expired(now + step + 600)] == ["CHK-2"]
+
+
+@STEPS
+def test_a_pending_outcome_is_decided_at_its_real_deadline_and_its_kept_row_is_re_dated(step: float) -> None:
+    journal = Journal()
+    outcomes = Outcomes(Envelopes("s1", EventIdFactory.seeded("outcomes")), journal)
+    now = _at("2025-11-24 12:00")
+    record = {
+        "kind": "zone", "event_id": "n1", "customer_id": "c1", "visit_id": "v1",
+        "template": "shelf.location", "sent_at": now, "deadline": now + 900, "zones": ["dairy"],
+    }  # fmt: skip
+    outcomes.restore([record], open_visits={"v1"})
+    outcomes.shift(step)
+    (kept,) = journal.drain()
+    assert kept.record is not None
+    assert (kept.record["sent_at"], kept.record["deadline"]) == (now + step, now + step + 900)
+    assert outcomes.expire(now + step + 899) == []
+    (decided,) = outcomes.expire(now + step + 901)
+    assert decided.after_s == 900  # the window it really had
+
+
+@STEPS
+def test_a_queue_alerts_after_for_s_of_real_time_across_a_step(step: float) -> None:
+    settings = QueueSettings(zones=["counter"], above=4, clear_at=1, for_s=60)
+    queue = QueueWatch()
+    now = _at("2025-11-24 12:00")
+    for second in range(40):
+        assert queue.update(settings, {"counter": 5}, now + second) == []
+    queue.shift(step)
+    now += step
+    alerts = [queue.update(settings, {"counter": 5}, now + second) for second in range(40, 80)]
+    assert [second for second, found in zip(range(40, 80), alerts, strict=True) if found] == [60]
 
 
 # ---------------------------------------------------------------------------------------------- the list
