@@ -159,7 +159,6 @@ def generate(service: Service, spec: dict[str, Any], shoppers_done: threading.Ev
 def main(spec_path: str) -> int:
     spec = json.loads(Path(spec_path).read_text())
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("apscheduler").setLevel(logging.WARNING)  # as the CLI does
     service = Service(config_from_mapping(spec["config"]))
     done = None
     if spec.get("shoppers"):
