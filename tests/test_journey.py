@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from edge_agent.cli import main
+from edge_agent.core.journey.durable import StateChange
 from edge_agent.core.trace import format_trace_line
 from edge_agent.core.validation import config_from_mapping
 from edge_agent.tools.replay import replay
@@ -482,7 +483,10 @@ def test_erase_removes_a_customer_from_every_table_and_from_the_files_bytes(tmp_
 
     erase = {"schema": "commands.v1", "message_id": "cmd-1",
              "commands": [{"command": "erase", "customer_id": "c1", "request_id": "GDPR-77"}]}  # fmt: skip
+    kind, receipt_body = _downlink("receipts", **RECEIPT)  # bought something, still inside
+    assert pipeline.downlink(pipeline.topics.downlink(kind), receipt_body, T0 + 40)
     assert pipeline.downlink(pipeline.topics.downlink("commands"), json.dumps(erase).encode(), T0 + 41)
+    assert "c1" not in _strings_in(pipeline.core.journey)  # nor the receipt bought in the dropped visit
     payloads = pipeline.outbox.peek_payloads()
     [receipt] = [p for p in payloads if p["schema"] == "erasure.v1"]
     assert receipt["request_id"] == "GDPR-77"
@@ -507,6 +511,32 @@ def test_erase_removes_a_customer_from_every_table_and_from_the_files_bytes(tmp_
     for secret in (b'"c1"', KEYS["c1"], KEYS["c1"].hex().encode()):
         assert secret not in stored, secret
     assert KEYS["c2"] in stored
+
+
+def _strings_in(root: object) -> set[str]:
+    """Every string reachable from ``root`` through containers and attributes (for "forgotten")."""
+    seen: set[int] = set()
+    found: set[str] = set()
+    stack = [root]
+    while stack:
+        item = stack.pop()
+        if id(item) in seen:
+            continue
+        seen.add(id(item))
+        if isinstance(item, StateChange) and item.record is None:
+            continue  # a delete of a kept row on its way to the state store: it names what goes
+        if isinstance(item, str):
+            found.add(item)
+        elif isinstance(item, dict):
+            stack += [*item.keys(), *item.values()]
+        elif isinstance(item, list | tuple | set | frozenset):
+            stack += list(item)
+        elif hasattr(item, "__dict__") or hasattr(type(item), "__slots__"):
+            names = list(getattr(item, "__dict__", {}))
+            for cls in type(item).__mro__:
+                names += [n for n in getattr(cls, "__slots__", ()) if isinstance(n, str)]
+            stack += [getattr(item, n) for n in names if hasattr(item, n) and not callable(getattr(item, n))]
+    return found
 
 
 def test_a_local_day_runs_from_midnight_to_midnight_in_the_stores_time_zone() -> None:

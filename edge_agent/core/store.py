@@ -295,8 +295,7 @@ class StoreCore:
         self._resolver.put(customer)
         if not customer.resolvable:
             # Consent withdrawn: unrecognisable from now on, and the open visit is dropped.
-            self._tracker.forget(Subject("customer", customer.customer_id))
-            self._journey.forget_customer(customer.customer_id)
+            self._forget_visit_and_journey(customer.customer_id)
             self.changed_visits.add(customer.customer_id)
 
     def erase(self, customer_id: str) -> bool:
@@ -308,9 +307,15 @@ class StoreCore:
 
     def _remove_customer(self, customer_id: str) -> None:
         self._resolver.remove(customer_id)
-        self._tracker.forget(Subject("customer", customer_id))
-        self._journey.forget_customer(customer_id)
+        self._forget_visit_and_journey(customer_id)
         self.changed_visits.add(customer_id)
+
+    def _forget_visit_and_journey(self, customer_id: str) -> None:
+        """Drop the open visit without ending it, and what the rules keep under its id (receipts,
+        suggested items, reasons given), which no ``visit_ended`` will now clear."""
+        visit = self._open_visit_of(customer_id)
+        self._tracker.forget(Subject("customer", customer_id))
+        self._journey.forget_customer(customer_id, None if visit is None else visit.visit_id)
 
     # ------------------------------------------------------------------ radio
 

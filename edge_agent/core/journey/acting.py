@@ -183,6 +183,10 @@ class Acts:
         self._skipped.pop(visit_id, None)
         return self.outcomes.visit_ended(visit_id, now)
 
+    def forget_visit(self, visit_id: str) -> None:
+        """A visit dropped without ending (erasure, consent withdrawn): its reasons go too."""
+        self._skipped.pop(visit_id, None)
+
     def forget(self, customer_id: str) -> None:
         self.coupons.forget(customer_id)
         self.outcomes.forget(customer_id)

@@ -357,8 +357,14 @@ class JourneyRules:
         for customer_id, visit_id, at in sent:
             self._guard.restore(customer_id, visit_id if visit_id in open_visits else None, at)
 
-    def forget_customer(self, customer_id: str) -> None:
-        """Erasure or consent withdrawn: nothing more about this customer from the rules."""
+    def forget_customer(self, customer_id: str, visit_id: str | None = None) -> None:
+        """Erasure or consent withdrawn: nothing more about this customer from the rules
+        (``visit_id``: their open visit, dropped without ending)."""
+        if visit_id is not None:
+            self._purchases.pop(visit_id, None)
+            self._suggested.pop(visit_id, None)
+            self._assist.visit_ended(visit_id)
+            self._acts.forget_visit(visit_id)
         self.lists.pop(customer_id, None)
         self._guard.forget(customer_id)
         self._acts.forget(customer_id)
