@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from edge_agent.core.const import QUEUE_HEARD_S
 from edge_agent.core.events import Envelopes
 from edge_agent.core.footfall import Footfall
 from edge_agent.core.identity import Customer
@@ -30,12 +31,13 @@ from edge_agent.core.journey.loyalty import CheckIns
 from edge_agent.core.journey.outcomes import Outcomes
 from edge_agent.core.journey.queue import QueueWatch
 from edge_agent.core.settings import GuardSettings, QueueSettings
+from edge_agent.core.store import StoreCore
 from edge_agent.daemon.pipeline import Pipeline
 from edge_agent.daemon.timekeeper import Timekeeper
 from edge_agent.storage.database import Database
 from tests.conftest import make_config
 from tests.fakes import ManualClock
-from tests.helpers import app_sighting, customers_downlink, orders_downlink
+from tests.helpers import app_sighting, customers_downlink, orders_downlink, phone_sighting
 
 ROME = ZoneInfo("Europe/Rome")
 FORWARD, BACK = 3 * 3600.0, -3600.0
@@ -360,6 +362,23 @@ def test_a_queue_alerts_after_for_s_of_real_time_across_a_step(step: float) -> N
     now += step
     alerts = [queue.update(settings, {"counter": 5}, now + second) for second in range(40, 80)]
     assert [second for second, found in zip(range(40, 80), alerts, strict=True) if found] == [60]
+
+
+@STEPS
+def test_an_anonymous_shopper_counts_in_the_zone_they_move_to_after_a_step(
+    step: float, tmp_path: Path
+) -> None:
+    """The queue counts anonymous shoppers in the zone of the receiver hearing them loudest,
+    held for a moment; after a step back that moment must not last an hour."""
+    core = StoreCore(make_config(tmp_path), EventIdFactory.seeded("zones"))
+    now = _at("2025-11-24 12:00")
+    for second in range(10):
+        core.observe(phone_sighting("6B:00:00:00:00:01", now + second, "entrance", rssi=-50))
+    core.shift(step)
+    now += step + 10
+    for second in range(10):
+        core.observe(phone_sighting("6B:00:00:00:00:01", now + second, "counter", rssi=-75))
+    assert core.zone_occupancy(now + 10, QUEUE_HEARD_S) == {"counter": 1}
 
 
 # ---------------------------------------------------------------------------------------------- the list

@@ -327,6 +327,7 @@ class VisitTracker:
             visit.started_at += delta_s
             visit.last_seen += delta_s
             visit.pending_since += delta_s
+            visit.loudest_at += delta_s  # an anonymous shopper's zone for the queue's count
             visit.evaluated_at = float("-inf")
             visit.levels.clear()
             for stay in visit.path:
