@@ -310,6 +310,32 @@ def test_the_counter_wait_reminder_neither_fires_early_nor_late_across_a_step(
     assert [v["phase"] for v in visits] == ["started"]  # one visit throughout, no phantom
 
 
+@STEPS
+def test_a_lingering_shopper_is_named_to_staff_once_per_stay_across_a_step(
+    step: float, tmp_path: Path
+) -> None:
+    """Staff hear of a shopper lingering 60 s in a department once per stay: a step during the
+    stay re-dates it, and the stay already named is not named again as if it were a new one."""
+    manual = ManualClock(wall=_at("2025-11-24 12:00"), monotonic=1000.0)
+    pipeline, timekeeper = _store(tmp_path, manual, {"assist": {"zones": ["counter"], "after_s": 60}})
+    error = FORWARD if step == FORWARD else 0.0
+    pipeline.downlink(
+        "retail/v1/stores/s1/in/customers", customers_downlink(("c1", True, True)), timekeeper.now()
+    )
+    _run(pipeline, timekeeper, manual, 90, error, receiver="counter")
+
+    def named() -> int:
+        notes = _payloads(pipeline, "notification.v1")
+        return sum(1 for n in notes if n["template"] == "staff.assist")
+
+    assert named() == 1
+    manual.wall += step
+    error -= step
+    _run(pipeline, timekeeper, manual, 120, error, receiver="counter")
+    assert named() == 1
+    assert [v["phase"] for v in _payloads(pipeline, "visit.v1")] == ["started"]
+
+
 # ---------------------------------------------------------------------------------------------- promises
 
 
