@@ -17,6 +17,10 @@ command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 # free port). The package's own cluster stays down where policy-rc.d forbids starting services
 # (CI containers), and the tests never use it.
 compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || missing+=(postgresql)
+# faketime: libfaketime, which moves one process's wall clock for the clock-step fault rows;
+# gcc: compiles, at test time, the small shim those rows preload before it (tests/faketime.py).
+[ -e /usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1 ] || missing+=(faketime)
+command -v gcc >/dev/null 2>&1 || missing+=(gcc)
 if command -v pkg-config >/dev/null 2>&1; then
   pkg-config --exists dbus-1 || missing+=(libdbus-1-dev)
   pkg-config --exists glib-2.0 || missing+=(libglib2.0-dev)

@@ -246,7 +246,8 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     if not FAULT_TABLE:
         return
     columns = [
-        "scenario", "generated", "delivered", "gap-reported", "lost", "duplicated", "unexpected", "note",
+        "scenario", "generated", "delivered", "gap-reported", "lost", "duplicated", "unexpected",
+        "phantom visits", "lost visits", "note",
     ]  # fmt: skip
     rows = [[str(row.get(c, "")) for c in columns] for row in FAULT_TABLE]
     widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(columns)]

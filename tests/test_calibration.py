@@ -417,3 +417,48 @@ def test_a_silent_receiver_is_a_warning_in_the_log(tmp_path: Path, caplog: pytes
     assert len(warned) == 1
     assert warned[0].startswith("receiver b: calibration silent (offset ")
     pipeline.database.close()
+
+
+@pytest.mark.parametrize("step", [3 * 3600.0, -3600.0], ids=["forward 3 h", "back 1 h"])
+def test_a_clock_step_neither_resets_calibration_nor_delays_a_silent_receiver(step: float) -> None:
+    """The agent follows a wall-clock step by re-dating what it holds (``StoreCore.shift``). A
+    step forward must not age every reading out of the window (each receiver "silent", its
+    estimate refitted from nothing); a step back must not leave the last readings an hour in
+    the future, so a receiver that then goes quiet is still reported after ``silent_after_s``."""
+    config = config_from_mapping(_small_store(calibration={"silent_after_s": 120}))
+    rng = random.Random(3)
+    core = StoreCore(config, EventIdFactory.seeded("calibration-step"))
+    messages: list[Message] = []
+
+    def run(start: float, seconds: int, receivers: tuple[str, ...]) -> None:
+        for second in range(seconds):
+            ts = start + second
+            if second % 2 == 0:
+                for beacon in (1, 2):
+                    for receiver in receivers:
+                        messages.extend(
+                            core.observe(
+                                _reading(beacon, receiver, _model_rssi(config, beacon, receiver, rng), ts)
+                            )
+                        )
+            messages.extend(core.tick(ts))
+
+    t0 = 1_000_000.0
+    run(t0, 300, ("a", "b"))
+    before = {e.receiver: e.offset_db for e in core.calibration.estimates()}
+    assert None not in (before["a"], before["b"])
+    samples = {e.receiver: e.samples for e in core.calibration.estimates()}
+    core.shift(step)
+    after_step = t0 + 300 + step
+    run(after_step, 62, ("a", "b"))  # the first fit after the step: the window is still full
+    now = {e.receiver: e for e in core.calibration.estimates()}
+    assert [now[r].state for r in ("a", "b")] == ["calibrated", "calibrated"]
+    assert all(now[r].samples >= samples[r] for r in ("a", "b")), (samples, now)
+    run(after_step + 62, 38, ("a", "b"))
+    after = {e.receiver: e.offset_db for e in core.calibration.estimates()}
+    assert all(abs((after[r] or 99) - (before[r] or 0)) <= 1.0 for r in ("a", "b")), (before, after)
+    run(after_step + 100, 300, ("a",))  # b stops hearing the beacons
+    events = [(m.event, m.receiver.receiver, m.ts) for m in messages if isinstance(m, ReceiverMessage)]
+    assert [(event, receiver) for event, receiver, _ in events] == [("silent", "b")]
+    silent_at = events[0][2].timestamp()
+    assert after_step + 98 + 120 <= silent_at <= after_step + 100 + 120 + 60 + 1  # a fit a minute

@@ -111,7 +111,9 @@ def test_status_messages_the_demo_publishes_validate(exported: Path, tmp_path: P
 def test_status_v1_describes_why_a_scanner_is_down_and_the_remote_receivers_counters(exported: Path) -> None:
     schema = json.loads((exported / "schemas" / "status.v1.json").read_text())
     assert "reason" in schema["$defs"]["ScannerStatus"]["properties"]
-    assert set(schema["$defs"]["RemoteStatus"]["properties"]) == {"accepted", "rejected", "unknown_receivers"}
+    assert set(schema["$defs"]["RemoteStatus"]["properties"]) == {
+        "accepted", "rejected", "unknown_receivers", "clock_offsets",
+    }  # fmt: skip
     status = _validator(exported, "status.v1")
     base = {
         "schema": "status.v1", "event_id": "01J0000000000000000000000A", "store_id": "s1",
@@ -125,3 +127,29 @@ def test_status_v1_describes_why_a_scanner_is_down_and_the_remote_receivers_coun
     status.validate({**base, "scanners": [scanner], "remote": remote})
     with pytest.raises(jsonschema.ValidationError):
         status.validate({**base, "remote": {**remote, "rejected": {"clock_skew": "two"}}})
+
+
+def test_every_message_may_say_its_clock_was_untrusted_and_status_v1_carries_the_clock_block(
+    exported: Path,
+) -> None:
+    for name in ("visit.v1", "notification.v1", "footfall.v1"):
+        schema = json.loads((exported / "schemas" / f"{name}.json").read_text())
+        assert "clock_trusted" in schema["properties"], name
+    schema = json.loads((exported / "schemas" / "status.v1.json").read_text())
+    assert set(schema["$defs"]["ClockStatus"]["properties"]) == {
+        "trusted", "synced", "steps", "last_step", "estimated_error_s", "estimate_uncertainty_s",
+        "correction_s", "sources",
+    }  # fmt: skip
+    status = _validator(exported, "status.v1")
+    base = {
+        "schema": "status.v1", "event_id": "01J0000000000000000000000A", "store_id": "s1",
+        "ts": "2026-12-01T10:00:00Z", "state": "online", "agent_version": "1.0",
+    }  # fmt: skip
+    clock = {
+        "trusted": False, "synced": None, "steps": 1, "sources": ["system", "tokens"],
+        "last_step": {"at": "2026-12-01T09:00:00Z", "size_s": -3600.0}, "estimated_error_s": 2400.5,
+        "estimate_uncertainty_s": 0.5, "correction_s": 2400.5,
+    }  # fmt: skip
+    status.validate({**base, "clock": clock})
+    with pytest.raises(jsonschema.ValidationError):
+        status.validate({**base, "clock": {**clock, "trusted": "no"}})

@@ -27,6 +27,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import FAULT_TABLE, REPO, Mosquitto, Subscriber, free_port, wait_for
+from tests.faketime import FakeTime, build_shim, remove_leftovers
 from tests.fault_agent import is_transactional
 from tests.store_bridge import AGENT_PASSWORD, BridgedStore
 
@@ -46,7 +47,7 @@ class Agent:
     def __init__(
         self, workdir: Path, port: int, count: int, *, first: int = 0, rate: float | None = None,
         kind: str = "telemetry", exit_when_drained: bool = True, storage: dict[str, Any] | None = None,
-        keepalive_s: int = KEEPALIVE_S,
+        keepalive_s: int = KEEPALIVE_S, env: dict[str, str] | None = None,
     ) -> None:  # fmt: skip
         self.workdir = workdir
         self.db = workdir / "agent.db"
@@ -64,6 +65,7 @@ class Agent:
             "exit_when_drained": exit_when_drained,
         }  # fmt: skip
         self.process: subprocess.Popen[bytes] | None = None
+        self.env = env
 
     def start(self) -> Agent:
         spec = self.workdir / "spec.json"
@@ -71,7 +73,11 @@ class Agent:
         # Output goes to a file, not a pipe nobody reads: a full pipe would stall the process.
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "tests.fault_agent", str(spec)], cwd=REPO, stdout=log, stderr=log
+                [sys.executable, "-m", "tests.fault_agent", str(spec)],
+                cwd=REPO,
+                stdout=log,
+                stderr=log,
+                env=None if self.env is None else {**os.environ, **self.env},
             )
         return self
 
@@ -130,6 +136,7 @@ class Agent:
 def classify(
     scenario: str, generated: set[str], hq: Subscriber, note: str | Callable[[], str] = "",
     reported: Callable[[], dict[str, set[str]]] | None = None, max_duplicated: int | None = None,
+    visits: tuple[int, int] | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     """Every generated event is delivered, reported in a gap record, or lost; lost must be empty."""
 
@@ -155,7 +162,8 @@ def classify(
     row = {
         "scenario": scenario, "generated": len(generated), "delivered": len(delivered),
         "gap-reported": len(reported_ids - delivered), "lost": len(lost), "duplicated": len(duplicated),
-        "unexpected": len(unexpected), "note": note,
+        "unexpected": len(unexpected), "phantom visits": "-" if visits is None else visits[0],
+        "lost visits": "-" if visits is None else visits[1], "note": note,
     }  # fmt: skip
     FAULT_TABLE.append(row)
     print("\n" + "  ".join(f"{k} {v}" for k, v in row.items()))
@@ -553,3 +561,142 @@ def test_the_store_bridge_cut_for_30_s_under_load_loses_nothing(
         )  # fmt: skip
     finally:
         bridged.stop()
+
+
+# ---------------------------------------------------------------------------------------------- clock
+
+# Eight shoppers, one every 1.5 s, each staying 10 s; beside them 1,000 events at 60/s: the run
+# lasts about 25 s, the step comes with visits under way.
+SHOPPERS = {"count": 8, "every_s": 1.5, "stay_s": 10.0}
+CLOCK_EVENTS, CLOCK_RATE = 1000, 60.0
+WRONG_LENGTH_S = 30.0
+
+
+@pytest.fixture
+def shim(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_shim(tmp_path_factory.mktemp("faketime"))
+
+
+def clock_agent(workdir: Path, port: int, *, env: dict[str, str] | None = None, **plan: Any) -> Agent:
+    """A fault agent whose shoppers walk in while events are generated; NTP's state is a flag
+    file (``ntp``), as systemd-timesyncd keeps it."""
+    agent = Agent(workdir, port, CLOCK_EVENTS, rate=CLOCK_RATE, env=env)
+    agent.spec["config"].update(
+        zones=[{"id": "entrance"}], receivers=[{"id": "entrance", "zone": "entrance"}],
+        presence={"absence_timeout_s": 5},
+        # Windows of 2^15 s (9 h): phones resolve whatever the box clock says, so what is
+        # measured here is the step, not the phones' evidence (tests/test_wallclock.py).
+        identity={"rotation_exponent": 15},
+        clock={"sync_source": f"file:{workdir / 'ntp'}"},
+    )  # fmt: skip
+    agent.spec["shoppers"] = {**SHOPPERS, "true_minus_monotonic": time.time() - time.monotonic(), **plan}
+    return agent
+
+
+def visits_at_hq(hq: Subscriber, shoppers: int) -> tuple[int, int, str]:
+    """(phantom, lost, note) of the visits HQ holds against the truth: each shopper came once
+    and stayed ``stay_s``. A phantom is a second visit of one shopper (a visit ended and reopened
+    by the step), a visit never ended, or one whose duration the step changed (off by more than
+    ``WRONG_LENGTH_S``: a step is an hour; a busy box delays a sighting by a second or two)."""
+    truth = {f"c{i}" for i in range(shoppers)}
+    messages = hq.on("events/visit")
+    started = {v["visit_id"]: v["customer_id"] for v in messages if v["phase"] == "started"}
+    ended = {v["visit_id"]: v for v in messages if v["phase"] == "ended"}
+    per_customer = Counter(started.values())
+    wrong_length = [
+        v["duration_s"] for v in ended.values() if abs(v["duration_s"] - SHOPPERS["stay_s"]) > WRONG_LENGTH_S
+    ]
+    phantom = (
+        sum(n - 1 for n in per_customer.values()) + len(set(per_customer) - truth)
+        + len(set(started) - set(ended)) + len(wrong_length)
+    )  # fmt: skip
+    lost = len(truth - set(per_customer))
+    durations = sorted(v["duration_s"] for v in ended.values()) or [0.0]
+    note = f"{len(started)} visits for {len(truth)} shoppers, {durations[0]:.1f}-{durations[-1]:.1f} s long"
+    return phantom, lost, note
+
+
+def untrusted(hq: Subscriber) -> int:
+    return sum(1 for _, p in hq.messages if p.get("clock_trusted") is False)
+
+
+def test_a_box_booting_3_h_behind_stepped_forward_by_ntp_mid_run_loses_nothing_and_splits_no_visit(
+    tmp_path: Path, hq_side: HqSide, shim: Path
+) -> None:
+    broker, hq, status = hq_side.broker, hq_side.hq, hq_side.status
+    faked = FakeTime(tmp_path, shim, "-3h")
+    agent = clock_agent(tmp_path, broker.port, env=faked.env).start()
+    try:
+        wait_for(lambda: agent.alive() and len(hq.on("events/visit")) >= 4, 60, "visits under way")
+        before = untrusted(hq)
+        faked.set("+0")  # NTP answers: the clock steps forward 3 h and is synchronised
+        (tmp_path / "ntp").touch()
+        wait_for(lambda: agent.says("wall clock stepped +10800"), 20, "the step noticed")
+        assert agent.wait_exit(120) == 0, agent.tail()
+    finally:
+        assert agent.process is not None
+        remove_leftovers(agent.process.pid)
+    phantom, lost, visits = visits_at_hq(hq, SHOPPERS["count"])
+    online = [p for p in status.on("status") if p["state"] == "online"]
+    clock = online[-1]["clock"]
+    assert clock["steps"] == 1, clock
+    assert clock["trusted"], clock
+    assert round(clock["last_step"]["size_s"]) == 10_800
+    assert before > 0  # what was reported on the unsynchronised clock says so
+    classify(
+        "clock 3 h behind, NTP steps +3 h", agent.ids(), hq,
+        f"{visits}; {before} untrusted before the step", visits=(phantom, lost),
+    )  # fmt: skip
+    assert (phantom, lost) == (0, 0), visits
+
+
+def test_a_clock_stepping_back_1_h_mid_run_loses_nothing_and_splits_no_visit(
+    tmp_path: Path, hq_side: HqSide, shim: Path
+) -> None:
+    broker, hq, status = hq_side.broker, hq_side.hq, hq_side.status
+    faked = FakeTime(tmp_path, shim, "+0")
+    (tmp_path / "ntp").touch()
+    agent = clock_agent(tmp_path, broker.port, env=faked.env).start()
+    try:
+        wait_for(lambda: agent.alive() and len(hq.on("events/visit")) >= 4, 60, "visits under way")
+        assert untrusted(hq) == 0
+        (tmp_path / "ntp").unlink()  # NTP lost, and the clock set back an hour
+        faked.set("-1h")
+        wait_for(lambda: agent.says("wall clock stepped -3600"), 20, "the step noticed")
+        assert agent.wait_exit(120) == 0, agent.tail()
+    finally:
+        assert agent.process is not None
+        remove_leftovers(agent.process.pid)
+    phantom, lost, visits = visits_at_hq(hq, SHOPPERS["count"])
+    online = [p for p in status.on("status") if p["state"] == "online"]
+    clock = online[-1]["clock"]
+    assert clock["steps"] == 1, clock
+    assert not clock["trusted"]
+    assert "stepped -3600 s with no NTP sync" in (online[-1]["alarm"] or "")
+    after = untrusted(hq)
+    assert after > 0
+    classify(
+        "clock steps back 1 h", agent.ids(), hq, f"{visits}; {after} marked untrusted after it",
+        visits=(phantom, lost),
+    )  # fmt: skip
+    assert (phantom, lost) == (0, 0), visits
+
+
+def test_remote_receivers_an_hour_ahead_are_re_dated_and_lose_no_visit(
+    tmp_path: Path, hq_side: HqSide
+) -> None:
+    broker, hq, status = hq_side.broker, hq_side.hq, hq_side.status
+    (tmp_path / "ntp").touch()  # the box is right; the store's receivers are an hour ahead
+    # The passer-by heard for the first 6 s lets the agent learn the receiver's offset.
+    agent = clock_agent(tmp_path, broker.port, receiver_clock_offset_s=3600.0, lead_s=6.0).start()
+    assert agent.wait_exit(120) == 0, agent.tail()
+    phantom, lost, visits = visits_at_hq(hq, SHOPPERS["count"])
+    remote = [p["remote"] for p in status.on("status") if p["state"] == "online" and p.get("remote")][-1]
+    assert round(remote["clock_offsets"]["entrance"]) == 3600, remote
+    assert agent.says("remote receiver 'entrance' clock is +3600")
+    classify(
+        "remote receivers 1 h ahead", agent.ids(), hq,
+        f"{visits}; {remote['rejected'].get('clock_skew', 0)} messages dropped while learning the offset",
+        visits=(phantom, lost),
+    )  # fmt: skip
+    assert (phantom, lost) == (0, 0), visits

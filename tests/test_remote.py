@@ -365,3 +365,56 @@ def test_the_daemon_drops_remote_sightings_from_a_wrong_clock_and_says_so_in_sta
         wait_for(lambda: service.pipeline.core.open_visits == 1, 10, "the visit from a synced clock")
     finally:
         service.stop(5)
+
+
+@pytest.mark.parametrize("offset", [3600.0, -3600.0])
+def test_a_receiver_whose_clock_is_off_by_a_constant_is_re_dated_once_its_messages_agree(
+    caplog: pytest.LogCaptureFixture, offset: float
+) -> None:
+    """An hour off: the first ``correct_clock_after`` messages are dropped (as before), then its
+    sightings come through dated by the local clock, a flush of old ones is still dropped, and a
+    node whose clock is right again is taken as it is."""
+    clock = ManualClock()
+    accepted: list[Sighting] = []
+    remote = _remote(clock, accepted)
+    caplog.set_level(logging.WARNING, logger="edge_agent.adapters.remote")
+    for second in range(8):
+        delay = 0.3 if second % 2 else 0.05  # delivery delays vary; the smallest tells the offset
+        line = format_trace_line(app_sighting("c1", clock.wall - delay + offset))
+        remote.handle(GENERIC + "entrance", line.encode())
+        clock.advance(1)
+    assert remote.status().rejected == {"clock_skew": 4}
+    assert len(accepted) == 4
+    assert all(abs(s.ts - (clock.wall - 8 + 4 + i)) < 0.5 for i, s in enumerate(accepted))
+    status = remote.status().clock_offsets
+    assert status is not None
+    assert abs(status["entrance"] - offset) < 0.1
+    assert f"remote receiver 'entrance' clock is {offset:+.1f} s off the local clock" in _warnings(caplog)[-1]
+    flushed = format_trace_line(app_sighting("c1", clock.wall - 120 + offset))  # buffered 2 min ago
+    remote.handle(GENERIC + "entrance", flushed.encode())
+    assert len(accepted) == 4
+    remote.handle(GENERIC + "entrance", format_trace_line(app_sighting("c1", clock.wall)).encode())
+    assert len(accepted) == 5
+    assert remote.status().clock_offsets is None
+
+
+@given(st.lists(st.tuples(st.floats(-1e9, 1e9, allow_nan=False), st.floats(0, 600)), min_size=1, max_size=40))
+def test_whatever_a_receiver_claims_its_accepted_sightings_are_dated_within_the_skew_of_arrival(
+    messages: list[tuple[float, float]],
+) -> None:
+    """Offsets and delivery delays from the network: the learned re-dating may take a node's
+    sightings, never date one further than ``max_clock_skew_s`` from when it arrived."""
+    clock = ManualClock()
+    accepted: list[Sighting] = []
+    arrivals: list[float] = []
+
+    def take(sighting: Sighting) -> None:
+        accepted.append(sighting)
+        arrivals.append(clock.wall)
+
+    remote = RemoteReceivers(RemoteSettings(), Topics("retail/v1", "s1"), ["entrance"], take, clock.clock)
+    for offset, delay in messages:
+        line = format_trace_line(app_sighting("c1", clock.wall + offset - delay))
+        remote.handle(GENERIC + "entrance", line.encode())
+        clock.advance(1)
+    assert all(abs(s.ts - at) <= 30.0 for s, at in zip(accepted, arrivals, strict=True))

@@ -119,7 +119,7 @@ def test_the_status_view_keeps_its_keys_in_order_and_the_text_one_line_each() ->
     assert list(status) == [
         "queue_by_priority", "queue_depth", "oldest_queued_s", "registry_size", "registry_version",
         "agent_version", "last_heartbeat_s", "daemon", "link", "link_error", "last_sync_s", "open_visits",
-        "missing_beacons", "scanners", "remote", "calibration", "integrity", "token_tables",
+        "missing_beacons", "scanners", "remote", "clock", "calibration", "integrity", "token_tables",
     ]  # fmt: skip
     lines = status_lines(status)
     assert lines[:4] == [
@@ -226,3 +226,27 @@ def test_status_into_a_closed_pipe_ends_quietly(tmp_path: Path) -> None:
     assert "Traceback" not in stderr
     assert "BrokenPipe" not in stderr
     assert process.returncode == 141  # 128 + SIGPIPE, what a shell reports for `yes | head -1`
+
+
+def test_the_text_view_says_whether_the_clock_is_trusted_its_steps_and_the_phones_estimate() -> None:
+    from edge_agent.core.events import utc
+    from edge_agent.daemon.statusview import status_lines, status_view
+
+    now = 1_764_000_000.0
+    snapshot = {
+        "ts": utc(now + 2400.5 - 2).isoformat(),  # dated on agent time, corrected by +2400.5 s
+        "remote": {"accepted": 5, "rejected": {"clock_skew": 4}, "unknown_receivers": {},
+                   "clock_offsets": {"entrance": 3600.2}},
+        "clock": {"trusted": False, "synced": None, "steps": 1, "sources": ["system", "tokens"],
+                  "last_step": {"at": "2025-11-24T15:00:00Z", "size_s": -3600.0},
+                  "estimated_error_s": 2400.5, "estimate_uncertainty_s": 0.5, "correction_s": 2400.5},
+    }  # fmt: skip
+    status = status_view(_figures(snapshot), now, heartbeat_interval_s=30.0, agent_version="9")
+    assert status["last_heartbeat_s"] == 2.0
+    lines = status_lines(status)
+    assert lines[-4:] == [
+        "remote: 5 sightings accepted, 4 messages rejected (clock_skew 4)",
+        "remote: clocks off, sightings re-dated: 'entrance' +3600 s",
+        "clock: UNTRUSTED (NTP state unknown), 1 step, last -3600 s at 2025-11-24T15:00:00Z",
+        "clock: phones put true time +2400 s (+/- 0 s) from the system clock; correction in force +2400 s",
+    ]

@@ -156,7 +156,7 @@ def test_a_reconnect_restarts_the_ack_clocks_of_what_paho_resends() -> None:
     assert rig.fill() == [1, 2]  # two keepalives after the reconnect, still unacknowledged
 
 
-def test_expired_rows_are_dropped_unsent_sweeping_at_most_once_a_second_of_wall_time() -> None:
+def test_expired_rows_are_dropped_unsent_sweeping_at_most_once_a_second_even_across_a_wall_step() -> None:
     rig = Rig()
     now = rig.time.wall
     stale = rig.outbox.add(expires=now - 1)
@@ -166,14 +166,18 @@ def test_expired_rows_are_dropped_unsent_sweeping_at_most_once_a_second_of_wall_
     assert rig.stats.expired == 1
     rig.ack(fresh)
     later = rig.outbox.add(expires=now + 0.5)
-    rig.time.wall += EXPIRY_CHECK_S / 2
+    rig.time.advance(EXPIRY_CHECK_S / 2)
     rig.fill()
     rig.ack(later)
     assert rig.outbox.sweeps == [now]  # no second sweep within the second
-    rig.time.wall += EXPIRY_CHECK_S
+    rig.time.advance(EXPIRY_CHECK_S)
     rig.outbox.add(expires=now)
     assert rig.fill() == []
     assert rig.outbox.sweeps == [now, now + 1.5 * EXPIRY_CHECK_S]
+    rig.time.wall -= 3600  # the wall clock steps back an hour: sweeps go on each second
+    rig.time.advance(EXPIRY_CHECK_S)
+    rig.fill()
+    assert len(rig.outbox.sweeps) == 3
 
 
 def test_a_publish_paho_did_not_queue_stops_the_round_and_is_not_in_flight() -> None:

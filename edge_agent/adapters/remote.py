@@ -16,12 +16,8 @@ from collections.abc import Callable, Iterable
 
 from edge_agent.core.clock import Clock
 from edge_agent.core.events import RemoteStatus
-from edge_agent.core.receiver_formats import (
-    RemoteRejected,
-    check_clock_skew,
-    parse_espresense,
-    parse_generic,
-)
+from edge_agent.core.receiver_formats import RemoteRejected, parse_espresense, parse_generic
+from edge_agent.core.receiverclocks import ReceiverClocks
 from edge_agent.core.repeats import RepeatLimiter, held_back
 from edge_agent.core.settings import RemoteSettings
 from edge_agent.core.sighting import Sighting
@@ -60,6 +56,7 @@ class RemoteReceivers:
         self._accepted = 0
         self._rejected: Counter[str] = Counter()
         self._unknown: Counter[str] = Counter()
+        self._clocks = ReceiverClocks(settings.max_clock_skew_s, settings.correct_clock_after)
         # Room for every key _reject can make, so none is forgotten and warned about early.
         self._warnings = RepeatLimiter(max_keys=MAX_UNKNOWN_RECEIVERS + 1 + 8 * (len(self._receivers) + 1))
         filters = []
@@ -84,10 +81,19 @@ class RemoteReceivers:
         for sighting in result:
             self._submit(sighting)
 
+    def clock_offsets(self) -> dict[str, float]:
+        """Receivers whose clocks are off, by how much (their clock minus the local one)."""
+        with self._lock:
+            return dict(self._clocks.offsets)
+
     def status(self) -> RemoteStatus:
         with self._lock:
+            offsets = {r: round(o, 1) for r, o in self._clocks.offsets.items()} or None
             return RemoteStatus(
-                accepted=self._accepted, rejected=dict(self._rejected), unknown_receivers=dict(self._unknown)
+                accepted=self._accepted,
+                rejected=dict(self._rejected),
+                unknown_receivers=dict(self._unknown),
+                clock_offsets=offsets,
             )
 
     def _parse(self, topic: str, payload: bytes) -> list[Sighting] | RemoteRejected:
@@ -96,7 +102,17 @@ class RemoteReceivers:
             parsed = parse_generic(receiver, payload, self._receivers)
             if isinstance(parsed, RemoteRejected):
                 return parsed
-            return check_clock_skew(parsed, self._clock.wall(), self._settings.max_clock_skew_s)
+            with self._lock:
+                known = self._clocks.offsets.get(receiver)
+                judged = self._clocks.judge(receiver, parsed, self._clock.wall())
+                offset = self._clocks.offsets.get(receiver)
+            skew = self._settings.max_clock_skew_s
+            if offset is not None and (known is None or abs(offset - known) > skew):
+                _LOGGER.warning(
+                    "remote receiver %r clock is %+.1f s off the local clock: its sightings are re-dated "
+                    "by that until its clock is synced (NTP/SNTP)", receiver, offset,
+                )  # fmt: skip
+            return judged
         room = Topics.espresense_room(topic, self._settings.espresense_prefix)
         if room is not None:
             espresense = parse_espresense(room, payload, self._clock.wall(), self._receivers)

@@ -70,7 +70,9 @@ class UplinkWindow:
         self._inflight: dict[int, tuple[int, float]] = {}  # mid -> (outbox row id, sent at)
         self._retry_at: dict[int, tuple[float, int]] = {}  # row id -> (monotonic time, attempts)
         self._sent: set[int] = set()  # row ids published and not yet acknowledged (to count resends)
-        self._expired_at = float("-inf")  # wall time of the last expiry sweep
+        # Monotonic time of the last expiry sweep: how often is a duration (a wall clock stepped
+        # back would stop the sweeps); what has expired is judged on the wall clock.
+        self._expired_at = float("-inf")
 
     @property
     def inflight(self) -> int:
@@ -123,10 +125,9 @@ class UplinkWindow:
         free = self._window - len(self._inflight)
         if free <= 0:
             return
-        wall = self._clock.wall()
-        if wall - self._expired_at >= EXPIRY_CHECK_S:
-            self._expired_at = wall
-            expired = self._queue.expire(wall)
+        if self._clock.monotonic() - self._expired_at >= EXPIRY_CHECK_S:
+            self._expired_at = self._clock.monotonic()
+            expired = self._queue.expire(self._clock.wall())
             if expired:
                 self._stats.expired += expired
                 _LOGGER.info("dropped %d expired messages unsent", expired)

@@ -104,8 +104,6 @@ def _configure_logging(level: str) -> None:
         else "%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     logging.basicConfig(level=level, format=fmt, stream=sys.stderr)
-    # APScheduler logs every job run at INFO: with a 1 s tick that would drown the journal.
-    logging.getLogger("apscheduler").setLevel(max(logging.WARNING, logging.getLevelName(level)))
 
 
 if __name__ == "__main__":

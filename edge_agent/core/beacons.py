@@ -67,6 +67,17 @@ class BeaconFleet:
             self._beacons[beacon.id].name = beacon.name
         self._by_address = {a: b for a, b in self._by_address.items() if b in self._beacons}
 
+    def shift(self, delta_s: float) -> None:
+        """A wall-clock step the agent followed: silence keeps its length, so no beacon goes
+        missing (or comes back) because of the step."""
+        for beacon in self._beacons.values():
+            if beacon.last_seen is not None:
+                beacon.last_seen += delta_s
+        if self._watch_since is not None:
+            self._watch_since += delta_s
+        if self._next_summary is not None:
+            self._next_summary += delta_s
+
     def missing(self) -> list[str]:
         return sorted(b.beacon_id for b in self._beacons.values() if b.missing)
 

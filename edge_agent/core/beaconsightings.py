@@ -77,6 +77,10 @@ class BeaconSightings:
         if len(self._addresses) > MAX_ADDRESSES:
             del self._addresses[next(iter(self._addresses))]
 
+    def shift(self, delta_s: float) -> None:
+        """A wall-clock step the agent followed: a beacon's address is remembered as long."""
+        self._addresses = {address: heard + delta_s for address, heard in self._addresses.items()}
+
     def is_beacon_address(self, address: str, now: float) -> bool:
         heard = self._addresses.get(address)
         if heard is None:

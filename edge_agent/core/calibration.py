@@ -201,6 +201,21 @@ class Calibrator:
         self._hearing: dict[str, int] = {}  # beacon -> receivers with a usable pair
         self.reconfigure(config)
 
+    def shift(self, delta_s: float) -> None:
+        """A wall-clock step the agent followed (``core.wallclock``): every reading, receiver
+        history and deadline moves with the clock, so a step forward does not age the window out
+        (every receiver "silent", the estimates refitted from nothing) and a step back does not
+        keep readings an hour past their window; the estimates themselves are untouched."""
+        for pair in self._pairs.values():
+            pair.readings = deque(((t + delta_s, v) for t, v in pair.readings), maxlen=pair.readings.maxlen)
+        for state in self._receivers.values():
+            state.history = deque((t + delta_s, v) for t, v in state.history)
+            state.drifting_since = _moved_by(state.drifting_since, delta_s)
+            state.armed_at = _moved_by(state.armed_at, delta_s)
+            state.last_heard = _moved_by(state.last_heard, delta_s)
+        self._next_fit = _moved_by(self._next_fit, delta_s)
+        self._fitted_at = _moved_by(self._fitted_at, delta_s)
+
     def reconfigure(self, config: AgentConfig) -> None:
         """New positions, powers or knobs; estimates and samples of what stays are kept."""
         self._settings: CalibrationSettings = config.calibration
@@ -638,3 +653,7 @@ def calibration_warnings(config: AgentConfig) -> list[tuple[str, str]]:
                 )
             )
     return warnings
+
+
+def _moved_by(at: float | None, delta_s: float) -> float | None:
+    return None if at is None else at + delta_s

@@ -67,6 +67,10 @@ class Message(BaseModel):
     # Status messages are state, not a stream: they carry boot_id and no seq.
     boot_id: str | None = None
     seq: Annotated[int, Field(ge=1)] | None = None
+    # False when the agent did not trust its wall clock as it made the message (NTP not
+    # synchronised, a step seen since, or phones' tokens disagreeing): its times may be off by
+    # the status's ``clock.estimated_error_s``. Left out when the clock is trusted.
+    clock_trusted: bool | None = Field(default=None, exclude_if=lambda value: value is None)
 
     @property
     def expires_at(self) -> float | None:
@@ -451,6 +455,35 @@ class RemoteStatus(BaseModel):
     # "unknown_receiver" | "too_large" | "not_json" | "invalid" | "clock_skew" | ...
     rejected: dict[str, int]
     unknown_receivers: dict[str, int]
+    # Receivers whose clocks are off and whose sightings are re-dated, by how many seconds
+    # (``remote.correct_clock_after``); left out when none is.
+    clock_offsets: dict[str, float] | None = Field(default=None, exclude_if=lambda value: value is None)
+
+
+class ClockStep(BaseModel):
+    """A wall-clock step the agent saw and followed without ending or opening a visit."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    at: datetime
+    size_s: float
+
+
+class ClockStatus(BaseModel):
+    """How the agent judges its wall clock (``core.wallclock``): trusted or not and why, steps
+    seen since start, and its estimate of the error (true time minus the system clock) with the
+    sources it came from; ``correction_s`` is what the agent adds to the system clock now."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    trusted: bool
+    synced: bool | None
+    steps: int
+    last_step: ClockStep | None = None
+    estimated_error_s: float | None = None
+    estimate_uncertainty_s: float | None = None
+    correction_s: float = 0.0
+    sources: list[str]
 
 
 class StatusMessage(Message):
@@ -486,6 +519,7 @@ class StatusMessage(Message):
     link_error: str | None = None
     since: datetime | None = None
     will: bool | None = None
+    clock: ClockStatus | None = None
     # Receivers' live calibration from the fixed beacons, and the beacons' checks.
     calibration: CalibrationStatus | None = None
     # The database's integrity: "ok", "pending" (the check at start ran out of its time budget

@@ -44,11 +44,23 @@ class Footfall:
         self._interval_start: float | None = None
         self._settling: dict[Hashable, _Arrival] = {}
         self._entries = self._exits = self._recognised = 0
+        self._aligned = True  # False after a clock step re-dated the open interval
 
     def retune(self, interval_s: float, entrance_receivers: frozenset[str]) -> None:
         """The open interval ends at its start plus the new length."""
         self._interval_s = interval_s
         self._entrance = entrance_receivers
+
+    def shift(self, delta_s: float) -> None:
+        """A wall-clock step the agent followed: the open interval keeps its counts and is
+        re-dated by the step, then ends at the next boundary of the corrected clock, so the
+        intervals after it are aligned on the wall again (the one across the step is shorter or
+        longer than ``interval_s``, never split or counted twice)."""
+        for arrival in self._settling.values():
+            arrival.deadline += delta_s
+        if self._interval_start is not None:
+            self._interval_start += delta_s
+            self._aligned = False
 
     def start(self, now: float) -> None:
         if self._interval_start is None:
@@ -103,8 +115,8 @@ class Footfall:
         occupancy at its end, when ``zones`` gives it)."""
         messages: list[FootfallMessage] = []
         assert self._interval_start is not None
-        while now >= self._interval_start + self._interval_s:
-            end = self._interval_start + self._interval_s
+        while now >= self._interval_end():
+            end = self._interval_end()
             if len(messages) < MAX_CATCH_UP_INTERVALS:
                 messages.append(
                     FootfallMessage(
@@ -116,4 +128,14 @@ class Footfall:
                 )  # fmt: skip
             self._entries = self._exits = self._recognised = 0
             self._interval_start = end
+            self._aligned = True
         return messages
+
+    def _interval_end(self) -> float:
+        """The open interval's end: its start plus the length, or, after a step re-dated it,
+        the next boundary of the corrected clock."""
+        assert self._interval_start is not None
+        start = self._interval_start
+        if self._aligned:
+            return start + self._interval_s
+        return start - start % self._interval_s + self._interval_s

@@ -420,6 +420,18 @@ class TokenResolver:
             self.windows_built += 1
         return self.pending
 
+    def table_for(self, window: int) -> TokenTable:
+        """Every resolvable customer's token of any ``window``, built at once apart from the live
+        tables (which it leaves alone): what ``core.tokenclock`` looks far windows up in when the
+        box clock is suspect."""
+        build = self.start_build(window)
+        build.step(self.registry, self.cipher, self.registry.slots + 1)
+        return build.table
+
+    def start_build(self, window: int) -> WindowBuild:
+        """A build of ``window``'s table apart from the live ones, for the caller to step."""
+        return self._start(window)
+
     def _ahead(self) -> int:
         """The window after the last wanted one: built ahead so the next rotation is a swap."""
         assert self._current is not None

@@ -317,6 +317,26 @@ class VisitTracker:
             events.append(VisitEnded(visit, visit.last_seen))
         return events
 
+    def shift(self, delta_s: float) -> None:
+        """Re-date every open visit by a wall-clock step the agent followed (``core.wallclock``).
+
+        Silence is measured on agent time, so a visit neither ends nor reopens because the clock
+        stepped: its times move with the clock, its durations stay. The RSSI filters restart
+        (they refill in seconds, as at a retune)."""
+        for visit in self._open.values():
+            visit.started_at += delta_s
+            visit.last_seen += delta_s
+            visit.pending_since += delta_s
+            visit.loudest_at += delta_s  # an anonymous shopper's zone for the queue's count
+            visit.evaluated_at = float("-inf")
+            visit.levels.clear()
+            for stay in visit.path:
+                stay.entered_at += delta_s
+                if stay.exited_at is not None:
+                    stay.exited_at += delta_s
+        self._deadlines = [(d + delta_s, kind, sid) for d, kind, sid in self._deadlines]
+        heapq.heapify(self._deadlines)
+
     def forget(self, subject: Subject) -> None:
         """Drop a subject's open visit without an end event (erasure, consent withdrawn)."""
         self._open.pop(subject, None)

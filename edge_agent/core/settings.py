@@ -252,6 +252,10 @@ class RemoteSettings(Section):
     # for delivery delay and a node's drift between syncs, and stays well under
     # presence.absence_timeout_s (120 s by default).
     max_clock_skew_s: Seconds = 30.0
+    # A node whose clock is off by more than max_clock_skew_s has its sightings re-dated by its
+    # offset once this many of its messages agree on one (core.receiverclocks): five seconds of
+    # a node heard once a second, while its visits go on. 0: drop them until the node is fixed.
+    correct_clock_after: Annotated[int, _between(0, 1000)] = 5
 
 
 class IdentitySettings(Section):
@@ -418,6 +422,36 @@ class SchedulerSettings(Section):
     heartbeat_interval_s: Seconds = 60.0
 
 
+class ClockSettings(Section):
+    """How the agent judges its own wall clock (``core.wallclock``, README "Time")."""
+
+    # Where the system says whether NTP has synchronised the clock: "adjtimex" (the kernel's
+    # flag, which chrony, ntpd and systemd-timesyncd all set), "none" (no way to tell: trusted
+    # until a step or the phones disagree), or "file:PATH", synchronised while PATH exists
+    # (systemd-timesyncd touches /run/systemd/timesync/synchronized).
+    sync_source: Annotated[str, Field(pattern=r"^(adjtimex|none|file:.+)$")] = "adjtimex"
+    # A wall-clock move beyond this between two ticks is a step, not drift: NTP slews at most
+    # 0.5 ms/s, and 2 s stays far below presence.absence_timeout_s.
+    step_tolerance_s: Annotated[float, _between(0.1, 3600.0)] = 2.0
+    # While the clock is not NTP-synchronised, unresolved tokens are looked up this many windows
+    # beyond identity.skew_windows either side (4 at K=10: a box up to ~85 min off is noticed).
+    # Each window is one AES block per customer, built at most one per tick; 0 turns it off.
+    token_search_windows: Annotated[int, _between(0, 16)] = 4
+    # Customers whose tokens must agree before the phones are believed over the box clock: one
+    # phone with its own clock wrong must not move the store's.
+    min_token_customers: Annotated[int, _between(1, 1000)] = 3
+    # The phones' estimate corrects the clock only once it is this tight (half-width): a store
+    # day's reports then sit within a minute of the truth, as the phones themselves do.
+    max_estimate_uncertainty_s: Annotated[float, _between(1.0, 3600.0)] = 60.0
+    # Phones' own clocks are within tens of seconds of the truth: an estimate closer than this
+    # to the box clock is agreement, not an error.
+    token_tolerance_s: Annotated[float, _between(1.0, 3600.0)] = 60.0
+    # Remote receivers that must agree on one offset from the box (and be most of those off)
+    # before a box that says NTP has not synchronised it is corrected by them: two independent
+    # SNTP clients agreeing outvote one unsynchronised box.
+    min_agreeing_receivers: Annotated[int, _between(1, 100)] = 2
+
+
 class AgentConfig(Section):
     store: StoreSettings
     zones: list[ZoneSettings] = []
@@ -435,6 +469,7 @@ class AgentConfig(Section):
     footfall: FootfallSettings = FootfallSettings()
     rules: RulesSettings = RulesSettings()
     scheduler: SchedulerSettings = SchedulerSettings()
+    clock: ClockSettings = ClockSettings()
 
     @property
     def client_id(self) -> str:

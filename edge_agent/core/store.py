@@ -62,6 +62,7 @@ from edge_agent.core.presence import (
 )
 from edge_agent.core.settings import AgentConfig
 from edge_agent.core.sighting import Sighting
+from edge_agent.core.tokenclock import TokenClock
 
 # What the store core applies itself (AppliedBy.REGISTRY); the journey rules apply the rest.
 REGISTRY_KINDS: Handlers[StoreCore, [], None] = Handlers("customer registry")
@@ -85,10 +86,12 @@ class StoreCore:
         self._fleet = BeaconFleet(config.beacons, config.beacon_health, self._store_id, ids)
         self._beacon_sightings = BeaconSightings(config.beacons, config.identity)
         self._identity = config.identity
+        self._clock_settings = config.clock
         self._resolver = TokenResolver(
             config.identity.rotation_exponent, config.identity.skew_windows, cipher=cipher,
             sliced=tables_in_slices,
         )  # fmt: skip
+        self.token_clock = _token_clock(config)
         self._hasher = AnonymousHasher(ids.random)
         self._day_span: tuple[float, float, int] = (0.0, 0.0, 0)
         self._layout = StoreLayout.from_config(config)
@@ -120,6 +123,11 @@ class StoreCore:
         self._fleet.retune(config.beacons, config.beacon_health)
         self._beacon_sightings.retune(config.beacons, config.identity)
         self._footfall.retune(config.footfall.interval_s, self._receivers_in(config.store.entrance_zone))
+        if config.identity != self._identity or config.clock != self._clock_settings:
+            searching = self.token_clock.searching
+            self.token_clock = _token_clock(config)
+            self.token_clock.searching = searching
+            self._clock_settings = config.clock
         if config.identity != self._identity:
             # New token parameters invalidate every precomputed window: rebuild, but only then,
             # since a rebuild recomputes every registered customer's tokens.
@@ -440,8 +448,10 @@ class StoreCore:
                 customer_id = self._resolver.resolve(frame.eid, now)
                 if customer_id is not None:
                     self.counters["resolved"] += 1
+                    self.token_clock.resolved(self._resolver, customer_id, frame.eid, now)
                     return Subject("customer", customer_id)
                 self.counters["unresolved_tokens"] += 1
+                self.token_clock.unresolved(self._resolver, frame.eid, now)
                 return Subject("anonymous", self._hasher.for_token(self._local_day(now), frame.eid))
             if isinstance(frame, IBeacon | AltBeacon):
                 self.counters["unknown_beacon"] += 1  # the fleet's own are remembered above
@@ -461,12 +471,30 @@ class StoreCore:
 
     # ------------------------------------------------------------------ time
 
+    def shift(self, delta_s: float) -> None:
+        """The agent followed a wall-clock step (``core.wallclock``): re-date everything held.
+
+        Every time the core keeps (open visits, footfall interval, the journey rules' waits and
+        promises, beacons, calibration windows) moves by the step, so what is measured from it
+        (absence, gaps, waits, silence) keeps its length and nothing opens or ends because the
+        clock moved; what is reported from now on carries the corrected time. Recognised
+        customers' open visits are rewritten with it."""
+        self._tracker.shift(delta_s)
+        self._footfall.shift(delta_s)
+        self._journey.shift(delta_s)
+        self._fleet.shift(delta_s)
+        self._beacon_sightings.shift(delta_s)
+        self._calibration.shift(delta_s)
+        self._day_span = (0.0, 0.0, 0)
+        self.changed_visits.update(s.id for s in self._tracker.open_visits if s.kind == "customer")
+
     def tick(self, now: float) -> list[Message]:
         """Close visits gone silent and footfall intervals that have ended."""
         self._footfall.start(now)
         messages: list[Message] = []
         # The scheduled tick, not the first token heard after a boundary, rebuilds the tables.
         self._resolver.advance(now)
+        self.token_clock.prepare(self._resolver, now)
         self._footfall.settle(now)
         for event in self._tracker.expire(now):
             messages.extend(self._presence_messages(event, now))
@@ -512,7 +540,7 @@ class StoreCore:
     @property
     def tables_pending(self) -> bool:
         """Whether token windows are still to be built (``precompute`` has work)."""
-        return self._resolver.pending
+        return self._resolver.pending or self.token_clock.pending
 
     @property
     def tables_urgent(self) -> bool:
@@ -525,7 +553,9 @@ class StoreCore:
         windows around ``now`` first (at start), then the next one ahead of its rotation.
         Returns whether work remains."""
         self._resolver.advance(now)
-        return self._resolver.precompute(slots)
+        if self._resolver.pending:  # the live windows first, then a suspect clock's far ones
+            return self._resolver.precompute(slots) or self.token_clock.pending
+        return self.token_clock.precompute(self._resolver, slots)
 
     @property
     def token_tables(self) -> dict[str, int]:
@@ -554,6 +584,11 @@ class StoreCore:
             duration_s=round(visit.last_seen - visit.started_at, 3),
             entry_receiver=visit.entry_receiver, receivers=sorted(visit.receivers), path=path,
         )  # fmt: skip
+
+
+def _token_clock(config: AgentConfig) -> TokenClock:
+    identity = config.identity
+    return TokenClock(identity.rotation_exponent, identity.skew_windows, config.clock.token_search_windows)
 
 
 def _nobody_in_the_store(customer_id: str) -> OpenVisit | None:

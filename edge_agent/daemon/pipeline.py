@@ -157,6 +157,21 @@ class Pipeline:
             self.state.compact_downlink_log(self.core.journey.snapshot_downlinks, horizon)
         return len(messages)
 
+    def shift(self, delta_s: float) -> None:
+        """Agent time followed a wall-clock step (``daemon.timekeeper``): re-date what the core,
+        the queued rows, the journey's last day and this pipeline hold, and rewrite the open
+        visits and the rules' kept state with their new times at the next commit; nothing ends
+        or opens because of it."""
+        self.commit()
+        self.core.shift(delta_s)
+        self.outbox.shift(delta_s)
+        self.state.shift_journey(delta_s)
+        self._visits_saved_at = None
+        if self._journey_pruned_at is not None:
+            self._journey_pruned_at += delta_s
+        if self._calibration_saved_at is not None:
+            self._calibration_saved_at += delta_s
+
     def _save_calibration(self, now: float) -> None:
         """Keep the receivers' estimates every ``CALIBRATION_SAVE_S``, so a restart uses them."""
         calibration = self.core.calibration
@@ -355,8 +370,11 @@ class Pipeline:
         )
         self.outbox.add([error], now)
 
-    def status(self, state: StatusState, now: float, **figures: Any) -> StatusMessage:
-        """Birth, heartbeat or goodbye; an 'online' one carries the local figures."""
+    def status(
+        self, state: StatusState, now: float, alarms: Sequence[str] = (), **figures: Any
+    ) -> StatusMessage:
+        """Birth, heartbeat or goodbye; an 'online' one carries the local figures (and the
+        caller's ``alarms`` beside the outbox's and the database's)."""
         if state != "online":
             return StatusMessage(
                 **self.envelope.at(now),
@@ -378,7 +396,8 @@ class Pipeline:
             calibration=self.core.calibration_status(),
             outbox_bytes=self.outbox.bytes,
             dropped=dict(self.outbox.dropped),
-            alarm="; ".join(a for a in (self.outbox.alarm, *self.database.alarms.values()) if a) or None,
+            alarm="; ".join(a for a in (self.outbox.alarm, *self.database.alarms.values(), *alarms) if a)
+            or None,
             integrity=self.database.integrity,
             token_tables=self.core.token_tables,
             **figures,

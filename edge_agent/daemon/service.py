@@ -18,8 +18,6 @@ import threading
 from dataclasses import replace
 from pathlib import Path
 
-from apscheduler.schedulers.background import BackgroundScheduler
-
 from edge_agent.adapters.ble import ScannerHealth
 from edge_agent.adapters.clock import SYSTEM_CLOCK
 from edge_agent.adapters.configfile import load_config
@@ -34,6 +32,8 @@ from edge_agent.core.settings import AgentConfig
 from edge_agent.core.sighting import Sighting
 from edge_agent.core.trace import TraceProblem, read_trace
 from edge_agent.daemon.assembly import Broker, Wiring, assemble
+from edge_agent.daemon.timekeeper import Timekeeper
+from edge_agent.daemon.timers import Timers
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -46,6 +46,16 @@ _TICK = _Tick()
 _STOP = object()
 _RELOAD = object()
 _LINK_CHANGED = object()
+
+
+class _ClockShift:
+    """Queue marker: agent time stepped by ``delta_s``; the sightings queued before it were
+    stamped before the step, so the pipeline is shifted only once they are through."""
+
+    def __init__(self, delta_s: float) -> None:
+        self.delta_s = delta_s
+
+
 # Sections a running daemon cannot swap in place: ids and time zone are in every message, the
 # database is open, and the MQTT link and scanners are built from these. A reload keeps their
 # running values and says that a restart is needed.
@@ -59,7 +69,12 @@ class Service:
     ) -> None:
         self.config = config
         self.config_path = config_path
-        self.clock = clock
+        # Every part stamps and measures on agent time, which follows the system clock but
+        # takes its steps as one decision (daemon.timekeeper).
+        self.timekeeper = Timekeeper(config.clock, clock)
+        clock = self.clock = self.timekeeper.clock
+        self._pending_shift = 0.0  # steps taken by agent time, not yet by the pipeline
+        self._last_shift: _ClockShift | None = None  # the pipeline's latest, for late stamps
         self._work: queue.Queue[WorkItem] = queue.Queue()
         wiring = Wiring(
             on_downlink=self._work.put,
@@ -74,7 +89,7 @@ class Service:
         self.link: MqttLink = self.agent.link
         self.remote = self.agent.remote
         self.ble = self.agent.ble
-        self._scheduler = BackgroundScheduler(timezone="UTC")
+        self._scheduler = Timers(clock)  # monotonic: a wall step back must not stop the ticks
         self.notifier = SystemdNotifier()
         self.liveness = Liveness()
         self._stalled: list[str] = []
@@ -117,25 +132,13 @@ class Service:
 
     def start(self) -> None:
         scheduling = self.config.scheduler
-        self._scheduler.add_job(
-            self._tick,
-            "interval",
-            seconds=scheduling.tick_interval_s,
-            id="tick",
-            coalesce=True,
-            max_instances=1,
-        )
+        self._scheduler.add("tick", self._tick, scheduling.tick_interval_s)
         if self.notifier.watchdog_s is not None:
             # Ping at half the interval systemd allows, as sd_watchdog_enabled(3) advises.
-            self._scheduler.add_job(
-                self._watchdog, "interval", seconds=self.notifier.watchdog_s / 2, id="watchdog", coalesce=True
-            )
-        self._scheduler.add_job(
-            self._heartbeat, "interval", seconds=scheduling.heartbeat_interval_s,
-            id="heartbeat", coalesce=True, max_instances=1,
-        )  # fmt: skip
+            self._scheduler.add("watchdog", self._watchdog, self.notifier.watchdog_s / 2)
+        self._scheduler.add("heartbeat", self._heartbeat, scheduling.heartbeat_interval_s)
         # The sender wakes on every commit; this nudge only bounds retry latency after a refusal.
-        self._scheduler.add_job(self.link.wake, "interval", seconds=1.0, id="drain", coalesce=True)
+        self._scheduler.add("drain", self.link.wake, 1.0)
         self.link.start()
         self._scheduler.start()
         self._thread = threading.Thread(target=self._main_loop, name="edge-agent-main", daemon=True)
@@ -157,7 +160,7 @@ class Service:
         self.notifier.stopping()
         if self.ble is not None:
             self.ble.stop(max(0.1, deadline - self.clock.monotonic()))
-        self._scheduler.shutdown(wait=False)
+        self._scheduler.shutdown()
         self._work.put(_STOP)
         if self._thread is not None:
             self._thread.join(max(0.1, deadline - self.clock.monotonic()))
@@ -219,12 +222,8 @@ class Service:
         self.pipeline.core.reconfigure(effective)
         self.pipeline.config = effective
         if effective.scheduler != self.config.scheduler:
-            self._scheduler.reschedule_job(
-                "tick", trigger="interval", seconds=effective.scheduler.tick_interval_s
-            )
-            self._scheduler.reschedule_job(
-                "heartbeat", trigger="interval", seconds=effective.scheduler.heartbeat_interval_s
-            )
+            self._scheduler.reschedule("tick", effective.scheduler.tick_interval_s)
+            self._scheduler.reschedule("heartbeat", effective.scheduler.heartbeat_interval_s)
         self.config = effective
         _LOGGER.info("configuration reloaded from %s", self.config_path)
         self.notifier.notify(ready="1", status=self.status_line())
@@ -265,9 +264,15 @@ class Service:
         if not stalled:
             self.notifier.notify(watchdog="1", status=self.status_line())
 
+    def _pipeline_now(self) -> float:
+        """Agent time as the pipeline knows it: without a step still waiting in the queue."""
+        return self.clock.wall() - self._pending_shift
+
     def status_message(self, state: StatusState) -> StatusMessage:
         if state != "online":  # the last will is built before anything else exists; it needs no figures
             return self.pipeline.status(state, self.clock.wall())
+        clock = self.timekeeper.status()
+        clock_alarm = self.timekeeper.state().alarm
         stats = self.link.stats
         scanners = self.ble.scanners if self.ble is not None else []
         link = self.link.state
@@ -282,6 +287,8 @@ class Service:
             link=link,
             link_error=self.link.error,
             since=stats.connected_since if link == "up" else None,
+            clock=clock,
+            alarms=[clock_alarm] if clock_alarm else [],
         )
 
     def _heartbeat(self) -> None:
@@ -325,7 +332,7 @@ class Service:
             if building and (
                 self.pipeline.tables_urgent or self.clock.monotonic() - sliced_at >= TOKEN_SLICE_GAP_S
             ):
-                self.pipeline.precompute(self.clock.wall())
+                self.pipeline.precompute(self._pipeline_now())
                 sliced_at = self.clock.monotonic()
                 building = self.pipeline.tables_pending
             try:
@@ -334,10 +341,11 @@ class Service:
                 if not building or self.clock.monotonic() >= batch_deadline:
                     self._flush(batch)
                 if building:
-                    self.pipeline.precompute(self.clock.wall())
+                    self.pipeline.precompute(self._pipeline_now())
                     sliced_at = self.clock.monotonic()
                 continue
             if isinstance(item, Sighting):
+                item = self._redated(item)
                 if not batch:
                     batch_deadline = self.clock.monotonic() + group_delay
                 batch.append(item)
@@ -359,15 +367,44 @@ class Service:
 
     def _handle(self, item: WorkItem) -> None:
         if isinstance(item, DownlinkDelivery):
-            self.pipeline.downlink(item.topic, item.payload, self.clock.wall())
+            self.pipeline.downlink(item.topic, item.payload, self._pipeline_now())
             self.link.ack_downlink(item.mid, item.qos)  # only now: the effect is committed
             self.link.wake()
-        elif item is _TICK and self.pipeline.tick(self.clock.wall()):
-            self.link.wake()
+        elif item is _TICK:
+            self._judge_clock()
+            if self.pipeline.tick(self._pipeline_now()):
+                self.link.wake()
+        elif isinstance(item, _ClockShift):
+            self.pipeline.shift(item.delta_s)
+            self._pending_shift -= item.delta_s
+            self._last_shift = item
         elif item is _RELOAD:
             self.reload()
         elif item is _LINK_CHANGED:
             self._store_snapshot(self.status_message("online"))
+
+    def _redated(self, sighting: Sighting) -> Sighting:
+        """A sighting stamped just before a step but queued behind its marker (a scanner read
+        the clock, then the step was taken, then it queued): dated by the step, it would open a
+        visit hours ago or keep one open for an hour. It is the one whose time the step explains."""
+        shift = self._last_shift
+        # A remote node's sighting is within max_clock_skew_s of now: only a step well beyond
+        # that can be told from it.
+        if shift is None or abs(shift.delta_s) <= 2 * self.config.remote.max_clock_skew_s:
+            return sighting
+        now = self._pipeline_now()
+        if abs(sighting.ts - now) > abs(shift.delta_s) / 2 > abs(sighting.ts + shift.delta_s - now):
+            return _restamp(sighting, sighting.ts + shift.delta_s)
+        return sighting
+
+    def _judge_clock(self) -> None:
+        """Judge the wall clock; a step goes through the queue behind what was stamped before."""
+        offsets = self.remote.clock_offsets() if self.remote is not None else None
+        step = self.timekeeper.check(self.pipeline.core.token_clock, offsets, len(self.config.receivers))
+        if step:
+            self._pending_shift += step
+            self._work.put(_ClockShift(step))
+        self.pipeline.outbox.clock_trusted = self.timekeeper.state().trusted
 
     def _flush(self, batch: list[Sighting]) -> None:
         """Commit what the group's sightings (already through the core) caused."""

@@ -58,7 +58,10 @@ def status_view(
     """
     status = dict(figures)
     snapshot: dict[str, Any] = status.pop("snapshot")
-    heartbeat_age = _age(snapshot.get("ts"), now)
+    # The daemon dates its snapshot on agent time, the system clock plus the correction it judged
+    # (core.wallclock): ages are measured on the same clock.
+    agent_now = now + ((snapshot.get("clock") or {}).get("correction_s") or 0.0)
+    heartbeat_age = _age(snapshot.get("ts"), agent_now)
     if heartbeat_age is None:
         daemon = "unknown"
     elif snapshot.get("state") == "offline":  # its last word on a clean stop
@@ -73,11 +76,12 @@ def status_view(
         "daemon": daemon,
         "link": snapshot.get("link", "unknown"),
         "link_error": snapshot.get("link_error"),
-        "last_sync_s": _age(snapshot.get("last_sync"), now),
+        "last_sync_s": _age(snapshot.get("last_sync"), agent_now),
         "open_visits": snapshot.get("open_visits"),
         "missing_beacons": snapshot.get("missing_beacons", []),
         "scanners": snapshot.get("scanners", []),
         "remote": snapshot.get("remote"),
+        "clock": snapshot.get("clock"),
         "calibration": snapshot.get("calibration"),
         "integrity": snapshot.get("integrity"),
         "token_tables": snapshot.get("token_tables"),
@@ -98,7 +102,29 @@ def status_lines(status: dict[str, Any]) -> list[str]:
             + (f": {reason}" if reason else "")
         )
     lines.extend(remote_lines(status.get("remote")))
+    lines.extend(clock_lines(status.get("clock")))
     lines.extend(calibration_lines(status.get("calibration")))
+    return lines
+
+
+def clock_lines(clock: dict[str, Any] | None) -> list[str]:
+    """``clock: untrusted (NTP not synchronised), 1 step, last -3600 s at ...`` and, when the
+    phones' tokens gave one, the estimate of the error and the correction in force."""
+    if clock is None:
+        return []
+    synced = {True: "NTP synchronised", False: "NTP not synchronised", None: "NTP state unknown"}
+    line = f"clock: {'trusted' if clock['trusted'] else 'UNTRUSTED'} ({synced[clock.get('synced')]})"
+    steps, last = clock.get("steps", 0), clock.get("last_step")
+    line += f", {steps} step{'' if steps == 1 else 's'}"
+    if last:
+        line += f", last {last['size_s']:+.0f} s at {last['at']}"
+    lines = [line]
+    if clock.get("estimated_error_s") is not None:
+        lines.append(
+            f"clock: phones put true time {clock['estimated_error_s']:+.0f} s "
+            f"(+/- {clock['estimate_uncertainty_s']:.0f} s) from the system clock; "
+            f"correction in force {clock.get('correction_s', 0.0):+.0f} s"
+        )
     return lines
 
 
@@ -139,6 +165,10 @@ def remote_lines(remote: dict[str, Any] | None) -> list[str]:
         # repr: these ids come from the network, and reach a technician's terminal
         listed = ", ".join(f"{receiver!r} {count}" for receiver, count in sorted(unknown.items()))
         lines.append(f"remote: messages from receivers not in the configuration: {listed}")
+    offsets = remote.get("clock_offsets") or {}
+    if offsets:
+        redated = ", ".join(f"{receiver!r} {offset:+.0f} s" for receiver, offset in sorted(offsets.items()))
+        lines.append(f"remote: clocks off, sightings re-dated: {redated}")
     return lines
 
 

@@ -307,6 +307,18 @@ class StateStore:
                     "INSERT INTO journey (customer_id, visit_id, ts, kind, detail) VALUES (?,?,?,?,?)", rows
                 )
 
+    def shift_journey(self, delta_s: float, within_s: float = 86400.0) -> int:
+        """The agent followed a wall-clock step: the journey lines of the ``within_s`` before the
+        last one move with it, since a restart reads them back (the day's check-ins, the guards'
+        last day of notifications) and must find them on the corrected clock, as the rules that
+        held them in memory were. Older lines stay as they were kept (no restart reads them, and
+        rewriting months of history for a step would hold up the loop). Returns lines moved."""
+        with self._database.transaction() as conn:
+            return conn.execute(
+                "UPDATE journey SET ts = ts + ? WHERE ts >= (SELECT max(ts) FROM journey) - ?",
+                (delta_s, within_s),
+            ).rowcount
+
     def prune_journey(self, before: float) -> None:
         with self._database.transaction() as conn:
             conn.execute("DELETE FROM journey WHERE ts < ?", (before,))

@@ -61,5 +61,10 @@ class AssistWatch:
             found.append((Lingering(visit, stay), customer))
         return found
 
+    def shift(self, delta_s: float) -> None:
+        """A wall-clock step the agent followed: the stays staff heard about are re-dated as the
+        visits' own stays are (``presence``), so a stay already named is not named again."""
+        self._named = {visit_id: at + delta_s for visit_id, at in self._named.items()}
+
     def visit_ended(self, visit_id: str) -> None:
         self._named.pop(visit_id, None)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from edge_agent.core.const import MAX_ISSUED_COUPONS
@@ -83,6 +83,17 @@ class IssuedCoupons:
             del self._codes[(coupon.customer_id, coupon.code)]
             self.gone(coupon)
         return ended
+
+    def shift(self, delta_s: float) -> None:
+        """A wall-clock step the agent followed: each code was issued, and stays valid until, the
+        same moment on the corrected clock, so a step neither expires it early nor keeps it an
+        hour late; the kept rows are rewritten with the new times at the next commit."""
+        for key, coupon in self._codes.items():
+            moved = replace(
+                coupon, issued_at=coupon.issued_at + delta_s, valid_until=coupon.valid_until + delta_s
+            )
+            self._codes[key] = moved
+            self._journal.put(COUPON, _key(moved), moved.customer_id, asdict(moved))
 
     def forget(self, customer_id: str) -> None:
         for key in [k for k in self._codes if k[0] == customer_id]:

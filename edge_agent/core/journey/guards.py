@@ -73,6 +73,15 @@ class NotificationGuard:
             sent.per_visit = {}
         sent.per_visit[visit_id] = sent.per_visit.get(visit_id, 0) + 1
 
+    def shift(self, delta_s: float) -> None:
+        """A wall-clock step the agent followed: the minimum gap keeps counting from the last
+        notification, re-dated by the step; the daily cap counts on the local day that re-dated
+        notification falls on (a step across midnight moves the count to the corrected day)."""
+        for sent in self._sent.values():
+            if sent.last != float("-inf"):
+                sent.last += delta_s
+                sent.day = datetime.fromtimestamp(sent.last, self._tz).toordinal()
+
     def restore(self, customer_id: str, visit_id: str | None, at: float) -> None:
         """A customer notification sent before a restart (oldest first), so the gap, the day's
         cap and an open visit's cap go on counting it. ``visit_id`` None: that visit has ended."""

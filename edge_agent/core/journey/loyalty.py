@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable, Collection, Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -59,7 +59,9 @@ class CheckIns:
         self._tz = ZoneInfo(timezone)
         self._limit = limit
         self._journal = Journal() if journal is None else journal
-        self._last: OrderedDict[str, str] = OrderedDict()  # customer id -> local date checked in
+        # customer id -> when they last checked in: the time, not its date, so a clock step
+        # re-dates it and the local day is the one the corrected clock says (``shift``).
+        self._last: OrderedDict[str, float] = OrderedDict()
         self._held: dict[str, HeldCheckIn] = {}  # customer id -> their check-in message held
         self._orphaned: list[HeldCheckIn] = []  # restored, their visit gone: suppressed next tick
 
@@ -84,7 +86,7 @@ class CheckIns:
         message = self._notify(acts, settings, held, visit, customer, now)
         if not customer.consent_marketing:
             return [message]  # never a check-in without consent
-        self.record(customer.customer_id, local_date)
+        self.record(customer.customer_id, now)
         check_in = CheckInMessage(
             **acts.envelope.at(now), customer_id=customer.customer_id, visit_id=visit.visit_id,
             local_date=local_date, reward=settings.reward,
@@ -147,13 +149,25 @@ class CheckIns:
         return datetime.fromtimestamp(now, self._tz).date().isoformat()
 
     def done_on(self, customer_id: str, local_date: str) -> bool:
-        return self._last.get(customer_id) == local_date
+        last = self._last.get(customer_id)
+        return last is not None and self.local_date(last) == local_date
 
-    def record(self, customer_id: str, local_date: str) -> None:
+    def record(self, customer_id: str, at: float) -> None:
         self._last.pop(customer_id, None)
-        self._last[customer_id] = local_date
+        self._last[customer_id] = at
         while len(self._last) > self._limit:
             self._last.popitem(last=False)
+
+    def shift(self, delta_s: float) -> None:
+        """A wall-clock step the agent followed: a check-in made before it was made on the local
+        day the corrected clock gives it (a box 3 h behind at 22:30 checked a shopper in at 01:30
+        the next day), and a held message keeps its TTL and its coupon's validity in real time."""
+        self._last = OrderedDict((c, at + delta_s) for c, at in self._last.items())
+        for customer_id, held in self._held.items():
+            moved = _moved(held, delta_s)
+            self._held[customer_id] = moved
+            self._journal.put(HELD, customer_id, customer_id, asdict(moved))
+        self._orphaned = [_moved(h, delta_s) for h in self._orphaned]
 
     def forget(self, customer_id: str) -> None:
         self._last.pop(customer_id, None)
@@ -194,3 +208,7 @@ class CheckIns:
         if held.code is not None and isinstance(message, NotificationMessage):
             return acts.issue(message, held.code, now, held.valid_until)  # outcome: redeemed or expired
         return acts.sent(message, now)
+
+
+def _moved(held: HeldCheckIn, delta_s: float) -> HeldCheckIn:
+    return replace(held, at=held.at + delta_s, valid_until=held.valid_until + delta_s)

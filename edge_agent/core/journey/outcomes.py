@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Collection, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from edge_agent.core.const import MAX_PENDING_OUTCOMES
@@ -135,6 +135,18 @@ class Outcomes:
         return [
             *(self._decide(e, False, e.deadline) for e in missed),
             *(self._decide(e, False, min(now, e.deadline)) for e in orphaned),
+        ]
+
+    def shift(self, delta_s: float) -> None:
+        """A wall-clock step the agent followed: each pending outcome's window moves with the
+        clock (an endless one stays endless), so it is decided as late as it would have been on a
+        right clock, and the kept rows are rewritten with the new times at the next commit."""
+        for event_id, e in self._pending.items():
+            moved = replace(e, sent_at=e.sent_at + delta_s, deadline=e.deadline + delta_s)
+            self._pending[event_id] = moved
+            self._journal.put(OUTCOME, event_id, moved.customer_id, moved.record())
+        self._orphaned = [
+            replace(e, sent_at=e.sent_at + delta_s, deadline=e.deadline + delta_s) for e in self._orphaned
         ]
 
     def forget(self, customer_id: str) -> None:

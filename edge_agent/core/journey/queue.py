@@ -47,6 +47,13 @@ class QueueWatch:
             for alert in self.update(settings, occupancy, now)
         ]  # fmt: skip
 
+    def shift(self, delta_s: float) -> None:
+        """A wall-clock step the agent followed: a queue forming keeps the time it has already
+        stood, so its alert comes after ``for_s`` of real time, neither early nor an hour late."""
+        for state in self._zones.values():
+            if state.above_since is not None:
+                state.above_since += delta_s
+
     def update(self, settings: QueueSettings, occupancy: Mapping[str, int], now: float) -> list[QueueAlert]:
         """The zones whose queue has just become one worth an alert."""
         alerts: list[QueueAlert] = []

@@ -96,6 +96,23 @@ class JourneyRules:
         self._acts.retune(settings)
         self._guard.retune(settings.guards)
 
+    def shift(self, delta_s: float) -> None:
+        """A wall-clock step the agent followed: every time the rules hold moves with the clock
+        (the guards', arrivals and their counter-wait reminders, assistance and queue timers,
+        check-ins and held messages, pending outcomes, issued coupons), so a wait measured across
+        it keeps its length and nothing fires early or an hour late; the kept rows (``durable``)
+        are rewritten with the new times at the next commit."""
+        self._guard.shift(delta_s)
+        for arrival in self._arrivals.values():
+            arrival.at += delta_s
+            if arrival.last_wait_alert is not None:
+                arrival.last_wait_alert += delta_s
+        self._assist.shift(delta_s)
+        self._queue.shift(delta_s)
+        self._check_ins.shift(delta_s)
+        self._acts.outcomes.shift(delta_s)
+        self._acts.coupons.shift(delta_s)
+
     # ------------------------------------------------------------------ downlinks
 
     def apply(self, downlink: Downlink, now: float, visit_of: VisitOf) -> list[Message]:
@@ -290,7 +307,7 @@ class JourneyRules:
     def restore_check_ins(self, check_ins: Iterable[tuple[str, float]]) -> None:
         """The check-ins kept across a restart (customer, when), oldest first."""
         for customer_id, ts in check_ins:
-            self._check_ins.record(customer_id, self._check_ins.local_date(ts))
+            self._check_ins.record(customer_id, ts)
 
     def state_changed(self) -> bool:
         """Whether ``state_changes`` has anything to say (cheap: asked at every idle commit)."""

@@ -271,6 +271,24 @@ class Outbox:
         with self._database.transaction(), self._lock:
             return self._drop_expired(now)
 
+    @property
+    def clock_trusted(self) -> bool:
+        return self._stamper.clock_trusted
+
+    @clock_trusted.setter
+    def clock_trusted(self, trusted: bool) -> None:
+        """Whether rows made from now on say the agent trusted its clock (core.wallclock)."""
+        self._stamper.clock_trusted = trusted
+
+    def shift(self, delta_s: float) -> None:
+        """The agent followed a wall-clock step: queued rows' creation and expiry move with it,
+        so a notification still expires its TTL after it was made, not early or late by the
+        step, and the queue's age keeps its meaning."""
+        with self._database.transaction() as conn, self._lock:
+            conn.execute(
+                "UPDATE outbox SET created = created + ?, expires = expires + ? ", (delta_s, delta_s)
+            )
+
     def dead_letter(self, after_attempts: int, now: float) -> int:
         """Move rows the broker refused ``after_attempts`` times to the dead-letter table, each
         reported as a gap, so one poisoned message cannot hold up the rest; return how many."""

@@ -64,6 +64,9 @@ class Stamper:
     def __init__(self, topics: Topics) -> None:
         self._topics = topics
         self._kinds: dict[type[Message], Kind] = {}
+        # False while the agent distrusts its wall clock (core.wallclock): every row made then
+        # says so, for HQ to weigh its times.
+        self.clock_trusted = True
 
     def stamp(
         self, messages: Sequence[Message], boot_id: str | None, last_seq: dict[str, int]
@@ -78,6 +81,9 @@ class Stamper:
         """
         sequence = dict(last_seq)
         stamp = b'"boot_id":' + json.dumps(boot_id).encode().replace(b"%", b"%%") + b',"seq":%d'
+        trusted = None if self.clock_trusted else False
+        if trusted is False:
+            stamp += b',"clock_trusted":false'  # the field that follows seq, left out when None
         kinds = self._kinds
         rows: list[Row] = []
         append = rows.append
@@ -92,7 +98,8 @@ class Stamper:
                 data = serializer.to_json(m, by_alias=True)
                 payload = bytearray(data.replace(_UNSTAMPED, stamp % number, 1))
             else:  # stamped before (a resend of a stored message): replace properly
-                payload = bytearray(m.model_copy(update={"boot_id": boot_id, "seq": number}).to_json())
+                update = {"boot_id": boot_id, "seq": number, "clock_trusted": trusted}
+                payload = bytearray(m.model_copy(update=update).to_json())
             append((payload, m.expires_at if expiring else None, number, kind))
         numbered = {stream: n for stream, n in sequence.items() if last_seq.get(stream) != n}
         return rows, numbered
