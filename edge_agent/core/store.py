@@ -448,7 +448,8 @@ class StoreCore:
         )
         messages.extend(self._footfall.close(now, self.occupancy, self.zone_occupancy))
         messages.extend(self._fleet.tick(now))
-        if self._calibration.active:
+        calibration = self._calibration
+        if calibration.active and now >= calibration.next_fit_at:  # a refit is due
             messages.extend(self._calibrate(now))
         return messages
 
