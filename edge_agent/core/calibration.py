@@ -209,6 +209,7 @@ class Calibrator:
         self.next_fit_at = -math.inf  # the first tick fits
         self._fitted_at: float | None = None
         self._hearing: dict[str, int] = {}  # beacon -> receivers with a usable pair
+        self._heard_until = -math.inf  # the last beacon reading at any receiver, at the last fit
         self.reconfigure(config)
 
     def reconfigure(self, config: AgentConfig) -> None:
@@ -340,6 +341,8 @@ class Calibrator:
         only receivers with such a pair are refitted (a beacon every few seconds at each of a
         dozen receivers leaves most pairs unchanged between two fits)."""
         changed = self._refresh_pairs(now)
+        heard = [s.last_heard for s in self._receivers.values() if s.last_heard is not None]
+        self._heard_until = max(heard, default=now)
         events: list[CalibrationEvent] = []
         if changed:
             self._hearing = {}
@@ -446,7 +449,7 @@ class Calibrator:
         samples = sum([n for _, n in pairs.values()])
         if state.silent:
             assert state.last_heard is not None  # silent only after hearing
-            if not pairs or now - state.last_heard > settings.silent_after_s:
+            if not pairs or self._heard_until - state.last_heard > settings.silent_after_s:
                 return events
             state.silent = False
             events.append(ReceiverEvent(state.receiver_id, "hearing", now, self._offset(state), None))
@@ -470,11 +473,18 @@ class Calibrator:
         return events
 
     def _check_silent(self, state: _Receiver, now: float) -> list[ReceiverEvent]:
-        """A receiver that heard beacons and then none for ``silent_after_s``."""
+        """A receiver that heard beacons and then none for ``silent_after_s`` while the store
+        still heard them at other receivers.
+
+        Counted against the last beacon reading at any receiver, not the clock: when every
+        receiver goes quiet at once it is the agent that stopped hearing (a recorded trace that
+        ends, the receivers' broker down, a store that powers its nodes off at night), not each
+        receiver going deaf, and nine ``silent`` events would say the wrong thing (the beacons'
+        own health still reports them missing)."""
         if (
             state.silent
             or state.last_heard is None
-            or now - state.last_heard <= self._settings.silent_after_s
+            or self._heard_until - state.last_heard <= self._settings.silent_after_s
         ):
             return []
         state.silent = True

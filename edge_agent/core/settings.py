@@ -146,7 +146,8 @@ class CalibrationSettings(Section):
     # A beacon whose readings disagree by more than this with every receiver's other beacons
     # moved or was replaced: it is reported and left out, so it cannot miscalibrate anyone.
     moved_threshold_db: Annotated[float, _between(1, 40)] = 4.0
-    # A receiver that heard beacons and then none for this long is reported as deaf to them.
+    # A receiver that heard beacons and then none for this long, while other receivers still
+    # heard them, is reported as deaf to them (all going quiet at once is the agent not hearing).
     silent_after_s: Annotated[float, _between(60, 86400)] = 600.0
     # How often the estimates are refitted (the sightings' hot path only appends a sample). An
     # estimate over a 10-minute window moves little in a minute, so a drift is still seen within
