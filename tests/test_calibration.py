@@ -383,6 +383,13 @@ def test_a_receiver_that_advertises_calibrates_the_others_from_where_it_hangs() 
     assert estimates["b"].state == "no_beacons"
     with pytest.raises(ConfigError, match=r"receivers\[1\]\.beacon"):
         config_from_mapping(data | {"beacons": []})
+    # Two receivers cannot both advertise one beacon: it would be placed where the last one hangs.
+    twice = [
+        *data["receivers"],
+        {"id": "c", "zone": "c", "position": [40, 0], "beacon": f"ibeacon:{UUID}:1:5"},
+    ]  # type: ignore[misc]
+    with pytest.raises(ConfigError, match=r"receivers\[2\]\.beacon.*already the beacon of receiver 'b'"):
+        config_from_mapping(data | {"receivers": twice})
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
