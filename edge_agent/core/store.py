@@ -370,10 +370,13 @@ class StoreCore:
         for frame in frames:
             if beacons.is_beacon_frame(frame, self._fleet):
                 beacons.remember(address, ts)
-            if isinstance(frame, IBeacon | EddystoneUid | AltBeacon) and frame.identifier in self._fleet:
-                messages += self._fleet.seen(frame.identifier, address, sighting.receiver, ts)
+            if isinstance(frame, IBeacon | EddystoneUid | AltBeacon):
+                identifier = frame.identifier  # a property that formats a string: once
+                if identifier not in self._fleet:
+                    continue
+                messages += self._fleet.seen(identifier, address, sighting.receiver, ts)
                 if self._calibration.active and not self._calibration.heard(
-                    frame.identifier, sighting.receiver, sighting.rssi, ts, frame
+                    identifier, sighting.receiver, sighting.rssi, ts, frame
                 ):
                     self.counters["calibration_rejected"] += 1
             elif isinstance(frame, EddystoneTlm):
