@@ -205,6 +205,13 @@ def test_a_receiver_that_stops_hearing_the_beacons_is_reported_and_recovers() ->
     _, messages, _ = _drive(config, stream)
     events = [(m.event, m.receiver.receiver) for m in messages if isinstance(m, ReceiverMessage)]
     assert events == [("silent", "b"), ("hearing", "b")]
+    # A receiver that hears its beacons only too weakly to fit them is silent and recovers alike.
+    far = [_reading(1, "c", -90, t0 + step * 2) for step in range(100)]
+    later = [_reading(1, "c", -90, t0 + 500 + step * 2) for step in range(100)]
+    stream = sorted(stream + far + later, key=lambda s: s.ts)
+    _, messages, _ = _drive(config, stream)
+    events = [(m.event, m.receiver.receiver) for m in messages if isinstance(m, ReceiverMessage)]
+    assert sorted(events) == [("hearing", "b"), ("hearing", "c"), ("silent", "b"), ("silent", "c")]
 
 
 def test_the_end_of_a_trace_is_not_every_receiver_going_silent() -> None:

@@ -352,6 +352,7 @@ class Calibrator:
             events += self._check_beacons(self._medians, now)
         moved = self._moved
         for rid, state in self._receivers.items():
+            events += self._check_hearing(state, now)
             if rid in changed or state.estimate_dbm is None or self._moved_changed:
                 pairs = self._medians.get(rid, {})
                 usable = {b: v for b, v in pairs.items() if b not in moved} if moved else pairs
@@ -448,11 +449,7 @@ class Calibrator:
             return events  # just went silent
         samples = sum([n for _, n in pairs.values()])
         if state.silent:
-            assert state.last_heard is not None  # silent only after hearing
-            if not pairs or self._heard_until - state.last_heard > settings.silent_after_s:
-                return events
-            state.silent = False
-            events.append(ReceiverEvent(state.receiver_id, "hearing", now, self._offset(state), None))
+            return events
         state.beacons = len(pairs)
         if not pairs or samples < settings.min_samples:
             state.samples = samples
@@ -471,6 +468,18 @@ class Calibrator:
         state.estimate_dbm = state.reference_dbm = estimate
         events += self._check_drift(state, previous, now)
         return events
+
+    def _check_hearing(self, state: _Receiver, now: float) -> list[ReceiverEvent]:
+        """A silent receiver that hears beacons again, strong enough to fit or not (a receiver
+        whose beacons are all far hears them as well as one whose beacons are near)."""
+        if (
+            not state.silent
+            or state.last_heard is None
+            or self._heard_until - state.last_heard > self._settings.silent_after_s
+        ):
+            return []
+        state.silent = False
+        return [ReceiverEvent(state.receiver_id, "hearing", now, self._offset(state), None)]
 
     def _check_silent(self, state: _Receiver, now: float) -> list[ReceiverEvent]:
         """A receiver that heard beacons and then none for ``silent_after_s`` while the store
