@@ -31,7 +31,7 @@ def _estimator(name: str) -> Iterator[None]:
     pair_median = calibration._Pair.median
     if name == "mean":
         calibration.median = statistics.fmean  # type: ignore[assignment]
-        calibration._Pair.median = lambda self: statistics.fmean(v for _, v in self.readings)  # type: ignore[method-assign]
+        calibration._Pair.median = lambda self: statistics.fmean(self.values)  # type: ignore[method-assign]
     try:
         yield
     finally:

@@ -20,6 +20,7 @@ from edge_agent.core.calibration import REFERENCE_POWER_DBM
 from edge_agent.core.errors import ConfigError
 from edge_agent.core.events import BeaconMessage, Message, ReceiverMessage
 from edge_agent.core.frames import IBeacon, encode_ibeacon
+from edge_agent.core.identity import Customer
 from edge_agent.core.ids import EventIdFactory
 from edge_agent.core.settings import AgentConfig
 from edge_agent.core.sighting import Sighting
@@ -30,6 +31,7 @@ from edge_agent.daemon.statusview import calibration_lines
 from edge_agent.storage.database import Database
 from edge_agent.tools.calibrate import true_offsets, with_calibration, with_power
 from edge_agent.tools.demo import demo_config
+from edge_agent.tools.evaluate import drive_core
 from edge_agent.tools.simulate import SimulationSettings, simulate_store_day
 
 UUID = "f7826da6-4fa2-4e98-8024-bc5b71e0893e"
@@ -203,6 +205,29 @@ def test_a_receiver_that_stops_hearing_the_beacons_is_reported_and_recovers() ->
     _, messages, _ = _drive(config, stream)
     events = [(m.event, m.receiver.receiver) for m in messages if isinstance(m, ReceiverMessage)]
     assert events == [("silent", "b"), ("hearing", "b")]
+    # A receiver that hears its beacons only too weakly to fit them is silent and recovers alike.
+    far = [_reading(1, "c", -90, t0 + step * 2) for step in range(100)]
+    later = [_reading(1, "c", -90, t0 + 500 + step * 2) for step in range(100)]
+    stream = sorted(stream + far + later, key=lambda s: s.ts)
+    _, messages, _ = _drive(config, stream)
+    events = [(m.event, m.receiver.receiver) for m in messages if isinstance(m, ReceiverMessage)]
+    assert sorted(events) == [("hearing", "b"), ("hearing", "c"), ("silent", "b"), ("silent", "c")]
+
+
+def test_the_end_of_a_trace_is_not_every_receiver_going_silent() -> None:
+    """``evaluate`` ticks on for 17 minutes after a trace's last sighting, so its visits and
+    footfall close; nobody hears anything then, which is no receiver's fault."""
+    nominal = demo_config()
+    simulation = simulate_store_day(with_power(nominal, true_offsets(nominal, seed=13)), _few_shoppers(13))
+    customers = [
+        Customer(c.customer_id, c.identity_key, c.consent_service, c.consent_marketing)
+        for c in simulation.customers
+    ]
+    messages, _, core = drive_core(nominal, customers, simulation.sightings())
+    last = max(s.ts for s in simulation.sightings())
+    assert max(m.ts.timestamp() for m in messages) - last > nominal.calibration.silent_after_s
+    assert not [m for m in messages if isinstance(m, ReceiverMessage)]
+    assert {e.state for e in core.calibration.estimates()} == {"calibrated"}
 
 
 def test_receiver_and_beacon_events_and_the_status_validate_against_the_contract(tmp_path: Path) -> None:
@@ -365,6 +390,13 @@ def test_a_receiver_that_advertises_calibrates_the_others_from_where_it_hangs() 
     assert estimates["b"].state == "no_beacons"
     with pytest.raises(ConfigError, match=r"receivers\[1\]\.beacon"):
         config_from_mapping(data | {"beacons": []})
+    # Two receivers cannot both advertise one beacon: it would be placed where the last one hangs.
+    twice = [
+        *data["receivers"],
+        {"id": "c", "zone": "c", "position": [40, 0], "beacon": f"ibeacon:{UUID}:1:5"},
+    ]  # type: ignore[misc]
+    with pytest.raises(ConfigError, match=r"receivers\[2\]\.beacon.*already the beacon of receiver 'b'"):
+        config_from_mapping(data | {"receivers": twice})
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -408,10 +440,11 @@ def test_a_silent_receiver_is_a_warning_in_the_log(tmp_path: Path, caplog: pytes
     ts = 1_000_000.0
     for step in range(100):
         ts = 1_000_000.0 + step * 2
-        pipeline.process([_reading(b, "b", _model_rssi(config, b, "b", rng), ts) for b in (1, 2)])
+        pipeline.process([_reading(b, r, _model_rssi(config, b, r, rng), ts) for b in (1, 2) for r in "ab"])
         pipeline.tick(ts)
     with caplog.at_level("WARNING", logger="edge_agent.daemon.pipeline"):
-        for later in range(1, 400, 10):
+        for later in range(1, 400, 10):  # a still hears the beacons, b no longer does
+            pipeline.process([_reading(b, "a", _model_rssi(config, b, "a", rng), ts + later) for b in (1, 2)])
             pipeline.tick(ts + later)
     warned = [r.getMessage() for r in caplog.records if "calibration silent" in r.getMessage()]
     assert len(warned) == 1

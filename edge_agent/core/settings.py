@@ -146,11 +146,12 @@ class CalibrationSettings(Section):
     # A beacon whose readings disagree by more than this with every receiver's other beacons
     # moved or was replaced: it is reported and left out, so it cannot miscalibrate anyone.
     moved_threshold_db: Annotated[float, _between(1, 40)] = 4.0
-    # A receiver that heard beacons and then none for this long is reported as deaf to them.
+    # A receiver that heard beacons and then none for this long, while other receivers still
+    # heard them, is reported as deaf to them (all going quiet at once is the agent not hearing).
     silent_after_s: Annotated[float, _between(60, 86400)] = 600.0
     # How often the estimates are refitted (the sightings' hot path only appends a sample). An
     # estimate over a 10-minute window moves little in a minute, so a drift is still seen within
-    # 5-6 minutes; a fit (~200 us) a minute costs a replayed day ~12 % (benchmarks/README.md).
+    # 5-6 minutes; a fit (~100 us) a minute costs a replayed day 4-10 % (benchmarks/README.md).
     update_interval_s: Annotated[float, _between(1, 3600)] = 60.0
     # Readings further than this from the receiver's current estimate are absurd (a wrong
     # unit, a broken report) and are rejected, counted, rather than fitted.

@@ -407,10 +407,13 @@ class StoreCore:
         for frame in frames:
             if beacons.is_beacon_frame(frame, self._fleet):
                 beacons.remember(address, ts)
-            if isinstance(frame, IBeacon | EddystoneUid | AltBeacon) and frame.identifier in self._fleet:
-                messages += self._fleet.seen(frame.identifier, address, sighting.receiver, ts)
+            if isinstance(frame, IBeacon | EddystoneUid | AltBeacon):
+                identifier = frame.identifier  # a property that formats a string: once
+                if identifier not in self._fleet:
+                    continue
+                messages += self._fleet.seen(identifier, address, sighting.receiver, ts)
                 if self._calibration.active and not self._calibration.heard(
-                    frame.identifier, sighting.receiver, sighting.rssi, ts, frame
+                    identifier, sighting.receiver, sighting.rssi, ts, frame
                 ):
                     self.counters["calibration_rejected"] += 1
             elif isinstance(frame, EddystoneTlm):
@@ -505,7 +508,8 @@ class StoreCore:
         )
         messages.extend(self._footfall.close(now, self.occupancy, self.zone_occupancy))
         messages.extend(self._fleet.tick(now))
-        if self._calibration.active:
+        calibration = self._calibration
+        if calibration.active and now >= calibration.next_fit_at:  # a refit is due
             messages.extend(self._calibrate(now))
         return messages
 

@@ -101,10 +101,24 @@ def _cross_check(config: AgentConfig) -> Iterable[ConfigProblem]:
         yield ConfigProblem("ble.restart_backoff_max_s", "must not be smaller than ble.restart_backoff_min_s")
     if mqtt.password is not None and mqtt.username is None:
         yield ConfigProblem("mqtt.username", "required when mqtt.password is set")
+    yield from _check_receiver_beacons(config)
+
+
+def _check_receiver_beacons(config: AgentConfig) -> Iterable[ConfigProblem]:
+    """A receiver's own beacon (``[[receivers]] beacon``) is a configured beacon, and only its."""
     beacon_ids = {b.id for b in config.beacons}
+    advertised_by: dict[str, str] = {}
     for index, receiver in enumerate(config.receivers):
         if receiver.beacon is not None and receiver.beacon not in beacon_ids:
             yield ConfigProblem(f"receivers[{index}].beacon", f"not a [[beacons]] id: {receiver.beacon!r}")
+        elif receiver.beacon is not None and receiver.beacon in advertised_by:
+            # One beacon hangs in one place: calibration would put it where the last one does.
+            yield ConfigProblem(
+                f"receivers[{index}].beacon",
+                f"{receiver.beacon!r} is already the beacon of receiver {advertised_by[receiver.beacon]!r}",
+            )
+        elif receiver.beacon is not None:
+            advertised_by[receiver.beacon] = receiver.id
 
 
 def _check_layout(config: AgentConfig) -> Iterable[ConfigProblem]:
