@@ -218,13 +218,14 @@ class Calibrator:
         (every receiver "silent", the estimates refitted from nothing) and a step back does not
         keep readings an hour past their window; the estimates themselves are untouched."""
         for pair in self._pairs.values():
-            pair.readings = deque(((t + delta_s, v) for t, v in pair.readings), maxlen=pair.readings.maxlen)
+            pair.times = deque((t + delta_s for t in pair.times), maxlen=pair.times.maxlen)
         for state in self._receivers.values():
             state.history = deque((t + delta_s, v) for t, v in state.history)
             state.drifting_since = _moved_by(state.drifting_since, delta_s)
             state.armed_at = _moved_by(state.armed_at, delta_s)
             state.last_heard = _moved_by(state.last_heard, delta_s)
-        self._next_fit = _moved_by(self._next_fit, delta_s)
+        self.next_fit_at += delta_s
+        self._heard_until += delta_s
         self._fitted_at = _moved_by(self._fitted_at, delta_s)
 
     def reconfigure(self, config: AgentConfig) -> None:
