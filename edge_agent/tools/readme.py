@@ -24,6 +24,7 @@ _VOLATILE = (
     (re.compile(r"\d+:\d\d:\d\d\b"), "H:MM:SS"),  # progress bars' elapsed time
     (re.compile(r"done in [\d.]+ s"), "done in N s"),
     (re.compile(r"visit …[0-9A-Z]{6}"), "visit …ID"),  # the tail of a random ULID
+    (re.compile(r"\b([A-Z]+)-[0-9A-F]{8}\b"), r"\1-CODE"),  # a coupon code: random, so unguessable
 )
 
 
