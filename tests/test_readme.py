@@ -24,7 +24,10 @@ def test_the_readme_demo_blocks_are_what_a_run_of_the_demo_prints(demo_output: s
 def test_the_comparison_ignores_only_what_changes_by_nature() -> None:
     assert readme.comparable("0:00:04 done in 5.9 s visit …65Z5NA") == "H:MM:SS done in N s visit …ID"
     assert readme.comparable("│ sightings replayed │ 272899 │") == "│ sightings replayed │ 272899 │"
-    assert readme.comparable("Your code VISIT-962288D0, order ORD-1002") == "Your code VISIT-CODE, order ORD-1002"
+    assert (
+        readme.comparable("Your code VISIT-962288D0, order ORD-1002")
+        == "Your code VISIT-CODE, order ORD-1002"
+    )
 
 
 def test_a_readme_without_the_block_is_an_error_not_a_pass() -> None:
