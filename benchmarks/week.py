@@ -47,7 +47,7 @@ from edge_agent.daemon.service import Service
 from edge_agent.storage.database import Database
 from edge_agent.storage.state import StateStore
 from edge_agent.tools.simulate import SimulationSettings, StoreDaySimulation, simulate_store_day
-from edge_agent.tools.storeday import _fixed_beacons, demo_config
+from edge_agent.tools.storeday import BEACON_INTERVAL_S, demo_config
 from tests.conftest import Mosquitto
 
 CUSTOMERS = 1_000_000
@@ -193,15 +193,8 @@ def _boundary_arrivals(boundaries: list[float], first_customer: int) -> list[Sig
 
 
 def _day_stream(simulation: StoreDaySimulation, extra: list[Sighting]) -> Iterator[Sighting]:
-    """The simulated day, the store's fixed beacons and ``extra`` sightings, in time order."""
-    settings = simulation.settings
-    tz = ZoneInfo(TIMEZONE)
-    opening = datetime(
-        settings.day.year, settings.day.month, settings.day.day, settings.open_hours[0], tzinfo=tz
-    )
-    closing = opening.replace(hour=settings.open_hours[1])
-    beacons = _fixed_beacons(opening.timestamp(), closing.timestamp())
-    return heapq.merge(simulation.sightings(), beacons, extra, key=lambda s: s.ts)
+    """The simulated day (its positioned fixed beacons included) and ``extra`` sightings, in time order."""
+    return heapq.merge(simulation.sightings(), extra, key=lambda s: s.ts)
 
 
 def _percentile(values: list[float], share: float) -> float | None:
@@ -243,6 +236,7 @@ def _run(workdir: Path, broker: Mosquitto) -> dict[str, Any]:  # noqa: PLR0912, 
                 open_hours=OPEN_HOURS,
                 loss=0.1,
                 app_share=APP_CUSTOMERS / SHOPPERS,
+                beacon_interval_s=BEACON_INTERVAL_S,  # the demo's: one a minute per receiver
                 consent_share=0.9,
                 advertising_interval_s=4.0,
                 collect_zone="counter",
