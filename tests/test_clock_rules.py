@@ -164,7 +164,7 @@ def test_quiet_hours_follow_the_local_time_of_the_clock_after_the_step(step: flo
         manual.advance(1)
     manual.wall += step
     error -= step
-    _run(pipeline, timekeeper, manual, 1, None)  # the next tick sees the step
+    _run(pipeline, timekeeper, manual, 2, None)  # the next two ticks see the step and confirm it
     pipeline.downlink(
         "retail/v1/stores/s1/in/orders", orders_downlink(("O-2", "c1", "ready"), message_id="ord-2"),
         timekeeper.now(),
@@ -233,7 +233,7 @@ def test_one_check_in_per_local_day_across_a_step_over_midnight(
         manual.advance(1)
     manual.wall += step
     error -= step
-    _run(pipeline, timekeeper, manual, 1, None)  # the next tick sees the step
+    _run(pipeline, timekeeper, manual, 2, None)  # the next two ticks see the step and confirm it
     if restart:
         pipeline.commit()
         pipeline.database.close()

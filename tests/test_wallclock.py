@@ -60,7 +60,8 @@ def test_drift_within_the_tolerance_is_followed_silently_and_a_step_is_counted()
     judge.start(ClockReading(T0, 100.0, synced=True))
     assert judge.check(ClockReading(T0 + 1.0005, 101.0, synced=True)) == 0.0  # slewing
     assert judge.state().steps == 0
-    step = judge.check(ClockReading(T0 + 2 + 10_800, 102.0, synced=True))
+    assert judge.check(ClockReading(T0 + 2 + 10_800, 102.0, synced=True)) == 0.0  # seen once
+    step = judge.check(ClockReading(T0 + 2.5 + 10_800, 102.5, synced=True))  # and confirmed
     assert abs(step - 10_800) < 0.01
     state = judge.state()
     assert state.steps == 1
@@ -68,7 +69,7 @@ def test_drift_within_the_tolerance_is_followed_silently_and_a_step_is_counted()
     assert abs(state.last_step.size_s - 10_800) < 0.01
     assert state.trusted
     assert state.alarm is None
-    assert abs(judge.offset + 102.0 - (T0 + 2 + 10_800)) < 0.01
+    assert abs(judge.offset + 102.5 - (T0 + 2.5 + 10_800)) < 0.01
 
 
 def test_a_step_without_ntp_makes_the_clock_untrusted_with_an_alarm_until_ntp_syncs() -> None:
@@ -76,12 +77,26 @@ def test_a_step_without_ntp_makes_the_clock_untrusted_with_an_alarm_until_ntp_sy
     judge.start(ClockReading(T0, 100.0, synced=None))
     assert judge.state().trusted  # nothing says otherwise
     judge.check(ClockReading(T0 + 1 - 3600, 101.0, synced=None))
+    judge.check(ClockReading(T0 + 1.5 - 3600, 101.5, synced=None))  # the step confirmed
     state = judge.state()
     assert not state.trusted
     assert state.alarm == "clock untrusted: stepped -3600 s with no NTP sync"
     judge.check(ClockReading(T0 + 2 - 3600, 102.0, synced=True))
     assert judge.state().trusted
     assert judge.state().alarm is None
+
+
+def test_one_stray_reading_is_no_step_a_step_is_believed_when_the_next_reading_agrees() -> None:
+    """A clock read while it is being set can give one reading from the other side: following
+    it would re-date every open visit there and back."""
+    judge = _judge()
+    judge.start(ClockReading(T0, 100.0, synced=True))
+    assert judge.check(ClockReading(T0 + 1 + 10_800, 101.0, synced=True)) == 0.0  # stray
+    assert judge.check(ClockReading(T0 + 2, 102.0, synced=True)) == 0.0  # back: it was nothing
+    assert judge.state().steps == 0
+    assert judge.check(ClockReading(T0 + 3 + 10_800, 103.0, synced=True)) == 0.0
+    assert abs(judge.check(ClockReading(T0 + 4 + 10_800, 104.0, synced=True)) - 10_800) < 0.01
+    assert judge.state().steps == 1
 
 
 def test_an_unsynchronised_clock_is_untrusted_without_an_alarm() -> None:
@@ -361,7 +376,8 @@ def test_receivers_agreeing_the_box_is_off_correct_a_box_ntp_has_not_synchronise
     assert judge.receivers({}, configured=4) == 0.0
     assert judge.state().alarm == "clock off: the system clock is corrected by +2400 s (receivers)"
     # NTP steps the system clock +2400 s: agent time barely moves (the receivers were right).
-    assert abs(judge.check(ClockReading(T0 + 1, 101.0, synced=True))) < 0.5
+    assert judge.check(ClockReading(T0 + 1, 101.0, synced=True)) == 0.0  # the step seen once
+    assert abs(judge.check(ClockReading(T0 + 1.5, 101.5, synced=True))) < 0.5
     assert judge.state().trusted
     assert judge.state().alarm is None
 

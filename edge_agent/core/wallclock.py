@@ -163,6 +163,7 @@ class ClockJudge:
         self._token_tolerance = token_tolerance_s
         self._min_receivers = min_receivers
         self._system_offset: float | None = None  # wall - monotonic as last followed
+        self._unconfirmed: float | None = None  # a step's new wall - monotonic, seen once
         self._correction = 0.0  # added to the wall clock from the token estimate
         self._synced: bool | None = None
         self._j = _Judgement()
@@ -190,12 +191,21 @@ class ClockJudge:
         before = self.offset
         system = reading.wall - reading.monotonic
         moved = system - self._system_offset
-        self._system_offset = system
         if abs(moved) <= self._tolerance:
+            self._system_offset, self._unconfirmed = system, None
             if reading.synced and not was_synced:
                 self._synchronised()  # may drop a correction: that is a step of agent time
             delta = self.offset - before
             return delta if abs(delta) > self._tolerance else 0.0
+        if self._unconfirmed is None or abs(system - self._unconfirmed) > self._tolerance:
+            # A step is believed when the next reading agrees (as ntpd waits out its stepout
+            # before stepping): one stray reading (a clock being set while it is read) must not
+            # re-date every visit twice. A real step is applied a tick late; agent time never
+            # moved meanwhile, so nothing is stamped wrong.
+            self._unconfirmed = system
+            self._synced = was_synced
+            return 0.0
+        self._system_offset, self._unconfirmed = system, None
         self._j.steps += 1
         self._j.last_step = ClockStep(reading.monotonic + system + self._correction, moved)
         if reading.synced:
