@@ -152,7 +152,8 @@ class Registry:
         recognised (no consent), whose leftovers the caller drops as ``put`` callers do.
 
         What ``put`` does per customer, without building a ``Customer`` or looking for a free
-        slot: at a million customers the load is a third of a second instead of four.
+        slot: with the rows read as ``StateStore.customer_rows`` reads them, a million customers'
+        start (``Pipeline`` constructed) takes 1.7-1.9 s here instead of 5.3 s.
         """
         slot_of, ids, keys, flags = self._slot_of, self.ids, self.keys, self.flags
         unresolvable: list[str] = []

@@ -207,8 +207,9 @@ class StateStore:
     def customer_rows(self, batch: int = 65_536) -> Iterator[tuple[str, bytes, int, int]]:
         """Every stored customer as a plain row, in storage order, for the start's bulk load
         (``StoreCore.load_registry``): no ``Customer`` per row, and pages read by rowid rather
-        than through the id index (a million rows in under a second instead of 3.5 s). Read in
-        batches, each under the lock, so neither a million rows nor the lock is held at once."""
+        than through the id index (a million rows in 1.2 s under the profiler, against 3.5 s
+        for ``customers``). Read in batches, each under the lock, so neither a million rows nor
+        the lock is held at once."""
         last = 0
         while True:
             with self._database.lock:
