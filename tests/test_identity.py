@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -201,3 +202,58 @@ def test_the_tick_builds_the_next_window_before_any_token_is_heard() -> None:
     built = core._resolver.windows_built
     core.tick(NOW + 2**K)  # a boundary passes with nobody in the store
     assert core._resolver.windows_built == built + 1
+
+
+def _rows() -> list[tuple[str, bytes, int, int]]:
+    keys = [bytes([n]) * 16 for n in range(1, 7)]
+    return [
+        ("both", keys[0], 1, 1),
+        ("service", keys[1], 1, 0),
+        ("marketing", keys[2], 0, 1),
+        ("nobody", keys[3], 0, 0),  # kept, never recognised
+        ("again", keys[4], 0, 0),
+        ("again", keys[5], 1, 0),  # the same id twice: the later row wins, as a second put would
+    ]
+
+
+def test_a_bulk_load_recognises_exactly_whom_putting_each_customer_would() -> None:
+    one_by_one = TokenResolver(K, 1, cipher=fastest_cipher())
+    for customer_id, key, service, marketing in _rows():
+        one_by_one.put(Customer(customer_id, key, bool(service), bool(marketing)))
+    bulk = TokenResolver(K, 1, cipher=fastest_cipher(), sliced=True)
+    unresolvable = bulk.load(_rows())
+    assert unresolvable == ["nobody", "again"]  # each dropped from visits and rules by the caller
+    assert sorted(bulk.registry) == sorted(one_by_one.registry)
+    for customer_id in one_by_one.registry:
+        assert bulk.registry.get(customer_id) == one_by_one.registry.get(customer_id)
+    bulk.advance(NOW)
+    while bulk.precompute():  # the daemon's slices, from the loaded buffers
+        pass
+    for _, key, _, _ in _rows():
+        for skew in (-(2**K), 0, 2**K):
+            token = eid_token(key, K, NOW + skew)
+            assert bulk.resolve(token, NOW) == one_by_one.resolve(token, NOW)
+    assert bulk.resolve(eid_token(_rows()[0][1], K, NOW), NOW) == "both"
+    assert bulk.resolve(eid_token(_rows()[3][1], K, NOW), NOW) is None
+    assert bulk.resolve(eid_token(_rows()[5][1], K, NOW), NOW) == "again"
+
+
+def test_a_bulk_load_into_live_tables_resolves_at_once_and_names_a_bad_key() -> None:
+    resolver = TokenResolver(K, 1, cipher=fastest_cipher())
+    resolver.put(Customer("first", KEY, consent_service=True))
+    resolver.resolve(eid_token(KEY, K, NOW), NOW)  # the windows exist now
+    assert resolver.load(_rows()[:2]) == []
+    assert resolver.resolve(eid_token(_rows()[1][1], K, NOW), NOW) == "service"
+    with pytest.raises(ValueError, match="'short'"):
+        TokenResolver(K, 1).load([("short", b"\x01" * 15, 1, 0)])
+
+
+def test_loading_a_customer_without_consent_drops_their_kept_visit_row() -> None:
+    from edge_agent.core.ids import EventIdFactory
+    from edge_agent.core.store import StoreCore
+    from tests.conftest import make_config
+
+    core = StoreCore(make_config(Path("/nonexistent")), EventIdFactory.seeded("t"))
+    core.load_registry(_rows())
+    assert core.changed_visits == {"nobody", "again"}  # rewritten (deleted) at the next commit
+    assert core.customers.get("again") == Customer("again", _rows()[5][1], consent_service=True)

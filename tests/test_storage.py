@@ -193,3 +193,23 @@ def test_freed_pages_go_back_to_the_filesystem_a_bounded_round_at_a_time(tmp_pat
     assert database.db.conn.execute("PRAGMA freelist_count").fetchone()[0] == FREE_PAGES_KEPT
     assert (tmp_path / "agent.db").stat().st_size < size - (free - FREE_PAGES_KEPT - 1) * 4096
     database.close()
+
+
+def test_customer_rows_read_every_stored_customer_once_across_gaps(tmp_path: Path) -> None:
+    from edge_agent.storage.state import StateStore
+
+    database = Database(tmp_path / "agent.db")
+    state = StateStore(database)
+    with database.transaction() as conn:
+        conn.executemany(
+            "INSERT INTO customers VALUES (?,?,?,?)", [(f"c{n}", bytes([n]) * 16, n % 2, 0) for n in range(9)]
+        )
+        conn.execute("DELETE FROM customers WHERE customer_id IN ('c2', 'c3', 'c4')")  # a gap of rowids
+        # A replaced row moves to the end of the table.
+        conn.execute("INSERT OR REPLACE INTO customers VALUES ('c0', ?, 1, 1)", (b"\xff" * 16,))
+    rows = list(state.customer_rows(batch=2))
+    assert sorted(rows) == sorted(
+        [("c0", b"\xff" * 16, 1, 1), *((f"c{n}", bytes([n]) * 16, n % 2, 0) for n in (1, 5, 6, 7, 8))]
+    )
+    assert {c.customer_id for c in state.customers()} == {r[0] for r in rows}
+    database.close()

@@ -91,9 +91,9 @@ class Pipeline:
         )
         self.state = StateStore(database)
         self.core = StoreCore(config, ids, cipher, tables_in_slices=tables_in_slices)
+        self.core.load_registry(self.state.customer_rows())
         self.core.load(
-            self.state.customers(), self.state.orders(), self.state.registry_version(),
-            self.state.logged_downlinks(),
+            (), self.state.orders(), self.state.registry_version(), self.state.logged_downlinks(),
         )  # fmt: skip
         self.core.restore_visits(self.state.open_visits())
         self.core.journey.restore_check_ins(self.state.check_ins())

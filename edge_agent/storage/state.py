@@ -204,6 +204,26 @@ class StateStore:
                 return
             last = rows[-1][0]
 
+    def customer_rows(self, batch: int = 65_536) -> Iterator[tuple[str, bytes, int, int]]:
+        """Every stored customer as a plain row, in storage order, for the start's bulk load
+        (``StoreCore.load_registry``): no ``Customer`` per row, and pages read by rowid rather
+        than through the id index (a million rows in 1.2 s under the profiler, against 3.5 s
+        for ``customers``). Read in batches, each under the lock, so neither a million rows nor
+        the lock is held at once."""
+        last = 0
+        while True:
+            with self._database.lock:
+                rows = self._database.db.conn.execute(
+                    "SELECT rowid, customer_id, identity_key, consent_service, consent_marketing "
+                    "FROM customers WHERE rowid > ? ORDER BY rowid LIMIT ?",
+                    (last, batch),
+                ).fetchall()
+            for row in rows:
+                yield row[1], row[2], row[3], row[4]
+            if len(rows) < batch:
+                return
+            last = rows[-1][0]
+
     def orders(self) -> list[Order]:
         with self._database.lock:
             rows = self._database.db.conn.execute(
