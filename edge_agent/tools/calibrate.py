@@ -20,6 +20,7 @@ from edge_agent.core.ids import EventIdFactory
 from edge_agent.core.settings import AgentConfig
 from edge_agent.core.sighting import Sighting
 from edge_agent.core.store import StoreCore
+from edge_agent.tools.evaluate import feed_with_ticks
 
 
 @dataclass(slots=True)
@@ -34,25 +35,12 @@ class CalibrationReport:
 def calibrate_trace(config: AgentConfig, sightings: Iterable[Sighting]) -> CalibrationReport:
     """Run ``sightings`` through the core with a tick every ``scheduler.tick_interval_s``."""
     core = StoreCore(config, EventIdFactory.seeded("calibrate"))
-    tick_s = config.scheduler.tick_interval_s
-    events: list[Message] = []
-    next_tick: float | None = None
-    count = 0
-    last = 0.0
-    for sighting in sightings:
-        count += 1
-        last = sighting.ts
-        if next_tick is None:
-            next_tick = sighting.ts + tick_s
-        while sighting.ts >= next_tick:
-            events += _calibration_events(core.tick(next_tick))
-            next_tick += tick_s
-        events += _calibration_events(core.observe(sighting))
+    fed = feed_with_ticks(core, sightings, config.scheduler.tick_interval_s)
     # One last fit with everything the trace held (the window ends at its last sighting).
-    events += _calibration_events(core.tick(last + config.calibration.update_interval_s))
+    events = _calibration_events([*fed.messages, *core.tick(fed.last + config.calibration.update_interval_s)])
     calibration = core.calibration
     return CalibrationReport(
-        calibration.estimates(), calibration.beacon_states(), events, count, calibration.active
+        calibration.estimates(), calibration.beacon_states(), events, fed.count, calibration.active
     )
 
 

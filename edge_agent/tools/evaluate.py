@@ -85,6 +85,30 @@ def drive_core(
     core = StoreCore(config, EventIdFactory.seeded("evaluate"), fastest_cipher())
     core.load(customers, [], None)
     tick_s = config.scheduler.tick_interval_s
+    fed = feed_with_ticks(core, sightings, tick_s)
+    messages = fed.messages
+    next_tick = fed.next_tick
+    end = fed.last + config.presence.absence_timeout_s + config.footfall.interval_s + 2 * tick_s
+    while next_tick is not None and next_tick <= end:
+        messages += core.tick(next_tick)
+        next_tick += tick_s
+    return messages, fed.count, core
+
+
+@dataclass(slots=True)
+class FedTrace:
+    """What ``feed_with_ticks`` leaves: the messages, how many sightings, the last one's time,
+    and when the next tick is due (None: no sighting at all)."""
+
+    messages: list[Message]
+    count: int
+    last: float
+    next_tick: float | None
+
+
+def feed_with_ticks(core: StoreCore, sightings: Iterable[Sighting], tick_s: float) -> FedTrace:
+    """``sightings`` through ``core`` with a tick every ``tick_s`` of their own time, as the
+    daemon's scheduler would tick between them; how the run ends is the caller's."""
     messages: list[Message] = []
     next_tick: float | None = None
     count = 0
@@ -98,11 +122,7 @@ def drive_core(
             messages += core.tick(next_tick)
             next_tick += tick_s
         messages += core.observe(sighting)
-    end = last + config.presence.absence_timeout_s + config.footfall.interval_s + 2 * tick_s
-    while next_tick is not None and next_tick <= end:
-        messages += core.tick(next_tick)
-        next_tick += tick_s
-    return messages, count, core
+    return FedTrace(messages, count, last, next_tick)
 
 
 @dataclass(frozen=True, slots=True)
