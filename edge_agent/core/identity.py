@@ -425,6 +425,11 @@ class TokenResolver:
         current = (int(now) & 0xFFFFFFFF) >> self._k
         if current == self._current:
             return
+        if self._current is not None and self._current - self._skew <= current < self._current:
+            # A sighting a little older than the last time asked (one queued behind a busy loop,
+            # a remote node's): its window is still held. Going back would drop the window ahead
+            # and rebuild it at the next look at now, to and fro for as long as the queue lags.
+            return
         first = self._current is None
         self._current = current
         # Nearest first: the current window, then one ahead, one behind, two ahead...
