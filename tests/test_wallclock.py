@@ -17,7 +17,7 @@ from edge_agent.core.frames import EddystoneEid, encode_eddystone_eid
 from edge_agent.core.identity import Customer, TokenResolver, eid_token
 from edge_agent.core.ids import EventIdFactory
 from edge_agent.core.sighting import Sighting
-from edge_agent.core.tokenclock import SUSPECT_RUN, TokenClock
+from edge_agent.core.tokenclock import SEARCH_HOLD_S, SUSPECT_RUN, TokenClock
 from edge_agent.core.wallclock import ClockJudge, ClockReading, Interval, TokenEvidence, marzullo
 from edge_agent.daemon.pipeline import Pipeline
 from edge_agent.daemon.timekeeper import Timekeeper
@@ -251,34 +251,54 @@ def test_periodic_jobs_run_on_the_monotonic_clock_whatever_the_wall_does() -> No
         timers.shutdown()
 
 
-def test_far_windows_are_built_only_after_a_run_of_tokens_that_none_resolves() -> None:
-    """On a right clock customers resolve among the non-consenting app users: nothing far is
-    built (a far window costs as much as a rotation's rebuild)."""
+def test_far_windows_are_built_only_after_different_tokens_none_resolves_and_stop_when_one_does() -> None:
+    """A far window costs as much as a rotation's rebuild and a live table's memory. On a right
+    clock customers resolve among the non-consenting app users, so nothing far is built for one
+    such phone heard all day, nor while the window of now is still being built; once several
+    different tokens resolve nowhere the far windows are built and a phone three windows ahead
+    is found; the first live resolution drops them and no search starts again for an hour; and
+    a rotation during a search builds only the windows that came into range."""
     resolver = TokenResolver(10, 1)
     resolver.put(Customer("c1", bytes([1]) * 16, True, True))
     tokens = TokenClock(10, 1, search_windows=2)
     tokens.searching = True
-    built = []
+    built: list[int] = []
     original = resolver.table_for
     resolver.table_for = lambda window: built.append(window) or original(window)  # type: ignore[method-assign]
-    for i in range(3 * SUSPECT_RUN):
-        if i % 10 == 0:
-            token = eid_token(bytes([1]) * 16, 10, int(T0))
-            assert resolver.resolve(token, T0) == "c1"
-            tokens.resolved(resolver, "c1", token, T0)
-        else:
-            tokens.unresolved(resolver, bytes([i % 256]) * 8, T0)
+    stranger = bytes([9]) * 8
+    for _ in range(SUSPECT_RUN):  # distinct tokens, but the window of now is not built yet
+        tokens.unresolved(resolver, bytes([_ + 100]) * 8, T0)
+    resolver.advance(T0)
+    for _ in range(500):  # one non-consenting phone, all day
+        tokens.unresolved(resolver, stranger, T0)
         tokens.prepare(resolver, T0)
     assert built == []
-    far = eid_token(bytes([1]) * 16, 10, int(T0) + 3 * 1024)  # the phone 3 windows ahead
-    for _ in range(SUSPECT_RUN):
-        tokens.unresolved(resolver, bytes(8), T0)
+    for n in range(SUSPECT_RUN - 1):
+        tokens.unresolved(resolver, bytes([n + 10]) * 8, T0)
     for _ in range(4):
         tokens.prepare(resolver, T0)
     assert sorted(built) == [(int(T0) >> 10) + d for d in (-3, -2, 2, 3)]
+    far = eid_token(bytes([1]) * 16, 10, int(T0) + 3 * 1024)  # the phone 3 windows ahead
     tokens.unresolved(resolver, far, T0)
     window = (int(T0) >> 10) + 3
     assert tokens.evidence.estimate() == (Interval(window * 1024 - T0, (window + 1) * 1024 - T0), 1)
+    built.clear()
+    for _ in range(3):
+        tokens.prepare(resolver, T0 + 1024)  # a rotation mid-search: one more window either side
+    assert sorted(built) == [(int(T0) >> 10) + d for d in (-1, 4)]
+    assert tokens.far_windows == 4
+    live = eid_token(bytes([1]) * 16, 10, int(T0) + 1024)
+    assert resolver.resolve(live, T0 + 1024) == "c1"
+    tokens.resolved(resolver, "c1", live, T0 + 1024)
+    assert tokens.far_windows == 0
+    built.clear()
+    for later in (T0 + 1100, T0 + 1024 + SEARCH_HOLD_S - 10):
+        for n in range(SUSPECT_RUN):
+            tokens.unresolved(resolver, bytes([n + 40]) * 8, later)
+        tokens.prepare(resolver, later)
+    assert built == []
+    tokens.prepare(resolver, T0 + 1024 + SEARCH_HOLD_S)
+    assert len(built) == 1
 
 
 def test_a_sliced_resolver_builds_far_windows_in_slices_after_its_own_never_in_a_tick(tmp_path: Path) -> None:
