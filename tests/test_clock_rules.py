@@ -30,6 +30,7 @@ from edge_agent.core.journey.guards import NotificationGuard
 from edge_agent.core.journey.loyalty import CheckIns
 from edge_agent.core.journey.outcomes import Outcomes
 from edge_agent.core.journey.queue import QueueWatch
+from edge_agent.core.repeats import REPEAT_INTERVAL_S, RepeatLimiter
 from edge_agent.core.settings import GuardSettings, QueueSettings
 from edge_agent.core.store import StoreCore
 from edge_agent.daemon.pipeline import Pipeline
@@ -405,6 +406,21 @@ def test_an_anonymous_shopper_counts_in_the_zone_they_move_to_after_a_step(
     for second in range(10):
         core.observe(phone_sighting("6B:00:00:00:00:01", now + second, "counter", rssi=-75))
     assert core.zone_occupancy(now + 10, QUEUE_HEARD_S) == {"counter": 1}
+
+
+@STEPS
+def test_a_repeated_warning_comes_back_after_its_interval_across_a_step(step: float) -> None:
+    """A fault that persists is warned every few minutes: a step back must not hold the reminder
+    for the step's length on top (an hour of silence in the journal), nor a step forward make
+    every repeat a warning."""
+    limiter = RepeatLimiter(REPEAT_INTERVAL_S)
+    now = _at("2026-11-24T10:00:00")
+    assert limiter.admit("node n1", now) == 0
+    now += 60 + step  # the step, a minute after the first warning
+    logged = [n for n in range(1, 600) if limiter.admit("node n1", now + n) is not None]
+    assert len(logged) <= 2  # at most the one the step ends early, and the next interval's
+    assert logged
+    assert logged[-1] <= REPEAT_INTERVAL_S + 1
 
 
 # ---------------------------------------------------------------------------------------------- the list

@@ -36,7 +36,9 @@ class RepeatLimiter:
         since the last one logged for ``key``. ``said`` is what the warning says (a reason): a
         new one is logged at once."""
         warned = self._warned.get(key)
-        if warned is not None and warned.said == said and now - warned.at < self._interval:
+        # abs(): after a clock step back, "now" is before the last warning; the hold then ends
+        # (one warning early) instead of lasting the step's length on top of the interval.
+        if warned is not None and warned.said == said and abs(now - warned.at) < self._interval:
             warned.held += 1
             return None
         held = 0 if warned is None else warned.held
