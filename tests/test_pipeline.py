@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -244,3 +246,28 @@ def test_a_downlink_with_one_bad_record_is_never_half_applied(tmp_path: Path, va
         )
     finally:
         pipeline.database.close()
+
+
+def test_a_token_build_that_keeps_failing_is_counted_in_status_and_warned_every_few_minutes(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The main loop asks for the next slice again at once: a build that raises every time (a
+    broken AES backend, memory) must show in status and the journal without flooding it."""
+    pipeline = _pipeline(tmp_path)
+
+    def broken(now: float, slots: int = 0) -> bool:
+        raise MemoryError("no room for a token table")
+
+    pipeline.core.precompute = broken  # type: ignore[method-assign]
+    with caplog.at_level(logging.WARNING, logger="edge_agent.daemon.pipeline"):
+        for n in range(1000):
+            assert pipeline.precompute(T0 + n / 10) is False
+        pipeline.precompute(T0 + 400)  # five minutes later: the reminder, with the count
+    warnings = [r.getMessage() for r in caplog.records if "token window build failed" in r.getMessage()]
+    assert warnings == [
+        "token window build failed", "token window build failed (999 more since the last warning)"
+    ]  # fmt: skip
+    status = pipeline.status("online", T0 + 400)
+    assert status.token_tables is not None
+    assert status.token_tables["build_errors"] == 1001
+    assert status.token_tables["far_windows"] == 0

@@ -573,12 +573,15 @@ class StoreCore:
 
     @property
     def token_tables(self) -> dict[str, int]:
-        """Figures for status: complete wanted windows, builds and unready rotations so far."""
+        """Figures for status: complete wanted windows, builds and unready rotations so far, and
+        the far windows a suspect clock is searching (held now, built so far)."""
         resolver = self._resolver
         return {
             "ready_windows": resolver.ready_windows,
             "windows_built": resolver.windows_built,
             "rotations_unready": resolver.rotations_unready,
+            "far_windows": self.token_clock.far_windows,
+            "far_windows_built": self.token_clock.far_windows_built,
         }
 
     def _visit_ended(self, ended: VisitEnded, now: float) -> VisitMessage:

@@ -103,6 +103,7 @@ class Pipeline:
         self.core.restore_calibration(self.calibration.load())
         self._calibration_saved_at: float | None = None
         self._calibration_warnings = RepeatLimiter()
+        self._build_warnings = RepeatLimiter()
         self.counters: Counter[str] = Counter()
         self._visits_saved_at: float | None = None
         self._pending: list[Message] = []  # observed, not yet committed
@@ -227,9 +228,12 @@ class Pipeline:
         slice is counted and logged, and resolution goes on with the windows it has."""
         try:
             return self.core.precompute(now)
-        except Exception:
+        except Exception as exc:
+            # The main loop asks again at once: a fault that persists must not flood the journal.
             self.counters["precompute_errors"] += 1
-            _LOGGER.exception("token window build failed")
+            held = self._build_warnings.admit("precompute", now, type(exc).__name__)
+            if held is not None:
+                _LOGGER.warning("token window build failed%s", held_back(held), exc_info=True)
             return False
 
     def _journey_horizon(self, now: float) -> float:
@@ -399,7 +403,7 @@ class Pipeline:
             alarm="; ".join(a for a in (self.outbox.alarm, *self.database.alarms.values(), *alarms) if a)
             or None,
             integrity=self.database.integrity,
-            token_tables=self.core.token_tables,
+            token_tables={**self.core.token_tables, "build_errors": self.counters["precompute_errors"]},
             **figures,
         )
 
