@@ -14,6 +14,7 @@ from edge_agent.core.cipher import REFERENCE, encrypt_block
 from edge_agent.core.identity import (
     AnonymousHasher,
     Customer,
+    CustomerPage,
     TokenResolver,
     TokenTable,
     eid_token,
@@ -254,6 +255,26 @@ def test_loading_a_customer_without_consent_drops_their_kept_visit_row() -> None
     from tests.conftest import make_config
 
     core = StoreCore(make_config(Path("/nonexistent")), EventIdFactory.seeded("t"))
-    core.load_registry(_rows())
+    core.load_registry([CustomerPage.of_rows(_rows())])
     assert core.changed_visits == {"nobody", "again"}  # rewritten (deleted) at the next commit
     assert core.customers.get("again") == Customer("again", _rows()[5][1], consent_service=True)
+
+
+def test_a_page_load_registers_exactly_what_a_row_load_does() -> None:
+    """Pages (how a start reads the registry) against rows, through both of a page's paths: bulk
+    into an empty registry, and row by row where an id is known already or one repeats."""
+    by_rows = TokenResolver(K, 1, cipher=fastest_cipher())
+    row_unresolvable = by_rows.load(_rows())
+    by_pages = TokenResolver(K, 1, cipher=fastest_cipher())
+    unique = [row for row in _rows() if row[0] != "again"]
+    pages = [CustomerPage.of_rows(unique[:2]), CustomerPage.of_rows(unique[2:]),
+             CustomerPage.of_rows(_rows()[4:])]  # fmt: skip
+    assert by_pages.load_pages(pages) == row_unresolvable == ["nobody", "again"]
+    assert list(by_pages.registry) == list(by_rows.registry)
+    for customer_id in by_rows.registry:
+        assert by_pages.registry.get(customer_id) == by_rows.registry.get(customer_id)
+    for _, key, _, _ in _rows():
+        token = eid_token(key, K, NOW)
+        assert by_pages.resolve(token, NOW) == by_rows.resolve(token, NOW)
+    with pytest.raises(ValueError, match="'short'"):
+        CustomerPage.of_rows([("short", b"\x01" * 15, 1, 0)])

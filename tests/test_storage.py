@@ -12,6 +12,8 @@ import threading
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
 
 from edge_agent.core.events import FootfallMessage, VisitMessage, utc
 from edge_agent.core.topics import Topics
@@ -195,7 +197,7 @@ def test_freed_pages_go_back_to_the_filesystem_a_bounded_round_at_a_time(tmp_pat
     database.close()
 
 
-def test_customer_rows_read_every_stored_customer_once_across_gaps(tmp_path: Path) -> None:
+def test_customer_pages_read_every_stored_customer_once_across_gaps(tmp_path: Path) -> None:
     from edge_agent.storage.state import StateStore
 
     database = Database(tmp_path / "agent.db")
@@ -207,9 +209,46 @@ def test_customer_rows_read_every_stored_customer_once_across_gaps(tmp_path: Pat
         conn.execute("DELETE FROM customers WHERE customer_id IN ('c2', 'c3', 'c4')")  # a gap of rowids
         # A replaced row moves to the end of the table.
         conn.execute("INSERT OR REPLACE INTO customers VALUES ('c0', ?, 1, 1)", (b"\xff" * 16,))
-    rows = list(state.customer_rows(batch=2))
+    rows = [row for page in state.customer_pages(batch=2) for row in page.rows()]
     assert sorted(rows) == sorted(
-        [("c0", b"\xff" * 16, 1, 1), *((f"c{n}", bytes([n]) * 16, n % 2, 0) for n in (1, 5, 6, 7, 8))]
+        [
+            ("c0", b"\xff" * 16, True, True),
+            *((f"c{n}", bytes([n]) * 16, n % 2 == 1, False) for n in (1, 5, 6, 7, 8)),
+        ]
     )
     assert {c.customer_id for c in state.customers()} == {r[0] for r in rows}
+    database.close()
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    ids=st.lists(st.text(st.characters(codec="utf-8"), min_size=1, max_size=12), unique=True, max_size=40),
+    deleted=st.sets(st.integers(0, 39)),
+    batch=st.integers(1, 16),
+)
+@example(ids=["a\x1fb", "c", "d\x00e", "f"], deleted={1}, batch=2)  # the separator, a NUL, a gap
+def test_the_registry_read_in_pages_is_the_customers_table_row_for_row(
+    tmp_path: Path, ids: list[str], deleted: set[int], batch: int
+) -> None:
+    """A start reads the customers in pages SQLite joins (``customer_pages``): whatever the ids
+    hold (the separator itself, NUL, any script), with rowid gaps left by deletes, every stored
+    customer comes back once with their own key and consents, as the rows say."""
+    from edge_agent.storage.state import StateStore
+
+    path = tmp_path / f"pages-{len(ids)}-{batch}.db"
+    path.unlink(missing_ok=True)
+    database = Database(path)
+    state = StateStore(database)
+    rows = [(c, bytes([n, 0, 31]) + b"key-0123456789"[:13], n % 2, n % 3 == 0) for n, c in enumerate(ids)]
+    with database.transaction() as conn:
+        conn.executemany("INSERT INTO customers VALUES (?,?,?,?)", rows)
+        gone = [(ids[n],) for n in deleted if n < len(ids)]
+        conn.executemany("DELETE FROM customers WHERE customer_id = ?", gone)
+    kept = {c: (key, bool(s), bool(m)) for n, (c, key, s, m) in enumerate(rows) if n not in deleted}
+    read = {}
+    for page in state.customer_pages(batch):
+        for customer_id, key, service, marketing in page.rows():
+            assert customer_id not in read
+            read[customer_id] = (key, service, marketing)
+    assert read == kept
     database.close()

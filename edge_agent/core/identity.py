@@ -85,6 +85,42 @@ def token_number(token: bytes) -> int:
 _LIVE, _SERVICE, _MARKETING = 1, 2, 4
 
 
+@dataclass(frozen=True, slots=True)
+class CustomerPage:
+    """Many customers as columns, the way a start reads them from SQLite (``StateStore``):
+    ``keys`` is 16 bytes per id, ``flags`` one registry flag byte per id (live, consents).
+
+    A page costs a Python object per id and nothing else, where a row costs a tuple of four (a
+    million customers' start: 1.0-1.1 s to load from SQLite as pages, 1.6 s as rows).
+    """
+
+    ids: list[str]
+    keys: bytes
+    flags: bytes
+
+    def __post_init__(self) -> None:
+        if len(self.keys) != IDENTITY_KEY_BYTES * len(self.ids) or len(self.flags) != len(self.ids):
+            raise ValueError(f"a page of {len(self.ids)} customers has {len(self.keys)} key bytes")
+
+    @classmethod
+    def of_rows(cls, rows: Iterable[CustomerRow]) -> CustomerPage:
+        """A page from rows; a key that is not 16 bytes is named, as ``Registry.put`` names it."""
+        ids, keys, flags = [], bytearray(), bytearray()
+        for customer_id, key, service, marketing in rows:
+            if len(key) != IDENTITY_KEY_BYTES:
+                raise ValueError(f"identity key of customer {customer_id!r} is not 16 bytes")
+            ids.append(customer_id)
+            keys += key
+            flags.append(_LIVE | (_SERVICE if service else 0) | (_MARKETING if marketing else 0))
+        return cls(ids, bytes(keys), bytes(flags))
+
+    def rows(self) -> Iterator[CustomerRow]:
+        for index, customer_id in enumerate(self.ids):
+            flag = self.flags[index]
+            key = self.keys[index * IDENTITY_KEY_BYTES : (index + 1) * IDENTITY_KEY_BYTES]
+            yield customer_id, key, bool(flag & _SERVICE), bool(flag & _MARKETING)
+
+
 class Registry:
     """Every customer HQ sent, in flat buffers indexed by a slot number.
 
@@ -168,6 +204,26 @@ class Registry:
                 flags.append(_LIVE | (_SERVICE if service else 0) | (_MARKETING if marketing else 0))
             if not (service or marketing):
                 unresolvable.append(customer_id)
+        return unresolvable
+
+    def extend_page(self, page: CustomerPage) -> list[str]:
+        """``extend`` for a page: appended in C-level bulk operations when no slot is free to
+        reuse and no id is known yet (a start), else row by row as ``extend`` does."""
+        slot_of, first = self._slot_of, len(self.ids)
+        if self._free or not slot_of.keys().isdisjoint(page.ids):
+            return self.extend(page.rows())
+        slot_of.update(zip(page.ids, range(first, first + len(page.ids)), strict=True))
+        if len(slot_of) != first + len(page.ids):  # an id twice within the page: the later wins
+            for customer_id in page.ids:
+                slot_of.pop(customer_id, None)
+            return self.extend(page.rows())
+        self.ids.extend(page.ids)
+        self.keys += page.keys
+        self.flags += page.flags
+        flags, unresolvable, index = page.flags, [], page.flags.find(_LIVE)
+        while index >= 0:  # only the live flag: no consent (a few per hundred at most)
+            unresolvable.append(page.ids[index])
+            index = flags.find(_LIVE, index + 1)
         return unresolvable
 
     def remove(self, customer_id: str) -> int | None:
@@ -383,6 +439,16 @@ class TokenResolver:
             self.put(customer)
             if not customer.resolvable:
                 unresolvable.append(customer_id)
+        return unresolvable
+
+    def load_pages(self, pages: Iterable[CustomerPage]) -> list[str]:
+        """``load`` for pages (``StateStore.customer_pages``), in bulk while nothing is built."""
+        unresolvable: list[str] = []
+        for page in pages:
+            if not (self._tables or self._queue or self._temporary):
+                unresolvable += self.registry.extend_page(page)
+            else:
+                unresolvable += self.load(page.rows())
         return unresolvable
 
     def remove(self, customer_id: str) -> None:

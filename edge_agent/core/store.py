@@ -46,7 +46,7 @@ from edge_agent.core.frames import (
     IBeacon,
     decode_sighting,
 )
-from edge_agent.core.identity import AnonymousHasher, Customer, CustomerRow, Registry, TokenResolver
+from edge_agent.core.identity import AnonymousHasher, Customer, CustomerPage, Registry, TokenResolver
 from edge_agent.core.ids import EventIdFactory
 from edge_agent.core.journey.durable import StateChange
 from edge_agent.core.journey.rules import JourneyRules, Order, VisitOf
@@ -263,20 +263,21 @@ class StoreCore:
         """Restore what the state store kept across a restart (``downlinks``: the logged kinds,
         Persistence.LOG, replayed in the order they were applied)."""
         self.load_registry(
-            (c.customer_id, c.identity_key, c.consent_service, c.consent_marketing) for c in customers
-        )
+            [CustomerPage.of_rows((c.customer_id, c.identity_key, c.consent_service, c.consent_marketing)
+                                  for c in customers)]
+        )  # fmt: skip
         for order in orders:
             self._journey.orders[order.order_id] = order
         for downlink in downlinks:
             self._dispatch(downlink, 0.0, _nobody_in_the_store)
         self.registry_version = version
 
-    def load_registry(self, rows: Iterable[CustomerRow]) -> None:
+    def load_registry(self, pages: Iterable[CustomerPage]) -> None:
         """Add the customers the state store kept, in bulk (``load`` takes ``Customer``s the same
-        way): at start no token window exists yet, so a million rows only fill the registry's
-        buffers, and those without consent are dropped from visits and rules as ``_set_customer``
-        drops them."""
-        for customer_id in self._resolver.load(rows):
+        way): at start no token window exists yet, so a million customers only fill the
+        registry's buffers, and those without consent are dropped from visits and rules as
+        ``_set_customer`` drops them."""
+        for customer_id in self._resolver.load_pages(pages):
             self._forget_visit_and_journey(customer_id)
             self.changed_visits.add(customer_id)
 

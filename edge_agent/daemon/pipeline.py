@@ -91,7 +91,7 @@ class Pipeline:
         )
         self.state = StateStore(database)
         self.core = StoreCore(config, ids, cipher, tables_in_slices=tables_in_slices)
-        self.core.load_registry(self.state.customer_rows())
+        self.core.load_registry(self.state.customer_pages())
         self.core.load(
             (), self.state.orders(), self.state.registry_version(), self.state.logged_downlinks(),
         )  # fmt: skip

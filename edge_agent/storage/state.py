@@ -23,7 +23,7 @@ from edge_agent.core.downlinks import (
     Persistence,
 )
 from edge_agent.core.events import Message
-from edge_agent.core.identity import Customer
+from edge_agent.core.identity import IDENTITY_KEY_BYTES, Customer, CustomerPage
 from edge_agent.core.journey.durable import StateChange
 from edge_agent.core.journey.rules import Order
 from edge_agent.core.journey.touchpoints import touchpoint
@@ -204,25 +204,42 @@ class StateStore:
                 return
             last = rows[-1][0]
 
-    def customer_rows(self, batch: int = 65_536) -> Iterator[tuple[str, bytes, int, int]]:
-        """Every stored customer as a plain row, in storage order, for the start's bulk load
-        (``StoreCore.load_registry``): no ``Customer`` per row, and pages read by rowid rather
-        than through the id index (a million rows in 1.2 s under the profiler, against 3.5 s
-        for ``customers``). Read in batches, each under the lock, so neither a million rows nor
-        the lock is held at once."""
-        last = 0
-        while True:
+    def customer_pages(self, batch: int = 65_536) -> Iterator[CustomerPage]:
+        """Every stored customer, a page of columns at a time, for the start's bulk load
+        (``StoreCore.load_registry``). A page is a range of ``batch`` rowids; SQLite joins its
+        columns itself (``group_concat`` in one pass over the rows, so the columns agree row for
+        row) and Python splits them in C: no tuple per row. The keys are joined as text and cast
+        back to a blob, which gives their bytes back exactly in a UTF-8 database (the agent's;
+        another encoding reads rows). A page that does not split cleanly (an id holding the
+        separator, a key that is not 16 bytes) is read again row by row. A million customers
+        here: 1.0-1.1 s to load as pages, 1.6 s as rows."""
+        conn = self._database.db.conn
+        with self._database.lock:
+            utf8 = conn.execute("PRAGMA encoding").fetchone()[0] == "UTF-8"
+            top = conn.execute("SELECT coalesce(max(rowid), 0) FROM customers").fetchone()[0]
+        for last in range(0, top, batch):
+            if not utf8:
+                yield CustomerPage.of_rows(self._customer_rows_between(last, last + batch))
+                continue
             with self._database.lock:
-                rows = self._database.db.conn.execute(
-                    "SELECT rowid, customer_id, identity_key, consent_service, consent_marketing "
-                    "FROM customers WHERE rowid > ? ORDER BY rowid LIMIT ?",
-                    (last, batch),
-                ).fetchall()
-            for row in rows:
-                yield row[1], row[2], row[3], row[4]
-            if len(rows) < batch:
-                return
-            last = rows[-1][0]
+                count, ids, keys, flags = conn.execute(
+                    "SELECT count(*), group_concat(customer_id, char(31)), "
+                    "CAST(group_concat(identity_key, '') AS BLOB), "
+                    "group_concat(1 + 2 * (consent_service != 0) + 4 * (consent_marketing != 0), '') "
+                    "FROM customers WHERE rowid > ? AND rowid <= ?",
+                    (last, last + batch),
+                ).fetchone()
+            if count:
+                page = _page(count, ids, keys, flags)
+                yield page or CustomerPage.of_rows(self._customer_rows_between(last, last + batch))
+
+    def _customer_rows_between(self, after: int, last: int) -> list[tuple[str, bytes, int, int]]:
+        with self._database.lock:
+            return self._database.db.conn.execute(
+                "SELECT customer_id, identity_key, consent_service, consent_marketing "
+                "FROM customers WHERE rowid > ? AND rowid <= ? ORDER BY rowid",
+                (after, last),
+            ).fetchall()
 
     def orders(self) -> list[Order]:
         with self._database.lock:
@@ -358,3 +375,16 @@ class StateStore:
 def _marks(values: Sequence[object]) -> str:
     """The placeholders of an SQL ``IN (...)`` list of ``values``."""
     return ",".join("?" * len(values))
+
+
+_FLAG_DIGITS = bytes.maketrans(b"01234567", bytes(range(8)))
+
+
+def _page(count: int, ids: str | None, keys: bytes | None, flags: str | None) -> CustomerPage | None:
+    """The page SQLite joined, or None where it does not split into ``count`` customers."""
+    if ids is None or keys is None or flags is None:
+        return None
+    names = ids.split("\x1f")
+    if len(names) != count or len(keys) != IDENTITY_KEY_BYTES * count or len(flags) != count:
+        return None
+    return CustomerPage(names, keys, flags.encode("ascii").translate(_FLAG_DIGITS))
