@@ -22,6 +22,7 @@ from edge_agent.adapters.ble import ScannerHealth
 from edge_agent.adapters.clock import SYSTEM_CLOCK
 from edge_agent.adapters.configfile import load_config
 from edge_agent.adapters.link import DownlinkDelivery, MqttLink
+from edge_agent.adapters.malloc import map_large_blocks
 from edge_agent.adapters.sdnotify import SystemdNotifier
 from edge_agent.core.clock import Clock
 from edge_agent.core.const import TOKEN_SLICE_GAP_S
@@ -69,6 +70,7 @@ class Service:
     ) -> None:
         self.config = config
         self.config_path = config_path
+        map_large_blocks()  # token tables come and go every rotation: their memory must go back
         # Every part stamps and measures on agent time, which follows the system clock but
         # takes its steps as one decision (daemon.timekeeper).
         self.timekeeper = Timekeeper(config.clock, clock)
