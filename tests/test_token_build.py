@@ -206,3 +206,35 @@ def test_a_sighting_queued_behind_the_rotation_changes_no_table() -> None:
     assert resolver.pending
     _finish(resolver)
     assert resolver.resolve(eid_token(_key(3), K, NOW - 3 * WINDOW), NOW - 3 * WINDOW) == "c3"
+
+
+def _outputs(resolver: TokenResolver, window: int, keys: bytes) -> tuple[bytearray, bytearray]:
+    """What the daemon's AES worker answers for ``keys``: temporary keys, then tokens."""
+    first, second = resolver.plaintexts(window)
+    temporary = fastest_cipher().encrypt_many(keys, first)
+    return temporary, fastest_cipher().encrypt_many(temporary, second)
+
+
+def test_outputs_computed_elsewhere_are_taken_only_where_they_continue_the_build() -> None:
+    """The start's worker encrypts pages of the registry while it is read; the window of now
+    takes them only in order, for the slots they were computed for: anything else (a page that
+    landed elsewhere, a window no longer wanted) is refused and built in slices."""
+    resolver = _sliced(300)
+    resolver.advance(NOW)
+    window = resolver.current_window
+    assert window is not None
+    ids = [f"c{n}" for n in range(300)]
+    keys = b"".join(_key(n) for n in range(300))
+    first, rest = _outputs(resolver, window, keys[: 100 * 16]), _outputs(resolver, window, keys[100 * 16 :])
+    assert not resolver.take_precomputed(window, 100, ids[100:], *rest)  # not where the build is
+    assert not resolver.take_precomputed(window + 9, 0, ids[:100], *first)  # a window not wanted
+    assert not resolver.take_precomputed(window, 0, ids[1:101], *first)  # other customers' slots
+    assert resolver.take_precomputed(window, 0, ids[:100], *first)
+    assert resolver.resolve(eid_token(_key(5), K, NOW), NOW) == "c5"
+    assert not resolver.current_ready
+    assert resolver.take_precomputed(window, 100, ids[100:], *rest)
+    assert resolver.current_ready  # complete with no slice run
+    _finish(resolver)
+    for n in range(300):
+        for offset in (-WINDOW, 0, WINDOW):
+            assert resolver.resolve(eid_token(_key(n), K, NOW + offset), NOW) == f"c{n}"

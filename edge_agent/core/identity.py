@@ -442,14 +442,37 @@ class TokenResolver:
         return unresolvable
 
     def load_pages(self, pages: Iterable[CustomerPage]) -> list[str]:
-        """``load`` for pages (``StateStore.customer_pages``), in bulk while nothing is built."""
+        """``load`` for pages (``StateStore.customer_pages``), in bulk while nothing is built.
+
+        Appending needs no patch of a build under way (new slots are above every cursor), so
+        only a complete table or period of temporary keys sends a page through ``load``."""
         unresolvable: list[str] = []
         for page in pages:
-            if not (self._tables or self._queue or self._temporary):
+            if not (self._tables or self._temporary):
                 unresolvable += self.registry.extend_page(page)
             else:
                 unresolvable += self.load(page.rows())
         return unresolvable
+
+    def take_precomputed(
+        self, window: int, first_slot: int, ids: list[str],
+        temporary: bytes | bytearray, tokens: bytes | bytearray,
+    ) -> bool:  # fmt: skip
+        """AES outputs for ``window`` computed elsewhere (the daemon's worker process, while the
+        start reads the registry): the temporary keys and token blocks of the customers ``ids``
+        from ``first_slot`` on. Taken only if they continue that window's build exactly (the
+        window still wanted, its build's cursor at ``first_slot``, those slots holding those
+        ids); whether they were taken. What is not taken is built in slices as ever."""
+        if window not in self._queue or self.registry.ids[first_slot : first_slot + len(ids)] != ids:
+            return False
+        build = self._queue[window]
+        if build is None:
+            build = self._queue[window] = self._start(window)
+        if build.cursor != first_slot:
+            return False
+        if build.take(self.registry, temporary, tokens):
+            self._finish(window, build)
+        return True
 
     def remove(self, customer_id: str) -> None:
         slot = self.registry.slot(customer_id)
@@ -528,12 +551,15 @@ class TokenResolver:
         if build is None:
             build = self._queue[window] = self._start(window)
         if build.step(self.registry, self.cipher, slots):
-            del self._queue[window]
-            self._tables[window] = build.table
-            if build.fills_temporary:
-                self._temporary[build.period] = build.temporary
-            self.windows_built += 1
+            self._finish(window, build)
         return self.pending
+
+    def _finish(self, window: int, build: WindowBuild) -> None:
+        del self._queue[window]
+        self._tables[window] = build.table
+        if build.fills_temporary:
+            self._temporary[build.period] = build.temporary
+        self.windows_built += 1
 
     def table_for(self, window: int) -> TokenTable:
         """Every resolvable customer's token of any ``window``, built at once apart from the live
@@ -546,6 +572,17 @@ class TokenResolver:
     def start_build(self, window: int) -> WindowBuild:
         """A build of ``window``'s table apart from the live ones, for the caller to step."""
         return self._start(window)
+
+    @property
+    def current_window(self) -> int | None:
+        """The window of the time last asked about (``advance``); None before the first."""
+        return self._current
+
+    def plaintexts(self, window: int) -> tuple[bytes, bytes]:
+        """What ``window``'s build encrypts under each customer: the block their temporary key
+        comes from (under the identity key), then the token's (under the temporary key)."""
+        time_s = window << self._k
+        return temporary_key_block(time_s), token_block(self._k, time_s)
 
     def _ahead(self) -> int:
         """The window after the last wanted one: built ahead so the next rotation is a swap."""

@@ -553,6 +553,11 @@ class StoreCore:
         return messages
 
     @property
+    def token_resolver(self) -> TokenResolver:
+        """For the daemon's start, which has the current window's AES done in a worker."""
+        return self._resolver
+
+    @property
     def tables_pending(self) -> bool:
         """Whether token windows are still to be built (``precompute`` has work)."""
         return self._resolver.pending or self.token_clock.pending

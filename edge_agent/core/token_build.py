@@ -72,6 +72,22 @@ class WindowBuild:
             self.cursor = end
         return self.cursor >= registry.slots
 
+    def take(self, registry: Registry, temporary: bytes | bytearray, tokens: bytes | bytearray) -> bool:
+        """``step`` with the AES already done elsewhere: the temporary keys and token blocks of
+        the slots from the cursor on (16 bytes each; ``temporary`` is ignored where the period's
+        keys are known). True once every slot of the registry is covered."""
+        start = self.cursor
+        end = start + len(tokens) // BLOCK
+        if end > registry.slots or (self.fills_temporary and len(temporary) != len(tokens)):
+            raise ValueError(
+                f"AES outputs for slots {start}..{end} do not fit a registry of {registry.slots}"
+            )
+        if self.fills_temporary:
+            self.temporary[start * BLOCK : end * BLOCK] = temporary
+        self.table.add_batch(tokens, registry, start)
+        self.cursor = end
+        return self.cursor >= registry.slots
+
     @property
     def period(self) -> int:
         return period_of(self.window, self.rotation_exponent)

@@ -14,9 +14,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from edge_agent.adapters.aes_openssl import fastest_cipher
+from edge_agent.adapters.aes_worker import start_worker
 from edge_agent.adapters.ble import BleRuntime, BleScanner
 from edge_agent.adapters.link import DownlinkDelivery, MqttLink
 from edge_agent.adapters.remote import RemoteReceivers
+from edge_agent.core.cipher import REFERENCE
 from edge_agent.core.clock import Clock
 from edge_agent.core.events import StatusState
 from edge_agent.core.ids import EventIdFactory
@@ -109,11 +111,20 @@ def assemble(
         config = config.model_copy(
             update={"mqtt": config.mqtt.model_copy(update={"host": broker.host, "port": broker.port})}
         )
-    database = Database(config.storage.path, config.storage.disk_reserve_bytes)
+    cipher = fastest_cipher()
+    # The daemon's start encrypts the window of now on the second core while it reads the
+    # registry, where AES is fast enough to be worth a process (OpenSSL's).
+    worker = start_worker() if tables_in_slices and cipher is not REFERENCE else None
+    try:
+        database = Database(config.storage.path, config.storage.disk_reserve_bytes)
+    except BaseException:
+        if worker is not None:
+            worker.close()
+        raise
     try:
         pipeline = Pipeline(
-            config, database, ids or EventIdFactory(), fastest_cipher(), topics=topics, clock=clock,
-            tables_in_slices=tables_in_slices,
+            config, database, ids or EventIdFactory(), cipher, topics=topics, clock=clock,
+            tables_in_slices=tables_in_slices, aes_worker=worker,
         )  # fmt: skip
         remote = _remote(config, topics, clock, wiring.submit) if broker is not None else None
         link = None
@@ -135,6 +146,8 @@ def assemble(
         ble = _ble(config, clock, wiring.submit)
     except BaseException:
         database.close()
+        if worker is not None:
+            worker.close()  # if the pipeline failed before its load closed it
         raise
     return Agent(config, clock, topics, database, pipeline, link, remote, ble)
 

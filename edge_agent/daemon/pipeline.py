@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from edge_agent import __version__
+from edge_agent.adapters.aes_worker import AesWorker
 from edge_agent.core.cipher import REFERENCE, BlockCipher
 from edge_agent.core.clock import Clock
 from edge_agent.core.const import PRIORITY_NAMES, PRIORITY_NOTIFICATION
@@ -42,6 +43,7 @@ from edge_agent.core.settings import AgentConfig
 from edge_agent.core.sighting import Sighting
 from edge_agent.core.store import StoreCore
 from edge_agent.core.topics import Topics
+from edge_agent.daemon.registry_load import load_registry_ahead
 from edge_agent.storage.calibration import CalibrationStore
 from edge_agent.storage.clock import SYSTEM_CLOCK
 from edge_agent.storage.database import Database
@@ -72,9 +74,11 @@ class Pipeline:
         clock: Clock = SYSTEM_CLOCK,
         *,
         tables_in_slices: bool = False,
+        aes_worker: AesWorker | None = None,
     ) -> None:
         """``tables_in_slices``: the driver calls ``precompute`` between inputs (the daemon), so
-        no sighting waits for a token window to be built (see core.identity.TokenResolver)."""
+        no sighting waits for a token window to be built (see core.identity.TokenResolver).
+        ``aes_worker``: encrypts the window of now while the registry is read (then closed)."""
         self.config = config
         self.database = database
         self.ids = ids
@@ -91,7 +95,10 @@ class Pipeline:
         )
         self.state = StateStore(database)
         self.core = StoreCore(config, ids, cipher, tables_in_slices=tables_in_slices)
-        self.core.load_registry(self.state.customer_pages())
+        if aes_worker is not None:
+            load_registry_ahead(self.core, self.state, clock.wall(), aes_worker)
+        else:
+            self.core.load_registry(self.state.customer_pages())
         self.core.load(
             (), self.state.orders(), self.state.registry_version(), self.state.logged_downlinks(),
         )  # fmt: skip
