@@ -118,3 +118,67 @@ def test_daemon_refuses_to_start_on_an_invalid_config(tmp_path: Path) -> None:
     )  # fmt: skip
     assert result.returncode == 78
     assert "mqtt.port: must be between 1 and 65535, got 0" in result.stderr
+
+
+def test_no_token_slice_runs_while_a_notification_is_on_its_way_out(
+    tmp_path: Path, mosquitto: Mosquitto
+) -> None:
+    """A chain's registry keeps the main loop building token windows; a shopper's arrival
+    committed meanwhile must not queue behind the slices for the GIL on its way to the link
+    thread, so for URGENT_QUIET_S after that commit the loop builds nothing."""
+    import hashlib
+    import time as clock
+
+    from edge_agent.core.const import URGENT_QUIET_S
+    from edge_agent.daemon.service import Service
+    from edge_agent.storage.database import Database
+    from edge_agent.storage.state import StateStore
+    from tests.conftest import make_config
+    from tests.helpers import KEYS
+
+    config = make_config(
+        tmp_path, mosquitto, rules={"guards": {"quiet_hours_start": "00:00", "quiet_hours_end": "00:00"}}
+    )
+    database = Database(config.storage.path)
+    StateStore(database)
+    with database.transaction() as conn:
+        conn.executemany(
+            "INSERT INTO customers VALUES (?,?,?,?)",
+            ((f"bulk-{n}", hashlib.blake2b(n.to_bytes(4, "big"), digest_size=16).digest(), 1, 0)
+             for n in range(200_000)),
+        )  # fmt: skip
+        conn.execute("INSERT INTO customers VALUES (?,?,?,?)", ("c1", KEYS["c1"], 1, 0))
+    database.close()
+    service = Service(config)
+    pipeline = service.pipeline
+    pipeline.downlink(
+        "retail/v1/stores/s1/in/orders", orders_downlink(("O-7", "c1", "ready")), service.clock.wall()
+    )
+    slices: list[float] = []
+    urgent_at: list[float] = []
+    precompute, observe = pipeline.precompute, pipeline.observe
+
+    def timed_precompute(now: float) -> bool:
+        slices.append(clock.monotonic())
+        return precompute(now)
+
+    def timed_observe(sighting: object) -> bool:
+        urgent = observe(sighting)  # type: ignore[arg-type]
+        if urgent:
+            urgent_at.append(clock.monotonic())
+        return urgent
+
+    pipeline.precompute = timed_precompute  # type: ignore[method-assign]
+    pipeline.observe = timed_observe  # type: ignore[method-assign]
+    service.start()
+    try:
+        wait_for(lambda: len(slices) > 5, 10, "the windows being built")
+        service.submit(app_sighting("c1", service.clock.wall()))
+        wait_for(lambda: urgent_at, 10, "the arrival")
+        wait_for(lambda: not pipeline.tables_pending, 30, "every window built")
+    finally:
+        service.stop(10)
+    committed = urgent_at[0]
+    assert [s for s in slices if s < committed], "no window was being built: the test proves nothing"
+    # The flush follows observe at once; a slice may start only once the quiet time is over.
+    assert not [s for s in slices if committed < s < committed + 0.9 * URGENT_QUIET_S]
