@@ -16,6 +16,7 @@ import logging
 import queue
 import signal
 import threading
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -328,33 +329,33 @@ class Service:
         group_delay = self.config.storage.group_max_delay_s
         batch: list[Sighting] = []
         batch_deadline = 0.0
-        sliced_at = self.clock.monotonic()
+        # Slices are paced on the process's own monotonic clock, not the agent's: they share
+        # the CPU in real time whatever clock the store runs on (a simulation's runs fast).
+        sliced_at = time.monotonic()
         quiet_until = 0.0  # no slice before this: a notification is on its way out
         while True:
-            now = self.clock.monotonic()
-            self.liveness.beat("main", now)
-            timeout = max(0.0, batch_deadline - now) if batch else 0.5
+            self.liveness.beat("main", self.clock.monotonic())
+            timeout = max(0.0, batch_deadline - self.clock.monotonic()) if batch else 0.5
             # Token windows still to build: a slice when idle; and between items too while the
             # window of now is missing (at start) or no slice ran for TOKEN_SLICE_GAP_S (a busy
             # store), so the tables never wait for a quiet moment that does not come.
             building = self.pipeline.tables_pending
             urgent_tables = building and self.pipeline.tables_urgent
-            quiet = building and now < quiet_until and not urgent_tables
-            if building and not quiet and (urgent_tables or now - sliced_at >= TOKEN_SLICE_GAP_S):
+            paced = time.monotonic()
+            quiet = building and paced < quiet_until and not urgent_tables
+            if building and not quiet and (urgent_tables or paced - sliced_at >= TOKEN_SLICE_GAP_S):
                 self.pipeline.precompute(self._pipeline_now())
-                sliced_at = self.clock.monotonic()
+                sliced_at = time.monotonic()
                 building = self.pipeline.tables_pending
-            wait = min(timeout, quiet_until - now) if quiet else (0.0 if building else timeout)
+            wait = min(timeout, quiet_until - paced) if quiet else (0.0 if building else timeout)
             try:
                 item = self._work.get(timeout=max(0.0, wait))
             except queue.Empty:
                 if not building or self.clock.monotonic() >= batch_deadline:
                     self._flush(batch)
-                if building and not (
-                    self.clock.monotonic() < quiet_until and not self.pipeline.tables_urgent
-                ):
+                if building and not (time.monotonic() < quiet_until and not self.pipeline.tables_urgent):
                     self.pipeline.precompute(self._pipeline_now())
-                    sliced_at = self.clock.monotonic()
+                    sliced_at = time.monotonic()
                 continue
             if isinstance(item, Sighting):
                 item = self._redated(item)
@@ -369,7 +370,7 @@ class Service:
                     continue
                 self._flush(batch)
                 if urgent:
-                    quiet_until = self.clock.monotonic() + URGENT_QUIET_S
+                    quiet_until = time.monotonic() + URGENT_QUIET_S
                 continue
             self._flush(batch)
             if item is _STOP:
