@@ -252,3 +252,40 @@ def test_the_registry_read_in_pages_is_the_customers_table_row_for_row(
             read[customer_id] = (key, service, marketing)
     assert read == kept
     database.close()
+
+
+def test_the_daemon_reads_while_the_check_runs_and_a_bad_file_is_still_moved_aside_before_use(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The daemon's start does not wait for the check before reading its registry; a file the
+    check finds bad within START_CHECK_S is moved aside and a new one started all the same, its
+    unsent messages salvaged, before anything loaded from the bad one is used. A file too large
+    to check in that time is used, the check going on in the background as before."""
+    from edge_agent.core.clock import Clock
+    from edge_agent.daemon.assembly import assemble
+    from tests.conftest import make_config
+
+    config = make_config(tmp_path)
+    path = _queued(config.storage.path.parent, 500)
+    assert path == config.storage.path
+    page = _pages_of(path, "idx_outbox_priority_id")[0]
+    with path.open("r+b") as file:
+        file.seek((page - 1) * 4096 + 8)
+        file.write(b"\xff" * 64)
+    agent = assemble(config, Clock(wall=lambda: 1.0, monotonic=lambda: 1.0), None, tables_in_slices=True)
+    try:
+        assert agent.database.quarantined is not None
+        assert "database unreadable at start" in agent.database.alarms["database"]
+        assert agent.pipeline.outbox.salvaged == 500
+        assert agent.database.integrity == "ok"
+    finally:
+        agent.database.close()
+    release = _slow_check(monkeypatch)
+    agent = assemble(config, Clock(wall=lambda: 1.0, monotonic=lambda: 1.0), None, tables_in_slices=True)
+    try:
+        assert agent.database.quarantined is None
+        assert agent.database.integrity == "pending"
+        release.set()
+        assert agent.database.wait_integrity(30) == "ok"
+    finally:
+        agent.database.close()

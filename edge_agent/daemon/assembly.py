@@ -9,6 +9,7 @@ own settings section and the store's one ``Topics``.
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -111,21 +112,8 @@ def assemble(
         config = config.model_copy(
             update={"mqtt": config.mqtt.model_copy(update={"host": broker.host, "port": broker.port})}
         )
-    cipher = fastest_cipher()
-    # The daemon's start encrypts the window of now on the second core while it reads the
-    # registry, where AES is fast enough to be worth a process (OpenSSL's).
-    worker = start_worker() if tables_in_slices and cipher is not REFERENCE else None
+    database, pipeline = _open(config, clock, topics, ids or EventIdFactory(), tables_in_slices)
     try:
-        database = Database(config.storage.path, config.storage.disk_reserve_bytes)
-    except BaseException:
-        if worker is not None:
-            worker.close()
-        raise
-    try:
-        pipeline = Pipeline(
-            config, database, ids or EventIdFactory(), cipher, topics=topics, clock=clock,
-            tables_in_slices=tables_in_slices, aes_worker=worker,
-        )  # fmt: skip
         remote = _remote(config, topics, clock, wiring.submit) if broker is not None else None
         link = None
         if broker is not None:
@@ -146,10 +134,56 @@ def assemble(
         ble = _ble(config, clock, wiring.submit)
     except BaseException:
         database.close()
-        if worker is not None:
-            worker.close()  # if the pipeline failed before its load closed it
         raise
     return Agent(config, clock, topics, database, pipeline, link, remote, ble)
+
+
+def _open(
+    config: AgentConfig, clock: Clock, topics: Topics, ids: EventIdFactory, tables_in_slices: bool
+) -> tuple[Database, Pipeline]:
+    """The database and the pipeline loaded from it.
+
+    The daemon (``tables_in_slices``) starts faster: the window of now is encrypted in a worker
+    process on the second core while the registry is read (where AES is fast enough to be worth
+    a process: OpenSSL's), and the registry is read while the integrity check has its half
+    second (``Database(defer_check=True)``). A file that check finds bad in that time is moved
+    aside and a new one started, as a start that waited for the check does, before anything
+    loaded from it is used."""
+    cipher = fastest_cipher()
+    worker = start_worker() if tables_in_slices and cipher is not REFERENCE else None
+    path, reserve = config.storage.path, config.storage.disk_reserve_bytes
+    try:
+        database = Database(path, reserve, defer_check=tables_in_slices)
+        try:
+            pipeline = Pipeline(
+                config, database, ids, cipher, topics=topics, clock=clock,
+                tables_in_slices=tables_in_slices, aes_worker=worker,
+            )  # fmt: skip
+        except sqlite3.DatabaseError as exc:
+            problem = database.settle_check()
+            if problem is None:  # not what the check saw: a fault of its own
+                database.close()
+                raise
+            problem += f" ({exc})"
+        except BaseException:
+            database.close()
+            raise
+        else:
+            problem = database.settle_check()
+    finally:
+        if worker is not None:
+            worker.close()  # done with (the load closes it) or never used
+    if problem is None:
+        return database, pipeline
+    database.close()
+    database = Database(path, reserve, found_bad=problem)  # moved aside, a new one, the alarm
+    try:
+        return database, Pipeline(
+            config, database, ids, cipher, topics=topics, clock=clock, tables_in_slices=tables_in_slices
+        )
+    except BaseException:
+        database.close()
+        raise
 
 
 def _remote(

@@ -86,9 +86,21 @@ def is_disk_full(exc: BaseException) -> bool:
 
 
 class Database:
-    def __init__(self, path: str | Path, reserve_bytes: int = 0) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        reserve_bytes: int = 0,
+        *,
+        defer_check: bool = False,
+        found_bad: str | None = None,
+    ) -> None:
         """``reserve_bytes``: room kept in a file beside the database, given up on a full disk so
-        the WAL can be checkpointed and telemetry evicted (0: no reserve)."""
+        the WAL can be checkpointed and telemetry evicted (0: no reserve).
+
+        ``defer_check``: do not wait for the start's integrity check here; the caller reads the
+        file meanwhile (the daemon loads its registry) and then calls ``settle_check``, which
+        waits out the rest of ``START_CHECK_S``. A file found bad within that time is then opened
+        again with ``found_bad`` (what was found), which moves it aside before use unchecked."""
         self.path = Path(path)
         self.reserve_path = self.path.with_name(self.path.name + ".reserve")
         self.reserve_bytes = reserve_bytes
@@ -103,8 +115,12 @@ class Database:
         self.integrity = "ok"
         self._checking: sqlite3.Connection | None = None
         self._background: IntegrityCheck | None = None
-        problem = _unreadable(self.path)
-        if problem is None and self.path.exists() and self.path.stat().st_size:
+        self._deferred: tuple[IntegrityCheck, float] | None = None  # the check and when it began
+        problem = found_bad or _unreadable(self.path)
+        if problem is None and self.path.exists() and self.path.stat().st_size and defer_check:
+            self.integrity = "pending"
+            self._deferred = (IntegrityCheck(self.path, self._integrity_found), time.monotonic())
+        elif problem is None and self.path.exists() and self.path.stat().st_size:
             check = IntegrityCheck(self.path, self._integrity_found)
             if check.done.wait(START_CHECK_S):
                 if check.result != "ok":
@@ -392,6 +408,23 @@ class Database:
             self._background.done.wait(timeout)
         return self.integrity
 
+    def settle_check(self) -> str | None:
+        """For ``defer_check``: wait for the start's check until ``START_CHECK_S`` after it
+        began; what it found wrong if it came back bad by then (the caller opens the file again),
+        else None (ok, or still going on in the background as ``pending``)."""
+        if self._deferred is None:
+            return None
+        check, began = self._deferred
+        self._deferred = None
+        if check.done.wait(max(0.0, began + START_CHECK_S - time.monotonic())):
+            if check.result != "ok":
+                return f"integrity check: {check.result}"
+            self.integrity = "ok"
+            return None
+        self._background = check
+        check.hand_over()
+        return None
+
     def _integrity_found(self, result: str) -> None:
         """What a full check found: ``integrity``, and an alarm and an ERROR log if it is bad.
         The running file is not moved aside: the next start's check decides that."""
@@ -405,7 +438,8 @@ class Database:
             _LOGGER.info("database integrity check: ok")
 
     def close(self) -> None:
-        for checking in (self._checking, self._background):
+        deferred = None if self._deferred is None else self._deferred[0]
+        for checking in (self._checking, self._background, deferred):
             if checking is not None:
                 checking.interrupt()
         with self.sender_lock:
