@@ -18,10 +18,10 @@ from edge_agent.core.beacons import BeaconFleet
 from edge_agent.core.const import ADDRESSES_PER_BEACON, GATT_MAX_ADDRESSES, GATT_SWEEP_S
 from edge_agent.core.downlinks import parse_downlink
 from edge_agent.core.frames import EddystoneTlm
-from edge_agent.core.identity import Customer
 from edge_agent.core.ids import EventIdFactory
 from edge_agent.core.journey.guards import NotificationGuard
 from edge_agent.core.journey.rules import JourneyRules
+from edge_agent.core.registry import Customer
 from edge_agent.core.settings import (
     BeaconHealthSettings,
     BeaconSettings,
@@ -134,6 +134,14 @@ def test_notification_caps_forget_customers_notified_on_earlier_days() -> None:
     # Today's caps still hold for whoever was notified today.
     customer = Customer("c-late", b"\x00" * 16, consent_service=True)
     assert guard.refusal(customer, "service", "v-late", day1 + 2 * 86_400 + 1) is not None
+    # Asking about customers never notified (every recognised shopper is asked about) keeps
+    # nothing: a day with no notification sent, and so no sweep, must not grow the map.
+    for i in range(1000):
+        assert (
+            guard.refusal(Customer(f"asked-{i}", b"\x00" * 16, True), "service", "v", day1 + 3 * 86_400)
+            is None
+        )
+    assert list(guard._sent) == ["c-late"]
 
 
 _ROTATIONS = r"""

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, time
 from zoneinfo import ZoneInfo
 
-from edge_agent.core.identity import Customer
+from edge_agent.core.registry import Customer
 from edge_agent.core.settings import GuardSettings
 
 
@@ -25,6 +25,9 @@ class _Sent:
     per_visit: dict[str, int] | None = None
     day: int = -1
     today: int = 0
+
+
+_NEVER = _Sent()  # a customer not notified lately: read, never written
 
 
 class NotificationGuard:
@@ -50,7 +53,7 @@ class NotificationGuard:
         local = datetime.fromtimestamp(now, self._tz)
         if self._in_quiet_hours(local.time()):
             return "quiet hours"
-        sent = self._sent[customer.customer_id]
+        sent = self._sent.get(customer.customer_id, _NEVER)  # asking keeps no entry
         settings = self._settings
         if sent.per_visit and sent.per_visit.get(visit_id, 0) >= settings.max_per_visit:
             return "visit cap reached"
