@@ -19,7 +19,7 @@ command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || missing+=(postgresql)
 # faketime: libfaketime, which moves one process's wall clock for the clock-step fault rows;
 # gcc: compiles, at test time, the small shim those rows preload before it (tests/faketime.py).
-[ -e /usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1 ] || missing+=(faketime)
+compgen -G '/usr/lib/*/faketime/libfaketime.so.1' >/dev/null || missing+=(faketime)  # any architecture
 command -v gcc >/dev/null 2>&1 || missing+=(gcc)
 if command -v pkg-config >/dev/null 2>&1; then
   pkg-config --exists dbus-1 || missing+=(libdbus-1-dev)

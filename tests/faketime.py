@@ -17,7 +17,11 @@ from pathlib import Path
 
 import pytest
 
-LIBFAKETIME = Path("/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1")
+# Debian's multiarch directory: x86_64-linux-gnu here, aarch64-linux-gnu on a store board.
+LIBFAKETIME = next(
+    iter(sorted(Path("/usr/lib").glob("*/faketime/libfaketime.so.1"))),
+    Path("/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"),
+)
 
 SHIM_C = r"""
 #define _GNU_SOURCE
