@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import time
 
-from edge_agent.core.identity import Customer
+from edge_agent.core.registry import Customer
 from edge_agent.tools.demo import demo_config
 from edge_agent.tools.evaluate import run_core, score
 from edge_agent.tools.simulate import SimulationSettings, simulate_store_day

@@ -20,8 +20,8 @@ import time
 from edge_agent.adapters.aes_openssl import fastest_cipher
 from edge_agent.core.downlinks import parse_downlink
 from edge_agent.core.events import ReceiverMessage
-from edge_agent.core.identity import Customer
 from edge_agent.core.ids import EventIdFactory
+from edge_agent.core.registry import Customer
 from edge_agent.core.store import StoreCore
 from edge_agent.tools.calibrate import true_offsets, with_calibration, with_power
 from edge_agent.tools.demo import demo_config

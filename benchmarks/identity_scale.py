@@ -25,8 +25,8 @@ import time
 
 from edge_agent.adapters.aes_openssl import fastest_cipher
 from edge_agent.core.frames import decode_sighting
-from edge_agent.core.identity import Customer
 from edge_agent.core.ids import EventIdFactory
+from edge_agent.core.registry import Customer
 from edge_agent.core.store import StoreCore
 from edge_agent.tools.demo import demo_config
 from edge_agent.tools.simulate import SimulationSettings, simulate_store_day

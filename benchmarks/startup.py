@@ -30,7 +30,8 @@ from pathlib import Path
 from typing import Any
 
 from edge_agent.adapters.aes_openssl import fastest_cipher
-from edge_agent.core.identity import Customer, TokenResolver
+from edge_agent.core.identity import TokenResolver
+from edge_agent.core.registry import Customer
 from edge_agent.daemon.service import Service
 from edge_agent.storage.database import START_CHECK_S, Database
 from edge_agent.storage.state import StateStore

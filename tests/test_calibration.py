@@ -20,8 +20,8 @@ from edge_agent.core.calibration import REFERENCE_POWER_DBM
 from edge_agent.core.errors import ConfigError
 from edge_agent.core.events import BeaconMessage, Message, ReceiverMessage
 from edge_agent.core.frames import IBeacon, encode_ibeacon
-from edge_agent.core.identity import Customer
 from edge_agent.core.ids import EventIdFactory
+from edge_agent.core.registry import Customer
 from edge_agent.core.settings import AgentConfig
 from edge_agent.core.sighting import Sighting
 from edge_agent.core.store import StoreCore

@@ -22,7 +22,6 @@ import pytest
 from edge_agent.core.const import QUEUE_HEARD_S
 from edge_agent.core.events import Envelopes
 from edge_agent.core.footfall import Footfall
-from edge_agent.core.identity import Customer
 from edge_agent.core.ids import EventIdFactory
 from edge_agent.core.journey.coupons import IssuedCoupon, IssuedCoupons
 from edge_agent.core.journey.durable import Journal
@@ -30,6 +29,7 @@ from edge_agent.core.journey.guards import NotificationGuard
 from edge_agent.core.journey.loyalty import CheckIns
 from edge_agent.core.journey.outcomes import Outcomes
 from edge_agent.core.journey.queue import QueueWatch
+from edge_agent.core.registry import Customer
 from edge_agent.core.repeats import REPEAT_INTERVAL_S, RepeatLimiter
 from edge_agent.core.settings import GuardSettings, QueueSettings
 from edge_agent.core.store import StoreCore

@@ -11,15 +11,9 @@ from hypothesis import strategies as st
 
 from edge_agent.adapters.aes_openssl import fastest_cipher
 from edge_agent.core.cipher import REFERENCE, encrypt_block
-from edge_agent.core.identity import (
-    AnonymousHasher,
-    Customer,
-    CustomerPage,
-    TokenResolver,
-    TokenTable,
-    eid_token,
-    temporary_key,
-)
+from edge_agent.core.identity import AnonymousHasher, TokenResolver, eid_token, temporary_key
+from edge_agent.core.registry import Customer, CustomerPage
+from edge_agent.core.token_table import TokenTable
 
 KEY = bytes.fromhex("e2c56db5dffb48d2b060d0f5a71096e0")
 K = 10

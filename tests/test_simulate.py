@@ -11,8 +11,8 @@ import pytest
 
 from edge_agent.cli import main
 from edge_agent.core.const import EDDYSTONE_SERVICE_UUID
-from edge_agent.core.identity import Customer
 from edge_agent.core.ids import EventIdFactory
+from edge_agent.core.registry import Customer
 from edge_agent.daemon.pipeline import Pipeline
 from edge_agent.storage.database import Database
 from edge_agent.tools.demo import demo_config

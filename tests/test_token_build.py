@@ -9,7 +9,8 @@ from hypothesis import strategies as st
 
 from edge_agent.adapters.aes_openssl import fastest_cipher
 from edge_agent.core.cipher import BlockCipher
-from edge_agent.core.identity import Customer, TokenResolver, eid_token
+from edge_agent.core.identity import TokenResolver, eid_token
+from edge_agent.core.registry import Customer
 
 K = 10
 WINDOW = 2**K

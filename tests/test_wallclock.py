@@ -14,8 +14,9 @@ from hypothesis import strategies as st
 
 from edge_agent.core.const import EDDYSTONE_SERVICE_UUID
 from edge_agent.core.frames import EddystoneEid, encode_eddystone_eid
-from edge_agent.core.identity import Customer, TokenResolver, eid_token
+from edge_agent.core.identity import TokenResolver, eid_token
 from edge_agent.core.ids import EventIdFactory
+from edge_agent.core.registry import Customer
 from edge_agent.core.sighting import Sighting
 from edge_agent.core.tokenclock import SEARCH_HOLD_S, SUSPECT_RUN, TokenClock
 from edge_agent.core.wallclock import ClockJudge, ClockReading, Interval, TokenEvidence, marzullo

@@ -12,9 +12,10 @@ to customer, so resolving an advertisement is a constant number of array reads. 
 computed once when the clock first reaches it (a rotation computes one new window, in one batch
 of AES blocks, see ``aes``); registry changes patch every table in place.
 
-Sized for a chain's whole loyalty base on a Raspberry Pi: a million customers cost about 16 bytes
-of key and a few bytes of flags each in flat buffers, plus 24 bytes per table entry in flat
-arrays, instead of the few hundred bytes per entry that dictionaries of Python objects cost.
+Sized for a chain's whole loyalty base on a Raspberry Pi: the registry (``core.registry``) and
+each window's table (``core.token_table``) are flat buffers and arrays, about 16 bytes of key per
+customer and 24 bytes per table entry, instead of the few hundred bytes per entry that
+dictionaries of Python objects cost.
 
 Everybody else is counted, not tracked: a keyed hash with a salt that is drawn at random for
 each local day, kept only in memory and never sent anywhere.
@@ -24,12 +25,11 @@ from __future__ import annotations
 
 import hashlib
 import sys
-from array import array
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
 
 from edge_agent.core.cipher import BLOCK, REFERENCE, BlockCipher, encrypt_block
 from edge_agent.core.const import TOKEN_SLICE_SLOTS
+from edge_agent.core.registry import Customer, CustomerPage, CustomerRow, Registry
 from edge_agent.core.token_build import (
     TEMPORARY_KEY_PERIOD_EXPONENT,
     WindowBuild,
@@ -37,32 +37,9 @@ from edge_agent.core.token_build import (
     temporary_key_block,
     token_block,
 )
+from edge_agent.core.token_table import TokenTable
 
-IDENTITY_KEY_BYTES = 16
 TOKEN_BYTES = 8
-
-# A customer as the state store keeps it: id, identity key, consent to service, to marketing.
-CustomerRow = tuple[str, bytes, bool | int, bool | int]
-
-
-@dataclass(frozen=True, slots=True)
-class Customer:
-    customer_id: str
-    # repr=False: a customer printed in a log or traceback must not show the key.
-    identity_key: bytes = b""
-    consent_service: bool = False
-    consent_marketing: bool = False
-
-    def __repr__(self) -> str:
-        return (
-            f"Customer({self.customer_id!r}, service={self.consent_service}, "
-            f"marketing={self.consent_marketing})"
-        )
-
-    @property
-    def resolvable(self) -> bool:
-        """Only a customer who agreed to at least one purpose may be recognised at all."""
-        return self.consent_service or self.consent_marketing
 
 
 def temporary_key(identity_key: bytes, time_s: int) -> bytes:
@@ -79,285 +56,6 @@ def eid_token(identity_key: bytes, rotation_exponent: int, time_s: int) -> bytes
 def token_number(token: bytes) -> int:
     """An 8-byte token as the integer the tables store (native order, as the batch build reads it)."""
     return int.from_bytes(token[:TOKEN_BYTES], sys.byteorder)
-
-
-# Registry flag bits, one byte per slot.
-_LIVE, _SERVICE, _MARKETING = 1, 2, 4
-
-
-@dataclass(frozen=True, slots=True)
-class CustomerPage:
-    """Many customers as columns, the way a start reads them from SQLite (``StateStore``):
-    ``keys`` is 16 bytes per id, ``flags`` one registry flag byte per id (live, consents).
-
-    A page costs a Python object per id and nothing else, where a row costs a tuple of four (a
-    million customers' start: 1.0-1.1 s to load from SQLite as pages, 1.6 s as rows).
-    """
-
-    ids: list[str]
-    keys: bytes
-    flags: bytes
-
-    def __post_init__(self) -> None:
-        if len(self.keys) != IDENTITY_KEY_BYTES * len(self.ids) or len(self.flags) != len(self.ids):
-            raise ValueError(f"a page of {len(self.ids)} customers has {len(self.keys)} key bytes")
-
-    @classmethod
-    def of_rows(cls, rows: Iterable[CustomerRow]) -> CustomerPage:
-        """A page from rows; a key that is not 16 bytes is named, as ``Registry.put`` names it."""
-        ids, keys, flags = [], bytearray(), bytearray()
-        for customer_id, key, service, marketing in rows:
-            if len(key) != IDENTITY_KEY_BYTES:
-                raise ValueError(f"identity key of customer {customer_id!r} is not 16 bytes")
-            ids.append(customer_id)
-            keys += key
-            flags.append(_LIVE | (_SERVICE if service else 0) | (_MARKETING if marketing else 0))
-        return cls(ids, bytes(keys), bytes(flags))
-
-    def rows(self) -> Iterator[CustomerRow]:
-        for index, customer_id in enumerate(self.ids):
-            flag = self.flags[index]
-            key = self.keys[index * IDENTITY_KEY_BYTES : (index + 1) * IDENTITY_KEY_BYTES]
-            yield customer_id, key, bool(flag & _SERVICE), bool(flag & _MARKETING)
-
-
-class Registry:
-    """Every customer HQ sent, in flat buffers indexed by a slot number.
-
-    Slots of removed customers are reused, so the buffers follow the registry's peak size. The
-    identity key stays in ``keys`` only; a ``Customer`` is built on demand for the few callers
-    that need one (rules on a recognised shopper).
-    """
-
-    def __init__(self) -> None:
-        self._slot_of: dict[str, int] = {}
-        self.ids: list[str | None] = []
-        self.keys = bytearray()
-        self.flags = bytearray()
-        self._free: list[int] = []
-
-    def __len__(self) -> int:
-        return len(self._slot_of)
-
-    def __contains__(self, customer_id: object) -> bool:
-        return customer_id in self._slot_of
-
-    def __iter__(self) -> Iterator[str]:
-        """Customer ids, as iterating a dict would give."""
-        return iter(self._slot_of)
-
-    @property
-    def slots(self) -> int:
-        return len(self.ids)
-
-    def slot(self, customer_id: str) -> int | None:
-        return self._slot_of.get(customer_id)
-
-    def get(self, customer_id: str) -> Customer | None:
-        slot = self._slot_of.get(customer_id)
-        return None if slot is None else self._customer(customer_id, slot)
-
-    def resolvable(self, slot: int) -> bool:
-        flags = self.flags[slot]
-        return bool(flags & _LIVE) and bool(flags & (_SERVICE | _MARKETING))
-
-    def key(self, slot: int) -> bytes:
-        return bytes(self.keys[slot * IDENTITY_KEY_BYTES : (slot + 1) * IDENTITY_KEY_BYTES])
-
-    def put(self, customer: Customer) -> int:
-        if len(customer.identity_key) != IDENTITY_KEY_BYTES:
-            raise ValueError(f"identity key of customer {customer.customer_id!r} is not 16 bytes")
-        slot = self._slot_of.get(customer.customer_id)
-        if slot is None:
-            if self._free:
-                slot = self._free.pop()
-                self.ids[slot] = customer.customer_id
-            else:
-                slot = len(self.ids)
-                self.ids.append(customer.customer_id)
-                self.keys.extend(bytes(IDENTITY_KEY_BYTES))
-                self.flags.append(0)
-            self._slot_of[customer.customer_id] = slot
-        self.keys[slot * IDENTITY_KEY_BYTES : (slot + 1) * IDENTITY_KEY_BYTES] = customer.identity_key
-        service = _SERVICE if customer.consent_service else 0
-        self.flags[slot] = _LIVE | service | (_MARKETING if customer.consent_marketing else 0)
-        return slot
-
-    def extend(self, rows: Iterable[CustomerRow]) -> list[str]:
-        """Append many customers at once (a start's load); returns the ids of those who may not be
-        recognised (no consent), whose leftovers the caller drops as ``put`` callers do.
-
-        What ``put`` does per customer, without building a ``Customer`` or looking for a free
-        slot: with the rows read as ``StateStore.customer_rows`` reads them, a million customers'
-        start (``Pipeline`` constructed) takes 1.7-1.9 s here instead of 5.3 s.
-        """
-        slot_of, ids, keys, flags = self._slot_of, self.ids, self.keys, self.flags
-        unresolvable: list[str] = []
-        for customer_id, key, service, marketing in rows:
-            if self._free or customer_id in slot_of or len(key) != IDENTITY_KEY_BYTES:
-                # A reused slot, a repeated id, or a bad key (``put`` raises, naming the customer).
-                self.put(Customer(customer_id, bytes(key), bool(service), bool(marketing)))
-            else:
-                slot_of[customer_id] = len(ids)
-                ids.append(customer_id)
-                keys += key
-                flags.append(_LIVE | (_SERVICE if service else 0) | (_MARKETING if marketing else 0))
-            if not (service or marketing):
-                unresolvable.append(customer_id)
-        return unresolvable
-
-    def extend_page(self, page: CustomerPage) -> list[str]:
-        """``extend`` for a page: appended in C-level bulk operations when no slot is free to
-        reuse and no id is known yet (a start), else row by row as ``extend`` does."""
-        slot_of, first = self._slot_of, len(self.ids)
-        if self._free or not slot_of.keys().isdisjoint(page.ids):
-            return self.extend(page.rows())
-        slot_of.update(zip(page.ids, range(first, first + len(page.ids)), strict=True))
-        if len(slot_of) != first + len(page.ids):  # an id twice within the page: the later wins
-            for customer_id in page.ids:
-                slot_of.pop(customer_id, None)
-            return self.extend(page.rows())
-        self.ids.extend(page.ids)
-        self.keys += page.keys
-        self.flags += page.flags
-        flags, unresolvable, index = page.flags, [], page.flags.find(_LIVE)
-        while index >= 0:  # only the live flag: no consent (a few per hundred at most)
-            unresolvable.append(page.ids[index])
-            index = flags.find(_LIVE, index + 1)
-        return unresolvable
-
-    def remove(self, customer_id: str) -> int | None:
-        slot = self._slot_of.pop(customer_id, None)
-        if slot is None:
-            return None
-        self.ids[slot] = None
-        self.flags[slot] = 0
-        self.keys[slot * IDENTITY_KEY_BYTES : (slot + 1) * IDENTITY_KEY_BYTES] = bytes(IDENTITY_KEY_BYTES)
-        self._free.append(slot)
-        return slot
-
-    def _customer(self, customer_id: str, slot: int) -> Customer:
-        flags = self.flags[slot]
-        return Customer(customer_id, self.key(slot), bool(flags & _SERVICE), bool(flags & _MARKETING))
-
-
-_EMPTY, _DELETED = -1, -2
-_EMPTY_CHUNK = array("i", [_EMPTY]) * 65_536  # what ``TokenTable.clear`` copies, 256 KB at a time
-
-
-class TokenTable:
-    """Token number -> slot for one window: open addressing over two flat arrays.
-
-    A capacity of at least twice the entries keeps probe sequences short (expected ~1.5 reads
-    for a hit, ~2.5 for a miss); a Python dict of the same mapping costs about five times the
-    memory, which at a million customers and three windows is the whole RSS budget.
-    """
-
-    __slots__ = ("_live", "_mask", "_slots", "_tokens", "_used")
-
-    def __init__(self, capacity: int = 1024) -> None:
-        capacity = self.capacity_for(capacity)
-        self._tokens = array("Q", bytes(8 * capacity))
-        self._slots = array("i", [_EMPTY]) * capacity
-        self._mask = capacity - 1
-        self._used = 0  # live entries plus tombstones: what lengthens probes
-        self._live = 0
-
-    def __len__(self) -> int:
-        return self._live
-
-    @property
-    def capacity(self) -> int:
-        return len(self._slots)
-
-    @staticmethod
-    def capacity_for(entries: int) -> int:
-        """The capacity a table for ``entries`` gets (a power of two, at least twice as large)."""
-        return max(1024, 1 << (max(1, entries) - 1).bit_length())
-
-    def clear(self) -> None:
-        """Empty, keeping the arrays: a rotation reuses the window it dropped for the one it
-        builds, instead of 24 MB of fresh memory at a million customers (15 ms of allocation,
-        zeroing and page faults in one slice). Only the slots need resetting: a token is read
-        only where its slot is live."""
-        slots, chunk = self._slots, _EMPTY_CHUNK
-        for start in range(0, len(slots), len(chunk)):
-            slots[start : start + len(chunk)] = chunk[: len(slots) - start]
-        self._used = self._live = 0
-
-    @classmethod
-    def build(cls, tokens: bytes | bytearray, registry: Registry) -> TokenTable:
-        """A table from a batch of AES outputs, 16 bytes per registry slot (token = first 8)."""
-        table = cls(2 * len(registry))
-        table.add_batch(tokens, registry, 0)
-        return table
-
-    def add_batch(self, tokens: bytes | bytearray, registry: Registry, first_slot: int) -> None:
-        """Add the resolvable slots among ``first_slot``.. from AES outputs, 16 bytes per slot.
-
-        The one hot loop of a window build, inlined (a method call per slot costs a third more).
-        """
-        numbers = memoryview(tokens).cast("Q")[::2]
-        count = len(numbers)
-        if 2 * (self._used + count) > len(self._slots):
-            self._rehash(2 * (self._live + count))
-        table_tokens, table_slots, mask = self._tokens, self._slots, self._mask
-        flags = registry.flags[first_slot : first_slot + count]
-        fresh = added = 0
-        for slot, (number, flag) in enumerate(zip(numbers, flags, strict=True), first_slot):
-            if flag & _LIVE and flag & (_SERVICE | _MARKETING):
-                index = number & mask
-                while table_slots[index] >= 0:
-                    index = (index + 1) & mask
-                if table_slots[index] == _EMPTY:
-                    fresh += 1
-                table_tokens[index] = number
-                table_slots[index] = slot
-                added += 1
-        self._used += fresh
-        self._live += added
-
-    def get(self, number: int) -> int | None:
-        tokens, slots, mask = self._tokens, self._slots, self._mask
-        index = number & mask
-        while True:
-            slot = slots[index]
-            if slot == _EMPTY:
-                return None
-            if slot >= 0 and tokens[index] == number:
-                return slot
-            index = (index + 1) & mask
-
-    def add(self, number: int, slot: int) -> None:
-        if 2 * (self._used + 1) > len(self._slots):
-            self._rehash()
-        tokens, slots, mask = self._tokens, self._slots, self._mask
-        index = number & mask
-        while slots[index] >= 0:
-            index = (index + 1) & mask
-        if slots[index] == _EMPTY:
-            self._used += 1
-        tokens[index] = number
-        slots[index] = slot
-        self._live += 1
-
-    def discard(self, number: int, slot: int) -> None:
-        tokens, slots, mask = self._tokens, self._slots, self._mask
-        index = number & mask
-        while slots[index] != _EMPTY:
-            if slots[index] == slot and tokens[index] == number:
-                slots[index] = _DELETED
-                self._live -= 1
-                return
-            index = (index + 1) & mask
-
-    def _rehash(self, capacity: int = 0) -> None:
-        entries = [(t, s) for t, s in zip(self._tokens, self._slots, strict=True) if s >= 0]
-        fresh = TokenTable(capacity or 4 * max(len(entries), 256))
-        for number, slot in entries:
-            fresh.add(number, slot)
-        self._tokens, self._slots, self._mask = fresh._tokens, fresh._slots, fresh._mask
-        self._used = self._live = fresh._live
 
 
 class TokenResolver:

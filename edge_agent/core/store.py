@@ -46,7 +46,7 @@ from edge_agent.core.frames import (
     IBeacon,
     decode_sighting,
 )
-from edge_agent.core.identity import AnonymousHasher, Customer, CustomerPage, Registry, TokenResolver
+from edge_agent.core.identity import AnonymousHasher, TokenResolver
 from edge_agent.core.ids import EventIdFactory
 from edge_agent.core.journey.durable import StateChange
 from edge_agent.core.journey.rules import JourneyRules, Order, VisitOf
@@ -60,6 +60,7 @@ from edge_agent.core.presence import (
     VisitTracker,
     ZoneEntered,
 )
+from edge_agent.core.registry import Customer, CustomerPage, Registry
 from edge_agent.core.settings import AgentConfig
 from edge_agent.core.sighting import Sighting
 from edge_agent.core.tokenclock import TokenClock

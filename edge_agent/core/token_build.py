@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING
 from edge_agent.core.cipher import BLOCK, BlockCipher
 
 if TYPE_CHECKING:  # only for annotations: identity imports this module
-    from edge_agent.core.identity import Registry, TokenTable
+    from edge_agent.core.registry import Registry
+    from edge_agent.core.token_table import TokenTable
 
 TEMPORARY_KEY_PERIOD_EXPONENT = 16  # temporary keys change every 65,536 s
 

@@ -32,8 +32,9 @@ ones (``rotations_unready`` in the tens of thousands a day, arrivals undelivered
 
 from __future__ import annotations
 
-from edge_agent.core.identity import TokenResolver, TokenTable, eid_token, token_number
+from edge_agent.core.identity import TokenResolver, eid_token, token_number
 from edge_agent.core.token_build import WindowBuild
+from edge_agent.core.token_table import TokenTable
 from edge_agent.core.wallclock import TokenEvidence
 
 # A token is remembered per customer to tell when their phone moved to a new window; bounded

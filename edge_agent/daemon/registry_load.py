@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from edge_agent.adapters.aes_worker import AesWorker
-from edge_agent.core.identity import CustomerPage
+from edge_agent.core.registry import CustomerPage
 from edge_agent.core.store import StoreCore
 from edge_agent.storage.state import StateStore
 

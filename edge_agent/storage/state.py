@@ -23,10 +23,10 @@ from edge_agent.core.downlinks import (
     Persistence,
 )
 from edge_agent.core.events import Message
-from edge_agent.core.identity import IDENTITY_KEY_BYTES, Customer, CustomerPage
 from edge_agent.core.journey.durable import StateChange
 from edge_agent.core.journey.rules import Order
 from edge_agent.core.journey.touchpoints import touchpoint
+from edge_agent.core.registry import IDENTITY_KEY_BYTES, Customer, CustomerPage
 from edge_agent.storage.database import Database, names_customer
 
 # How each kind kept in its own tables (Persistence.TABLE) is written.

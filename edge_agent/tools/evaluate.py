@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from edge_agent.adapters.aes_openssl import fastest_cipher
 from edge_agent.core.calibration import REFERENCE_POWER_DBM
 from edge_agent.core.events import FootfallMessage, Message, VisitMessage
-from edge_agent.core.identity import Customer
 from edge_agent.core.ids import EventIdFactory
+from edge_agent.core.registry import Customer
 from edge_agent.core.settings import AgentConfig
 from edge_agent.core.sighting import Sighting
 from edge_agent.core.store import StoreCore

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from edge_agent.core.identity import Customer
+from edge_agent.core.registry import Customer
 from edge_agent.core.sighting import Sighting
 from edge_agent.core.trace import TraceProblem, format_trace_line, read_trace
 from edge_agent.tools.simulate import StoreDaySimulation, TrueVisit

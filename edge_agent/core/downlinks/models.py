@@ -11,7 +11,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from edge_agent.core.identity import IDENTITY_KEY_BYTES
+from edge_agent.core.registry import IDENTITY_KEY_BYTES
 
 Id = Annotated[str, Field(min_length=1, max_length=128)]
 

@@ -24,13 +24,13 @@ from edge_agent.core.events import (
     SuppressedMessage,
     utc,
 )
-from edge_agent.core.identity import Customer
 from edge_agent.core.journey.coupons import IssuedCoupon, IssuedCoupons
 from edge_agent.core.journey.durable import Journal
 from edge_agent.core.journey.guards import NotificationGuard
 from edge_agent.core.journey.outcomes import Outcomes
 from edge_agent.core.journey.templates import Templates
 from edge_agent.core.presence import OpenVisit
+from edge_agent.core.registry import Customer
 from edge_agent.core.settings import RulesSettings
 
 OrderPhase = Literal["arrived", "at_counter", "collected", "counter_wait", "left_uncollected"]

@@ -12,10 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from edge_agent.core.events import Message
-from edge_agent.core.identity import Customer
 from edge_agent.core.journey.acting import Acts
 from edge_agent.core.journey.collection import stay_so_far
 from edge_agent.core.presence import OpenVisit, ZoneStay
+from edge_agent.core.registry import Customer
 from edge_agent.core.settings import AssistSettings
 
 

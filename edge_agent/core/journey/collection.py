@@ -17,9 +17,9 @@ from dataclasses import dataclass
 
 from edge_agent.core.const import STILL_HERE_S
 from edge_agent.core.events import Message
-from edge_agent.core.identity import Customer
 from edge_agent.core.journey.acting import Acts
 from edge_agent.core.presence import OpenVisit
+from edge_agent.core.registry import Customer
 from edge_agent.core.settings import RulesSettings
 
 

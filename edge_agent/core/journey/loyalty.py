@@ -29,10 +29,10 @@ from zoneinfo import ZoneInfo
 
 from edge_agent.core.const import MAX_CHECK_INS
 from edge_agent.core.events import CheckInMessage, Message, NotificationMessage, SuppressedMessage
-from edge_agent.core.identity import Customer
 from edge_agent.core.journey.acting import Acts
 from edge_agent.core.journey.durable import HELD, Journal
 from edge_agent.core.presence import OpenVisit
+from edge_agent.core.registry import Customer
 from edge_agent.core.settings import CheckInSettings
 
 TEMPLATE = "loyalty.check_in"

@@ -48,7 +48,6 @@ from edge_agent.core.events import (
     NotificationMessage,
     PurchaseMessage,
 )
-from edge_agent.core.identity import Customer
 from edge_agent.core.ids import EventIdFactory
 from edge_agent.core.journey.acting import Acts
 from edge_agent.core.journey.assist import AssistWatch
@@ -59,6 +58,7 @@ from edge_agent.core.journey.guards import NotificationGuard
 from edge_agent.core.journey.loyalty import CheckIns
 from edge_agent.core.journey.queue import QueueWatch
 from edge_agent.core.presence import OpenVisit
+from edge_agent.core.registry import Customer
 from edge_agent.core.settings import RulesSettings
 
 __all__ = ["JOURNEY_RULES", "JourneyRules", "Order", "VisitOf"]  # Order: the store core's import
