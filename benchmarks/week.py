@@ -391,6 +391,7 @@ def _run(workdir: Path, broker: Mosquitto, synced: bool) -> dict[str, Any]:  # n
                     "bare_commit_p99_ms": _percentile(commits, 0.99),
                     "rotations_unready": service.pipeline.core.token_tables["rotations_unready"]
                     - unready_before,
+                    "far_windows_built": service.pipeline.core.token_tables["far_windows_built"],
                     "queue_depth": service.pipeline.outbox.depth(),
                 }
             )

@@ -9,7 +9,7 @@ the live ones, at most one per tick. A token found there is evidence only: the s
 anonymous until the judge has corrected the clock, and then resolves in the ordinary way.
 
 Looking far costs one AES block per customer per window (about as long as a rotation's rebuild,
-seconds at a million customers) and a table as large as a live one (48 MB at a million), so it is
+seconds at a million customers) and a table as large as a live one (25 MB at a million), so it is
 bounded three ways:
 
 - it starts only while the caller says the clock is suspect (not NTP-synchronised), the window

@@ -88,8 +88,9 @@ class Service:
         )
         self.agent = assemble(config, clock, Broker.of(config), wiring, tables_in_slices=True)
         # What the start loaded stays for the process's life (a million customers' ids and the
-        # containers holding them): out of the collector's sight, a full collection no longer
-        # walks them, which at a million customers took 60 ms of the main loop (gc.freeze).
+        # containers holding them): out of the collector's sight (gc.freeze), a full collection
+        # no longer walks them. Measured with a million customers' registry held: 22-24 ms per
+        # full collection before, under 0.1 ms after; one in a busy day's main loop took 60 ms.
         gc.freeze()
         self.database = self.agent.database
         self.pipeline = self.agent.pipeline
