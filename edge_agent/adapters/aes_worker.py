@@ -29,7 +29,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Sequence
-from typing import BinaryIO, Protocol, cast
+from typing import IO, BinaryIO, Protocol, cast
 
 from edge_agent.core.cipher import BLOCK, BlockCipher
 
@@ -59,8 +59,8 @@ class AesWorker:
         if self._broken or stdin is None or len(keys) % BLOCK:
             return False
         try:
-            stdin.write(_HEADER.pack(len(keys) // BLOCK, len(blocks)) + b"".join(blocks))
-            stdin.write(keys)
+            _write_all(stdin, _HEADER.pack(len(keys) // BLOCK, len(blocks)) + b"".join(blocks))
+            _write_all(stdin, keys)
         except OSError:  # BrokenPipeError: the child died
             self._broken = True
             return False
@@ -117,6 +117,16 @@ def start_worker() -> AesWorker | None:
 
 class _Readable(Protocol):
     def readinto(self, buffer: memoryview, /) -> int | None: ...
+
+
+def _write_all(stream: IO[bytes], data: bytes | bytearray) -> None:
+    """An unbuffered pipe's write may take only part of a large buffer: write the rest too."""
+    view = memoryview(data)
+    while view:
+        written = stream.write(view)
+        if not written:
+            raise OSError("the AES worker's pipe took nothing")
+        view = view[written:]
 
 
 def _read_exactly(stream: _Readable, size: int) -> bytearray | None:
