@@ -429,3 +429,30 @@ def test_receivers_never_overrule_the_phones() -> None:
     assert judge.tokens(evidence) == 0.0
     assert judge.receivers({"a": 3600.0, "b": 3600.2}, configured=2) == 0.0
     assert judge.offset == T0 - 100.0
+
+
+def test_what_the_phones_said_before_ntp_stepped_the_clock_does_not_distrust_it_after(tmp_path: Path) -> None:
+    """A box boots 3 h behind; with 9 h windows its customers still resolve, but three of them
+    were heard in the window after the box's, so the phones disagree with the box clock. NTP then
+    steps it forward 3 h and synchronises it: the phones' bounds were measured against the old
+    time and must not keep the right clock untrusted (seen in CI: the fault row for this boot
+    failed whenever a window boundary fell within the 3 h)."""
+    k, window = 15, 1 << 15
+    truth = float(((int(T0) >> k) + 1) * window + 600)  # true time: 10 min into a window
+    manual = ManualClock(wall=truth - 3 * 3600, monotonic=1000.0)  # the box: in the window before
+    synced = [False]
+    settings = make_config(tmp_path, clock={"sync_source": "none"}).clock
+    timekeeper = Timekeeper(settings, manual.clock, synced=lambda: synced[0])
+    tokens = TokenClock(k, 1, search_windows=0)
+    for customer in ("c1", "c2", "c3"):
+        tokens.evidence.heard(customer, int(truth) >> k, timekeeper.now())
+    timekeeper.check(tokens)
+    assert not timekeeper.state().trusted  # the phones say the box is off
+    manual.wall += 3 * 3600  # NTP steps the clock and says it is synchronised
+    synced[0] = True
+    steps = [timekeeper.check(tokens) for _ in range(2)]  # a step is believed on the next reading
+    assert round(sum(steps)) == 3 * 3600
+    state = timekeeper.state()
+    assert state.synced
+    assert state.trusted, state
+    assert state.alarm is None

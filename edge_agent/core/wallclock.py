@@ -196,7 +196,10 @@ class ClockJudge:
             if reading.synced and not was_synced:
                 self._synchronised()  # may drop a correction: that is a step of agent time
             delta = self.offset - before
-            return delta if abs(delta) > self._tolerance else 0.0
+            if abs(delta) <= self._tolerance:
+                return 0.0
+            self._time_moved()
+            return delta
         if self._unconfirmed is None or abs(system - self._unconfirmed) > self._tolerance:
             # A step is believed when the next reading agrees (as ntpd waits out its stepout
             # before stepping): one stray reading (a clock being set while it is read) must not
@@ -212,7 +215,16 @@ class ClockJudge:
             self._synchronised()  # NTP stepped it: the new time is the right one
         else:
             self._j.stepped_unconfirmed = True
+        self._time_moved()
         return self.offset - before
+
+    def _time_moved(self) -> None:
+        """Agent time stepped: what the phones' tokens said was measured against the time before
+        (each bound is a window minus the box time it was heard at), so it says nothing of the
+        time now. Kept, the estimate of a box that booted 3 h behind went on disagreeing with the
+        clock NTP had just set right, and the clock stayed untrusted. The caller clears the
+        evidence (``TokenClock.forget_evidence``) when this returns a step."""
+        self._j.token_estimate, self._j.token_customers = None, 0
 
     def _synchronised(self) -> None:
         """NTP vouches for the system clock: drop any correction from other evidence."""
