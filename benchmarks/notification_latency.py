@@ -14,14 +14,13 @@ from __future__ import annotations
 import hashlib
 import json
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from benchmarks.hq_subscriber import HqSubscriber
 from edge_agent.core.const import EDDYSTONE_SERVICE_UUID
 from edge_agent.core.events import FootfallMessage, utc
 from edge_agent.core.frames import EddystoneEid, encode_eddystone_eid
@@ -31,28 +30,6 @@ from edge_agent.core.validation import config_from_mapping
 from edge_agent.daemon.service import Service
 from tests.conftest import Mosquitto
 
-_HQ_SUBSCRIBER = r"""
-import json, sys, time
-import paho.mqtt.client as mqtt
-host, port, log, client_id, topic = sys.argv[1:6]
-out = open(log, "w", buffering=1)
-def on_message(client, userdata, message):
-    arrived = time.time()
-    try:
-        payload = json.loads(message.payload)
-        if payload.get("audience") == "customer":
-            out.write(f"{arrived:.6f} {payload['data']['order_id']}\n")
-    except (ValueError, KeyError):
-        pass
-def on_subscribe(client, userdata, mid, reason_codes, properties):
-    print("subscribed", flush=True)
-client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
-client.on_message = on_message
-client.on_subscribe = on_subscribe
-client.connect(host, int(port))
-client.subscribe(topic, qos=1)
-client.loop_forever()
-"""
 ARRIVALS = 1000
 SPACING_S = 0.02
 BACKLOG = 100_000
@@ -103,26 +80,13 @@ def _run(
         ]  # fmt: skip
         service.pipeline.outbox.add(filler, now)
 
-    # HQ listens from a process of its own: in this one, its paho thread took the GIL from the
-    # agent's threads (benchmarks/latency_tail.py measured broker-stage stalls of 25-55 ms while
-    # this process kept a core busy), a cost of the benchmark, not of the store.
-    arrivals_log = workdir / f"hq-{backlog}.log"
-    hq = subprocess.Popen(
-        [sys.executable, "-c", _HQ_SUBSCRIBER, broker.host, str(broker.port), str(arrivals_log),
-         f"hq-lat-{backlog}", "retail/v1/stores/lat/notifications"],
-        stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    assert hq.stdout is not None
-    if hq.stdout.readline().strip() != "subscribed":
-        raise RuntimeError("the HQ subscriber did not subscribe")
+    # HQ listens from a process of its own (benchmarks/hq_subscriber.py).
+    hq = HqSubscriber(
+        broker, workdir / f"hq-{backlog}.log", f"hq-lat-{backlog}", "retail/v1/stores/lat/notifications"
+    )
 
     def received() -> dict[str, float]:
-        heard: dict[str, float] = {}
-        for line in arrivals_log.read_text().splitlines() if arrivals_log.exists() else []:
-            stamp, _, order_id = line.partition(" ")
-            if order_id:
-                heard.setdefault(order_id, float(stamp))
-        return heard
+        return {order_id: heard.wall for order_id, heard in hq.received().items()}
 
     sent: dict[str, float] = {}
     if instrument is not None:
@@ -147,8 +111,7 @@ def _run(
         backlog_left = service.pipeline.outbox.depth()
     finally:
         service.stop(5)
-        hq.kill()
-        hq.wait()
+        hq.stop()
     heard = received()
     latencies = sorted(1000 * (heard[o] - sent[o]) for o in heard if o in sent)
     return {

@@ -45,6 +45,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from benchmarks.hq_subscriber import HqSubscriber
 from edge_agent.core.clock import Clock
 from edge_agent.core.const import EDDYSTONE_SERVICE_UUID
 from edge_agent.core.frames import EddystoneEid, encode_eddystone_eid
@@ -86,32 +87,6 @@ while True:
     if n % 1000 == 0:
         conn.execute("DELETE FROM t")
     time.sleep(float(sys.argv[3]))
-"""
-
-
-_HQ_SUBSCRIBER = r"""
-import json, sys, time
-from datetime import datetime
-import paho.mqtt.client as mqtt
-host, port, log, topic = sys.argv[1:5]
-out = open(log, "w", buffering=1)
-def on_message(client, userdata, message):
-    arrived = time.perf_counter()
-    try:
-        payload = json.loads(message.payload)
-        if payload.get("template") == "cnc.arrival.customer":
-            ts = datetime.fromisoformat(payload["ts"].replace("Z", "+00:00")).timestamp()
-            out.write(f"{arrived:.6f} {payload['data']['order_id']} {ts:.6f}\n")
-    except (ValueError, KeyError):
-        pass
-def on_subscribe(client, userdata, mid, reason_codes, properties):
-    print("subscribed", flush=True)
-client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="hq-week", protocol=mqtt.MQTTv5)
-client.on_message = on_message
-client.on_subscribe = on_subscribe
-client.connect(host, int(port))
-client.subscribe(topic, qos=1)
-client.loop_forever()
 """
 
 
@@ -294,26 +269,13 @@ def _run(workdir: Path, broker: Mosquitto, synced: bool) -> dict[str, Any]:  # n
         warp.wall(),
     )
 
-    # HQ listens from a process of its own (see notification_latency), stamping arrivals with
+    # HQ listens from a process of its own (benchmarks/hq_subscriber.py), stamping arrivals with
     # perf_counter: CLOCK_MONOTONIC, the same in every process, as the warp clock's real time.
-    arrivals_log = workdir / "hq.log"
-    hq = subprocess.Popen(
-        [sys.executable, "-c", _HQ_SUBSCRIBER, broker.host, str(broker.port), str(arrivals_log),
-         f"{prefix}/notifications"],
-        stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    assert hq.stdout is not None
-    if hq.stdout.readline().strip() != "subscribed":
-        raise RuntimeError("the HQ subscriber did not subscribe")
+    hq = HqSubscriber(broker, workdir / "hq.log", "hq-week", f"{prefix}/notifications")
 
     def received() -> dict[str, tuple[float, float]]:
         """Order id -> (real arrival, simulated ts of the notification)."""
-        heard: dict[str, tuple[float, float]] = {}
-        for line in arrivals_log.read_text().splitlines() if arrivals_log.exists() else []:
-            parts = line.split()
-            if len(parts) == 3:
-                heard.setdefault(parts[1], (float(parts[0]), float(parts[2])))
-        return heard
+        return {o: (h.monotonic, h.ts) for o, h in hq.received("cnc.arrival.customer").items()}
 
     probe_log = workdir / "probe.log"
     probe = subprocess.Popen(
@@ -403,8 +365,7 @@ def _run(workdir: Path, broker: Mosquitto, synced: bool) -> dict[str, Any]:  # n
                 warp.set_rate(RATE)
     finally:
         service.stop(10)
-        hq.kill()
-        hq.wait()
+        hq.stop()
         probe.kill()
         probe.wait()
     return {
