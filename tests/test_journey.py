@@ -23,7 +23,11 @@ T0 = 1_764_000_000.0  # 2025-11-24 17:00 in Rome: inside opening hours
 ZONES = ("entrance", "shop", "counter")
 
 
-def _config(**rules: Any) -> Any:
+def _config(
+    presence: dict[str, Any] | None = None, footfall: dict[str, Any] | None = None, **rules: Any
+) -> Any:
+    """The three-zone store the journey tests walk through (entrance, shop, counter), its
+    ``presence`` and ``footfall`` sections and its ``rules`` overridden where a test says."""
     return config_from_mapping(
         {
             "store": {"id": "s1", "timezone": "Europe/Rome", "entrance_zone": "entrance"},
@@ -33,7 +37,8 @@ def _config(**rules: Any) -> Any:
                 {"id": "counter"},
             ],
             "receivers": [{"id": z, "zone": z} for z in ZONES],
-            "presence": {"absence_timeout_s": 60, "zone_min_s": 2},
+            "presence": presence or {"absence_timeout_s": 60, "zone_min_s": 2},
+            **({"footfall": footfall} if footfall else {}),
             "rules": {"click_and_collect": {"pickup_zone": "counter"}, **rules},
         }
     )

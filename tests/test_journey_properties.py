@@ -17,36 +17,24 @@ from edge_agent.core.downlinks import parse_downlink
 from edge_agent.core.events import CheckInMessage, Message, NotificationMessage
 from edge_agent.core.ids import EventIdFactory
 from edge_agent.core.store import StoreCore
-from edge_agent.core.validation import config_from_mapping
 from tests.helpers import KEYS, app_sighting, phone_sighting
+from tests.test_journey import ZONES
+from tests.test_journey import _config as journey_config
 
 T0 = 1_764_000_000.0  # 17:00 in Rome
-ZONES = ("entrance", "shop", "counter")
 CUSTOMERS = ("c1", "c2", "c3")
 MARKETING = {"shelf.location", "post_purchase.thanks", "loyalty.check_in"}
 GUARDS = {"max_per_visit": 2, "max_per_day": 3, "min_gap_s": 30, "quiet_hours_start": "21:00",
           "quiet_hours_end": "08:00"}  # fmt: skip
-CONFIG = config_from_mapping(
-    {
-        "store": {"id": "s1", "timezone": "Europe/Rome", "entrance_zone": "entrance"},
-        "zones": [
-            {"id": "entrance", "adjacent": ["shop"]},
-            {"id": "shop", "adjacent": ["counter"]},
-            {"id": "counter"},
-        ],
-        "receivers": [{"id": z, "zone": z} for z in ZONES],
-        "presence": {"absence_timeout_s": 30, "zone_min_s": 1},
-        "footfall": {"interval_s": 300},
-        "rules": {
-            "click_and_collect": {"pickup_zone": "counter"},
-            "counter_wait": {"after_s": 5, "repeat_s": 5},
-            "assist": {"zones": ["shop"], "after_s": 5},
-            "queue": {"zones": ["counter"], "above": 2, "clear_at": 0, "for_s": 3},
-            "check_in": {"enabled": True, "coupon_prefix": "CHK", "coupon_valid_s": 600},
-            "shelf_location": {"outcome_window_s": 60},
-            "guards": GUARDS,
-        },
-    }
+CONFIG = journey_config(
+    presence={"absence_timeout_s": 30, "zone_min_s": 1},
+    footfall={"interval_s": 300},
+    counter_wait={"after_s": 5, "repeat_s": 5},
+    assist={"zones": ["shop"], "after_s": 5},
+    queue={"zones": ["counter"], "above": 2, "clear_at": 0, "for_s": 3},
+    check_in={"enabled": True, "coupon_prefix": "CHK", "coupon_valid_s": 600},
+    shelf_location={"outcome_window_s": 60},
+    guards=GUARDS,
 )
 
 

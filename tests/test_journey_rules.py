@@ -13,7 +13,6 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from edge_agent.core.trace import format_trace_line
-from edge_agent.core.validation import config_from_mapping
 from tests.helpers import phone_sighting
 from tests.test_journey import (
     OFFERS,
@@ -29,25 +28,13 @@ from tests.test_journey import (
     _run,
     _walk,
 )
+from tests.test_journey import _config as journey_config
 
 ROME = ZoneInfo("Europe/Rome")
 
 
 def _config(**rules: Any) -> Any:
-    return config_from_mapping(
-        {
-            "store": {"id": "s1", "timezone": "Europe/Rome", "entrance_zone": "entrance"},
-            "zones": [
-                {"id": "entrance", "adjacent": ["shop"]},
-                {"id": "shop", "adjacent": ["counter"]},
-                {"id": "counter"},
-            ],
-            "receivers": [{"id": z, "zone": z} for z in ZONES],
-            "presence": {"absence_timeout_s": 60, "zone_min_s": 2},
-            "footfall": {"interval_s": 60},
-            "rules": {"click_and_collect": {"pickup_zone": "counter"}, **rules},
-        }
-    )
+    return journey_config(footfall={"interval_s": 60}, **rules)
 
 
 def _ts(message: dict[str, Any], key: str = "ts") -> float:
