@@ -272,3 +272,20 @@ def test_a_page_load_registers_exactly_what_a_row_load_does() -> None:
         assert by_pages.resolve(token, NOW) == by_rows.resolve(token, NOW)
     with pytest.raises(ValueError, match="'short'"):
         CustomerPage.of_rows([("short", b"\x01" * 15, 1, 0)])
+
+
+def test_a_page_that_replaces_a_customer_below_a_build_under_way_is_patched_into_it() -> None:
+    """Pages go straight into the registry's buffers only while nothing is built: once a build
+    has covered a slot, a page replacing that customer's key must reach the build, or the window
+    keeps the old token and the customer stops resolving."""
+    resolver = TokenResolver(K, 1, cipher=fastest_cipher(), sliced=True)
+    resolver.load_pages([CustomerPage.of_rows([(f"c{n}", bytes([n + 1]) * 16, 1, 0) for n in range(100)])])
+    resolver.advance(NOW)
+    resolver.precompute(50)  # the window of now covers slots 0..49 and is not done
+    new_key = bytes([200]) * 16
+    resolver.load_pages([CustomerPage.of_rows([("c5", new_key, 1, 0), ("c100", bytes([201]) * 16, 1, 0)])])
+    while resolver.precompute():
+        pass
+    assert resolver.resolve(eid_token(new_key, K, NOW), NOW) == "c5"
+    assert resolver.resolve(eid_token(bytes([6]) * 16, K, NOW), NOW) is None  # the old key
+    assert resolver.resolve(eid_token(bytes([201]) * 16, K, NOW), NOW) == "c100"

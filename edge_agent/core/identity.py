@@ -144,13 +144,9 @@ class TokenResolver:
 
     def load(self, rows: Iterable[CustomerRow]) -> list[str]:
         """Add many customers (a start's registry); returns the ids of those who may not be
-        recognised, as ``Registry.extend``.
-
-        While no window is built, queued or has temporary keys (a start, or after ``clear``),
-        there is nothing to patch, so the rows go straight into the registry's buffers; the
-        windows are then built from them in slices. Otherwise each row is a ``put``.
-        """
-        if not (self._tables or self._queue or self._temporary):
+        recognised, as ``Registry.extend``. In bulk while nothing is built
+        (``_nothing_to_patch``), else a ``put`` per row."""
+        if self._nothing_to_patch:
             return self.registry.extend(rows)
         unresolvable = []
         for customer_id, key, service, marketing in rows:
@@ -161,17 +157,24 @@ class TokenResolver:
         return unresolvable
 
     def load_pages(self, pages: Iterable[CustomerPage]) -> list[str]:
-        """``load`` for pages (``StateStore.customer_pages``), in bulk while nothing is built.
-
-        Appending needs no patch of a build under way (new slots are above every cursor), so
-        only a complete table or period of temporary keys sends a page through ``load``."""
+        """``load`` for pages (``StateStore.customer_pages``)."""
         unresolvable: list[str] = []
         for page in pages:
-            if not (self._tables or self._temporary):
+            if self._nothing_to_patch:
                 unresolvable += self.registry.extend_page(page)
             else:
                 unresolvable += self.load(page.rows())
         return unresolvable
+
+    @property
+    def _nothing_to_patch(self) -> bool:
+        """Whether customers may go straight into the registry's buffers: no window built, no
+        period's temporary keys, and no build past its first slot (a start, or after ``clear``;
+        windows queued at start are fine, as appended slots lie above every cursor). The windows
+        are then built from the buffers in slices."""
+        return not (self._tables or self._temporary) and all(
+            build is None or build.cursor == 0 for build in self._queue.values()
+        )
 
     def take_precomputed(
         self, window: int, first_slot: int, ids: list[str],
