@@ -59,9 +59,9 @@ class Timekeeper:
         with self._lock:
             steps_before = self._judge.state().steps
             step = self._judge.check(self._read())
-            if step and token_clock is not None:
-                token_clock.forget_evidence()  # measured against the time before the step
             if token_clock is not None:
+                if step:
+                    token_clock.forget_evidence()  # measured against the time before the step
                 token_step = self._judge.tokens(token_clock.evidence)
                 if token_step:
                     token_clock.forget_evidence()
